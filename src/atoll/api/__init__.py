@@ -1,0 +1,1 @@
+"""REST API /api/v1: one router per resource, problem+json errors, cursor pagination."""

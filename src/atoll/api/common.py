@@ -1,0 +1,125 @@
+"""Helpers shared by the routers: the access tag every route carries, and row → body converters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query
+
+from atoll.domain import auth, members
+from atoll.domain.access import ROLE_IDS, Action, ResourceType
+from atoll.domain.catalog import availability
+from atoll.domain.tenancy import restrictions_of
+from atoll.domain.validation import format_duration
+from atoll.api import schemas as s
+from atoll.runtime.inventory import Inventory
+from atoll.store.models import AccessBinding, ApiToken, Community, Configuration, Invite, Project
+from sqlalchemy.orm import Session
+
+ACTION_KEY = "x-atoll-action"
+PUBLIC = "public"  # no sign-in needed
+SELF = "self"  # any signed-in user, acting on their own account
+
+
+def act(action: Action | str) -> dict[str, Any]:
+    """Declare the action a route performs; the role-matrix test reads it from the OpenAPI."""
+    return {ACTION_KEY: action.value if isinstance(action, Action) else action}
+
+
+PageSize = Query(100, alias="pageSize", ge=1, le=1000)
+PageToken = Query(None, alias="pageToken")
+
+
+def token_out(tok: ApiToken) -> s.TokenOut:
+    return s.TokenOut.model_validate(
+        {**{k: getattr(tok, k) for k in ("id", "name", "prefix", "created_at", "expires_at", "last_used_at")},
+         "state": auth.token_state(tok)}
+    )
+
+
+def project_out(p: Project) -> s.ProjectOut:
+    return s.ProjectOut(
+        id=p.id,
+        community_id=p.community_id,
+        name=p.name,
+        description=p.description,
+        labels=p.labels or {},
+        settings=s.ProjectSettings(
+            default_configuration=p.default_configuration,
+            vm_inactivity_timeout=format_duration(p.vm_inactivity_timeout_s),
+            stale_exec_timeout_mode=p.stale_exec_timeout_mode,
+            ide=p.ide,
+        ),
+        created_at=p.created_at,
+        created_by_id=p.created_by,
+    )
+
+
+def limits_out(p: Project) -> s.ProjectLimits:
+    return s.ProjectLimits(
+        balance=p.balance, max_units_per_hour=p.max_units_per_hour, max_units_per_execution=p.max_units_per_execution
+    )
+
+
+def community_out(c: Community) -> s.CommunityOut:
+    return s.CommunityOut.model_validate(c)
+
+
+def restrictions_out(c: Community) -> s.Restrictions:
+    return s.Restrictions.model_validate(restrictions_of(c))
+
+
+def binding_out(db: Session, b: AccessBinding) -> s.AccessBindingOut:
+    return s.AccessBindingOut(
+        id=b.id,
+        resource_type=b.resource_type,
+        resource_id=b.resource_id,
+        subject_type=b.subject_type,
+        subject_id=b.subject_id,
+        subject_name=members.subject_name(db, b),
+        role=b.role,
+        role_id=ROLE_IDS.get((ResourceType(b.resource_type), b.role), b.role),
+        created_at=b.created_at,
+    )
+
+
+def invite_out(inv: Invite) -> s.InviteOut:
+    return s.InviteOut(
+        id=inv.id,
+        resource_type=inv.resource_type,
+        resource_id=inv.resource_id,
+        role=inv.role,
+        expires_at=inv.expires_at,
+        max_uses=inv.max_uses,
+        uses=inv.uses,
+        state=members.invite_state(inv),
+        created_at=inv.created_at,
+    )
+
+
+def configuration_out(
+    cfg: Configuration, inv: Inventory, overcommit: float, community: Community | None = None
+) -> s.ConfigurationOut:
+    av = availability(cfg, inv, overcommit)
+    allowed = None
+    if community is not None:
+        allowed_list = restrictions_of(community)["allowedConfigurations"]
+        allowed = allowed_list is None or cfg.name in allowed_list
+    return s.ConfigurationOut(
+        name=cfg.name,
+        description=cfg.description,
+        vcpu=cfg.vcpu,
+        ram_gb=cfg.ram_gb,
+        gpu_count=cfg.gpu_count,
+        gpu_type=cfg.gpu_type,
+        vram_gb=cfg.vram_gb,
+        units_per_second=cfg.units_per_second,
+        async_units_per_second=cfg.async_units_per_second,
+        units_per_hour=cfg.units_per_second * 3600,
+        platform=cfg.platform,
+        access_tier=cfg.access_tier,
+        enabled=cfg.enabled,
+        available=av.available,
+        availability_reason=av.reason,
+        allowed=allowed,
+    )

@@ -1,0 +1,92 @@
+"""Per-request context: database session, the authenticated caller, CSRF for cookie sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from atoll.domain import auth
+from atoll.domain.access import Principal, load_principal
+from atoll.domain.errors import Forbidden, Unauthenticated
+from atoll.runtime.inventory import Inventory
+from atoll.settings import Settings
+from atoll.store.db import Database
+from atoll.store.models import WebSession
+
+SESSION_COOKIE = "atoll_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T")
+
+
+@dataclass
+class Ctx:
+    db: Session
+    settings: Settings
+    principal: Principal | None
+    web_session: WebSession | None
+    request: Request
+
+    @property
+    def me(self) -> Principal:
+        if self.principal is None:
+            raise Unauthenticated("sign in or pass an API token (Authorization: Bearer …)")
+        return self.principal
+
+    @property
+    def inventory(self) -> Inventory:
+        inv: Inventory = self.request.app.state.inventory()
+        return inv
+
+    def commit(self, value: T) -> T:
+        """Commit the unit of work and hand back `value` (the response body)."""
+        self.db.commit()
+        return value
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    return None
+
+
+def identify(db: Session, request: Request) -> tuple[Principal | None, WebSession | None]:
+    """Who is calling: a bearer token, else a session cookie (which then needs CSRF on writes)."""
+    token = _bearer(request)
+    if token is not None:
+        user = auth.user_from_token(db, token)
+        if user is None:
+            raise Unauthenticated("the API token is unknown, expired or revoked")
+        db.commit()  # last-used stamp
+        return load_principal(db, user), None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        found = auth.session_from_cookie(db, cookie)
+        if found is not None:
+            ws, user = found
+            return load_principal(db, user), ws
+    return None, None
+
+
+def get_ctx(request: Request) -> Iterator[Ctx]:
+    database: Database = request.app.state.db
+    db = database.session()
+    try:
+        principal, ws = identify(db, request)
+        if ws is not None and request.method not in SAFE_METHODS:
+            presented = request.headers.get(CSRF_HEADER)
+            if not auth.csrf_matches(ws, presented):
+                raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie-authenticated request")
+        yield Ctx(db=db, settings=request.app.state.settings, principal=principal, web_session=ws, request=request)
+    finally:
+        db.rollback()
+        db.close()
+
+
+CtxDep = Annotated[Ctx, Depends(get_ctx)]

@@ -1,0 +1,72 @@
+"""RFC 9457 problem+json for every error, naming the field at fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from atoll.domain.errors import DomainError
+
+PROBLEM = "application/problem+json"
+
+
+def problem(
+    status: int, title: str, detail: str, *, instance: str = "", errors: list[dict[str, str]] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://atoll.dev/problems/{title.lower().replace(' ', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(x) for x in loc if x not in ("body", "query", "path", "header", "cookie")]
+    out = ""
+    for p in parts:
+        if p.isdigit():
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + p
+    return out or "body"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err.get("msg", "invalid"))
+    if err.get("type") == "extra_forbidden":
+        return "unknown field"
+    if err.get("type") == "missing":
+        return "is required"
+    return msg.removeprefix("Value error, ")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        return problem(exc.status, exc.title, exc.detail, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field(tuple(e.get("loc", ()))), "message": _message(e)} for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "Invalid input", detail, instance=request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
+        title = titles.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        return problem(exc.status_code, title, detail, instance=request.url.path)

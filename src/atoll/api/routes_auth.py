@@ -1,0 +1,134 @@
+"""Sign-in, the caller's own account, personal API tokens, users."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from atoll.api import schemas as s
+from atoll.api.common import PUBLIC, SELF, PageSize, PageToken, act, token_out
+from atoll.api.deps import SESSION_COOKIE, CtxDep
+from atoll.api.pagination import page
+from atoll.domain import access, auth, members
+from atoll.domain.access import Action, ResourceType
+from atoll.store.models import AccessBinding, ApiToken, Organization, User
+
+router = APIRouter()
+
+
+def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int) -> None:
+    response.set_cookie(
+        SESSION_COOKIE, raw, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
+    )
+
+
+def cookie_secure(ctx_settings_value: str, scheme: str) -> bool:
+    if ctx_settings_value == "auto":
+        return scheme == "https"
+    return ctx_settings_value.lower() in ("1", "true", "yes")
+
+
+@router.post("/auth/sessions", response_model=s.SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
+def sign_in(body: s.SignIn, ctx: CtxDep, response: Response) -> s.SessionOut:
+    """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
+    user = auth.authenticate(ctx.db, body.username, body.password)
+    new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
+    secure = cookie_secure(ctx.settings.cookie_secure, ctx.request.url.scheme)
+    set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
+    return ctx.commit(
+        s.SessionOut(user=s.UserOut.model_validate(user), csrf_token=new.csrf_token, expires_at=new.session.expires_at)
+    )
+
+
+@router.delete("/auth/sessions/current", status_code=204, openapi_extra=act(SELF), tags=["auth"])
+def sign_out(ctx: CtxDep, response: Response) -> None:
+    ctx.me  # noqa: B018 - requires a signed-in caller
+    if ctx.web_session is not None:
+        auth.end_session(ctx.db, ctx.web_session)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    ctx.commit(None)
+
+
+@router.post("/auth/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"])
+def token_login(body: s.TokenLogin, ctx: CtxDep) -> s.NewTokenOut:
+    """Trade a username and password for a personal API token (used by `atoll login`)."""
+    user = auth.authenticate(ctx.db, body.username, body.password)
+    tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
+    return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
+
+
+@router.get("/users/me", response_model=s.UserOut, openapi_extra=act(SELF), tags=["users"])
+def whoami(ctx: CtxDep) -> s.UserOut:
+    return s.UserOut.model_validate(ctx.me.user)
+
+
+@router.put("/users/me/password", status_code=204, openapi_extra=act(SELF), tags=["users"])
+def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
+    auth.change_password(ctx.db, ctx.me.user, body.current_password, body.new_password)
+    ctx.commit(None)
+
+
+@router.get("/tokens", response_model=s.Page[s.TokenOut], openapi_extra=act(SELF), tags=["tokens"])
+def list_tokens(ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken) -> s.Page[s.TokenOut]:
+    q = select(ApiToken).where(ApiToken.user_id == ctx.me.user.id)
+    rows, nxt = page(ctx.db, q, ApiToken, page_size, page_token)
+    return s.Page(items=[token_out(t) for t in rows], next_page_token=nxt)
+
+
+@router.post("/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"])
+def create_token(body: s.TokenCreate, ctx: CtxDep) -> s.NewTokenOut:
+    tok, raw = auth.create_token(ctx.db, ctx.me.user, body.name, body.expires_in_days)
+    return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
+
+
+@router.delete("/tokens/{token_id}", response_model=s.TokenOut, openapi_extra=act(SELF), tags=["tokens"])
+def revoke_token(token_id: str, ctx: CtxDep) -> s.TokenOut:
+    return ctx.commit(token_out(auth.revoke_token(ctx.db, ctx.me.user, token_id)))
+
+
+@router.get("/users", response_model=s.Page[s.UserOut], openapi_extra=act(SELF), tags=["users"])
+def list_users(
+    ctx: CtxDep,
+    organization_id: str | None = None,
+    page_size: int = PageSize,
+    page_token: str | None = PageToken,
+) -> s.Page[s.UserOut]:
+    """Admins see every account; others see the members of their organizations."""
+    users = members.list_users(ctx.db, ctx.me, organization_id)
+    ids = [u.id for u in users]
+    rows, nxt = page(ctx.db, select(User).where(User.id.in_(ids)), User, page_size, page_token)
+    return s.Page(items=[s.UserOut.model_validate(u) for u in rows], next_page_token=nxt)
+
+
+@router.post("/users", response_model=s.UserOut, status_code=201, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["users"])
+def create_user(body: s.UserCreate, ctx: CtxDep) -> s.UserOut:
+    access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
+    org = None
+    if body.organization_id:
+        org = ctx.db.get(Organization, body.organization_id) or ctx.db.scalar(
+            select(Organization).where(Organization.name == body.organization_id)
+        )
+        if org is None:
+            from atoll.domain.errors import Invalid
+
+            raise Invalid(f"organization {body.organization_id!r} not found", field="organizationId")
+    user = auth.create_user(
+        ctx.db,
+        username=body.username,
+        password=body.password,
+        email=body.email,
+        display_name=body.display_name,
+        is_admin=body.is_admin,
+    )
+    if org is not None:
+        ctx.db.add(
+            AccessBinding(
+                resource_type=ResourceType.ORGANIZATION.value,
+                resource_id=org.id,
+                subject_type="user",
+                subject_id=user.id,
+                role="member",
+                created_by=ctx.me.user.id,
+            )
+        )
+    return ctx.commit(s.UserOut.model_validate(user))

@@ -1,0 +1,79 @@
+"""Build the ASGI app from Settings: migrate, seed, mount API, web UI and static assets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from atoll import __version__
+from atoll.api import problems
+from atoll.api.routes_access import router as access_router
+from atoll.api.routes_auth import router as auth_router
+from atoll.api.routes_catalog import router as catalog_router
+from atoll.api.routes_tenancy import router as tenancy_router
+from atoll.domain import catalog
+from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
+from atoll.runtime import inventory
+from atoll.settings import Settings
+from atoll.store.db import Database
+from atoll.store.migrate import upgrade
+
+log = logging.getLogger("atoll")
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+
+
+@dataclass
+class Prepared:
+    db: Database
+    first_admin: FirstAdmin | None
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Migrate the schema, load the catalogue, create the first admin. Safe to run on every start."""
+    settings.ensure_data_dir()
+    db = Database(settings.resolved_database_url)
+    upgrade(db.engine)
+    with db.transaction() as s:
+        catalog.seed(s, settings.catalog_file)
+        first = ensure_first_admin(s, settings)
+    return Prepared(db, first)
+
+
+def create_app(settings: Settings | None = None, prepared: Prepared | None = None) -> FastAPI:
+    settings = settings or Settings()
+    prepared = prepared or prepare(settings)
+    app = FastAPI(
+        title="Atoll",
+        version=__version__,
+        description="Self-hosted ML platform: communities, projects, notebooks, jobs, deploy.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = prepared.db
+    app.state.inventory = lambda: inventory.cached(
+        settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
+    )
+    problems.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+    for r in (auth_router, tenancy_router, access_router, catalog_router):
+        api.include_router(r)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "database": prepared.db.backend})
+
+    from atoll.web.routes import router as web_router
+
+    app.include_router(web_router)
+    STATIC_DIR.mkdir(parents=True, exist_ok=True)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

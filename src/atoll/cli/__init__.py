@@ -1,0 +1,1 @@
+"""The `atoll` command line: Typer commands over the HTTP client."""

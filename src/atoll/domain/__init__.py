@@ -1,0 +1,1 @@
+"""Domain rules: tenancy, access, catalogue, billing. Knows nothing of HTTP or processes."""

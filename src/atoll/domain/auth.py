@@ -1,0 +1,185 @@
+"""Accounts, browser sessions and personal API tokens.
+
+Passwords are argon2 hashes. Session cookies and API tokens are random strings of which only
+the sha256 is stored, so a database dump gives no way in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from atoll.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from atoll.domain.validation import check_username
+from atoll.store.models import ApiToken, User, WebSession, utcnow
+
+TOKEN_PREFIX = "atl_"
+MIN_PASSWORD = 8
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so timing does not reveal usernames.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _aware(dt: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY_HASH, password) and bool(stored)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_user(
+    db: Session,
+    *,
+    username: str,
+    password: str,
+    email: str = "",
+    display_name: str = "",
+    is_admin: bool = False,
+) -> User:
+    check_username(username)
+    if db.scalar(select(User.id).where(User.username == username)):
+        raise Conflict(f"username {username!r} is taken", field="username")
+    user = User(
+        username=username,
+        email=email,
+        display_name=display_name or username,
+        password_hash=hash_password(password),
+        is_admin=is_admin,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def authenticate(db: Session, username: str, password: str) -> User:
+    user = db.scalar(select(User).where(User.username == username))
+    ok = verify_password(user.password_hash if user else "", password)
+    if not user or not ok or not user.is_active:
+        raise Unauthenticated("wrong username or password")
+    return user
+
+
+def change_password(db: Session, user: User, old: str, new: str) -> None:
+    if not verify_password(user.password_hash, old):
+        raise Invalid("current password is wrong", field="currentPassword")
+    user.password_hash = hash_password(new)
+
+
+# --- browser sessions -----------------------------------------------------------------------
+
+
+@dataclass
+class NewSession:
+    cookie: str
+    csrf_token: str
+    session: WebSession
+
+
+def start_session(db: Session, user: User, ttl_hours: int) -> NewSession:
+    raw = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    ws = WebSession(
+        user_id=user.id,
+        token_hash=sha256(raw),
+        csrf_token=csrf,
+        expires_at=utcnow() + timedelta(hours=ttl_hours),
+    )
+    db.add(ws)
+    db.flush()
+    return NewSession(cookie=raw, csrf_token=csrf, session=ws)
+
+
+def session_from_cookie(db: Session, cookie: str) -> tuple[WebSession, User] | None:
+    ws = db.scalar(select(WebSession).where(WebSession.token_hash == sha256(cookie)))
+    if ws is None or _aware(ws.expires_at) < utcnow():
+        return None
+    user = db.get(User, ws.user_id)
+    if user is None or not user.is_active:
+        return None
+    return ws, user
+
+
+def end_session(db: Session, ws: WebSession) -> None:
+    db.delete(ws)
+
+
+def csrf_matches(ws: WebSession, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(ws.csrf_token, presented or "")
+
+
+# --- personal API tokens ----------------------------------------------------------------------
+
+
+def create_token(db: Session, user: User, name: str, expires_in_days: int | None) -> tuple[ApiToken, str]:
+    """Returns the row and the token itself — the only time the token is ever visible."""
+    if not name or len(name) > 64:
+        raise Invalid("name must be 1-64 characters", field="name")
+    if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
+        raise Invalid("expiresInDays must be between 1 and 3650", field="expiresInDays")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    tok = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=sha256(raw),
+        prefix=raw[:10],
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+    )
+    db.add(tok)
+    db.flush()
+    return tok, raw
+
+
+def user_from_token(db: Session, raw: str) -> User | None:
+    tok = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(raw)))
+    if tok is None or tok.revoked_at is not None:
+        return None
+    now = utcnow()
+    if tok.expires_at is not None and _aware(tok.expires_at) < now:
+        return None
+    user = db.get(User, tok.user_id)
+    if user is None or not user.is_active:
+        return None
+    # Coarse last-use stamp: one write a minute at most, not one per request.
+    if tok.last_used_at is None or now - _aware(tok.last_used_at) > timedelta(minutes=1):
+        tok.last_used_at = now
+    return user
+
+
+def revoke_token(db: Session, user: User, token_id: str) -> ApiToken:
+    tok = db.get(ApiToken, token_id)
+    if tok is None or tok.user_id != user.id:
+        raise NotFound(f"token {token_id!r} not found")
+    if tok.revoked_at is None:
+        tok.revoked_at = utcnow()
+    return tok
+
+
+def token_state(tok: ApiToken) -> str:
+    if tok.revoked_at is not None:
+        return "REVOKED"
+    if tok.expires_at is not None and _aware(tok.expires_at) < utcnow():
+        return "EXPIRED"
+    return "ACTIVE"

@@ -1,0 +1,1 @@
+"""Runtimes run Workloads; this package knows nothing of tenancy or jobs."""

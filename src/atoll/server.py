@@ -1,0 +1,58 @@
+"""`atoll up`: migrate, bootstrap, print how to sign in, serve on 127.0.0.1:8800."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import uvicorn
+
+from atoll.app import create_app, prepare
+from atoll.settings import Settings
+
+
+def banner(settings: Settings, first_admin_line: str) -> str:
+    lines = [
+        f"Atoll is up at {settings.base_url}",
+        f"  data dir : {settings.data_dir}",
+        f"  database : {settings.resolved_database_url.split('@')[-1]}",
+        f"  API docs : {settings.base_url}/api/v1/docs",
+    ]
+    if first_admin_line:
+        lines.append(first_admin_line)
+    lines.append(f"  CLI      : atoll login --url {settings.base_url}")
+    return "\n".join(lines)
+
+
+def serve(settings: Settings | None = None) -> None:
+    settings = settings or Settings()
+    prepared = prepare(settings)
+    first = ""
+    if prepared.first_admin is not None:
+        fa = prepared.first_admin
+        if fa.generated:
+            path = settings.data_dir / "initial-admin-password"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(fa.password + "\n")
+            first = (
+                f"  first admin: sign in as '{fa.username}' with password {fa.password}\n"
+                f"               (also saved to {path}; change it under Account)"
+            )
+        else:
+            first = f"  first admin: sign in as '{fa.username}' with the password from ATOLL_ADMIN_PASSWORD"
+    app = create_app(settings, prepared)
+    print(banner(settings, first), flush=True)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(1)

@@ -1,0 +1,78 @@
+"""One Settings object for the whole installation, read from ATOLL_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("atoll", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Installation settings. Every field can be set as ``ATOLL_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ATOLL_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8800
+    # Public URL users reach the server at; used in invite links and printed on start.
+    public_url: str = ""
+    # Set the Secure flag on session cookies. "auto": only when the request came over https.
+    cookie_secure: str = "auto"
+    session_ttl_hours: int = 24 * 7
+    # The first admin account, created on an empty database.
+    admin_username: str = "admin"
+    admin_password: str = ""
+    # Compute pool: how much the scheduler may hand out. 0 means "detect".
+    pool_cpus: float = 0
+    pool_memory_gb: float = 0
+    pool_overcommit: float = 1.0
+    # Admin-editable catalogue file; the shipped catalogue is used when empty.
+    catalog_file: str = ""
+    # Tests and offline machines: treat this GPU list as detected (e.g. "NVIDIA A100,NVIDIA A100").
+    gpus_override: str | None = None
+    log_level: str = "info"
+    # Availability zones communities may be created in; the first is the default (spec §1).
+    zones: list[str] = Field(default_factory=lambda: ["local"])
+    # Quotas (spec §7.3); 0 means unlimited.
+    quota_communities_per_org: int = 10
+    quota_projects_per_community: int = 50
+    quota_communities_per_billing_account: int = 100
+    invite_ttl_days: int = 7
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'atoll.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    @cached_property
+    def secret_key(self) -> bytes:
+        """A per-installation key kept in the data dir (0600); created on first use."""
+        env = os.environ.get("ATOLL_SECRET_KEY")
+        if env:
+            return env.encode()
+        path = self.ensure_data_dir() / "secret.key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 engine, sessions, ORM tables and Alembic migrations."""

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real PostgreSQL, an in-process app per database backend, the real server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import create_database, running_postgres
+from tests.support.server import RunningServer, start_server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        action="store",
+        default="sqlite,postgresql",
+        help="database backends for the backend-parametrized tests (comma-separated)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames:
+        backends = [b.strip() for b in metafunc.config.getoption("--db").split(",") if b.strip()]
+        metafunc.parametrize("db_backend", backends, scope="module")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def database_url(db_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database of the requested backend."""
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'atoll.db'}"
+    admin = request.getfixturevalue("pg_admin_url")
+    return create_database(admin, f"atoll_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def fresh_database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'atoll.db'}"
+    admin = request.getfixturevalue("pg_admin_url")
+    return create_database(admin, f"atoll_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real `atoll up` on SQLite, shared by a test module."""
+    srv = start_server(tmp_path_factory.mktemp("atoll-server"))
+    try:
+        yield srv
+    finally:
+        srv.stop()

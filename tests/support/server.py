@@ -1,0 +1,83 @@
+"""Start the real `atoll up` as a subprocess on a free port, and stop it by process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.postgres import free_port
+
+ADMIN_PASSWORD = "admin-pass-1234"
+
+
+@dataclass
+class RunningServer:
+    url: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    admin_token: str = ""
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def start_server(data_dir: Path, database_url: str = "", extra_env: dict[str, str] | None = None) -> RunningServer:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATOLL_DATA_DIR": str(data_dir),
+        "ATOLL_PORT": str(port),
+        "ATOLL_HOST": "127.0.0.1",
+        "ATOLL_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "ATOLL_LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    if database_url:
+        env["ATOLL_DATABASE_URL"] = database_url
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    out = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    atoll = str(Path(sys.executable).with_name("atoll"))
+    proc = subprocess.Popen([atoll, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = RunningServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, proc=proc, log_path=log_path, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"atoll up exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    else:
+        server.stop()
+        raise RuntimeError(f"atoll up did not answer within 60 s:\n{server.log()}")
+    r = httpx.post(
+        server.url + "/api/v1/auth/tokens", json={"username": "admin", "password": ADMIN_PASSWORD, "name": "tests"}
+    )
+    r.raise_for_status()
+    server.admin_token = r.json()["token"]
+    return server
