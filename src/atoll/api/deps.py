@@ -17,8 +17,8 @@ from atoll.settings import Settings
 from atoll.store.db import Database
 from atoll.store.models import WebSession
 
-SESSION_COOKIE = "atoll_session"
-CSRF_HEADER = "X-CSRF-Token"
+SESSION_COOKIE = auth.SESSION_COOKIE
+CSRF_HEADER = auth.CSRF_HEADER
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 T = TypeVar("T")
 

@@ -22,6 +22,9 @@ from atoll.domain.validation import check_username
 from atoll.store.models import ApiToken, User, WebSession, utcnow
 
 TOKEN_PREFIX = "atl_"
+SESSION_COOKIE = "atoll_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"  # form field name for plain HTML form posts
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal usernames.
