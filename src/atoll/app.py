@@ -24,6 +24,23 @@ from atoll.store.db import Database
 from atoll.store.migrate import upgrade
 
 log = logging.getLogger("atoll")
+API_PREFIX = "/api/v1"
+API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router)
+
+
+def api_route_table() -> list[tuple[str, str, str | None]]:
+    """(method, path, declared action) for every REST route; the role-matrix test walks it."""
+    from fastapi.routing import APIRoute
+
+    from atoll.api.common import ACTION_KEY
+
+    out = []
+    for router in API_ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                action = (route.openapi_extra or {}).get(ACTION_KEY)
+                out.extend((m, API_PREFIX + route.path, action) for m in sorted(route.methods))
+    return out
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
@@ -62,8 +79,8 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     )
     problems.install(app)
 
-    api = APIRouter(prefix="/api/v1")
-    for r in (auth_router, tenancy_router, access_router, catalog_router):
+    api = APIRouter(prefix=API_PREFIX)
+    for r in API_ROUTERS:
         api.include_router(r)
     app.include_router(api)
 
