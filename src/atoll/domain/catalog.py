@@ -160,7 +160,12 @@ def put_configuration(db: Session, p: Principal, name: str, values: dict[str, An
         if key not in API_FIELDS:
             raise Invalid(f"unknown configuration field {key!r}; known: {', '.join(API_FIELDS)}", field=key)
         cols[API_FIELDS[key]] = value
-    checked = _check_entry(name, cols)
+    try:
+        checked = _check_entry(name, cols)
+    except Invalid as e:
+        # The file uses column names; the API speaks camelCase.
+        to_api = {col: api for api, col in API_FIELDS.items()}
+        raise Invalid(e.detail, field=to_api.get(e.field or "", e.field)) from None
     row = db.get(Configuration, name)
     if row is None:
         for req, api in (("vcpu", "vcpu"), ("ram_gb", "ramGb"), ("units_per_second", "unitsPerSecond")):
