@@ -34,7 +34,9 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def database_url(db_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
+def database_url(
+    db_backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> str:
     """A fresh, empty database of the requested backend."""
     if db_backend == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'atoll.db'}"

@@ -34,13 +34,15 @@ def api_route_table() -> list[tuple[str, str, str | None]]:
 
     from atoll.api.common import ACTION_KEY
 
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for router in API_ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute):
                 action = (route.openapi_extra or {}).get(ACTION_KEY)
-                out.extend((m, API_PREFIX + route.path, action) for m in sorted(route.methods))
+                out.extend((m, API_PREFIX + route.path, action) for m in sorted(route.methods or ()))
     return out
+
+
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 

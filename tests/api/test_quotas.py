@@ -12,14 +12,21 @@ from tests.support.server import ADMIN_PASSWORD
 
 
 def test_quotas(fresh_database_url: str, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, fresh_database_url, quota_communities_per_org=2, quota_projects_per_community=1)
+    settings = make_settings(
+        tmp_path, fresh_database_url, quota_communities_per_org=2, quota_projects_per_community=1
+    )
     app = create_app(settings)
     try:
         c = TestClient(app)
-        tok = c.post("/api/v1/auth/tokens", json={"username": "admin", "password": ADMIN_PASSWORD}).json()["token"]
+        tok = c.post("/api/v1/auth/tokens", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+            "token"
+        ]
         c.headers["Authorization"] = f"Bearer {tok}"
         org = c.get("/api/v1/organizations").json()["items"][0]["id"]
-        ids = [c.post("/api/v1/communities", json={"organizationId": org, "name": f"c{i}"}).json().get("id") for i in range(2)]
+        ids = [
+            c.post("/api/v1/communities", json={"organizationId": org, "name": f"c{i}"}).json().get("id")
+            for i in range(2)
+        ]
         r = c.post("/api/v1/communities", json={"organizationId": org, "name": "c2"})
         assert r.status_code == 409 and "quota of 2 communities" in r.json()["detail"]
         assert len(c.get("/api/v1/communities").json()["items"]) == 2

@@ -59,10 +59,21 @@ NEED: dict[str, tuple[str, int] | str | None] = {
 }
 # Spec §2's action rows; each must be exercised by a route below or by test_actions_without_routes.
 SPEC_ACTIONS = {
-    "project.view", "community.view", "project.create", "project.use", "resource.publish",
-    "project.update", "project.delete", "project.manageAccess", "community.update",
-    "community.linkBillingAccount", "community.delete", "community.manageAccess",
-    "project.viewLimits", "project.setLimits", "community.setRestrictions",
+    "project.view",
+    "community.view",
+    "project.create",
+    "project.use",
+    "resource.publish",
+    "project.update",
+    "project.delete",
+    "project.manageAccess",
+    "community.update",
+    "community.linkBillingAccount",
+    "community.delete",
+    "community.manageAccess",
+    "project.viewLimits",
+    "project.setLimits",
+    "community.setRestrictions",
 }
 
 
@@ -119,7 +130,13 @@ def _invite(w: World) -> str:
         s.flush()
         admin = s.query(User).filter_by(username="sysadmin").one()
         _, raw = members.create_invite(
-            s, load_principal(s, admin), ResourceType.PROJECT, prj.id, role="viewer", expires_in_days=1, max_uses=1
+            s,
+            load_principal(s, admin),
+            ResourceType.PROJECT,
+            prj.id,
+            role="viewer",
+            expires_in_days=1,
+            max_uses=1,
         )
         return raw
 
@@ -128,8 +145,13 @@ def _invite_id(w: World, rtype: str, rid: str) -> str:
     from atoll.store.models import Invite
 
     with w.db.transaction() as s:
-        inv = Invite(token_hash=w.next_name("hash"), resource_type=rtype, resource_id=rid, role="viewer",
-                     expires_at=__import__("datetime").datetime(2100, 1, 1))
+        inv = Invite(
+            token_hash=w.next_name("hash"),
+            resource_type=rtype,
+            resource_id=rid,
+            role="viewer",
+            expires_at=__import__("datetime").datetime(2100, 1, 1),
+        )
         s.add(inv)
         s.flush()
         return inv.id
@@ -157,82 +179,279 @@ def _config(w: World) -> str:
 V = "/api/v1"
 CASES: dict[tuple[str, str], Case] = {
     # auth and the caller's own account
-    ("POST", f"{V}/auth/sessions"): Case("public", "any", None, lambda w, p: (f"{V}/auth/sessions", {"username": p.replace(".", "-"), "password": PASSWORD})),
-    ("DELETE", f"{V}/auth/sessions/current"): Case("self", "any", None, _w(lambda w: f"{V}/auth/sessions/current")),
-    ("POST", f"{V}/auth/tokens"): Case("public", "any", None, lambda w, p: (f"{V}/auth/tokens", {"username": p.replace(".", "-"), "password": PASSWORD})),
+    ("POST", f"{V}/auth/sessions"): Case(
+        "public",
+        "any",
+        None,
+        lambda w, p: (f"{V}/auth/sessions", {"username": p.replace(".", "-"), "password": PASSWORD}),
+    ),
+    ("DELETE", f"{V}/auth/sessions/current"): Case(
+        "self", "any", None, _w(lambda w: f"{V}/auth/sessions/current")
+    ),
+    ("POST", f"{V}/auth/tokens"): Case(
+        "public",
+        "any",
+        None,
+        lambda w, p: (f"{V}/auth/tokens", {"username": p.replace(".", "-"), "password": PASSWORD}),
+    ),
     ("GET", f"{V}/users/me"): Case("self", "any", None, _w(lambda w: f"{V}/users/me")),
-    ("PUT", f"{V}/users/me/password"): Case("self", "any", None, lambda w, p: (f"{V}/users/me/password", {"currentPassword": PASSWORD, "newPassword": PASSWORD})),
+    ("PUT", f"{V}/users/me/password"): Case(
+        "self",
+        "any",
+        None,
+        lambda w, p: (f"{V}/users/me/password", {"currentPassword": PASSWORD, "newPassword": PASSWORD}),
+    ),
     ("GET", f"{V}/tokens"): Case("self", "any", None, _w(lambda w: f"{V}/tokens")),
     ("POST", f"{V}/tokens"): Case("self", "any", None, lambda w, p: (f"{V}/tokens", {"name": "t"})),
-    ("DELETE", f"{V}/tokens/{{token_id}}"): Case("self", "any", None, lambda w, p: (f"{V}/tokens/{_own_token(w, p)}", None)),
+    ("DELETE", f"{V}/tokens/{{token_id}}"): Case(
+        "self", "any", None, lambda w, p: (f"{V}/tokens/{_own_token(w, p)}", None)
+    ),
     ("GET", f"{V}/users"): Case("self", "any", None, _w(lambda w: f"{V}/users")),
-    ("POST", f"{V}/users"): Case("system.manage", "any", None, lambda w, p: (f"{V}/users", {"username": w.next_name("u"), "password": PASSWORD})),
+    ("POST", f"{V}/users"): Case(
+        "system.manage",
+        "any",
+        None,
+        lambda w, p: (f"{V}/users", {"username": w.next_name("u"), "password": PASSWORD}),
+    ),
     ("GET", f"{V}/system/capacity"): Case("self", "any", None, _w(lambda w: f"{V}/system/capacity")),
     # organizations
     ("GET", f"{V}/organizations"): Case("organization.view", "list", ORG, _w(lambda w: f"{V}/organizations")),
-    ("POST", f"{V}/organizations"): Case("system.manage", "any", None, lambda w, p: (f"{V}/organizations", {"name": w.next_name("neworg")})),
-    ("GET", f"{V}/organizations/{{organization_id}}"): Case("organization.view", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}")),
-    ("PATCH", f"{V}/organizations/{{organization_id}}"): Case("organization.update", "path", ORG, lambda w, p: (f"{V}/organizations/{w.org}", {"description": "x"})),
-    ("DELETE", f"{V}/organizations/{{organization_id}}"): Case("system.manage", "path", ORG, _w(lambda w: f"{V}/organizations/{w.fresh(ORG)}")),
-    ("GET", f"{V}/organizations/{{organization_id}}/access-bindings"): Case("organization.view", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/access-bindings")),
-    ("POST", f"{V}/organizations/{{organization_id}}/access-bindings"): Case("organization.manageAccess", "path", ORG, lambda w, p: (f"{V}/organizations/{w.org}/access-bindings", {"subject": "carol", "role": "member"})),
-    ("DELETE", f"{V}/organizations/{{organization_id}}/access-bindings/{{binding_id}}"): Case("organization.manageAccess", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/access-bindings/{w.binding(ORG, w.org)}")),
+    ("POST", f"{V}/organizations"): Case(
+        "system.manage", "any", None, lambda w, p: (f"{V}/organizations", {"name": w.next_name("neworg")})
+    ),
+    ("GET", f"{V}/organizations/{{organization_id}}"): Case(
+        "organization.view", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}")
+    ),
+    ("PATCH", f"{V}/organizations/{{organization_id}}"): Case(
+        "organization.update", "path", ORG, lambda w, p: (f"{V}/organizations/{w.org}", {"description": "x"})
+    ),
+    ("DELETE", f"{V}/organizations/{{organization_id}}"): Case(
+        "system.manage", "path", ORG, _w(lambda w: f"{V}/organizations/{w.fresh(ORG)}")
+    ),
+    ("GET", f"{V}/organizations/{{organization_id}}/access-bindings"): Case(
+        "organization.view", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/access-bindings")
+    ),
+    ("POST", f"{V}/organizations/{{organization_id}}/access-bindings"): Case(
+        "organization.manageAccess",
+        "path",
+        ORG,
+        lambda w, p: (f"{V}/organizations/{w.org}/access-bindings", {"subject": "carol", "role": "member"}),
+    ),
+    ("DELETE", f"{V}/organizations/{{organization_id}}/access-bindings/{{binding_id}}"): Case(
+        "organization.manageAccess",
+        "path",
+        ORG,
+        _w(lambda w: f"{V}/organizations/{w.org}/access-bindings/{w.binding(ORG, w.org)}"),
+    ),
     # groups
     ("GET", f"{V}/groups"): Case("group.view", "list", "group", _w(lambda w: f"{V}/groups")),
-    ("POST", f"{V}/groups"): Case("group.manage", "body", ORG, lambda w, p: (f"{V}/groups", {"organizationId": w.org, "name": w.next_name("g")})),
-    ("GET", f"{V}/groups/{{group_id}}"): Case("group.view", "path", ORG, _w(lambda w: f"{V}/groups/{w.group_project}")),
-    ("PATCH", f"{V}/groups/{{group_id}}"): Case("group.manage", "path", ORG, lambda w, p: (f"{V}/groups/{w.group_project}", {"description": "x"})),
-    ("DELETE", f"{V}/groups/{{group_id}}"): Case("group.manage", "path", ORG, _w(lambda w: f"{V}/groups/{w.fresh('group')}")),
-    ("GET", f"{V}/groups/{{group_id}}/members"): Case("group.view", "path", ORG, _w(lambda w: f"{V}/groups/{w.group_project}/members")),
-    ("POST", f"{V}/groups/{{group_id}}/members"): Case("group.manage", "path", ORG, lambda w, p: (f"{V}/groups/{w.fresh('group')}/members", {"user": "carol"})),
-    ("DELETE", f"{V}/groups/{{group_id}}/members/{{user}}"): Case("group.manage", "path", ORG, _w(lambda w: f"{V}/groups/{_group_with_carol(w)}/members/carol")),
+    ("POST", f"{V}/groups"): Case(
+        "group.manage",
+        "body",
+        ORG,
+        lambda w, p: (f"{V}/groups", {"organizationId": w.org, "name": w.next_name("g")}),
+    ),
+    ("GET", f"{V}/groups/{{group_id}}"): Case(
+        "group.view", "path", ORG, _w(lambda w: f"{V}/groups/{w.group_project}")
+    ),
+    ("PATCH", f"{V}/groups/{{group_id}}"): Case(
+        "group.manage", "path", ORG, lambda w, p: (f"{V}/groups/{w.group_project}", {"description": "x"})
+    ),
+    ("DELETE", f"{V}/groups/{{group_id}}"): Case(
+        "group.manage", "path", ORG, _w(lambda w: f"{V}/groups/{w.fresh('group')}")
+    ),
+    ("GET", f"{V}/groups/{{group_id}}/members"): Case(
+        "group.view", "path", ORG, _w(lambda w: f"{V}/groups/{w.group_project}/members")
+    ),
+    ("POST", f"{V}/groups/{{group_id}}/members"): Case(
+        "group.manage",
+        "path",
+        ORG,
+        lambda w, p: (f"{V}/groups/{w.fresh('group')}/members", {"user": "carol"}),
+    ),
+    ("DELETE", f"{V}/groups/{{group_id}}/members/{{user}}"): Case(
+        "group.manage", "path", ORG, _w(lambda w: f"{V}/groups/{_group_with_carol(w)}/members/carol")
+    ),
     # billing accounts
-    ("GET", f"{V}/billing-accounts"): Case("billingAccount.view", "list", BA, _w(lambda w: f"{V}/billing-accounts")),
-    ("POST", f"{V}/billing-accounts"): Case("billingAccount.create", "body", ORG, lambda w, p: (f"{V}/billing-accounts", {"organizationId": w.org, "name": w.next_name("b")})),
-    ("GET", f"{V}/billing-accounts/{{billing_account_id}}"): Case("billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}")),
-    ("PATCH", f"{V}/billing-accounts/{{billing_account_id}}"): Case("billingAccount.update", "path", BA, lambda w, p: (f"{V}/billing-accounts/{w.ba}", {"description": "x"})),
-    ("DELETE", f"{V}/billing-accounts/{{billing_account_id}}"): Case("billingAccount.update", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.fresh(BA)}")),
-    ("GET", f"{V}/billing-accounts/{{billing_account_id}}/usage"): Case("billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}/usage")),
-    ("GET", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings"): Case("billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}/access-bindings")),
-    ("POST", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings"): Case("billingAccount.manageAccess", "path", BA, lambda w, p: (f"{V}/billing-accounts/{w.ba}/access-bindings", {"subject": "carol", "role": "viewer"})),
-    ("DELETE", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings/{{binding_id}}"): Case("billingAccount.manageAccess", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}/access-bindings/{w.binding(BA, w.ba)}")),
+    ("GET", f"{V}/billing-accounts"): Case(
+        "billingAccount.view", "list", BA, _w(lambda w: f"{V}/billing-accounts")
+    ),
+    ("POST", f"{V}/billing-accounts"): Case(
+        "billingAccount.create",
+        "body",
+        ORG,
+        lambda w, p: (f"{V}/billing-accounts", {"organizationId": w.org, "name": w.next_name("b")}),
+    ),
+    ("GET", f"{V}/billing-accounts/{{billing_account_id}}"): Case(
+        "billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}")
+    ),
+    ("PATCH", f"{V}/billing-accounts/{{billing_account_id}}"): Case(
+        "billingAccount.update",
+        "path",
+        BA,
+        lambda w, p: (f"{V}/billing-accounts/{w.ba}", {"description": "x"}),
+    ),
+    ("DELETE", f"{V}/billing-accounts/{{billing_account_id}}"): Case(
+        "billingAccount.update", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.fresh(BA)}")
+    ),
+    ("GET", f"{V}/billing-accounts/{{billing_account_id}}/usage"): Case(
+        "billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}/usage")
+    ),
+    ("GET", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings"): Case(
+        "billingAccount.view", "path", BA, _w(lambda w: f"{V}/billing-accounts/{w.ba}/access-bindings")
+    ),
+    ("POST", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings"): Case(
+        "billingAccount.manageAccess",
+        "path",
+        BA,
+        lambda w, p: (f"{V}/billing-accounts/{w.ba}/access-bindings", {"subject": "carol", "role": "viewer"}),
+    ),
+    ("DELETE", f"{V}/billing-accounts/{{billing_account_id}}/access-bindings/{{binding_id}}"): Case(
+        "billingAccount.manageAccess",
+        "path",
+        BA,
+        _w(lambda w: f"{V}/billing-accounts/{w.ba}/access-bindings/{w.binding(BA, w.ba)}"),
+    ),
     # communities
     ("GET", f"{V}/communities"): Case("community.view", "list", COM, _w(lambda w: f"{V}/communities")),
-    ("POST", f"{V}/communities"): Case("community.create", "body", ORG, lambda w, p: (f"{V}/communities", {"organizationId": w.org, "name": w.next_name("c")})),
-    ("GET", f"{V}/communities/{{community_id}}"): Case("community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}")),
-    ("PATCH", f"{V}/communities/{{community_id}}"): Case("community.update", "path", COM, lambda w, p: (f"{V}/communities/{w.community}", {"description": "x"})),
-    ("DELETE", f"{V}/communities/{{community_id}}"): Case("community.delete", "path", COM, _w(lambda w: f"{V}/communities/{w.fresh(COM)}")),
-    ("PUT", f"{V}/communities/{{community_id}}/billing-account"): Case("community.linkBillingAccount", "path", COM, lambda w, p: (f"{V}/communities/{w.community}/billing-account", {"billingAccountId": None})),
-    ("GET", f"{V}/communities/{{community_id}}/restrictions"): Case("community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/restrictions")),
-    ("PATCH", f"{V}/communities/{{community_id}}/restrictions"): Case("community.setRestrictions", "path", COM, lambda w, p: (f"{V}/communities/{w.community}/restrictions", {"features": {"datasets": True}})),
-    ("GET", f"{V}/communities/{{community_id}}/access-bindings"): Case("community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/access-bindings")),
-    ("POST", f"{V}/communities/{{community_id}}/access-bindings"): Case("community.manageAccess", "path", COM, lambda w, p: (f"{V}/communities/{w.community}/access-bindings", {"subject": "carol", "role": "viewer"})),
-    ("DELETE", f"{V}/communities/{{community_id}}/access-bindings/{{binding_id}}"): Case("community.manageAccess", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/access-bindings/{w.binding(COM, w.community)}")),
-    ("POST", f"{V}/communities/{{community_id}}/invites"): Case("community.manageAccess", "path", COM, lambda w, p: (f"{V}/communities/{w.community}/invites", {"role": "viewer"})),
-    ("GET", f"{V}/communities/{{community_id}}/invites"): Case("community.manageAccess", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/invites")),
-    ("DELETE", f"{V}/communities/{{community_id}}/invites/{{invite_id}}"): Case("community.manageAccess", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/invites/{_invite_id(w, COM, w.community)}")),
+    ("POST", f"{V}/communities"): Case(
+        "community.create",
+        "body",
+        ORG,
+        lambda w, p: (f"{V}/communities", {"organizationId": w.org, "name": w.next_name("c")}),
+    ),
+    ("GET", f"{V}/communities/{{community_id}}"): Case(
+        "community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}")
+    ),
+    ("PATCH", f"{V}/communities/{{community_id}}"): Case(
+        "community.update", "path", COM, lambda w, p: (f"{V}/communities/{w.community}", {"description": "x"})
+    ),
+    ("DELETE", f"{V}/communities/{{community_id}}"): Case(
+        "community.delete", "path", COM, _w(lambda w: f"{V}/communities/{w.fresh(COM)}")
+    ),
+    ("PUT", f"{V}/communities/{{community_id}}/billing-account"): Case(
+        "community.linkBillingAccount",
+        "path",
+        COM,
+        lambda w, p: (f"{V}/communities/{w.community}/billing-account", {"billingAccountId": None}),
+    ),
+    ("GET", f"{V}/communities/{{community_id}}/restrictions"): Case(
+        "community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/restrictions")
+    ),
+    ("PATCH", f"{V}/communities/{{community_id}}/restrictions"): Case(
+        "community.setRestrictions",
+        "path",
+        COM,
+        lambda w, p: (f"{V}/communities/{w.community}/restrictions", {"features": {"datasets": True}}),
+    ),
+    ("GET", f"{V}/communities/{{community_id}}/access-bindings"): Case(
+        "community.view", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/access-bindings")
+    ),
+    ("POST", f"{V}/communities/{{community_id}}/access-bindings"): Case(
+        "community.manageAccess",
+        "path",
+        COM,
+        lambda w, p: (
+            f"{V}/communities/{w.community}/access-bindings",
+            {"subject": "carol", "role": "viewer"},
+        ),
+    ),
+    ("DELETE", f"{V}/communities/{{community_id}}/access-bindings/{{binding_id}}"): Case(
+        "community.manageAccess",
+        "path",
+        COM,
+        _w(lambda w: f"{V}/communities/{w.community}/access-bindings/{w.binding(COM, w.community)}"),
+    ),
+    ("POST", f"{V}/communities/{{community_id}}/invites"): Case(
+        "community.manageAccess",
+        "path",
+        COM,
+        lambda w, p: (f"{V}/communities/{w.community}/invites", {"role": "viewer"}),
+    ),
+    ("GET", f"{V}/communities/{{community_id}}/invites"): Case(
+        "community.manageAccess", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/invites")
+    ),
+    ("DELETE", f"{V}/communities/{{community_id}}/invites/{{invite_id}}"): Case(
+        "community.manageAccess",
+        "path",
+        COM,
+        _w(lambda w: f"{V}/communities/{w.community}/invites/{_invite_id(w, COM, w.community)}"),
+    ),
     # projects
     ("GET", f"{V}/projects"): Case("project.view", "list", PRJ, _w(lambda w: f"{V}/projects")),
-    ("POST", f"{V}/projects"): Case("project.create", "body", COM, lambda w, p: (f"{V}/projects", {"communityId": w.community, "name": w.next_name("p")})),
-    ("GET", f"{V}/projects/{{project_id}}"): Case("project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}")),
-    ("PATCH", f"{V}/projects/{{project_id}}"): Case("project.update", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}", {"settings": {"vmInactivityTimeout": "2h"}})),
-    ("DELETE", f"{V}/projects/{{project_id}}"): Case("project.delete", "path", PRJ, _w(lambda w: f"{V}/projects/{w.fresh(PRJ)}")),
-    ("GET", f"{V}/projects/{{project_id}}/limits"): Case("project.viewLimits", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/limits")),
-    ("PATCH", f"{V}/projects/{{project_id}}/limits"): Case("project.setLimits", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/limits", {"maxUnitsPerHour": 100000})),
-    ("GET", f"{V}/projects/{{project_id}}/access-bindings"): Case("project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/access-bindings")),
-    ("POST", f"{V}/projects/{{project_id}}/access-bindings"): Case("project.manageAccess", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/access-bindings", {"subject": "carol", "role": "viewer"})),
-    ("DELETE", f"{V}/projects/{{project_id}}/access-bindings/{{binding_id}}"): Case("project.manageAccess", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/access-bindings/{w.binding(PRJ, w.project)}")),
-    ("POST", f"{V}/projects/{{project_id}}/invites"): Case("project.manageAccess", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/invites", {"role": "viewer"})),
-    ("GET", f"{V}/projects/{{project_id}}/invites"): Case("project.manageAccess", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/invites")),
-    ("DELETE", f"{V}/projects/{{project_id}}/invites/{{invite_id}}"): Case("project.manageAccess", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/invites/{_invite_id(w, PRJ, w.project)}")),
+    ("POST", f"{V}/projects"): Case(
+        "project.create",
+        "body",
+        COM,
+        lambda w, p: (f"{V}/projects", {"communityId": w.community, "name": w.next_name("p")}),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}")
+    ),
+    ("PATCH", f"{V}/projects/{{project_id}}"): Case(
+        "project.update",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}", {"settings": {"vmInactivityTimeout": "2h"}}),
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}"): Case(
+        "project.delete", "path", PRJ, _w(lambda w: f"{V}/projects/{w.fresh(PRJ)}")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/limits"): Case(
+        "project.viewLimits", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/limits")
+    ),
+    ("PATCH", f"{V}/projects/{{project_id}}/limits"): Case(
+        "project.setLimits",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/limits", {"maxUnitsPerHour": 100000}),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/access-bindings"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/access-bindings")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/access-bindings"): Case(
+        "project.manageAccess",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/access-bindings", {"subject": "carol", "role": "viewer"}),
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/access-bindings/{{binding_id}}"): Case(
+        "project.manageAccess",
+        "path",
+        PRJ,
+        _w(lambda w: f"{V}/projects/{w.project}/access-bindings/{w.binding(PRJ, w.project)}"),
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/invites"): Case(
+        "project.manageAccess",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/invites", {"role": "viewer"}),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/invites"): Case(
+        "project.manageAccess", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/invites")
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/invites/{{invite_id}}"): Case(
+        "project.manageAccess",
+        "path",
+        PRJ,
+        _w(lambda w: f"{V}/projects/{w.project}/invites/{_invite_id(w, PRJ, w.project)}"),
+    ),
     # invite links: holding the link is the authorization
     ("GET", f"{V}/invites/{{token}}"): Case("public", "any", None, _w(lambda w: f"{V}/invites/{_invite(w)}")),
-    ("POST", f"{V}/invites/{{token}}/accept"): Case("public", "any", None, lambda w, p: (f"{V}/invites/{_invite(w)}/accept", {})),
+    ("POST", f"{V}/invites/{{token}}/accept"): Case(
+        "public", "any", None, lambda w, p: (f"{V}/invites/{_invite(w)}/accept", {})
+    ),
     # configurations
     ("GET", f"{V}/configurations"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/configurations")),
-    ("GET", f"{V}/configurations/{{name}}"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/configurations/c1.4")),
-    ("PUT", f"{V}/configurations/{{name}}"): Case("system.manage", "any", None, lambda w, p: (f"{V}/configurations/{_config(w)}", {"description": "x"})),
-    ("DELETE", f"{V}/configurations/{{name}}"): Case("system.manage", "any", None, _w(lambda w: f"{V}/configurations/{_config(w)}")),
+    ("GET", f"{V}/configurations/{{name}}"): Case(
+        "catalog.view", "any", None, _w(lambda w: f"{V}/configurations/c1.4")
+    ),
+    ("PUT", f"{V}/configurations/{{name}}"): Case(
+        "system.manage", "any", None, lambda w, p: (f"{V}/configurations/{_config(w)}", {"description": "x"})
+    ),
+    ("DELETE", f"{V}/configurations/{{name}}"): Case(
+        "system.manage", "any", None, _w(lambda w: f"{V}/configurations/{_config(w)}")
+    ),
 }
 
 
@@ -286,7 +505,13 @@ def test_route_for_every_role(route: tuple[str, str], world: World, clients: dic
             if r.status_code != 200:
                 failures.append(f"{persona}: list gave {r.status_code} {r.text[:200]}")
                 continue
-            ids = {ORG: world.org, COM: world.community, PRJ: world.project, BA: world.ba, "group": world.group_project}
+            ids = {
+                ORG: world.org,
+                COM: world.community,
+                PRJ: world.project,
+                BA: world.ba,
+                "group": world.group_project,
+            }
             listed = ids[case.scope or ""] in {i["id"] for i in r.json()["items"]}
             rank_on = ORG if case.scope == "group" else case.scope or ""
             if listed != (RANKS[persona][rank_on] >= 1):
@@ -319,8 +544,11 @@ def test_no_role_404_is_indistinguishable(clients: dict[str, TestClient], world:
 
 
 def test_unauthenticated_gets_401(client: TestClient, world: World) -> None:
-    for method, path in [("GET", f"/api/v1/projects/{world.project}"), ("GET", "/api/v1/users/me"),
-                         ("POST", "/api/v1/communities")]:
+    for method, path in [
+        ("GET", f"/api/v1/projects/{world.project}"),
+        ("GET", "/api/v1/users/me"),
+        ("POST", "/api/v1/communities"),
+    ]:
         r = client.request(method, path, json={}, headers={"Authorization": ""})
         assert r.status_code in (401, 422), (path, r.status_code)
         if method == "GET":

@@ -29,7 +29,9 @@ def org_id(admin: TestClient) -> str:
 
 @pytest.fixture(scope="module")
 def community(admin: TestClient, org_id: str) -> dict[str, Any]:
-    r = admin.post(f"{V}/communities", json={"organizationId": org_id, "name": "rules", "labels": {"team": "ml"}})
+    r = admin.post(
+        f"{V}/communities", json={"organizationId": org_id, "name": "rules", "labels": {"team": "ml"}}
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -89,7 +91,9 @@ def test_bad_update_changes_nothing(admin: TestClient, project: dict[str, Any]) 
     assert admin.get(f"{V}/projects/{project['id']}").json()["description"] == project["description"]
 
 
-def test_duplicate_names_conflict(admin: TestClient, community: dict[str, Any], project: dict[str, Any]) -> None:
+def test_duplicate_names_conflict(
+    admin: TestClient, community: dict[str, Any], project: dict[str, Any]
+) -> None:
     r = admin.post(f"{V}/projects", json={"communityId": community["id"], "name": project["name"]})
     assert r.status_code == 409 and problem_field(r) == "name"
 
@@ -99,13 +103,22 @@ def test_project_settings_defaults_and_updates(admin: TestClient, project: dict[
     assert project["settings"]["staleExecTimeoutMode"] == "NO_TIMEOUT"
     r = admin.patch(
         f"{V}/projects/{project['id']}",
-        json={"settings": {"vmInactivityTimeout": "1h30m", "staleExecTimeoutMode": "ONE_HOUR",
-                           "defaultConfiguration": "s1.1"}},
+        json={
+            "settings": {
+                "vmInactivityTimeout": "1h30m",
+                "staleExecTimeoutMode": "ONE_HOUR",
+                "defaultConfiguration": "s1.1",
+            }
+        },
     )
     assert r.status_code == 200, r.text
     s = r.json()["settings"]
-    assert s == {"defaultConfiguration": "s1.1", "vmInactivityTimeout": "5400s",
-                 "staleExecTimeoutMode": "ONE_HOUR", "ide": "JUPYTER_LAB"}
+    assert s == {
+        "defaultConfiguration": "s1.1",
+        "vmInactivityTimeout": "5400s",
+        "staleExecTimeoutMode": "ONE_HOUR",
+        "ide": "JUPYTER_LAB",
+    }
 
 
 def test_limits_set_clear_and_validate(admin: TestClient, project: dict[str, Any]) -> None:
@@ -123,7 +136,10 @@ def test_community_zone_is_fixed(admin: TestClient, community: dict[str, Any]) -
     assert community["zoneId"] == "local"
     r = admin.patch(f"{V}/communities/{community['id']}", json={"zoneId": "elsewhere"})
     assert r.status_code == 422 and problem_field(r) == "zoneId"
-    r = admin.post(f"{V}/communities", json={"organizationId": community["organizationId"], "name": "z", "zoneId": "mars"})
+    r = admin.post(
+        f"{V}/communities",
+        json={"organizationId": community["organizationId"], "name": "z", "zoneId": "mars"},
+    )
     assert r.status_code == 422 and problem_field(r) == "zoneId"
 
 
@@ -134,11 +150,19 @@ def test_restrictions_limit_default_configuration(admin: TestClient, community: 
     r = admin.patch(url, json={"allowedConfigurations": ["s1.1", "nope.1"]})
     assert r.status_code == 422 and problem_field(r) == "allowedConfigurations[1]"
     assert admin.get(url).json()["allowedConfigurations"] is None
-    r = admin.patch(url, json={"allowedConfigurations": ["s1.1", "s1.2"], "features": {"nodesAndAliases": False}})
+    r = admin.patch(
+        url, json={"allowedConfigurations": ["s1.1", "s1.2"], "features": {"nodesAndAliases": False}}
+    )
     assert r.status_code == 200 and r.json()["allowedConfigurations"] == ["s1.1", "s1.2"]
     assert r.json()["features"]["nodesAndAliases"] is False
-    r = admin.post(f"{V}/projects", json={"communityId": community["id"], "name": "restricted",
-                                           "settings": {"defaultConfiguration": "c1.8"}})
+    r = admin.post(
+        f"{V}/projects",
+        json={
+            "communityId": community["id"],
+            "name": "restricted",
+            "settings": {"defaultConfiguration": "c1.8"},
+        },
+    )
     assert r.status_code == 422 and "not allowed" in r.json()["detail"]
     cfgs = admin.get(f"{V}/configurations", params={"communityId": community["id"]}).json()
     allowed = {c["name"] for c in cfgs if c["allowed"]}
@@ -151,7 +175,20 @@ def test_restrictions_limit_default_configuration(admin: TestClient, community: 
 
 def test_configuration_catalogue_and_availability(admin: TestClient) -> None:
     cfgs = {c["name"]: c for c in admin.get(f"{V}/configurations").json()}
-    for name in ("c1.4", "c1.8", "c1.32", "c1.80", "g1.1", "g1.2", "g1.4", "g2.1", "g2.2", "g2.4", "g2.8", "gt4.1"):
+    for name in (
+        "c1.4",
+        "c1.8",
+        "c1.32",
+        "c1.80",
+        "g1.1",
+        "g1.2",
+        "g1.4",
+        "g2.1",
+        "g2.2",
+        "g2.4",
+        "g2.8",
+        "gt4.1",
+    ):
         assert name in cfgs
     assert cfgs["c1.4"]["unitsPerSecond"] == 4 and cfgs["g1.1"]["unitsPerSecond"] == 72
     assert cfgs["g2.8"]["unitsPerSecond"] == 928 and cfgs["gt4.1"]["gpuType"] == "T4"
@@ -164,7 +201,9 @@ def test_configuration_catalogue_and_availability(admin: TestClient) -> None:
 
 
 def test_admin_edits_catalogue(admin: TestClient, app: FastAPI) -> None:
-    r = admin.put(f"{V}/configurations/x1.2", json={"vcpu": 2, "ramGb": 2, "unitsPerSecond": 2, "description": "lab"})
+    r = admin.put(
+        f"{V}/configurations/x1.2", json={"vcpu": 2, "ramGb": 2, "unitsPerSecond": 2, "description": "lab"}
+    )
     assert r.status_code == 200 and r.json()["available"] is True
     r = admin.put(f"{V}/configurations/x1.2", json={"gpuCount": 1})
     assert r.status_code == 422 and problem_field(r) == "gpuType"
@@ -210,8 +249,10 @@ def test_group_roles_follow_the_hierarchy(admin: TestClient, app: FastAPI, org_i
     assert erin.get(f"{V}/projects/{prj['id']}").status_code == 404
     g = admin.post(f"{V}/groups", json={"organizationId": org_id, "name": "editors"}).json()
     assert admin.post(f"{V}/groups/{g['id']}/members", json={"user": "erin"}).status_code == 201
-    r = admin.post(f"{V}/communities/{com['id']}/access-bindings",
-                   json={"subjectType": "group", "subject": "editors", "role": "editor"})
+    r = admin.post(
+        f"{V}/communities/{com['id']}/access-bindings",
+        json={"subjectType": "group", "subject": "editors", "role": "editor"},
+    )
     assert r.status_code == 201 and r.json()["roleId"] == "datasphere.communities.editor"
     # community Editor through the group → project Editor in every project of the community
     assert erin.get(f"{V}/projects/{prj['id']}").status_code == 200
@@ -260,15 +301,23 @@ def test_invite_link_flow(admin: TestClient, app: FastAPI, project: dict[str, An
     assert info["resourceName"] == project["name"] and info["role"] == "developer"
     # not signed in and no account details: refused, nothing created
     assert anon.post(f"{V}/invites/{inv['token']}/accept", json={}).status_code == 401
-    r = anon.post(f"{V}/invites/{inv['token']}/accept", json={"username": "hank", "password": "hank-pass-123"})
+    r = anon.post(
+        f"{V}/invites/{inv['token']}/accept", json={"username": "hank", "password": "hank-pass-123"}
+    )
     assert r.status_code == 200, r.text
     assert "atoll_session" in r.headers.get("set-cookie", "")  # signed in as the new account
-    hank_tok = TestClient(app).post(f"{V}/auth/tokens", json={"username": "hank", "password": "hank-pass-123"}).json()["token"]
+    hank_tok = (
+        TestClient(app)
+        .post(f"{V}/auth/tokens", json={"username": "hank", "password": "hank-pass-123"})
+        .json()["token"]
+    )
     hank = as_token(app, hank_tok)
     assert hank.get(f"{V}/projects/{project['id']}").status_code == 200
     assert hank.get(f"{V}/projects/{project['id']}/access-bindings").status_code == 200
     # used up
-    r = TestClient(app).post(f"{V}/invites/{inv['token']}/accept", json={"username": "ivan", "password": "ivan-pass-123"})
+    r = TestClient(app).post(
+        f"{V}/invites/{inv['token']}/accept", json={"username": "ivan", "password": "ivan-pass-123"}
+    )
     assert r.status_code == 404
     assert admin.get(f"{V}/users").json()["items"] and not any(
         u["username"] == "ivan" for u in admin.get(f"{V}/users").json()["items"]

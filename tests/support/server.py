@@ -43,7 +43,9 @@ class RunningServer:
                 self.proc.wait(timeout=5)
 
 
-def start_server(data_dir: Path, database_url: str = "", extra_env: dict[str, str] | None = None) -> RunningServer:
+def start_server(
+    data_dir: Path, database_url: str = "", extra_env: dict[str, str] | None = None
+) -> RunningServer:
     port = free_port()
     env = {
         **os.environ,
@@ -58,10 +60,14 @@ def start_server(data_dir: Path, database_url: str = "", extra_env: dict[str, st
         env["ATOLL_DATABASE_URL"] = database_url
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
-    out = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    out = open(log_path, "wb")
     atoll = str(Path(sys.executable).with_name("atoll"))
-    proc = subprocess.Popen([atoll, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    server = RunningServer(url=f"http://127.0.0.1:{port}", data_dir=data_dir, proc=proc, log_path=log_path, env=env)
+    proc = subprocess.Popen(
+        [atoll, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = RunningServer(
+        url=f"http://127.0.0.1:{port}", data_dir=data_dir, proc=proc, log_path=log_path, env=env
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -76,7 +82,8 @@ def start_server(data_dir: Path, database_url: str = "", extra_env: dict[str, st
         server.stop()
         raise RuntimeError(f"atoll up did not answer within 60 s:\n{server.log()}")
     r = httpx.post(
-        server.url + "/api/v1/auth/tokens", json={"username": "admin", "password": ADMIN_PASSWORD, "name": "tests"}
+        server.url + "/api/v1/auth/tokens",
+        json={"username": "admin", "password": ADMIN_PASSWORD, "name": "tests"},
     )
     r.raise_for_status()
     server.admin_token = r.json()["token"]

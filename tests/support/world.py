@@ -13,7 +13,16 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import auth
 from atoll.store.db import Database
-from atoll.store.models import AccessBinding, BillingAccount, Community, Group, GroupMember, Organization, Project, User
+from atoll.store.models import (
+    AccessBinding,
+    BillingAccount,
+    Community,
+    Group,
+    GroupMember,
+    Organization,
+    Project,
+    User,
+)
 
 ORG, COM, PRJ, BA = "organization", "community", "project", "billingAccount"
 
@@ -79,7 +88,11 @@ class World:
         return f"{prefix}-{self.counter}"
 
     def _bind(self, s: Session, rtype: str, rid: str, subject_type: str, sid: str, role: str) -> None:
-        s.add(AccessBinding(resource_type=rtype, resource_id=rid, subject_type=subject_type, subject_id=sid, role=role))
+        s.add(
+            AccessBinding(
+                resource_type=rtype, resource_id=rid, subject_type=subject_type, subject_id=sid, role=role
+            )
+        )
 
     def clone_bindings(self, rtype: str, src: str, dst: str) -> None:
         """Give the new resource `dst` the same bindings as `src` (for destructive routes)."""
@@ -91,9 +104,13 @@ class World:
         """A new resource of `kind` with the same bindings as the world's own."""
         with self.db.transaction() as s:
             if kind == ORG:
-                obj: Organization | Community | Project | BillingAccount | Group = Organization(name=self.next_name("org"))
+                obj: Organization | Community | Project | BillingAccount | Group = Organization(
+                    name=self.next_name("org")
+                )
             elif kind == COM:
-                obj = Community(organization_id=self.org, name=self.next_name("com"), zone_id="local", restrictions={})
+                obj = Community(
+                    organization_id=self.org, name=self.next_name("com"), zone_id="local", restrictions={}
+                )
             elif kind == PRJ:
                 obj = Project(community_id=self.community, name=self.next_name("prj"))
             elif kind == BA:
@@ -121,7 +138,9 @@ class World:
                 s.flush()
                 found = s.query(AccessBinding).filter_by(resource_type=ORG, subject_id=user.id).one()
                 return found.id
-            b = AccessBinding(resource_type=rtype, resource_id=rid, subject_type="user", subject_id=user.id, role="viewer")
+            b = AccessBinding(
+                resource_type=rtype, resource_id=rid, subject_type="user", subject_id=user.id, role="viewer"
+            )
             s.add(b)
             s.flush()
             return b.id

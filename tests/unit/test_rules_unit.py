@@ -54,7 +54,15 @@ def test_units_round_up_to_whole_seconds() -> None:
 
 
 def _cfg(**kw: object) -> Configuration:
-    base = {"name": "t", "vcpu": 2.0, "ram_gb": 2.0, "gpu_count": 0, "gpu_type": "", "units_per_second": 2, "enabled": True}
+    base = {
+        "name": "t",
+        "vcpu": 2.0,
+        "ram_gb": 2.0,
+        "gpu_count": 0,
+        "gpu_type": "",
+        "units_per_second": 2,
+        "enabled": True,
+    }
     return Configuration(**(base | kw))
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Query
+from sqlalchemy.orm import Session
 
+from atoll.api import schemas as s
 from atoll.domain import auth, members
 from atoll.domain.access import ROLE_IDS, Action, ResourceType
 from atoll.domain.catalog import availability
 from atoll.domain.tenancy import restrictions_of
 from atoll.domain.validation import format_duration
-from atoll.api import schemas as s
 from atoll.runtime.inventory import Inventory
 from atoll.store.models import AccessBinding, ApiToken, Community, Configuration, Invite, Project
-from sqlalchemy.orm import Session
 
 ACTION_KEY = "x-atoll-action"
 PUBLIC = "public"  # no sign-in needed
@@ -32,8 +32,13 @@ PageToken = Query(None, alias="pageToken")
 
 def token_out(tok: ApiToken) -> s.TokenOut:
     return s.TokenOut.model_validate(
-        {**{k: getattr(tok, k) for k in ("id", "name", "prefix", "created_at", "expires_at", "last_used_at")},
-         "state": auth.token_state(tok)}
+        {
+            **{
+                k: getattr(tok, k)
+                for k in ("id", "name", "prefix", "created_at", "expires_at", "last_used_at")
+            },
+            "state": auth.token_state(tok),
+        }
     )
 
 
@@ -57,7 +62,9 @@ def project_out(p: Project) -> s.ProjectOut:
 
 def limits_out(p: Project) -> s.ProjectLimits:
     return s.ProjectLimits(
-        balance=p.balance, max_units_per_hour=p.max_units_per_hour, max_units_per_execution=p.max_units_per_execution
+        balance=p.balance,
+        max_units_per_hour=p.max_units_per_hour,
+        max_units_per_execution=p.max_units_per_execution,
     )
 
 

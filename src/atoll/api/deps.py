@@ -83,7 +83,9 @@ def get_ctx(request: Request) -> Iterator[Ctx]:
             presented = request.headers.get(CSRF_HEADER)
             if not auth.csrf_matches(ws, presented):
                 raise Forbidden(f"missing or wrong {CSRF_HEADER} header for a cookie-authenticated request")
-        yield Ctx(db=db, settings=request.app.state.settings, principal=principal, web_session=ws, request=request)
+        yield Ctx(
+            db=db, settings=request.app.state.settings, principal=principal, web_session=ws, request=request
+        )
     finally:
         db.rollback()
         db.close()

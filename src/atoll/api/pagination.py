@@ -30,7 +30,9 @@ def decode(token: str) -> tuple[datetime, str]:
         raise Invalid("pageToken is not a token this API returned", field="pageToken") from e
 
 
-def page(db: Session, query: Select[Any], model: Any, page_size: int, page_token: str | None) -> tuple[list[Any], str | None]:
+def page(
+    db: Session, query: Select[Any], model: Any, page_size: int, page_token: str | None
+) -> tuple[list[Any], str | None]:
     """One page of `query` (which selects `model`) and the token of the next page, if any."""
     if not 1 <= page_size <= MAX_PAGE:
         raise Invalid(f"pageSize must be between 1 and {MAX_PAGE}", field="pageSize")

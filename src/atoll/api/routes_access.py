@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -11,8 +12,8 @@ from sqlalchemy import select
 from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, PageSize, PageToken, act, binding_out, invite_out
 from atoll.api.deps import CtxDep
-from atoll.api.routes_auth import cookie_secure, set_session_cookie
 from atoll.api.pagination import page
+from atoll.api.routes_auth import cookie_secure, set_session_cookie
 from atoll.domain import access, auth, members
 from atoll.domain.access import Action, ResourceType
 from atoll.domain.errors import Invalid, Unauthenticated
@@ -33,14 +34,20 @@ _MANAGE = members._MANAGE
 def _bindings_routes(rtype: ResourceType) -> None:
     plural, param = _PATHS[rtype]
     base = f"/{plural}/{{{param}}}/access-bindings"
-    tag = [plural]
+    tag: list[str | Enum] = [plural]
 
     def list_(ctx: CtxDep, **kw: str) -> list[s.AccessBindingOut]:
         return [binding_out(ctx.db, b) for b in members.list_bindings(ctx.db, ctx.me, rtype, kw[param])]
 
     def add(body: s.AccessBindingIn, ctx: CtxDep, **kw: str) -> s.AccessBindingOut:
         b = members.set_binding(
-            ctx.db, ctx.me, rtype, kw[param], subject_type=body.subject_type, subject=body.subject, role=body.role
+            ctx.db,
+            ctx.me,
+            rtype,
+            kw[param],
+            subject_type=body.subject_type,
+            subject=body.subject,
+            role=body.role,
         )
         return ctx.commit(binding_out(ctx.db, b))
 
@@ -49,18 +56,34 @@ def _bindings_routes(rtype: ResourceType) -> None:
         ctx.commit(None)
 
     router.add_api_route(
-        base, _with_param(list_, param), methods=["GET"], response_model=list[s.AccessBindingOut],
-        openapi_extra=act(_VIEW[rtype]), tags=tag, name=f"list_{rtype.value}_access_bindings",
+        base,
+        _with_param(list_, param),
+        methods=["GET"],
+        response_model=list[s.AccessBindingOut],
+        openapi_extra=act(_VIEW[rtype]),
+        tags=tag,
+        name=f"list_{rtype.value}_access_bindings",
         summary=f"List who has which role on the {rtype.value}",
     )
     router.add_api_route(
-        base, _with_param(add, param), methods=["POST"], response_model=s.AccessBindingOut, status_code=201,
-        openapi_extra=act(_MANAGE[rtype]), tags=tag, name=f"set_{rtype.value}_access_binding",
+        base,
+        _with_param(add, param),
+        methods=["POST"],
+        response_model=s.AccessBindingOut,
+        status_code=201,
+        openapi_extra=act(_MANAGE[rtype]),
+        tags=tag,
+        name=f"set_{rtype.value}_access_binding",
         summary=f"Give a user or group a role on the {rtype.value} (replaces their previous role there)",
     )
     router.add_api_route(
-        base + "/{binding_id}", _with_param(remove, param), methods=["DELETE"], status_code=204,
-        openapi_extra=act(_MANAGE[rtype]), tags=tag, name=f"delete_{rtype.value}_access_binding",
+        base + "/{binding_id}",
+        _with_param(remove, param),
+        methods=["DELETE"],
+        status_code=204,
+        openapi_extra=act(_MANAGE[rtype]),
+        tags=tag,
+        name=f"delete_{rtype.value}_access_binding",
         summary=f"Remove a role binding from the {rtype.value}",
     )
 
@@ -68,11 +91,17 @@ def _bindings_routes(rtype: ResourceType) -> None:
 def _invite_routes(rtype: ResourceType) -> None:
     plural, param = _PATHS[rtype]
     base = f"/{plural}/{{{param}}}/invites"
-    tag = [plural]
+    tag: list[str | Enum] = [plural]
 
     def create(body: s.InviteCreate, ctx: CtxDep, **kw: str) -> s.NewInviteOut:
         inv, raw = members.create_invite(
-            ctx.db, ctx.me, rtype, kw[param], role=body.role, expires_in_days=body.expires_in_days, max_uses=body.max_uses
+            ctx.db,
+            ctx.me,
+            rtype,
+            kw[param],
+            role=body.role,
+            expires_in_days=body.expires_in_days,
+            max_uses=body.max_uses,
         )
         url = f"{ctx.settings.base_url}/invite/{raw}"
         return ctx.commit(s.NewInviteOut(**invite_out(inv).model_dump(), token=raw, url=url))
@@ -85,17 +114,33 @@ def _invite_routes(rtype: ResourceType) -> None:
         ctx.commit(None)
 
     router.add_api_route(
-        base, _with_param(create, param), methods=["POST"], response_model=s.NewInviteOut, status_code=201,
-        openapi_extra=act(_MANAGE[rtype]), tags=tag, name=f"create_{rtype.value}_invite",
+        base,
+        _with_param(create, param),
+        methods=["POST"],
+        response_model=s.NewInviteOut,
+        status_code=201,
+        openapi_extra=act(_MANAGE[rtype]),
+        tags=tag,
+        name=f"create_{rtype.value}_invite",
         summary=f"Create an invite link to the {rtype.value}",
     )
     router.add_api_route(
-        base, _with_param(list_, param), methods=["GET"], response_model=list[s.InviteOut],
-        openapi_extra=act(_MANAGE[rtype]), tags=tag, name=f"list_{rtype.value}_invites",
+        base,
+        _with_param(list_, param),
+        methods=["GET"],
+        response_model=list[s.InviteOut],
+        openapi_extra=act(_MANAGE[rtype]),
+        tags=tag,
+        name=f"list_{rtype.value}_invites",
     )
     router.add_api_route(
-        base + "/{invite_id}", _with_param(revoke, param), methods=["DELETE"], status_code=204,
-        openapi_extra=act(_MANAGE[rtype]), tags=tag, name=f"revoke_{rtype.value}_invite",
+        base + "/{invite_id}",
+        _with_param(revoke, param),
+        methods=["DELETE"],
+        status_code=204,
+        openapi_extra=act(_MANAGE[rtype]),
+        tags=tag,
+        name=f"revoke_{rtype.value}_invite",
     )
 
 
@@ -127,12 +172,17 @@ def invite_info(token: str, ctx: CtxDep) -> s.InviteInfo:
     """What an invite link leads to; whoever holds the link may see this."""
     inv, target = members.open_invite(ctx.db, token)
     return s.InviteInfo(
-        resource_type=inv.resource_type, resource_id=target.id, resource_name=target.name, role=inv.role,
+        resource_type=inv.resource_type,
+        resource_id=target.id,
+        resource_name=target.name,
+        role=inv.role,
         expires_at=inv.expires_at,
     )
 
 
-@router.post("/invites/{token}/accept", response_model=s.InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"])
+@router.post(
+    "/invites/{token}/accept", response_model=s.InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"]
+)
 def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Response) -> s.InviteInfo:
     """Accept as the signed-in caller, or create an account (username + password) and accept."""
     members.open_invite(ctx.db, token)  # a dead link fails before any account is made
@@ -150,7 +200,10 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
     inv, target = members.accept_invite(ctx.db, user, token)
     return ctx.commit(
         s.InviteInfo(
-            resource_type=inv.resource_type, resource_id=target.id, resource_name=target.name, role=inv.role,
+            resource_type=inv.resource_type,
+            resource_id=target.id,
+            resource_name=target.name,
+            role=inv.role,
             expires_at=inv.expires_at,
         )
     )
@@ -159,9 +212,14 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
 # --- groups ---------------------------------------------------------------------------------
 
 
-@router.get("/groups", response_model=s.Page[s.GroupOut], openapi_extra=act(Action.GROUP_VIEW), tags=["groups"])
+@router.get(
+    "/groups", response_model=s.Page[s.GroupOut], openapi_extra=act(Action.GROUP_VIEW), tags=["groups"]
+)
 def list_groups(
-    ctx: CtxDep, organization_id: str | None = None, page_size: int = PageSize, page_token: str | None = PageToken
+    ctx: CtxDep,
+    organization_id: str | None = None,
+    page_size: int = PageSize,
+    page_token: str | None = PageToken,
 ) -> s.Page[s.GroupOut]:
     q = select(Group).where(access.visible_groups(ctx.me))
     if organization_id:
@@ -170,7 +228,13 @@ def list_groups(
     return s.Page(items=[s.GroupOut.model_validate(g) for g in rows], next_page_token=nxt)
 
 
-@router.post("/groups", response_model=s.GroupOut, status_code=201, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"])
+@router.post(
+    "/groups",
+    response_model=s.GroupOut,
+    status_code=201,
+    openapi_extra=act(Action.GROUP_MANAGE),
+    tags=["groups"],
+)
 def create_group(body: s.GroupCreate, ctx: CtxDep) -> s.GroupOut:
     g = members.create_group(
         ctx.db, ctx.me, organization_id=body.organization_id, name=body.name, description=body.description
@@ -178,12 +242,16 @@ def create_group(body: s.GroupCreate, ctx: CtxDep) -> s.GroupOut:
     return ctx.commit(s.GroupOut.model_validate(g))
 
 
-@router.get("/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_VIEW), tags=["groups"])
+@router.get(
+    "/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_VIEW), tags=["groups"]
+)
 def get_group(group_id: str, ctx: CtxDep) -> s.GroupOut:
     return s.GroupOut.model_validate(members.get_group(ctx.db, ctx.me, group_id))
 
 
-@router.patch("/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"])
+@router.patch(
+    "/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"]
+)
 def update_group(group_id: str, body: s.GroupUpdate, ctx: CtxDep) -> s.GroupOut:
     g = members.update_group(ctx.db, ctx.me, group_id, name=body.name, description=body.description)
     return ctx.commit(s.GroupOut.model_validate(g))
@@ -195,17 +263,33 @@ def delete_group(group_id: str, ctx: CtxDep) -> None:
     ctx.commit(None)
 
 
-@router.get("/groups/{group_id}/members", response_model=list[s.UserOut], openapi_extra=act(Action.GROUP_VIEW), tags=["groups"])
+@router.get(
+    "/groups/{group_id}/members",
+    response_model=list[s.UserOut],
+    openapi_extra=act(Action.GROUP_VIEW),
+    tags=["groups"],
+)
 def list_group_members(group_id: str, ctx: CtxDep) -> list[s.UserOut]:
     return [s.UserOut.model_validate(u) for u in members.group_members(ctx.db, ctx.me, group_id)]
 
 
-@router.post("/groups/{group_id}/members", response_model=s.UserOut, status_code=201, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"])
+@router.post(
+    "/groups/{group_id}/members",
+    response_model=s.UserOut,
+    status_code=201,
+    openapi_extra=act(Action.GROUP_MANAGE),
+    tags=["groups"],
+)
 def add_group_member(group_id: str, body: s.GroupMemberAdd, ctx: CtxDep) -> s.UserOut:
     return ctx.commit(s.UserOut.model_validate(members.add_group_member(ctx.db, ctx.me, group_id, body.user)))
 
 
-@router.delete("/groups/{group_id}/members/{user}", status_code=204, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"])
+@router.delete(
+    "/groups/{group_id}/members/{user}",
+    status_code=204,
+    openapi_extra=act(Action.GROUP_MANAGE),
+    tags=["groups"],
+)
 def remove_group_member(group_id: str, user: str, ctx: CtxDep) -> None:
     members.remove_group_member(ctx.db, ctx.me, group_id, user)
     ctx.commit(None)

@@ -36,7 +36,9 @@ def sign_in(body: s.SignIn, ctx: CtxDep, response: Response) -> s.SessionOut:
     secure = cookie_secure(ctx.settings.cookie_secure, ctx.request.url.scheme)
     set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
     return ctx.commit(
-        s.SessionOut(user=s.UserOut.model_validate(user), csrf_token=new.csrf_token, expires_at=new.session.expires_at)
+        s.SessionOut(
+            user=s.UserOut.model_validate(user), csrf_token=new.csrf_token, expires_at=new.session.expires_at
+        )
     )
 
 
@@ -49,7 +51,9 @@ def sign_out(ctx: CtxDep, response: Response) -> None:
     ctx.commit(None)
 
 
-@router.post("/auth/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"])
+@router.post(
+    "/auth/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"]
+)
 def token_login(body: s.TokenLogin, ctx: CtxDep) -> s.NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
     user = auth.authenticate(ctx.db, body.username, body.password)
@@ -69,13 +73,17 @@ def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
 
 
 @router.get("/tokens", response_model=s.Page[s.TokenOut], openapi_extra=act(SELF), tags=["tokens"])
-def list_tokens(ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken) -> s.Page[s.TokenOut]:
+def list_tokens(
+    ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
+) -> s.Page[s.TokenOut]:
     q = select(ApiToken).where(ApiToken.user_id == ctx.me.user.id)
     rows, nxt = page(ctx.db, q, ApiToken, page_size, page_token)
     return s.Page(items=[token_out(t) for t in rows], next_page_token=nxt)
 
 
-@router.post("/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"])
+@router.post(
+    "/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"]
+)
 def create_token(body: s.TokenCreate, ctx: CtxDep) -> s.NewTokenOut:
     tok, raw = auth.create_token(ctx.db, ctx.me.user, body.name, body.expires_in_days)
     return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
@@ -100,7 +108,13 @@ def list_users(
     return s.Page(items=[s.UserOut.model_validate(u) for u in rows], next_page_token=nxt)
 
 
-@router.post("/users", response_model=s.UserOut, status_code=201, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["users"])
+@router.post(
+    "/users",
+    response_model=s.UserOut,
+    status_code=201,
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["users"],
+)
 def create_user(body: s.UserCreate, ctx: CtxDep) -> s.UserOut:
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
     org = None

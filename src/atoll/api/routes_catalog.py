@@ -22,10 +22,17 @@ router = APIRouter()
 # --- billing accounts -----------------------------------------------------------------------
 
 
-@router.get("/billing-accounts", response_model=s.Page[s.BillingAccountOut], openapi_extra=act(Action.BILLING_ACCOUNT_VIEW), tags=["billing"])
+@router.get(
+    "/billing-accounts",
+    response_model=s.Page[s.BillingAccountOut],
+    openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
+    tags=["billing"],
+)
 def list_billing_accounts(
-    ctx: CtxDep, organization_id: str | None = Query(None, alias="organizationId"),
-    page_size: int = PageSize, page_token: str | None = PageToken,
+    ctx: CtxDep,
+    organization_id: str | None = Query(None, alias="organizationId"),
+    page_size: int = PageSize,
+    page_token: str | None = PageToken,
 ) -> s.Page[s.BillingAccountOut]:
     q = select(BillingAccount).where(access.visible_billing_accounts(ctx.me))
     if organization_id:
@@ -34,53 +41,102 @@ def list_billing_accounts(
     return s.Page(items=[s.BillingAccountOut.model_validate(b) for b in rows], next_page_token=nxt)
 
 
-@router.post("/billing-accounts", response_model=s.BillingAccountOut, status_code=201, openapi_extra=act(Action.BILLING_ACCOUNT_CREATE), tags=["billing"])
+@router.post(
+    "/billing-accounts",
+    response_model=s.BillingAccountOut,
+    status_code=201,
+    openapi_extra=act(Action.BILLING_ACCOUNT_CREATE),
+    tags=["billing"],
+)
 def create_billing_account(body: s.BillingAccountCreate, ctx: CtxDep) -> s.BillingAccountOut:
     ba = billing.create_billing_account(
-        ctx.db, ctx.me, organization_id=body.organization_id, name=body.name, description=body.description,
-        currency=body.currency, unit_price=body.unit_price,
+        ctx.db,
+        ctx.me,
+        organization_id=body.organization_id,
+        name=body.name,
+        description=body.description,
+        currency=body.currency,
+        unit_price=body.unit_price,
     )
     return ctx.commit(s.BillingAccountOut.model_validate(ba))
 
 
-@router.get("/billing-accounts/{billing_account_id}", response_model=s.BillingAccountOut, openapi_extra=act(Action.BILLING_ACCOUNT_VIEW), tags=["billing"])
+@router.get(
+    "/billing-accounts/{billing_account_id}",
+    response_model=s.BillingAccountOut,
+    openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
+    tags=["billing"],
+)
 def get_billing_account(billing_account_id: str, ctx: CtxDep) -> s.BillingAccountOut:
     return s.BillingAccountOut.model_validate(billing.get_billing_account(ctx.db, ctx.me, billing_account_id))
 
 
-@router.patch("/billing-accounts/{billing_account_id}", response_model=s.BillingAccountOut, openapi_extra=act(Action.BILLING_ACCOUNT_UPDATE), tags=["billing"])
-def update_billing_account(billing_account_id: str, body: s.BillingAccountUpdate, ctx: CtxDep) -> s.BillingAccountOut:
+@router.patch(
+    "/billing-accounts/{billing_account_id}",
+    response_model=s.BillingAccountOut,
+    openapi_extra=act(Action.BILLING_ACCOUNT_UPDATE),
+    tags=["billing"],
+)
+def update_billing_account(
+    billing_account_id: str, body: s.BillingAccountUpdate, ctx: CtxDep
+) -> s.BillingAccountOut:
     ba = billing.update_billing_account(
-        ctx.db, ctx.me, billing_account_id, name=body.name, description=body.description,
-        unit_price=body.unit_price, active=body.active,
+        ctx.db,
+        ctx.me,
+        billing_account_id,
+        name=body.name,
+        description=body.description,
+        unit_price=body.unit_price,
+        active=body.active,
     )
     return ctx.commit(s.BillingAccountOut.model_validate(ba))
 
 
-@router.delete("/billing-accounts/{billing_account_id}", status_code=204, openapi_extra=act(Action.BILLING_ACCOUNT_UPDATE), tags=["billing"])
+@router.delete(
+    "/billing-accounts/{billing_account_id}",
+    status_code=204,
+    openapi_extra=act(Action.BILLING_ACCOUNT_UPDATE),
+    tags=["billing"],
+)
 def delete_billing_account(billing_account_id: str, ctx: CtxDep) -> None:
     billing.delete_billing_account(ctx.db, ctx.me, billing_account_id)
     ctx.commit(None)
 
 
-@router.get("/billing-accounts/{billing_account_id}/usage", response_model=s.UsageOut, openapi_extra=act(Action.BILLING_ACCOUNT_VIEW), tags=["billing"])
+@router.get(
+    "/billing-accounts/{billing_account_id}/usage",
+    response_model=s.UsageOut,
+    openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
+    tags=["billing"],
+)
 def billing_account_usage(
     billing_account_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
 ) -> s.UsageOut:
     """Units used by the communities this account pays for, over a period, and their cost."""
     ba = billing.get_billing_account(ctx.db, ctx.me, billing_account_id)
     units = billing.usage_units(ctx.db, billing_account_id=ba.id, since=since, until=until)
-    return s.UsageOut(units=units, cost=billing.cost_of(units, ba), currency=ba.currency, since=since, until=until)
+    return s.UsageOut(
+        units=units, cost=billing.cost_of(units, ba), currency=ba.currency, since=since, until=until
+    )
 
 
 # --- configurations -------------------------------------------------------------------------
 
 
-@router.get("/configurations", response_model=list[s.ConfigurationOut], openapi_extra=act(Action.CATALOG_VIEW), tags=["configurations"])
+@router.get(
+    "/configurations",
+    response_model=list[s.ConfigurationOut],
+    openapi_extra=act(Action.CATALOG_VIEW),
+    tags=["configurations"],
+)
 def list_configurations(
     ctx: CtxDep,
-    community_id: str | None = Query(None, alias="communityId", description="Mark which ones the community allows"),
-    project_id: str | None = Query(None, alias="projectId", description="Mark which ones the project's community allows"),
+    community_id: str | None = Query(
+        None, alias="communityId", description="Mark which ones the community allows"
+    ),
+    project_id: str | None = Query(
+        None, alias="projectId", description="Mark which ones the project's community allows"
+    ),
 ) -> list[s.ConfigurationOut]:
     """The catalogue with each configuration's availability on this installation."""
     community: Community | None = None
@@ -94,13 +150,23 @@ def list_configurations(
     return [configuration_out(c, inv, over, community) for c in catalog.list_configurations(ctx.db, ctx.me)]
 
 
-@router.get("/configurations/{name}", response_model=s.ConfigurationOut, openapi_extra=act(Action.CATALOG_VIEW), tags=["configurations"])
+@router.get(
+    "/configurations/{name}",
+    response_model=s.ConfigurationOut,
+    openapi_extra=act(Action.CATALOG_VIEW),
+    tags=["configurations"],
+)
 def get_configuration(name: str, ctx: CtxDep) -> s.ConfigurationOut:
     cfg = catalog.get_configuration(ctx.db, ctx.me, name)
     return configuration_out(cfg, ctx.inventory, ctx.settings.pool_overcommit)
 
 
-@router.put("/configurations/{name}", response_model=s.ConfigurationOut, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["configurations"])
+@router.put(
+    "/configurations/{name}",
+    response_model=s.ConfigurationOut,
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["configurations"],
+)
 def put_configuration(name: str, body: s.ConfigurationIn, ctx: CtxDep) -> s.ConfigurationOut:
     """Create or change a catalogue entry (installation admins)."""
     values = body.model_dump(by_alias=True, exclude_unset=True)
@@ -111,7 +177,12 @@ def put_configuration(name: str, body: s.ConfigurationIn, ctx: CtxDep) -> s.Conf
     return ctx.commit(configuration_out(cfg, ctx.inventory, ctx.settings.pool_overcommit))
 
 
-@router.delete("/configurations/{name}", status_code=204, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["configurations"])
+@router.delete(
+    "/configurations/{name}",
+    status_code=204,
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["configurations"],
+)
 def delete_configuration(name: str, ctx: CtxDep) -> None:
     catalog.delete_configuration(ctx.db, ctx.me, name)
     ctx.commit(None)

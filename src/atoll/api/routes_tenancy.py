@@ -6,7 +6,15 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from atoll.api import schemas as s
-from atoll.api.common import PageSize, PageToken, act, community_out, limits_out, project_out, restrictions_out
+from atoll.api.common import (
+    PageSize,
+    PageToken,
+    act,
+    community_out,
+    limits_out,
+    project_out,
+    restrictions_out,
+)
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
 from atoll.domain import access, tenancy
@@ -24,31 +32,61 @@ def _settings_dict(body: s.ProjectSettingsIn | None) -> dict[str, object]:
 # --- organizations --------------------------------------------------------------------------
 
 
-@router.get("/organizations", response_model=s.Page[s.OrganizationOut], openapi_extra=act(Action.ORG_VIEW), tags=["organizations"])
-def list_organizations(ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken) -> s.Page[s.OrganizationOut]:
+@router.get(
+    "/organizations",
+    response_model=s.Page[s.OrganizationOut],
+    openapi_extra=act(Action.ORG_VIEW),
+    tags=["organizations"],
+)
+def list_organizations(
+    ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
+) -> s.Page[s.OrganizationOut]:
     q = select(Organization).where(access.visible_organizations(ctx.me))
     rows, nxt = page(ctx.db, q, Organization, page_size, page_token)
     return s.Page(items=[s.OrganizationOut.model_validate(o) for o in rows], next_page_token=nxt)
 
 
-@router.post("/organizations", response_model=s.OrganizationOut, status_code=201, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["organizations"])
+@router.post(
+    "/organizations",
+    response_model=s.OrganizationOut,
+    status_code=201,
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["organizations"],
+)
 def create_organization(body: s.OrganizationCreate, ctx: CtxDep) -> s.OrganizationOut:
     org = tenancy.create_organization(ctx.db, ctx.me, name=body.name, description=body.description)
     return ctx.commit(s.OrganizationOut.model_validate(org))
 
 
-@router.get("/organizations/{organization_id}", response_model=s.OrganizationOut, openapi_extra=act(Action.ORG_VIEW), tags=["organizations"])
+@router.get(
+    "/organizations/{organization_id}",
+    response_model=s.OrganizationOut,
+    openapi_extra=act(Action.ORG_VIEW),
+    tags=["organizations"],
+)
 def get_organization(organization_id: str, ctx: CtxDep) -> s.OrganizationOut:
     return s.OrganizationOut.model_validate(tenancy.get_organization(ctx.db, ctx.me, organization_id))
 
 
-@router.patch("/organizations/{organization_id}", response_model=s.OrganizationOut, openapi_extra=act(Action.ORG_UPDATE), tags=["organizations"])
+@router.patch(
+    "/organizations/{organization_id}",
+    response_model=s.OrganizationOut,
+    openapi_extra=act(Action.ORG_UPDATE),
+    tags=["organizations"],
+)
 def update_organization(organization_id: str, body: s.OrganizationUpdate, ctx: CtxDep) -> s.OrganizationOut:
-    org = tenancy.update_organization(ctx.db, ctx.me, organization_id, name=body.name, description=body.description)
+    org = tenancy.update_organization(
+        ctx.db, ctx.me, organization_id, name=body.name, description=body.description
+    )
     return ctx.commit(s.OrganizationOut.model_validate(org))
 
 
-@router.delete("/organizations/{organization_id}", status_code=204, openapi_extra=act(Action.SYSTEM_MANAGE), tags=["organizations"])
+@router.delete(
+    "/organizations/{organization_id}",
+    status_code=204,
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["organizations"],
+)
 def delete_organization(organization_id: str, ctx: CtxDep) -> None:
     tenancy.delete_organization(ctx.db, ctx.me, organization_id)
     ctx.commit(None)
@@ -57,7 +95,12 @@ def delete_organization(organization_id: str, ctx: CtxDep) -> None:
 # --- communities ----------------------------------------------------------------------------
 
 
-@router.get("/communities", response_model=s.Page[s.CommunityOut], openapi_extra=act(Action.COMMUNITY_VIEW), tags=["communities"])
+@router.get(
+    "/communities",
+    response_model=s.Page[s.CommunityOut],
+    openapi_extra=act(Action.COMMUNITY_VIEW),
+    tags=["communities"],
+)
 def list_communities(
     ctx: CtxDep,
     organization_id: str | None = Query(None, alias="organizationId"),
@@ -74,7 +117,13 @@ def list_communities(
     return s.Page(items=[community_out(c) for c in rows], next_page_token=nxt)
 
 
-@router.post("/communities", response_model=s.CommunityOut, status_code=201, openapi_extra=act(Action.COMMUNITY_CREATE), tags=["communities"])
+@router.post(
+    "/communities",
+    response_model=s.CommunityOut,
+    status_code=201,
+    openapi_extra=act(Action.COMMUNITY_CREATE),
+    tags=["communities"],
+)
 def create_community(body: s.CommunityCreate, ctx: CtxDep) -> s.CommunityOut:
     c = tenancy.create_community(
         ctx.db,
@@ -90,44 +139,86 @@ def create_community(body: s.CommunityCreate, ctx: CtxDep) -> s.CommunityOut:
     return ctx.commit(community_out(c))
 
 
-@router.get("/communities/{community_id}", response_model=s.CommunityOut, openapi_extra=act(Action.COMMUNITY_VIEW), tags=["communities"])
+@router.get(
+    "/communities/{community_id}",
+    response_model=s.CommunityOut,
+    openapi_extra=act(Action.COMMUNITY_VIEW),
+    tags=["communities"],
+)
 def get_community(community_id: str, ctx: CtxDep) -> s.CommunityOut:
     return community_out(tenancy.get_community(ctx.db, ctx.me, community_id))
 
 
-@router.patch("/communities/{community_id}", response_model=s.CommunityOut, openapi_extra=act(Action.COMMUNITY_UPDATE), tags=["communities"])
+@router.patch(
+    "/communities/{community_id}",
+    response_model=s.CommunityOut,
+    openapi_extra=act(Action.COMMUNITY_UPDATE),
+    tags=["communities"],
+)
 def update_community(community_id: str, body: s.CommunityUpdate, ctx: CtxDep) -> s.CommunityOut:
     c = tenancy.update_community(
-        ctx.db, ctx.me, community_id, name=body.name, description=body.description, labels=body.labels, zone_id=body.zone_id
+        ctx.db,
+        ctx.me,
+        community_id,
+        name=body.name,
+        description=body.description,
+        labels=body.labels,
+        zone_id=body.zone_id,
     )
     return ctx.commit(community_out(c))
 
 
-@router.delete("/communities/{community_id}", status_code=204, openapi_extra=act(Action.COMMUNITY_DELETE), tags=["communities"])
+@router.delete(
+    "/communities/{community_id}",
+    status_code=204,
+    openapi_extra=act(Action.COMMUNITY_DELETE),
+    tags=["communities"],
+)
 def delete_community(community_id: str, ctx: CtxDep) -> None:
     tenancy.delete_community(ctx.db, ctx.me, community_id)
     ctx.commit(None)
 
 
-@router.put("/communities/{community_id}/billing-account", response_model=s.CommunityOut, openapi_extra=act(Action.COMMUNITY_LINK_BILLING), tags=["communities"])
+@router.put(
+    "/communities/{community_id}/billing-account",
+    response_model=s.CommunityOut,
+    openapi_extra=act(Action.COMMUNITY_LINK_BILLING),
+    tags=["communities"],
+)
 def link_billing_account(community_id: str, body: s.BillingLink, ctx: CtxDep) -> s.CommunityOut:
     """Link (or with null, unlink) the billing account that pays for the community."""
     c = tenancy.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, body.billing_account_id)
     return ctx.commit(community_out(c))
 
 
-@router.get("/communities/{community_id}/restrictions", response_model=s.Restrictions, openapi_extra=act(Action.COMMUNITY_VIEW), tags=["communities"])
+@router.get(
+    "/communities/{community_id}/restrictions",
+    response_model=s.Restrictions,
+    openapi_extra=act(Action.COMMUNITY_VIEW),
+    tags=["communities"],
+)
 def get_restrictions(community_id: str, ctx: CtxDep) -> s.Restrictions:
     return restrictions_out(tenancy.get_community(ctx.db, ctx.me, community_id))
 
 
-@router.patch("/communities/{community_id}/restrictions", response_model=s.Restrictions, openapi_extra=act(Action.COMMUNITY_SET_RESTRICTIONS), tags=["communities"])
+@router.patch(
+    "/communities/{community_id}/restrictions",
+    response_model=s.Restrictions,
+    openapi_extra=act(Action.COMMUNITY_SET_RESTRICTIONS),
+    tags=["communities"],
+)
 def set_restrictions(community_id: str, body: s.RestrictionsUpdate, ctx: CtxDep) -> s.Restrictions:
     """Allowed configurations and feature toggles (spec §7.2); community Admins only."""
     if body.allow_all_configurations and body.allowed_configurations is not None:
-        raise Invalid("give allowedConfigurations or allowAllConfigurations, not both", field="allowAllConfigurations")
+        raise Invalid(
+            "give allowedConfigurations or allowAllConfigurations, not both", field="allowAllConfigurations"
+        )
     c = tenancy.set_restrictions(
-        ctx.db, ctx.me, community_id, allowed_configurations=body.allowed_configurations, features=body.features
+        ctx.db,
+        ctx.me,
+        community_id,
+        allowed_configurations=body.allowed_configurations,
+        features=body.features,
     )
     if body.allow_all_configurations:
         c = tenancy.clear_allowed_configurations(ctx.db, ctx.me, community_id)
@@ -137,7 +228,12 @@ def set_restrictions(community_id: str, body: s.RestrictionsUpdate, ctx: CtxDep)
 # --- projects -------------------------------------------------------------------------------
 
 
-@router.get("/projects", response_model=s.Page[s.ProjectOut], openapi_extra=act(Action.PROJECT_VIEW), tags=["projects"])
+@router.get(
+    "/projects",
+    response_model=s.Page[s.ProjectOut],
+    openapi_extra=act(Action.PROJECT_VIEW),
+    tags=["projects"],
+)
 def list_projects(
     ctx: CtxDep,
     community_id: str | None = Query(None, alias="communityId"),
@@ -158,7 +254,13 @@ def list_projects(
     return s.Page(items=[project_out(p) for p in rows], next_page_token=nxt)
 
 
-@router.post("/projects", response_model=s.ProjectOut, status_code=201, openapi_extra=act(Action.PROJECT_CREATE), tags=["projects"])
+@router.post(
+    "/projects",
+    response_model=s.ProjectOut,
+    status_code=201,
+    openapi_extra=act(Action.PROJECT_CREATE),
+    tags=["projects"],
+)
 def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
     p = tenancy.create_project(
         ctx.db,
@@ -174,12 +276,22 @@ def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
     return ctx.commit(project_out(p))
 
 
-@router.get("/projects/{project_id}", response_model=s.ProjectOut, openapi_extra=act(Action.PROJECT_VIEW), tags=["projects"])
+@router.get(
+    "/projects/{project_id}",
+    response_model=s.ProjectOut,
+    openapi_extra=act(Action.PROJECT_VIEW),
+    tags=["projects"],
+)
 def get_project(project_id: str, ctx: CtxDep) -> s.ProjectOut:
     return project_out(tenancy.get_project(ctx.db, ctx.me, project_id))
 
 
-@router.patch("/projects/{project_id}", response_model=s.ProjectOut, openapi_extra=act(Action.PROJECT_UPDATE), tags=["projects"])
+@router.patch(
+    "/projects/{project_id}",
+    response_model=s.ProjectOut,
+    openapi_extra=act(Action.PROJECT_UPDATE),
+    tags=["projects"],
+)
 def update_project(project_id: str, body: s.ProjectUpdate, ctx: CtxDep) -> s.ProjectOut:
     p = tenancy.update_project(
         ctx.db,
@@ -193,19 +305,31 @@ def update_project(project_id: str, body: s.ProjectUpdate, ctx: CtxDep) -> s.Pro
     return ctx.commit(project_out(p))
 
 
-@router.delete("/projects/{project_id}", status_code=204, openapi_extra=act(Action.PROJECT_DELETE), tags=["projects"])
+@router.delete(
+    "/projects/{project_id}", status_code=204, openapi_extra=act(Action.PROJECT_DELETE), tags=["projects"]
+)
 def delete_project(project_id: str, ctx: CtxDep) -> None:
     tenancy.delete_project(ctx.db, ctx.me, project_id)
     ctx.commit(None)
 
 
-@router.get("/projects/{project_id}/limits", response_model=s.ProjectLimits, openapi_extra=act(Action.PROJECT_VIEW_LIMITS), tags=["projects"])
+@router.get(
+    "/projects/{project_id}/limits",
+    response_model=s.ProjectLimits,
+    openapi_extra=act(Action.PROJECT_VIEW_LIMITS),
+    tags=["projects"],
+)
 def get_limits(project_id: str, ctx: CtxDep) -> s.ProjectLimits:
     """Balance and unit limits; viewing needs project Editor (spec §7.2)."""
     return limits_out(tenancy.get_limits(ctx.db, ctx.me, project_id))
 
 
-@router.patch("/projects/{project_id}/limits", response_model=s.ProjectLimits, openapi_extra=act(Action.PROJECT_SET_LIMITS), tags=["projects"])
+@router.patch(
+    "/projects/{project_id}/limits",
+    response_model=s.ProjectLimits,
+    openapi_extra=act(Action.PROJECT_SET_LIMITS),
+    tags=["projects"],
+)
 def set_limits(project_id: str, body: s.ProjectLimitsIn, ctx: CtxDep) -> s.ProjectLimits:
     """Set balance and unit limits (null removes a limit); needs project Admin (spec §7.2)."""
     p = tenancy.set_limits(ctx.db, ctx.me, project_id, body.model_dump(by_alias=True, exclude_unset=True))

@@ -67,13 +67,13 @@ ROLES: dict[ResourceType, dict[str, Rank]] = {
 # DataSphere's role ids, shown beside ours in the API and docs.
 ROLE_IDS: dict[tuple[ResourceType, str], str] = {
     **{(ResourceType.COMMUNITY, r): f"datasphere.communities.{r}" for r in ROLES[ResourceType.COMMUNITY]},
-    **{
-        (ResourceType.PROJECT, r): f"datasphere.community-projects.{r}"
-        for r in ROLES[ResourceType.PROJECT]
-    },
+    **{(ResourceType.PROJECT, r): f"datasphere.community-projects.{r}" for r in ROLES[ResourceType.PROJECT]},
     (ResourceType.ORGANIZATION, "member"): "organization-manager.organizations.member",
     (ResourceType.ORGANIZATION, "admin"): "organization-manager.admin",
-    **{(ResourceType.BILLING_ACCOUNT, r): f"billing.accounts.{r}" for r in ROLES[ResourceType.BILLING_ACCOUNT]},
+    **{
+        (ResourceType.BILLING_ACCOUNT, r): f"billing.accounts.{r}"
+        for r in ROLES[ResourceType.BILLING_ACCOUNT]
+    },
 }
 
 # A community role grants this project rank in all the community's projects.
@@ -137,9 +137,15 @@ REQUIREMENTS: dict[Action, Requirement] = {
     Action.GROUP_VIEW: Requirement(ResourceType.ORGANIZATION, Rank.VIEWER, "organization member"),
     Action.GROUP_MANAGE: Requirement(ResourceType.ORGANIZATION, Rank.ADMIN, "organization admin"),
     Action.BILLING_ACCOUNT_CREATE: Requirement(ResourceType.ORGANIZATION, Rank.VIEWER, "organization member"),
-    Action.BILLING_ACCOUNT_VIEW: Requirement(ResourceType.BILLING_ACCOUNT, Rank.VIEWER, "billing account viewer"),
-    Action.BILLING_ACCOUNT_USE: Requirement(ResourceType.BILLING_ACCOUNT, Rank.EDITOR, "billing account editor"),
-    Action.BILLING_ACCOUNT_UPDATE: Requirement(ResourceType.BILLING_ACCOUNT, Rank.ADMIN, "billing account admin"),
+    Action.BILLING_ACCOUNT_VIEW: Requirement(
+        ResourceType.BILLING_ACCOUNT, Rank.VIEWER, "billing account viewer"
+    ),
+    Action.BILLING_ACCOUNT_USE: Requirement(
+        ResourceType.BILLING_ACCOUNT, Rank.EDITOR, "billing account editor"
+    ),
+    Action.BILLING_ACCOUNT_UPDATE: Requirement(
+        ResourceType.BILLING_ACCOUNT, Rank.ADMIN, "billing account admin"
+    ),
     Action.BILLING_ACCOUNT_MANAGE_ACCESS: Requirement(
         ResourceType.BILLING_ACCOUNT, Rank.ADMIN, "billing account admin"
     ),

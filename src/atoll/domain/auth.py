@@ -21,7 +21,7 @@ from atoll.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from atoll.domain.validation import check_username
 from atoll.store.models import ApiToken, User, WebSession, utcnow
 
-TOKEN_PREFIX = "atl_"
+TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
 SESSION_COOKIE = "atoll_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"  # form field name for plain HTML form posts

@@ -16,7 +16,14 @@ from atoll.domain import access
 from atoll.domain.access import Action, Principal, ResourceType
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_description, check_name
-from atoll.store.models import AccessBinding, BillingAccount, Community, Configuration, Organization, UsageRecord
+from atoll.store.models import (
+    AccessBinding,
+    BillingAccount,
+    Community,
+    Configuration,
+    Organization,
+    UsageRecord,
+)
 
 DEFAULT_UNIT_PRICE = 0.0000096  # USD per unit (spec §3.1)
 CURRENCIES = ("USD", "EUR", "RUB", "KZT")

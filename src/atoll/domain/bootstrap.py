@@ -37,7 +37,11 @@ def ensure_first_admin(db: Session, settings: Settings) -> FirstAdmin | None:
     for rtype, rid in ((ResourceType.ORGANIZATION, org.id), (ResourceType.BILLING_ACCOUNT, ba.id)):
         db.add(
             AccessBinding(
-                resource_type=rtype.value, resource_id=rid, subject_type="user", subject_id=user.id, role="admin"
+                resource_type=rtype.value,
+                resource_id=rid,
+                subject_type="user",
+                subject_id=user.id,
+                role="admin",
             )
         )
     return FirstAdmin(user.username, password, generated)

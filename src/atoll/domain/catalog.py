@@ -19,7 +19,7 @@ from atoll.store.models import Configuration
 SHIPPED_CATALOG = Path(__file__).with_name("catalog.yaml")
 ACCESS_TIERS = ("everyone", "deposit", "business", "local")
 _CONFIG_NAME_RE = r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*$"
-FIELDS = {
+FIELDS: dict[str, type] = {
     "description": str,
     "vcpu": float,
     "ram_gb": float,
@@ -34,7 +34,7 @@ FIELDS = {
     "sort_order": int,
 }
 # API (camelCase) name → column.
-API_FIELDS = {
+API_FIELDS: dict[str, str] = {
     "description": "description",
     "vcpu": "vcpu",
     "ramGb": "ram_gb",
@@ -54,7 +54,10 @@ def _check_entry(name: str, values: dict[str, Any], prefix: str = "") -> dict[st
     import re
 
     if not re.match(_CONFIG_NAME_RE, name) or len(name) > 32:
-        raise Invalid(f"configuration name {name!r} must look like 'c1.4' (lowercase, digits, dots)", field=f"{prefix}name")
+        raise Invalid(
+            f"configuration name {name!r} must look like 'c1.4' (lowercase, digits, dots)",
+            field=f"{prefix}name",
+        )
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key not in FIELDS:
@@ -67,7 +70,7 @@ def _check_entry(name: str, values: dict[str, Any], prefix: str = "") -> dict[st
             value = float(value)
         if not isinstance(value, typ) or (typ is not bool and isinstance(value, bool)):
             raise Invalid(f"{key} must be a {typ.__name__}", field=f"{prefix}{key}")
-        if typ in (int, float) and value < 0:
+        if isinstance(value, int | float) and value < 0:
             raise Invalid(f"{key} must not be negative", field=f"{prefix}{key}")
         out[key] = value
     if out.get("access_tier", "everyone") not in ACCESS_TIERS:
@@ -93,7 +96,9 @@ def load_catalog_file(path: Path) -> list[dict[str, Any]]:
         checked = _check_entry(name, raw, prefix=f"configurations[{i}].")
         for req in ("vcpu", "ram_gb", "units_per_second"):
             if req not in checked:
-                raise Invalid(f"{path}: configuration {name!r} lacks {req}", field=f"configurations[{i}].{req}")
+                raise Invalid(
+                    f"{path}: configuration {name!r} lacks {req}", field=f"configurations[{i}].{req}"
+                )
         out.append({"name": name, "sort_order": i, **checked})
     return out
 
@@ -135,7 +140,9 @@ def availability(cfg: Configuration, inv: Inventory, overcommit: float = 1.0) ->
     if cfg.vcpu > inv.cpus * overcommit:
         return Availability(False, f"needs {cfg.vcpu:g} vCPU; the pool has {inv.cpus * overcommit:g}")
     if cfg.ram_gb > inv.memory_gb * overcommit:
-        return Availability(False, f"needs {cfg.ram_gb:g} GB RAM; the pool has {inv.memory_gb * overcommit:g} GB")
+        return Availability(
+            False, f"needs {cfg.ram_gb:g} GB RAM; the pool has {inv.memory_gb * overcommit:g} GB"
+        )
     return Availability(True, "fits the compute pool")
 
 

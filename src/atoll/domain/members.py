@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any, cast
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -57,7 +58,7 @@ def resource_type_of(resource: Resource) -> ResourceType:
 def load_resource(
     db: Session, p: Principal, rtype: ResourceType, rid: str, *, manage: bool = False
 ) -> Organization | Community | Project | BillingAccount:
-    obj = db.get(_MODELS[rtype], rid)
+    obj = cast(Organization | Community | Project | BillingAccount | None, db.get(_MODELS[rtype], rid))
     if obj is None:
         raise NotFound(f"{rtype.value} {rid!r} not found")
     access.authorize(db, p, (_MANAGE if manage else _VIEW)[rtype], obj)
@@ -148,7 +149,9 @@ def set_binding(
     """Give a user or group `role` on the resource, replacing the role they had there."""
     resource = load_resource(db, p, rtype, rid, manage=True)
     if role not in ROLES[rtype]:
-        raise Invalid(f"role must be one of {', '.join(ROLES[rtype])} on a {rtype.value} (got {role!r})", field="role")
+        raise Invalid(
+            f"role must be one of {', '.join(ROLES[rtype])} on a {rtype.value} (got {role!r})", field="role"
+        )
     subj = _subject(db, organization_id_of(db, resource), rtype, subject_type, subject)
     existing = list(
         db.scalars(
@@ -212,7 +215,9 @@ def remove_binding(db: Session, p: Principal, rtype: ResourceType, rid: str, bin
 # --- groups ---------------------------------------------------------------------------------
 
 
-def create_group(db: Session, p: Principal, *, organization_id: str, name: str, description: str = "") -> Group:
+def create_group(
+    db: Session, p: Principal, *, organization_id: str, name: str, description: str = ""
+) -> Group:
     org = db.get(Organization, organization_id)
     if org is None or not access.can(db, p, Action.ORG_VIEW, org):
         raise Invalid(f"organization {organization_id!r} not found", field="organizationId")
@@ -251,7 +256,9 @@ def update_group(
 
 def delete_group(db: Session, p: Principal, group_id: str) -> None:
     g = get_group(db, p, group_id, Action.GROUP_MANAGE)
-    db.execute(delete(AccessBinding).where(AccessBinding.subject_type == "group", AccessBinding.subject_id == g.id))
+    db.execute(
+        delete(AccessBinding).where(AccessBinding.subject_type == "group", AccessBinding.subject_id == g.id)
+    )
     db.delete(g)
 
 
@@ -346,8 +353,12 @@ def open_invite(db: Session, raw: str) -> tuple[Invite, Community | Project]:
     inv = db.scalar(select(Invite).where(Invite.token_hash == sha256(raw)))
     if inv is None or invite_state(inv) != "ACTIVE":
         raise NotFound("this invite link is unknown, expired, revoked or used up")
-    target = db.get(_MODELS[ResourceType(inv.resource_type)], inv.resource_id)
-    if target is None or isinstance(target, Organization | BillingAccount):
+    target: Community | Project | None = (
+        db.get(Community, inv.resource_id)
+        if inv.resource_type == ResourceType.COMMUNITY.value
+        else db.get(Project, inv.resource_id)
+    )
+    if target is None:
         raise NotFound("this invite link is unknown, expired, revoked or used up")
     return inv, target
 
@@ -413,9 +424,9 @@ def list_users(db: Session, p: Principal, organization_id: str | None = None) ->
     return list(db.scalars(q))
 
 
-def _org_member_ids(org_ids: object) -> object:
+def _org_member_ids(org_ids: Any) -> Any:
     return select(AccessBinding.subject_id).where(
         AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
-        AccessBinding.resource_id.in_(org_ids),  # type: ignore[arg-type]
+        AccessBinding.resource_id.in_(org_ids),
         AccessBinding.subject_type == "user",
     )

@@ -73,7 +73,9 @@ def create_organization(db: Session, p: Principal, *, name: str, description: st
     return org
 
 
-def get_organization(db: Session, p: Principal, org_id: str, action: Action = Action.ORG_VIEW) -> Organization:
+def get_organization(
+    db: Session, p: Principal, org_id: str, action: Action = Action.ORG_VIEW
+) -> Organization:
     org = db.get(Organization, org_id) or db.scalar(select(Organization).where(Organization.name == org_id))
     if org is None:
         raise NotFound(f"organization {org_id!r} not found")
@@ -187,7 +189,9 @@ def create_community(
     return community
 
 
-def get_community(db: Session, p: Principal, community_id: str, action: Action = Action.COMMUNITY_VIEW) -> Community:
+def get_community(
+    db: Session, p: Principal, community_id: str, action: Action = Action.COMMUNITY_VIEW
+) -> Community:
     c = db.get(Community, community_id)
     if c is None:
         raise NotFound(f"community {community_id!r} not found")
@@ -210,7 +214,9 @@ def update_community(
         raise Invalid("zoneId cannot be changed after the community is created", field="zoneId")
     if name is not None and name != c.name:
         check_name(name)
-        taken = select(Community.id).where(Community.organization_id == c.organization_id, Community.name == name)
+        taken = select(Community.id).where(
+            Community.organization_id == c.organization_id, Community.name == name
+        )
         if db.scalar(taken):
             raise Conflict(f"a community named {name!r} already exists in this organization", field="name")
         c.name = name
@@ -253,7 +259,9 @@ def set_restrictions(
         known = set(db.scalars(select(Configuration.name)))
         for i, name in enumerate(allowed_configurations):
             if name not in known:
-                raise Invalid(f"configuration {name!r} is not in the catalogue", field=f"allowedConfigurations[{i}]")
+                raise Invalid(
+                    f"configuration {name!r} is not in the catalogue", field=f"allowedConfigurations[{i}]"
+                )
         if not allowed_configurations:
             raise Invalid(
                 "allowedConfigurations must name at least one configuration, or be null to allow all",
@@ -321,8 +329,11 @@ def _apply_settings(db: Session, community: Community, project: Project, setting
             )
 
 
-LIMIT_FIELDS = {"balance": "balance", "maxUnitsPerHour": "max_units_per_hour",
-                "maxUnitsPerExecution": "max_units_per_execution"}
+LIMIT_FIELDS = {
+    "balance": "balance",
+    "maxUnitsPerHour": "max_units_per_hour",
+    "maxUnitsPerExecution": "max_units_per_execution",
+}
 
 
 def _apply_limits(project: Project, limits: dict[str, Any]) -> None:
@@ -330,7 +341,9 @@ def _apply_limits(project: Project, limits: dict[str, Any]) -> None:
         if key not in LIMIT_FIELDS:
             raise Invalid(f"unknown limit {key!r}; known: {', '.join(LIMIT_FIELDS)}", field=f"limits.{key}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise Invalid(f"limits.{key} must be a whole number of units, or null for no limit", field=f"limits.{key}")
+            raise Invalid(
+                f"limits.{key} must be a whole number of units, or null for no limit", field=f"limits.{key}"
+            )
         if key != "balance" and value is not None and value <= 0:
             raise Invalid(f"limits.{key} must be positive, or null for no limit", field=f"limits.{key}")
         setattr(project, LIMIT_FIELDS[key], value)

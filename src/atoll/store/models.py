@@ -135,9 +135,7 @@ class Community(Timestamped, Base):
     )
     # {"allowedConfigurations": [...] | None, "features": {name: bool}}
     restrictions: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_by: Mapped[str | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), default=None
-    )
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
 
 
 class Project(Timestamped, Base):
@@ -156,18 +154,14 @@ class Project(Timestamped, Base):
     balance: Mapped[int | None] = mapped_column(BigInteger, default=None)
     max_units_per_hour: Mapped[int | None] = mapped_column(BigInteger, default=None)
     max_units_per_execution: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    created_by: Mapped[str | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), default=None
-    )
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
 
 
 class AccessBinding(Timestamped, Base):
     """A role on a resource granted to a user or a group. The access module reads only these."""
 
     __tablename__ = "access_bindings"
-    __table_args__ = (
-        UniqueConstraint("resource_type", "resource_id", "subject_type", "subject_id", "role"),
-    )
+    __table_args__ = (UniqueConstraint("resource_type", "resource_id", "subject_type", "subject_id", "role"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("acb"))
     resource_type: Mapped[str] = mapped_column(String(32), index=True)
     resource_id: Mapped[str] = mapped_column(String(32), index=True)
