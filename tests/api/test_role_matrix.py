@@ -575,3 +575,28 @@ def test_actions_without_routes(app: FastAPI, world: World) -> None:
             except Exception:
                 got = False
             assert got == want, persona
+
+
+@pytest.mark.parametrize(
+    "route",
+    sorted(k for k, c in CASES.items() if k[0] in ("POST", "PUT", "PATCH")),
+    ids=lambda r: f"{r[0]} {r[1].removeprefix('/api/v1')}",
+)
+def test_every_body_refuses_unknown_and_mistyped_fields(
+    route: tuple[str, str], world: World, clients: dict[str, TestClient]
+) -> None:
+    """Bad input on any endpoint: 422 problem+json naming the field, and nothing changes."""
+    method, _ = route
+    path, body = CASES[route].build(world, "sysadmin")
+    assert body is not None, "every POST/PUT/PATCH route takes a JSON body"
+    c = clients["sysadmin"]
+    r = c.request(method, path, json={**body, "bogusField": 1})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "bogusField"
+    r = c.request(method, path, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    for key, value in body.items():
+        if isinstance(value, str):
+            r = c.request(method, path, json={**body, key: {"nested": True}})
+            assert r.status_code == 422, (key, r.text)
+            assert r.json()["errors"][0]["field"].split(".")[0] == key
