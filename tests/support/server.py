@@ -44,7 +44,7 @@ class RunningServer:
 
 
 def start_server(
-    data_dir: Path, database_url: str = "", extra_env: dict[str, str] | None = None
+    data_dir: Path, database_url: str = "", extra_env: dict[str, str] | None = None, *, login: bool = True
 ) -> RunningServer:
     port = free_port()
     env = {
@@ -58,8 +58,9 @@ def start_server(
     }
     if database_url:
         env["ATOLL_DATABASE_URL"] = database_url
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
+    # The server creates the data dir itself (owner-only); the log sits beside it.
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.with_name(data_dir.name + ".log")
     out = open(log_path, "wb")
     atoll = str(Path(sys.executable).with_name("atoll"))
     proc = subprocess.Popen(
@@ -81,6 +82,8 @@ def start_server(
     else:
         server.stop()
         raise RuntimeError(f"atoll up did not answer within 60 s:\n{server.log()}")
+    if not login:
+        return server
     r = httpx.post(
         server.url + "/api/v1/auth/tokens",
         json={"username": "admin", "password": ADMIN_PASSWORD, "name": "tests"},
