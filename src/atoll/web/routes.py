@@ -1,5 +1,9 @@
-"""Web UI routes (placeholder until the pages land)."""
+"""Web UI routes: server-rendered pages (Jinja2 + htmx) that call the domain directly."""
 
 from fastapi import APIRouter
 
+from atoll.web import pages_auth, pages_community, pages_home, pages_members, pages_project
+
 router = APIRouter(include_in_schema=False)
+for _module in (pages_auth, pages_home, pages_community, pages_project, pages_members):
+    router.include_router(_module.router)
