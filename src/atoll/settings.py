@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    def cookies_secure_for(self, scheme: str) -> bool:
+        """Whether session cookies get the Secure flag for a request that came over `scheme`."""
+        if self.cookie_secure == "auto":
+            return scheme == "https"
+        return self.cookie_secure.lower() in ("1", "true", "yes")
+
     def ensure_data_dir(self) -> Path:
         # The data dir holds the database, keys and project files: owner-only.
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -400,3 +400,27 @@ def test_delete_rules(admin: TestClient, org_id: str) -> None:
 def test_unknown_endpoint_is_problem_json(admin: TestClient) -> None:
     r = admin.get(f"{V}/nope")
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_password_change_ends_other_sessions(admin: TestClient, app: FastAPI) -> None:
+    make_user(admin, app, "pat")
+    first, second = TestClient(app), TestClient(app)
+    creds = {"username": "pat", "password": "user-pass-123"}
+    csrf = first.post(f"{V}/auth/sessions", json=creds).json()["csrfToken"]
+    second.post(f"{V}/auth/sessions", json=creds)
+    r = first.put(
+        f"{V}/users/me/password",
+        json={"currentPassword": "wrong-one", "newPassword": "new-pass-456"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 422 and problem_field(r) == "currentPassword"
+    assert second.get(f"{V}/users/me").status_code == 200
+    r = first.put(
+        f"{V}/users/me/password",
+        json={"currentPassword": "user-pass-123", "newPassword": "new-pass-456"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert r.status_code == 204
+    assert first.get(f"{V}/users/me").status_code == 200
+    assert second.get(f"{V}/users/me").status_code == 401
+    assert TestClient(app).post(f"{V}/auth/tokens", json=creds).status_code == 401

@@ -7,14 +7,13 @@ from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
 
 from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, PageSize, PageToken, act, binding_out, invite_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
-from atoll.api.routes_auth import cookie_secure, set_session_cookie
-from atoll.domain import access, auth, members
+from atoll.api.routes_auth import set_session_cookie
+from atoll.domain import auth, listing, members
 from atoll.domain.access import Action, ResourceType
 from atoll.domain.errors import Invalid, Unauthenticated
 from atoll.store.models import Group
@@ -195,7 +194,7 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
             raise Unauthenticated("sign in first, or give a username and password to create an account")
         user = auth.create_user(ctx.db, username=body.username, password=body.password)
         new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
-        secure = cookie_secure(ctx.settings.cookie_secure, ctx.request.url.scheme)
+        secure = ctx.settings.cookies_secure_for(ctx.request.url.scheme)
         set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
     inv, target = members.accept_invite(ctx.db, user, token)
     return ctx.commit(
@@ -221,9 +220,7 @@ def list_groups(
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.GroupOut]:
-    q = select(Group).where(access.visible_groups(ctx.me))
-    if organization_id:
-        q = q.where(Group.organization_id == organization_id)
+    q = listing.groups(ctx.me, organization_id=organization_id)
     rows, nxt = page(ctx.db, q, Group, page_size, page_token)
     return s.Page(items=[s.GroupOut.model_validate(g) for g in rows], next_page_token=nxt)
 

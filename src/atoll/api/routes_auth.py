@@ -9,7 +9,7 @@ from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, SELF, PageSize, PageToken, act, token_out
 from atoll.api.deps import SESSION_COOKIE, CtxDep
 from atoll.api.pagination import page
-from atoll.domain import access, auth, members
+from atoll.domain import access, auth, listing, members
 from atoll.domain.access import Action, ResourceType
 from atoll.store.models import AccessBinding, ApiToken, Organization, User
 
@@ -22,18 +22,12 @@ def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int)
     )
 
 
-def cookie_secure(ctx_settings_value: str, scheme: str) -> bool:
-    if ctx_settings_value == "auto":
-        return scheme == "https"
-    return ctx_settings_value.lower() in ("1", "true", "yes")
-
-
 @router.post("/auth/sessions", response_model=s.SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
 def sign_in(body: s.SignIn, ctx: CtxDep, response: Response) -> s.SessionOut:
     """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
     user = auth.authenticate(ctx.db, body.username, body.password)
     new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
-    secure = cookie_secure(ctx.settings.cookie_secure, ctx.request.url.scheme)
+    secure = ctx.settings.cookies_secure_for(ctx.request.url.scheme)
     set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
     return ctx.commit(
         s.SessionOut(
@@ -68,7 +62,8 @@ def whoami(ctx: CtxDep) -> s.UserOut:
 
 @router.put("/users/me/password", status_code=204, openapi_extra=act(SELF), tags=["users"])
 def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
-    auth.change_password(ctx.db, ctx.me.user, body.current_password, body.new_password)
+    keep = ctx.web_session.id if ctx.web_session else None
+    auth.change_password(ctx.db, ctx.me.user, body.current_password, body.new_password, keep)
     ctx.commit(None)
 
 
@@ -76,8 +71,7 @@ def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
 def list_tokens(
     ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
 ) -> s.Page[s.TokenOut]:
-    q = select(ApiToken).where(ApiToken.user_id == ctx.me.user.id)
-    rows, nxt = page(ctx.db, q, ApiToken, page_size, page_token)
+    rows, nxt = page(ctx.db, listing.tokens(ctx.me.user), ApiToken, page_size, page_token)
     return s.Page(items=[token_out(t) for t in rows], next_page_token=nxt)
 
 

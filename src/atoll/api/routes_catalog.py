@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from atoll.api import schemas as s
 from atoll.api.common import SELF, PageSize, PageToken, act, configuration_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
-from atoll.domain import access, billing, catalog, tenancy
+from atoll.domain import billing, catalog, listing, tenancy
 from atoll.domain.access import Action
 from atoll.domain.errors import Invalid
 from atoll.store.models import BillingAccount, Community
@@ -34,9 +33,7 @@ def list_billing_accounts(
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.BillingAccountOut]:
-    q = select(BillingAccount).where(access.visible_billing_accounts(ctx.me))
-    if organization_id:
-        q = q.where(BillingAccount.organization_id == organization_id)
+    q = listing.billing_accounts(ctx.me, organization_id=organization_id)
     rows, nxt = page(ctx.db, q, BillingAccount, page_size, page_token)
     return s.Page(items=[s.BillingAccountOut.model_validate(b) for b in rows], next_page_token=nxt)
 

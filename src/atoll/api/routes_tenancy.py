@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
 from atoll.api import schemas as s
 from atoll.api.common import (
@@ -17,7 +16,7 @@ from atoll.api.common import (
 )
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
-from atoll.domain import access, tenancy
+from atoll.domain import listing, tenancy
 from atoll.domain.access import Action
 from atoll.domain.errors import Invalid
 from atoll.store.models import Community, Organization, Project
@@ -41,8 +40,7 @@ def _settings_dict(body: s.ProjectSettingsIn | None) -> dict[str, object]:
 def list_organizations(
     ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
 ) -> s.Page[s.OrganizationOut]:
-    q = select(Organization).where(access.visible_organizations(ctx.me))
-    rows, nxt = page(ctx.db, q, Organization, page_size, page_token)
+    rows, nxt = page(ctx.db, listing.organizations(ctx.me), Organization, page_size, page_token)
     return s.Page(items=[s.OrganizationOut.model_validate(o) for o in rows], next_page_token=nxt)
 
 
@@ -108,11 +106,7 @@ def list_communities(
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.CommunityOut]:
-    q = select(Community).where(access.visible_communities(ctx.me))
-    if organization_id:
-        q = q.where(Community.organization_id == organization_id)
-    if name:
-        q = q.where(Community.name == name)
+    q = listing.communities(ctx.me, organization_id=organization_id, name=name)
     rows, nxt = page(ctx.db, q, Community, page_size, page_token)
     return s.Page(items=[community_out(c) for c in rows], next_page_token=nxt)
 
@@ -243,13 +237,9 @@ def list_projects(
     page_token: str | None = PageToken,
 ) -> s.Page[s.ProjectOut]:
     """Projects the caller can see; filters as DataSphere's `list` (community, name pattern, owner)."""
-    q = select(Project).where(access.visible_projects(ctx.me))
-    if community_id:
-        q = q.where(Project.community_id == community_id)
-    if project_name_pattern:
-        q = q.where(Project.name.contains(project_name_pattern, autoescape=True))
-    if owned_by_id:
-        q = q.where(Project.created_by == owned_by_id)
+    q = listing.projects(
+        ctx.me, community_id=community_id, name_pattern=project_name_pattern, owned_by_id=owned_by_id
+    )
     rows, nxt = page(ctx.db, q, Project, page_size, page_token)
     return s.Page(items=[project_out(p) for p in rows], next_page_token=nxt)
 

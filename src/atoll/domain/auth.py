@@ -85,10 +85,16 @@ def authenticate(db: Session, username: str, password: str) -> User:
     return user
 
 
-def change_password(db: Session, user: User, old: str, new: str) -> None:
+def change_password(db: Session, user: User, old: str, new: str, keep_session_id: str | None = None) -> None:
+    """Change the password and end the user's other browser sessions (API tokens stay valid)."""
     if not verify_password(user.password_hash, old):
         raise Invalid("current password is wrong", field="currentPassword")
     user.password_hash = hash_password(new)
+    # Whoever held an old session with the old password is signed out (this one stays).
+    q = db.query(WebSession).filter(WebSession.user_id == user.id)
+    if keep_session_id:
+        q = q.filter(WebSession.id != keep_session_id)
+    q.delete()
 
 
 # --- browser sessions -----------------------------------------------------------------------

@@ -136,8 +136,8 @@ def _subject(db: Session, org_id: str, rtype: ResourceType, subject_type: str, r
     user = find_user(db, ref, field="subject")
     if rtype is not ResourceType.ORGANIZATION and not is_org_member(db, org_id, user.id):
         raise Invalid(
-            f"user {user.username!r} is not a member of this organization: add them to it first "
-            "(atoll member add --org ORG --user NAME --role member)",
+            f"user {user.username!r} is not a member of this organization: "
+            "give them the organization role 'member' first",
             field="subject",
         )
     return Subject("user", user.id, user.username)

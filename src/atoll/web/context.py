@@ -113,10 +113,7 @@ class WebCtx:
 
     @property
     def secure_cookies(self) -> bool:
-        value = self.settings.cookie_secure
-        if value == "auto":
-            return self.request.url.scheme == "https"
-        return value.lower() in ("1", "true", "yes")
+        return self.settings.cookies_secure_for(self.request.url.scheme)
 
     @property
     def public_base(self) -> str:

@@ -119,7 +119,8 @@ def change_password(ctx: Ctx) -> Response:
     try:
         if new != confirm:
             raise Invalid("the two new passwords differ", field="confirmPassword")
-        auth.change_password(ctx.db, ctx.me.user, current, new)
+        keep = ctx.web_session.id if ctx.web_session else None
+        auth.change_password(ctx.db, ctx.me.user, current, new, keep)
         ctx.commit()
     except DomainError as e:
         ctx.rollback()
