@@ -79,7 +79,9 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     app.state.inventory = lambda: inventory.cached(
         settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
     )
-    problems.install(app)
+    from atoll.web.context import error_page
+
+    problems.install(app, html_errors=error_page)
 
     api = APIRouter(prefix=API_PREFIX)
     for r in API_ROUTERS:

@@ -424,3 +424,12 @@ def test_password_change_ends_other_sessions(admin: TestClient, app: FastAPI) ->
     assert first.get(f"{V}/users/me").status_code == 200
     assert second.get(f"{V}/users/me").status_code == 401
     assert TestClient(app).post(f"{V}/auth/tokens", json=creds).status_code == 401
+
+
+def test_unknown_page_is_html_for_browsers(client: TestClient) -> None:
+    r = client.get("/no-such-page", headers={"accept": "text/html"})
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    r = client.get("/no-such-page")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json")
+    r = client.get("/api/v1/no-such", headers={"accept": "text/html"})
+    assert r.headers["content-type"].startswith("application/problem+json")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from atoll.domain.errors import DomainError
@@ -50,7 +51,12 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def install(app: FastAPI) -> None:
+HtmlErrors = Callable[[Request, int, str, str], Response]
+
+
+def install(app: FastAPI, html_errors: HtmlErrors | None = None) -> None:
+    """Error handlers: problem+json for the API; `html_errors` renders pages for browsers elsewhere."""
+
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
@@ -63,10 +69,13 @@ def install(app: FastAPI) -> None:
         return problem(422, "Invalid input", detail, instance=request.url.path, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
         title = titles.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) else title
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such endpoint: {request.method} {request.url.path}"
+            wants_html = "text/html" in request.headers.get("accept", "")
+            if html_errors is not None and wants_html and not request.url.path.startswith("/api/"):
+                return html_errors(request, 404, "Not found", "There is no page at this address.")
         return problem(exc.status_code, title, detail, instance=request.url.path)

@@ -1,13 +1,34 @@
-"""Entry point of the `atoll` command. Sub-commands live in sibling modules."""
+"""Entry point of the `atoll` command. Sub-commands live in sibling modules, one per noun.
+
+Errors never show a traceback: an API or connection error is one red line on stderr and
+exit status 1; a wrong command line is one red line and exit status 2.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from atoll import __version__
+from atoll.cli import (
+    auth,
+    billing,
+    communities,
+    configs,
+    doctor,
+    groups,
+    invites,
+    members,
+    orgs,
+    projects,
+    tokens,
+    users,
+)
+from atoll.cli.output import click_exceptions, print_error
+from atoll.client import AtollError
 
 app = typer.Typer(
     name="atoll",
@@ -44,5 +65,41 @@ def version() -> None:
     typer.echo(__version__)
 
 
+auth.register(app)
+doctor.register(app)
+app.add_typer(orgs.app, name="org")
+app.add_typer(communities.app, name="community")
+app.add_typer(projects.app, name="project")
+app.add_typer(members.app, name="member")
+app.add_typer(invites.app, name="invite")
+app.add_typer(groups.app, name="group")
+app.add_typer(configs.app, name="config")
+app.add_typer(tokens.app, name="token")
+app.add_typer(billing.app, name="billing-account")
+app.add_typer(users.app, name="user")
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status, turning every error into one line."""
+    try:
+        result = app(args=args, prog_name="atoll", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError:
+        return 2  # `atoll project` alone: Typer has printed the help already
+    except click_exceptions.UsageError as e:
+        where = e.ctx.command_path if e.ctx is not None else "atoll"
+        print_error(f"{where}: {e.format_message()} (see `{where} --help`)")
+        return 2
+    except typer.TyperException as e:  # the other Click exceptions (file errors, …)
+        print_error(e.format_message())
+        return int(getattr(e, "exit_code", 1))
+    except AtollError as e:
+        print_error(e.message())
+        return 1
+    except (typer.Abort, KeyboardInterrupt):
+        print_error("aborted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
 def main() -> None:
-    app()
+    sys.exit(run())

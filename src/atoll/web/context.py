@@ -262,7 +262,8 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def _error_page(request: Request, status: int, title: str, detail: str) -> Response:
+def error_page(request: Request, status: int, title: str, detail: str) -> Response:
+    """The HTML error page (also used by the app for unknown non-API paths)."""
     username, csrf = getattr(request.state, "web_user", ("", ""))
     html = env.get_template("error.html").render(
         username=username,
@@ -309,7 +310,7 @@ class WebRoute(APIRoute):
                     return Response(status_code=204, headers={"HX-Redirect": url})
                 return RedirectResponse(url, status_code=303)
             except CsrfRefused:
-                return _error_page(
+                return error_page(
                     request,
                     403,
                     "Request refused",
@@ -317,9 +318,9 @@ class WebRoute(APIRoute):
                     "Reload the page and try again.",
                 )
             except NotFound as e:
-                return _error_page(request, 404, "Not found", e.detail)
+                return error_page(request, 404, "Not found", e.detail)
             except DomainError as e:
-                return _error_page(request, e.status, e.title, e.detail)
+                return error_page(request, e.status, e.title, e.detail)
 
         return handler
 
