@@ -1,0 +1,230 @@
+"""`atoll doctor`: what this installation can do, checked on this machine.
+
+It reads the same ATOLL_* settings as `atoll up`: the database (does it connect, is its schema
+at the newest revision), the data dir, how resource limits can be enforced, the CPUs, memory
+and GPUs the compute pool would get, and whether the configured server answers. It changes
+nothing. The exit status is 0 unless the database cannot be used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from atoll import __version__
+from atoll.cli.output import Format, FormatOpt, out, print_json
+from atoll.client import AtollError, Client, load_config
+
+GPU_NOTE = "no GPU detected: GPU configurations (g1.*, g2.*, gt4.1) are unavailable here"
+
+
+def _database(url: str) -> dict[str, Any]:
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from atoll.store.db import normalize_url
+
+    normalized = normalize_url(url)
+    parsed = make_url(normalized)
+    info: dict[str, Any] = {
+        "url": parsed.render_as_string(hide_password=True),
+        "backend": parsed.get_backend_name(),
+        "ok": False,
+        "status": "error",
+        "revision": None,
+        "head": _head_revision(normalized),
+        "message": "",
+    }
+    connect_args: dict[str, Any] = {}
+    if info["backend"] == "sqlite":
+        path = Path(parsed.database or "")
+        if parsed.database and parsed.database != ":memory:" and not path.exists():
+            # Do not create the file: `atoll up` makes and migrates it.
+            parent = next((p for p in path.parents if p.exists()), None)
+            usable = parent is not None and os.access(parent, os.W_OK)
+            info.update(
+                ok=usable,
+                status="not created yet" if usable else "error",
+                message=f"{path} does not exist yet; `atoll up` creates it"
+                if usable
+                else f"{path} does not exist and {parent} is not writable",
+            )
+            return info
+    elif info["backend"] == "postgresql":
+        connect_args["connect_timeout"] = 5
+    try:
+        engine = create_engine(normalized, connect_args=connect_args)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                from alembic.runtime.migration import MigrationContext
+
+                info["revision"] = MigrationContext.configure(conn).get_current_revision()
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as e:
+        info["message"] = (
+            f"cannot connect: {str(e.orig if hasattr(e, 'orig') and e.orig else e).splitlines()[0]}"
+        )
+        return info
+    info["ok"] = True
+    if info["revision"] is None:
+        info.update(status="empty", message="connects; no schema yet (`atoll up` creates it)")
+    elif info["revision"] == info["head"]:
+        info.update(status="ok", message=f"connects; schema at the newest revision {info['head']}")
+    else:
+        info.update(
+            status="needs migration",
+            message=f"connects; schema at {info['revision']}, newest is {info['head']} "
+            "(`atoll up` migrates on start)",
+        )
+    return info
+
+
+def _head_revision(url: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    from atoll.store.migrate import alembic_config
+
+    head: str | None = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    return head
+
+
+def _data_dir(path: Path) -> dict[str, Any]:
+    existing = next((p for p in (path, *path.parents) if p.exists()), path)
+    free = shutil.disk_usage(existing).free / 1024**3 if existing.exists() else None
+    return {
+        "path": str(path),
+        "exists": path.exists(),
+        "writable": os.access(existing, os.W_OK),
+        "freeGb": round(free, 1) if free is not None else None,
+    }
+
+
+def _compute(pool_cpus: float, pool_memory_gb: float, gpus_override: str | None) -> dict[str, Any]:
+    from atoll.runtime import inventory
+
+    inv = inventory.detect(pool_cpus, pool_memory_gb, gpus_override)
+    return {
+        "cpus": inv.cpus,
+        "memoryGb": inv.memory_gb,
+        "gpus": [
+            {"index": g.index, "name": g.name, "memoryMb": g.memory_mb, "uuid": g.uuid} for g in inv.gpus
+        ],
+        "gpuSource": inv.gpu_source,
+        "gpuNote": "" if inv.gpus else GPU_NOTE + (f" ({inv.gpu_error})" if inv.gpu_error else ""),
+    }
+
+
+def _limits() -> dict[str, Any]:
+    from atoll.runtime import inventory
+
+    lim = inventory.detect_limits()
+    return {
+        "mechanism": lim.mechanism,
+        "detail": lim.detail,
+        "cpu": lim.cpu,
+        "memory": lim.memory,
+        "pids": lim.pids,
+    }
+
+
+def _server(url: str) -> dict[str, Any]:
+    try:
+        with Client(url, anonymous=True) as c:
+            health = c.healthz()
+    except AtollError as e:
+        return {"url": url, "ok": False, "message": e.message()}
+    return {
+        "url": url,
+        "ok": health.get("status") == "ok",
+        "version": health.get("version"),
+        "database": health.get("database"),
+        "message": f"answers /healthz (Atoll {health.get('version')}, {health.get('database')})",
+    }
+
+
+def report(url: str | None = None) -> dict[str, Any]:
+    """Everything `atoll doctor` checks, as a JSON-ready dict."""
+    from atoll.settings import Settings
+
+    settings = Settings()
+    server_url = (url or os.environ.get("ATOLL_URL") or load_config().get("url") or settings.base_url).rstrip(
+        "/"
+    )
+    database = _database(settings.resolved_database_url)
+    return {
+        "version": __version__,
+        "ok": bool(database["ok"]),
+        "database": database,
+        "dataDir": _data_dir(settings.data_dir),
+        "limits": _limits(),
+        "compute": _compute(settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override),
+        "server": _server(server_url),
+    }
+
+
+def _mark(ok: bool) -> str:
+    return "[green]ok[/]" if ok else "[red]fail[/]"
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    db, dd, lim, comp, srv = r["database"], r["dataDir"], r["limits"], r["compute"], r["server"]
+    gpus = ", ".join(
+        f"{g['index']}: {g['name']}" + (f" ({g['memoryMb']} MB)" if g["memoryMb"] else "")
+        for g in comp["gpus"]
+    )
+    enforced = ", ".join(k for k in ("cpu", "memory", "pids") if lim[k])
+    rows = [
+        ("database", _mark(db["ok"]), f"{db['backend']} {db['url']}: {db['status']}; {db['message']}"),
+        (
+            "data dir",
+            _mark(dd["writable"]),
+            f"{dd['path']}"
+            + ("" if dd["exists"] else " (not created yet)")
+            + (f", {dd['freeGb']} GB free" if dd["freeGb"] is not None else ""),
+        ),
+        (
+            "resource limits",
+            _mark(True),
+            f"{lim['mechanism']}, enforces {enforced or 'nothing'}: {lim['detail']}",
+        ),
+        ("cpu / memory", _mark(True), f"{comp['cpus']:g} CPUs, {comp['memoryGb']:g} GB"),
+        ("gpus", _mark(True), gpus or comp["gpuNote"]),
+        ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
+    ]
+    table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
+    for header in ("CHECK", "STATUS", "DETAIL"):
+        table.add_column(header, overflow="fold")
+    for name, status, detail in rows:
+        table.add_row(name, status, escape(detail))
+    out.print(f"Atoll {r['version']}")
+    out.print(table)
+
+
+def doctor(
+    url: Annotated[
+        str | None,
+        typer.Option(help="Server to check (default: ATOLL_URL, the saved one, or this machine's)"),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Check what this installation can do: database, data dir, limits, CPUs/GPUs, server."""
+    r = report(url)
+    if fmt is Format.json:
+        print_json(r)
+    else:
+        _print_table(r)
+    if not r["ok"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

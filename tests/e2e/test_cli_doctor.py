@@ -1,0 +1,63 @@
+"""`atoll doctor` on this machine: database, data dir, limits, CPUs/GPUs, the server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli import Cli
+from tests.support.postgres import free_port
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.e2e
+
+
+def server_env(server: RunningServer) -> dict[str, str]:
+    """The ATOLL_* settings the server runs with, so doctor looks at the same installation."""
+    env = {k: v for k, v in server.env.items() if k.startswith("ATOLL_")}
+    env["ATOLL_URL"] = server.url
+    return env
+
+
+def test_doctor_reports_a_healthy_installation(server: RunningServer, tmp_path: Path) -> None:
+    report = Cli(tmp_path, env=server_env(server)).json("doctor")
+    db = report["database"]
+    assert db["ok"] is True and db["status"] == "ok" and db["backend"] == "sqlite"
+    assert db["revision"] == db["head"] and db["head"]
+    assert report["dataDir"]["path"] == str(server.data_dir) and report["dataDir"]["writable"]
+    assert report["limits"]["mechanism"] in ("cgroup-v2", "cgroup-v1", "rlimit")
+    compute = report["compute"]
+    assert compute["cpus"] > 0 and compute["memoryGb"] > 0
+    assert isinstance(compute["gpus"], list)
+    if shutil.which("nvidia-smi") is None:
+        assert compute["gpus"] == []
+        assert "GPU configurations" in compute["gpuNote"]
+    assert report["server"]["ok"] is True and report["server"]["url"] == server.url
+
+
+def test_doctor_on_a_fresh_machine(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    cli = Cli(tmp_path / "config", env={"ATOLL_DATA_DIR": str(tmp_path / "data"), "ATOLL_URL": url})
+    report = cli.json("doctor")
+    assert report["database"]["ok"] is True and report["database"]["status"] == "not created yet"
+    assert not (tmp_path / "data").exists()  # doctor creates nothing
+    assert report["server"]["ok"] is False and "cannot reach" in report["server"]["message"]
+    table = cli.ok("doctor").out
+    assert "database" in table and "not created yet" in table and "gpus" in table
+
+
+def test_doctor_fails_when_the_database_is_unusable(tmp_path: Path) -> None:
+    env = {
+        "ATOLL_DATA_DIR": str(tmp_path / "data"),
+        "ATOLL_DATABASE_URL": f"postgresql://atoll:secret@127.0.0.1:{free_port()}/atoll",
+        "ATOLL_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    r = Cli(tmp_path / "config", env=env).run("doctor", "--format", "json")
+    assert r.code == 1, r
+    report = json.loads(r.out)
+    assert report["ok"] is False and report["database"]["ok"] is False
+    assert "cannot connect" in report["database"]["message"]
+    assert "secret" not in r.out  # the password is masked
