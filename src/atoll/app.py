@@ -15,9 +15,11 @@ from atoll.api import problems
 from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
+from atoll.api.routes_secrets import router as secrets_router
 from atoll.api.routes_tenancy import router as tenancy_router
 from atoll.domain import catalog
 from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
+from atoll.domain.secrets import SecretBox
 from atoll.runtime import inventory
 from atoll.settings import Settings
 from atoll.store.db import Database
@@ -25,7 +27,7 @@ from atoll.store.migrate import upgrade
 
 log = logging.getLogger("atoll")
 API_PREFIX = "/api/v1"
-API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router)
+API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router, secrets_router)
 
 
 def api_route_table() -> list[tuple[str, str, str | None]]:
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     )
     app.state.settings = settings
     app.state.db = prepared.db
+    app.state.secret_box = SecretBox(settings.secret_key)
     app.state.inventory = lambda: inventory.cached(
         settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
     )

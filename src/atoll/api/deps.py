@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from atoll.domain import auth
 from atoll.domain.access import Principal, load_principal
 from atoll.domain.errors import Forbidden, Unauthenticated
+from atoll.domain.secrets import SecretBox
 from atoll.runtime.inventory import Inventory
 from atoll.settings import Settings
 from atoll.store.db import Database
@@ -36,6 +37,11 @@ class Ctx:
         if self.principal is None:
             raise Unauthenticated("sign in or pass an API token (Authorization: Bearer …)")
         return self.principal
+
+    @property
+    def secret_box(self) -> SecretBox:
+        box: SecretBox = self.request.app.state.secret_box
+        return box
 
     @property
     def inventory(self) -> Inventory:

@@ -373,3 +373,26 @@ class ConfigurationIn(Input):
     access_tier: str | None = None
     enabled: bool | None = None
     sort_order: int | None = None
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+class SecretOut(ApiModel):
+    id: str
+    project_id: str
+    name: str
+    value: str = Field(default="***", description="Never the value: secrets are write-only")
+    created_by_id: str | None = Field(default=None, validation_alias="created_by")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class SecretCreate(Input):
+    name: str
+    value: str
+
+
+class SecretUpdate(Input):
+    name: str | None = None
+    value: str | None = None
