@@ -237,3 +237,84 @@ class Secret(Base):
     created_by: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkloadRow(Base):
+    """One Workload (a job run, a notebook server, a node instance): desired and actual state.
+
+    Controllers move it QUEUED → STARTING → RUNNING → STOPPING → FINISHED; the scheduler
+    admits queued ones; metering bills running ones per second.
+    """
+
+    __tablename__ = "workloads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("wl"))
+    kind: Mapped[str] = mapped_column(String(16))  # job | notebook | node
+    owner_id: Mapped[str] = mapped_column(String(32), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[str] = mapped_column(String(32), index=True)
+    # Configurations to try, in order (DataSphere's cloud-instance-types); the chosen one.
+    configurations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    configuration: Mapped[str | None] = mapped_column(String(32), default=None)
+    desired: Mapped[str] = mapped_column(String(8), default="RUN")  # RUN | STOP
+    state: Mapped[str] = mapped_column(String(16), default="QUEUED", index=True)
+    wait_reason: Mapped[str] = mapped_column(Text, default="")
+    stop_reason: Mapped[str] = mapped_column(Text, default="")
+    stop_signal: Mapped[int] = mapped_column(Integer, default=15)
+    stop_grace_s: Mapped[float] = mapped_column(Float, default=10.0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # command, workdir, env (no secrets), ports
+    gpu_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    runtime: Mapped[str] = mapped_column(String(16), default="local")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Metering: seconds billed so far and the units they came to (rounded up per spec §7.1).
+    metered_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Blob(Base):
+    """A file's content, addressed by sha256 (uploaded once, shared by the jobs that use it)."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectBlob(Base):
+    """Which project uploaded a blob: a job may only use content its own project uploaded."""
+
+    __tablename__ = "project_blobs"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One DataSphere-compatible job run (spec §5): its config, files, status and results."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    config_yaml: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Files: {"inputs": [...], "modules": [...], "outputs": [...], "python": {...}}
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(24), default="CREATING", index=True)
+    status_details: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    parent_job_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    actual_cloud_instance_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    return_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    data_ttl_days: Mapped[int | None] = mapped_column(Integer, default=14)  # None: never expires
+    data_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    data_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)

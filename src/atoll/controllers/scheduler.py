@@ -1,0 +1,174 @@
+"""Admission: which queued Workloads start now, on which configuration, and why others wait.
+
+Pure functions over plain data, so the rules are easy to test and the loop that calls them
+stays small. Rules (spec §3, §5.2, §7.2):
+- `cloud-instance-types` is a fallback list: the first configuration that can run now wins;
+- a configuration must be in the catalogue, enabled, allowed by the community, and fit the
+  pool (vCPU, memory, GPUs of its type) — if it can never fit, it is skipped;
+- the project's balance must be > 0, and the project's running hourly price plus this one
+  must stay within `maxUnitsPerHour`;
+- the queue is fair across communities: the community using the fewest vCPUs goes next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ConfigInfo:
+    name: str
+    vcpu: float
+    ram_gb: float
+    gpu_count: int = 0
+    gpu_type: str = ""
+    units_per_second: int = 1
+    enabled: bool = True
+
+    @property
+    def units_per_hour(self) -> int:
+        return self.units_per_second * 3600
+
+
+@dataclass
+class Pool:
+    """The compute pool and what running Workloads hold of it."""
+
+    cpus: float
+    memory_gb: float
+    gpus: dict[int, str] = field(default_factory=dict)  # index -> name
+    used_cpus: float = 0.0
+    used_memory_gb: float = 0.0
+    used_gpus: set[int] = field(default_factory=set)
+
+    def _gpus_of(self, gpu_type: str, free_only: bool) -> list[int]:
+        t = gpu_type.lower()
+        return [
+            i
+            for i, n in sorted(self.gpus.items())
+            if t in n.lower() and not (free_only and i in self.used_gpus)
+        ]
+
+    def ever_fits(self, c: ConfigInfo) -> bool:
+        if c.gpu_count and len(self._gpus_of(c.gpu_type, False)) < c.gpu_count:
+            return False
+        return c.vcpu <= self.cpus + 1e-9 and c.ram_gb <= self.memory_gb + 1e-9
+
+    def fits_now(self, c: ConfigInfo) -> bool:
+        if c.gpu_count and len(self._gpus_of(c.gpu_type, True)) < c.gpu_count:
+            return False
+        return (
+            self.used_cpus + c.vcpu <= self.cpus + 1e-9
+            and self.used_memory_gb + c.ram_gb <= self.memory_gb + 1e-9
+        )
+
+    def take(self, c: ConfigInfo) -> list[int]:
+        gpu_ids = self._gpus_of(c.gpu_type, True)[: c.gpu_count] if c.gpu_count else []
+        self.used_cpus += c.vcpu
+        self.used_memory_gb += c.ram_gb
+        self.used_gpus.update(gpu_ids)
+        return gpu_ids
+
+    def hold(self, c: ConfigInfo, gpu_ids: list[int]) -> None:
+        """Account for a Workload that is already running."""
+        self.used_cpus += c.vcpu
+        self.used_memory_gb += c.ram_gb
+        self.used_gpus.update(gpu_ids)
+
+
+@dataclass
+class ProjectState:
+    balance: int | None = None
+    max_units_per_hour: int | None = None
+    running_units_per_hour: int = 0  # hourly price of the project's running Workloads
+    allowed: set[str] | None = None  # community allow-list; None allows all
+
+
+@dataclass(frozen=True)
+class Request:
+    workload_id: str
+    project_id: str
+    community_id: str
+    configurations: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    workload_id: str
+    action: str  # "start" | "wait" | "fail"
+    configuration: str | None = None
+    gpu_ids: tuple[int, ...] = ()
+    reason: str = ""
+
+
+def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: ProjectState) -> Decision:
+    if proj.balance is not None and proj.balance <= 0:
+        return Decision(req.workload_id, "fail", reason="project balance is insufficient")
+    unusable: list[str] = []
+    waiting: list[str] = []
+    for name in req.configurations:
+        c = catalog.get(name)
+        if c is None:
+            unusable.append(f"{name}: not in the catalogue")
+            continue
+        if not c.enabled:
+            unusable.append(f"{name}: disabled by the administrator")
+            continue
+        if proj.allowed is not None and name not in proj.allowed:
+            unusable.append(f"{name}: not allowed in this community")
+            continue
+        limit = proj.max_units_per_hour
+        if limit is not None and c.units_per_hour > limit:
+            unusable.append(
+                f"{name}: costs {c.units_per_hour} units/hour, over the project's maxUnitsPerHour {limit}"
+            )
+            continue
+        if not pool.ever_fits(c):
+            gpus = f", {c.gpu_count}× {c.gpu_type}" if c.gpu_count else ""
+            unusable.append(
+                f"{name}: needs {c.vcpu:g} vCPU, {c.ram_gb:g} GB{gpus}, more than this installation has"
+            )
+            continue
+        if limit is not None and proj.running_units_per_hour + c.units_per_hour > limit:
+            waiting.append(
+                f"{name}: the project's running work already uses {proj.running_units_per_hour} of "
+                f"maxUnitsPerHour {limit}"
+            )
+            continue
+        if not pool.fits_now(c):
+            free = max(pool.cpus - pool.used_cpus, 0.0)
+            waiting.append(f"{name}: waiting for capacity ({free:g} of {pool.cpus:g} vCPU free)")
+            continue
+        gpu_ids = pool.take(c)
+        proj.running_units_per_hour += c.units_per_hour
+        return Decision(req.workload_id, "start", name, tuple(gpu_ids))
+    if waiting:
+        return Decision(req.workload_id, "wait", reason="; ".join(waiting + unusable))
+    return Decision(req.workload_id, "fail", reason="no configuration can run it: " + "; ".join(unusable))
+
+
+def schedule(
+    queue: list[Request],
+    pool: Pool,
+    catalog: dict[str, ConfigInfo],
+    projects: dict[str, ProjectState],
+    community_cpus: dict[str, float],
+) -> list[Decision]:
+    """Decide for every queued request, fairly across communities (least vCPUs in use first)."""
+    by_community: dict[str, list[Request]] = {}
+    for req in sorted(queue, key=lambda r: (r.created_at, r.workload_id)):
+        by_community.setdefault(req.community_id, []).append(req)
+    usage = {c: community_cpus.get(c, 0.0) for c in by_community}
+    decisions: list[Decision] = []
+    while by_community:
+        community = min(by_community, key=lambda c: (usage[c], c))
+        req = by_community[community].pop(0)
+        if not by_community[community]:
+            del by_community[community]
+        d = _decide(req, pool, catalog, projects.setdefault(req.project_id, ProjectState()))
+        if d.action == "start" and d.configuration:
+            usage[community] = usage.get(community, 0.0) + catalog[d.configuration].vcpu
+        decisions.append(d)
+    return decisions

@@ -1,0 +1,81 @@
+"""Admission rules of the scheduler, on plain data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from atoll.controllers.scheduler import ConfigInfo, Pool, ProjectState, Request, schedule
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CATALOG = {
+    "s1.1": ConfigInfo("s1.1", 1, 2, units_per_second=1),
+    "s1.2": ConfigInfo("s1.2", 2, 4, units_per_second=2),
+    "c1.4": ConfigInfo("c1.4", 4, 32, units_per_second=4),
+    "g1.1": ConfigInfo("g1.1", 1, 2, gpu_count=1, gpu_type="V100", units_per_second=72),
+    "off.1": ConfigInfo("off.1", 1, 1, enabled=False),
+}
+
+
+def req(wid: str, *configs: str, project: str = "p1", community: str = "c1", t: int = 0) -> Request:
+    return Request(wid, project, community, configs, T0 + timedelta(seconds=t))
+
+
+def test_first_configuration_that_can_run_now_wins() -> None:
+    pool = Pool(cpus=2, memory_gb=8)
+    (d,) = schedule([req("w1", "c1.4", "s1.2")], pool, CATALOG, {}, {})
+    assert (d.action, d.configuration) == ("start", "s1.2")
+    assert "c1.4" not in (d.reason or "")
+
+
+def test_waits_for_capacity_with_a_reason() -> None:
+    pool = Pool(cpus=2, memory_gb=8, used_cpus=2)
+    (d,) = schedule([req("w1", "s1.1")], pool, CATALOG, {}, {})
+    assert d.action == "wait" and "waiting for capacity" in d.reason
+
+
+def test_fails_when_nothing_can_ever_run() -> None:
+    pool = Pool(cpus=2, memory_gb=8)
+    (d,) = schedule([req("w1", "c1.4", "g1.1", "off.1", "nope.1")], pool, CATALOG, {}, {})
+    assert d.action == "fail"
+    for part in ("c1.4: needs 4 vCPU", "g1.1", "off.1: disabled", "nope.1: not in the catalogue"):
+        assert part in d.reason
+
+
+def test_gpus_are_assigned_by_type() -> None:
+    pool = Pool(cpus=8, memory_gb=32, gpus={0: "Tesla V100", 1: "NVIDIA A100"})
+    d1, d2 = schedule([req("w1", "g1.1"), req("w2", "g1.1", t=1)], pool, CATALOG, {}, {})
+    assert (d1.action, d1.gpu_ids) == ("start", (0,))
+    assert d2.action == "wait"
+
+
+def test_community_allow_list_and_balance() -> None:
+    pool = Pool(cpus=8, memory_gb=32)
+    projects = {"p1": ProjectState(allowed={"s1.1"}), "p2": ProjectState(balance=0)}
+    d1, d2 = schedule([req("w1", "s1.2"), req("w2", "s1.1", project="p2", t=1)], pool, CATALOG, projects, {})
+    assert d1.action == "fail" and "not allowed" in d1.reason
+    assert d2.action == "fail" and d2.reason == "project balance is insufficient"
+
+
+def test_max_units_per_hour_refuses_or_waits() -> None:
+    pool = Pool(cpus=8, memory_gb=32)
+    # s1.2 costs 7200 units/hour: over a 5000 limit outright; s1.1 (3600) fits once.
+    projects = {"p1": ProjectState(max_units_per_hour=5000)}
+    d1, d2, d3 = schedule(
+        [req("w1", "s1.2"), req("w2", "s1.1", t=1), req("w3", "s1.1", t=2)], pool, CATALOG, projects, {}
+    )
+    assert d1.action == "fail" and "maxUnitsPerHour" in d1.reason
+    assert d2.action == "start"
+    assert d3.action == "wait" and "already uses 3600" in d3.reason
+
+
+def test_fair_across_communities() -> None:
+    pool = Pool(cpus=2, memory_gb=8)
+    queue = [
+        req("a1", "s1.1", community="A", t=0),
+        req("a2", "s1.1", community="A", t=1),
+        req("b1", "s1.1", community="B", t=5),
+    ]
+    decisions = {d.workload_id: d.action for d in schedule(queue, pool, CATALOG, {}, {"A": 1.0})}
+    # A already uses a vCPU: B's later job goes before A's queued ones.
+    assert decisions["b1"] == "start"
+    assert sorted(decisions.values()) == ["start", "start", "wait"]
