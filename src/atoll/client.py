@@ -155,7 +155,8 @@ def resolve_url(url: str | None = None, config: Mapping[str, Any] | None = None)
     """The server URL: argument, then ``ATOLL_URL``, then the config file, then the default."""
     cfg = load_config() if config is None else config
     chosen = url or os.environ.get(URL_ENV) or cfg.get("url") or DEFAULT_URL
-    return str(chosen).rstrip("/")
+    # People paste the API's own address too: http://host:8800/api/v1 means http://host:8800.
+    return str(chosen).strip().rstrip("/").removesuffix(API_PREFIX).rstrip("/")
 
 
 def resolve_token(token: str | None = None, config: Mapping[str, Any] | None = None) -> str | None:

@@ -6,6 +6,7 @@ exit status 1; a wrong command line is one red line and exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -98,6 +99,13 @@ def run(args: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print_error("aborted")
         return 130
+    except Exception as e:
+        # A bug or an environment problem (e.g. an unwritable config dir): still one line,
+        # with the traceback one variable away.
+        if os.environ.get("ATOLL_DEBUG"):
+            raise
+        print_error(f"{type(e).__name__}: {e} (set ATOLL_DEBUG=1 to see the traceback)")
+        return 1
     return result if isinstance(result, int) else 0
 
 
