@@ -28,6 +28,7 @@ def act(action: Action | str) -> dict[str, Any]:
 
 PageSize = Query(100, alias="pageSize", ge=1, le=1000)
 PageToken = Query(None, alias="pageToken")
+OrgFilter = Query(None, alias="organizationId", description="Only this organization's")
 
 
 def token_out(tok: ApiToken) -> s.TokenOut:
@@ -42,10 +43,12 @@ def token_out(tok: ApiToken) -> s.TokenOut:
     )
 
 
-def project_out(p: Project) -> s.ProjectOut:
+def project_out(db: Session, p: Project) -> s.ProjectOut:
+    community = db.get(Community, p.community_id)
     return s.ProjectOut(
         id=p.id,
         community_id=p.community_id,
+        community_name=community.name if community else "",
         name=p.name,
         description=p.description,
         labels=p.labels or {},

@@ -97,4 +97,19 @@ def get_ctx(request: Request) -> Iterator[Ctx]:
         db.close()
 
 
+def get_anonymous_ctx(request: Request) -> Iterator[Ctx]:
+    """For routes that authenticate by credentials in the body (sign-in, token login): any
+    session cookie the browser still holds is ignored, so it neither helps nor needs CSRF."""
+    database: Database = request.app.state.db
+    db = database.session()
+    try:
+        yield Ctx(
+            db=db, settings=request.app.state.settings, principal=None, web_session=None, request=request
+        )
+    finally:
+        db.rollback()
+        db.close()
+
+
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+AnonCtxDep = Annotated[Ctx, Depends(get_anonymous_ctx)]

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from atoll.api import schemas as s
-from atoll.api.common import PUBLIC, PageSize, PageToken, act, binding_out, invite_out
+from atoll.api.common import PUBLIC, OrgFilter, PageSize, PageToken, act, binding_out, invite_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
 from atoll.api.routes_auth import set_session_cookie
@@ -216,7 +216,7 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
 )
 def list_groups(
     ctx: CtxDep,
-    organization_id: str | None = None,
+    organization_id: str | None = OrgFilter,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.GroupOut]:

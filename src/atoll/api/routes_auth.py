@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from atoll.api import schemas as s
-from atoll.api.common import PUBLIC, SELF, PageSize, PageToken, act, token_out
-from atoll.api.deps import SESSION_COOKIE, CtxDep
+from atoll.api.common import PUBLIC, SELF, OrgFilter, PageSize, PageToken, act, token_out
+from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, CtxDep
 from atoll.api.pagination import page
 from atoll.domain import access, auth, listing, members
 from atoll.domain.access import Action, ResourceType
@@ -23,7 +23,7 @@ def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int)
 
 
 @router.post("/auth/sessions", response_model=s.SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
-def sign_in(body: s.SignIn, ctx: CtxDep, response: Response) -> s.SessionOut:
+def sign_in(body: s.SignIn, ctx: AnonCtxDep, response: Response) -> s.SessionOut:
     """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
     user = auth.authenticate(ctx.db, body.username, body.password)
     new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
@@ -48,7 +48,7 @@ def sign_out(ctx: CtxDep, response: Response) -> None:
 @router.post(
     "/auth/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"]
 )
-def token_login(body: s.TokenLogin, ctx: CtxDep) -> s.NewTokenOut:
+def token_login(body: s.TokenLogin, ctx: AnonCtxDep) -> s.NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
     user = auth.authenticate(ctx.db, body.username, body.password)
     tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
@@ -91,7 +91,7 @@ def revoke_token(token_id: str, ctx: CtxDep) -> s.TokenOut:
 @router.get("/users", response_model=s.Page[s.UserOut], openapi_extra=act(SELF), tags=["users"])
 def list_users(
     ctx: CtxDep,
-    organization_id: str | None = None,
+    organization_id: str | None = OrgFilter,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.UserOut]:

@@ -241,7 +241,7 @@ def list_projects(
         ctx.me, community_id=community_id, name_pattern=project_name_pattern, owned_by_id=owned_by_id
     )
     rows, nxt = page(ctx.db, q, Project, page_size, page_token)
-    return s.Page(items=[project_out(p) for p in rows], next_page_token=nxt)
+    return s.Page(items=[project_out(ctx.db, p) for p in rows], next_page_token=nxt)
 
 
 @router.post(
@@ -263,7 +263,7 @@ def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
         project_settings=_settings_dict(body.settings),
         limits=body.limits.model_dump(by_alias=True, exclude_unset=True) if body.limits else None,
     )
-    return ctx.commit(project_out(p))
+    return ctx.commit(project_out(ctx.db, p))
 
 
 @router.get(
@@ -273,7 +273,7 @@ def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
     tags=["projects"],
 )
 def get_project(project_id: str, ctx: CtxDep) -> s.ProjectOut:
-    return project_out(tenancy.get_project(ctx.db, ctx.me, project_id))
+    return project_out(ctx.db, tenancy.get_project(ctx.db, ctx.me, project_id))
 
 
 @router.patch(
@@ -292,7 +292,7 @@ def update_project(project_id: str, body: s.ProjectUpdate, ctx: CtxDep) -> s.Pro
         labels=body.labels,
         project_settings=_settings_dict(body.settings),
     )
-    return ctx.commit(project_out(p))
+    return ctx.commit(project_out(ctx.db, p))
 
 
 @router.delete(

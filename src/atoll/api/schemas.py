@@ -255,6 +255,7 @@ class ProjectLimitsIn(Input):
 class ProjectOut(ApiModel):
     id: str
     community_id: str
+    community_name: str = Field(default="", description="Shown to every project member, for display")
     name: str
     description: str
     labels: dict[str, str]

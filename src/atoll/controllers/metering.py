@@ -55,7 +55,7 @@ def bill(db: Session, wl: WorkloadRow, until: datetime) -> int:
             configuration=wl.configuration,
             started_at=since,
             ended_at=until,
-            seconds=max(int(round(elapsed - wl.metered_seconds)), 0),
+            seconds=max(round(elapsed - wl.metered_seconds), 0),
             units=delta,
         )
     )

@@ -336,16 +336,16 @@ LIMIT_FIELDS = {
 }
 
 
-def _apply_limits(project: Project, limits: dict[str, Any]) -> None:
+def _apply_limits(project: Project, limits: dict[str, Any], prefix: str = "") -> None:
+    """Set limits; `prefix` is where they sit in the request body, so errors name the field."""
     for key, value in limits.items():
+        f = f"{prefix}{key}"
         if key not in LIMIT_FIELDS:
-            raise Invalid(f"unknown limit {key!r}; known: {', '.join(LIMIT_FIELDS)}", field=f"limits.{key}")
+            raise Invalid(f"unknown limit {key!r}; known: {', '.join(LIMIT_FIELDS)}", field=f)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise Invalid(
-                f"limits.{key} must be a whole number of units, or null for no limit", field=f"limits.{key}"
-            )
+            raise Invalid(f"{f} must be a whole number of units, or null for no limit", field=f)
         if key != "balance" and value is not None and value <= 0:
-            raise Invalid(f"limits.{key} must be positive, or null for no limit", field=f"limits.{key}")
+            raise Invalid(f"{f} must be positive, or null for no limit", field=f)
         setattr(project, LIMIT_FIELDS[key], value)
 
 
@@ -378,7 +378,7 @@ def create_project(
         community_id=c.id, name=name, description=description, labels=clean_labels, created_by=p.user.id
     )
     _apply_settings(db, c, project, project_settings or {})
-    _apply_limits(project, limits or {})
+    _apply_limits(project, limits or {}, prefix="limits.")
     db.add(project)
     db.flush()
     _grant_creator(db, p, ResourceType.PROJECT, project.id)
@@ -425,9 +425,11 @@ def get_limits(db: Session, p: Principal, project_id: str) -> Project:
     return get_project(db, p, project_id, Action.PROJECT_VIEW_LIMITS)
 
 
-def set_limits(db: Session, p: Principal, project_id: str, limits: dict[str, Any]) -> Project:
+def set_limits(
+    db: Session, p: Principal, project_id: str, limits: dict[str, Any], prefix: str = ""
+) -> Project:
     project = get_project(db, p, project_id, Action.PROJECT_SET_LIMITS)
-    _apply_limits(project, limits)
+    _apply_limits(project, limits, prefix)
     return project
 
 

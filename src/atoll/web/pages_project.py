@@ -165,7 +165,7 @@ def set_limits(project_id: str, ctx: Ctx) -> Response:
     values = {f"limits.{key}": ctx.value(f"limits.{key}") for key, _, _ in LIMITS}
     try:
         limits = {key: forms.parse_units(values[f"limits.{key}"], f"limits.{key}") for key, _, _ in LIMITS}
-        tenancy.set_limits(ctx.db, ctx.me, project_id, limits)
+        tenancy.set_limits(ctx.db, ctx.me, project_id, limits, prefix="limits.")
         ctx.commit()
     except NotFound:
         raise

@@ -1,0 +1,265 @@
+"""The workload controller: admit queued Workloads, start and stop them on the runtime, meter
+them, and record how they ended. One tick is idempotent; a restarted server converges again
+from the database and what the runtime re-adopts, so nothing is orphaned or lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal as signals
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from atoll.controllers.metering import bill, meter
+from atoll.controllers.scheduler import ConfigInfo, Decision, Pool, ProjectState, Request, schedule
+from atoll.domain.secrets import SecretBox, project_env
+from atoll.domain.tenancy import restrictions_of
+from atoll.runtime.base import (
+    Mount,
+    Resources,
+    Runtime,
+    UnknownWorkload,
+    Workload,
+    WorkloadState,
+    WorkloadStatus,
+)
+from atoll.runtime.inventory import Inventory
+from atoll.store.db import Database
+from atoll.store.models import Community, Configuration, Project, WorkloadRow, utcnow
+
+log = logging.getLogger("atoll.workloads")
+RUNNING_STATES = ("RUNNING", "STOPPING")
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _ts(unix: float | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix else None
+
+
+class WorkloadController:
+    def __init__(
+        self,
+        db: Database,
+        runtime: Runtime,
+        box: SecretBox,
+        inventory: Callable[[], Inventory],
+        overcommit: float = 1.0,
+        tick_s: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.box = box
+        self.inventory = inventory
+        self.overcommit = overcommit
+        self.tick_s = tick_s
+        # Stops wait up to their grace period: they run beside the loop, not in it.
+        self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
+        self._stopping: set[str] = set()
+
+    # --- startup ------------------------------------------------------------------------
+
+    def reconcile_startup(self) -> None:
+        """After a restart: adopt what the runtime still runs, close what it cannot account for."""
+        known = {st.id: st for st in self.runtime.adopt()}
+        with self.db.transaction() as s:
+            rows = s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))).all()
+            for wl in rows:
+                st = known.get(wl.id)
+                if st is None:
+                    self._finish(s, wl, "LOST", None, "the runtime has no record of it after a restart")
+                elif st.state.finished:
+                    self._record_end(s, wl, st)
+                else:
+                    log.info("re-adopted workload %s (%s)", wl.id, wl.kind)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await asyncio.to_thread(self.reconcile_startup)
+        while True:
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception:  # keep reconciling; the next tick retries
+                log.exception("workload controller tick failed")
+            await asyncio.sleep(self.tick_s)
+
+    def tick(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        with self.db.transaction() as s:
+            self._poll(s)
+            for order in meter(s, now):
+                wl = s.get(WorkloadRow, order.workload_id)
+                if wl is not None and wl.desired != "STOP":
+                    wl.desired = "STOP"
+                    wl.stop_reason = order.reason
+                    wl.stop_signal = int(signals.SIGTERM)
+        with self.db.transaction() as s:
+            self._apply_stops(s)
+        with self.db.transaction() as s:
+            self._admit(s)
+
+    def _poll(self, s: Session) -> None:
+        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
+            try:
+                st = self.runtime.status(wl.id)
+            except UnknownWorkload:
+                self._finish(s, wl, "LOST", None, "the runtime lost track of it")
+                continue
+            if st.state.finished:
+                self._record_end(s, wl, st)
+
+    def _record_end(self, s: Session, wl: WorkloadRow, st: WorkloadStatus) -> None:
+        state = {WorkloadState.EXITED: "EXITED", WorkloadState.LOST: "LOST"}.get(st.state, "FAILED")
+        if wl.desired == "STOP" and st.state is not WorkloadState.LOST:
+            # Stopped on request: it did not fail on its own.
+            state = "EXITED" if st.exit_code == 0 else "FAILED"
+        self._finish(s, wl, state, st.exit_code, st.detail, _ts(st.finished_at))
+
+    def _finish(
+        self,
+        s: Session,
+        wl: WorkloadRow,
+        state: str,
+        exit_code: int | None,
+        detail: str,
+        at: datetime | None = None,
+    ) -> None:
+        end = at or utcnow()
+        bill(s, wl, end)
+        wl.state = state
+        wl.exit_code = exit_code
+        wl.finished_at = end
+        if not wl.stop_reason and state != "EXITED":
+            wl.stop_reason = detail
+        self._stopping.discard(wl.id)
+        try:
+            if wl.stop_reason:
+                self.runtime.append_system_log(wl.id, f"stopped: {wl.stop_reason}")
+            self.runtime.forget(wl.id)
+        except UnknownWorkload:
+            pass
+
+    def _apply_stops(self, s: Session) -> None:
+        for wl in s.scalars(
+            select(WorkloadRow).where(
+                WorkloadRow.desired == "STOP", WorkloadRow.state.in_(("QUEUED", "RUNNING"))
+            )
+        ):
+            if wl.state == "QUEUED":
+                wl.state = "FAILED"
+                wl.finished_at = utcnow()
+                wl.stop_reason = wl.stop_reason or "cancelled before it started"
+                continue
+            wl.state = "STOPPING"
+            if wl.id not in self._stopping:
+                self._stopping.add(wl.id)
+                try:
+                    self.runtime.append_system_log(wl.id, f"stopping: {wl.stop_reason}")
+                except UnknownWorkload:
+                    pass
+                self._stopper.submit(self.runtime.stop, wl.id, wl.stop_signal, wl.stop_grace_s)
+
+    # --- admission ----------------------------------------------------------------------
+
+    def _catalog(self, s: Session) -> dict[str, ConfigInfo]:
+        return {
+            c.name: ConfigInfo(
+                c.name, c.vcpu, c.ram_gb, c.gpu_count, c.gpu_type, c.units_per_second, c.enabled
+            )
+            for c in s.scalars(select(Configuration))
+        }
+
+    def _admit(self, s: Session) -> None:
+        queued = list(
+            s.scalars(select(WorkloadRow).where(WorkloadRow.state == "QUEUED", WorkloadRow.desired == "RUN"))
+        )
+        if not queued:
+            return
+        inv = self.inventory()
+        catalog = self._catalog(s)
+        pool = Pool(
+            cpus=inv.cpus * self.overcommit,
+            memory_gb=inv.memory_gb * self.overcommit,
+            gpus={g.index: g.name for g in inv.gpus},
+        )
+        projects: dict[str, ProjectState] = {}
+        community_cpus: dict[str, float] = {}
+        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
+            c = catalog.get(wl.configuration or "")
+            if c is None:
+                continue
+            pool.hold(c, list(wl.gpu_ids or []))
+            community_cpus[wl.community_id] = community_cpus.get(wl.community_id, 0.0) + c.vcpu
+            ps = projects.setdefault(wl.project_id, ProjectState())
+            ps.running_units_per_hour += c.units_per_hour
+        for wl in queued:
+            if wl.project_id in projects and projects[wl.project_id].max_units_per_hour is not None:
+                continue
+            project = s.get(Project, wl.project_id)
+            community = s.get(Community, wl.community_id)
+            ps = projects.setdefault(wl.project_id, ProjectState())
+            if project is not None:
+                ps.balance = project.balance
+                ps.max_units_per_hour = project.max_units_per_hour
+            if community is not None:
+                allowed = restrictions_of(community)["allowedConfigurations"]
+                ps.allowed = set(allowed) if allowed is not None else None
+        requests = [
+            Request(wl.id, wl.project_id, wl.community_id, tuple(wl.configurations), _aware(wl.created_at))
+            for wl in queued
+        ]
+        by_id = {wl.id: wl for wl in queued}
+        for d in schedule(requests, pool, catalog, projects, community_cpus):
+            self._apply(s, by_id[d.workload_id], d, catalog)
+
+    def _apply(self, s: Session, wl: WorkloadRow, d: Decision, catalog: dict[str, ConfigInfo]) -> None:
+        if d.action == "wait":
+            wl.wait_reason = d.reason
+            return
+        if d.action == "fail":
+            wl.state = "FAILED"
+            wl.finished_at = utcnow()
+            wl.stop_reason = d.reason
+            return
+        assert d.configuration is not None
+        cfg = catalog[d.configuration]
+        spec = wl.spec
+        secret_env: dict[str, str] = {}
+        project = s.get(Project, wl.project_id)
+        if spec.get("withSecrets", True) and project is not None:
+            secret_env = project_env(s, self.box, project)
+        workload = Workload(
+            id=wl.id,
+            command=list(spec["command"]),
+            resources=Resources(cpus=cfg.vcpu, memory_mb=int(cfg.ram_gb * 1024), gpus=cfg.gpu_count),
+            workdir=Path(spec["workdir"]),
+            env={**spec.get("env", {}), "ATOLL_CONFIGURATION": cfg.name},
+            secret_env=secret_env,
+            mounts=tuple(Mount(Path(src), tgt) for src, tgt in spec.get("mounts", [])),
+            ports=tuple(spec.get("ports", [])),
+            gpu_ids=d.gpu_ids,
+            labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
+        )
+        wl.configuration = cfg.name
+        wl.gpu_ids = list(d.gpu_ids)
+        wl.wait_reason = ""
+        try:
+            st = self.runtime.start(workload)
+        except Exception as e:  # a start that fails is the workload's failure, not the loop's
+            log.warning("workload %s failed to start: %s", wl.id, e)
+            wl.state = "FAILED"
+            wl.finished_at = utcnow()
+            wl.stop_reason = f"could not start: {e}"
+            return
+        wl.state = "RUNNING"
+        wl.started_at = _ts(st.started_at) or utcnow()
+        wl.runtime = self.runtime.name

@@ -1,0 +1,85 @@
+"""Workloads as the domain sees them: submit, ask to stop, read. Controllers do the rest.
+
+Jobs, notebooks and node instances all become rows here; the workload controller admits them
+through the scheduler, starts them on the runtime, meters them and records how they ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from atoll.domain.errors import NotFound
+from atoll.store.models import Project, WorkloadRow
+
+FINISHED_STATES = ("EXITED", "FAILED", "LOST")
+ACTIVE_STATES = ("QUEUED", "RUNNING", "STOPPING")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    command: list[str]
+    workdir: Path
+    env: dict[str, str]
+    mounts: list[tuple[str, str]]  # (source path, target relative to workdir)
+    ports: list[int]
+    with_secrets: bool = True  # the project's secrets become env vars
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "workdir": str(self.workdir),
+            "env": self.env,
+            "mounts": [list(m) for m in self.mounts],
+            "ports": self.ports,
+            "withSecrets": self.with_secrets,
+        }
+
+
+def submit(
+    db: Session,
+    project: Project,
+    *,
+    kind: str,
+    owner_id: str,
+    configurations: list[str],
+    spec: WorkloadSpec,
+    stop_signal: int = 15,
+    stop_grace_s: float = 10.0,
+) -> WorkloadRow:
+    """Queue a Workload; the scheduler decides when and on which configuration it starts."""
+    wl = WorkloadRow(
+        kind=kind,
+        owner_id=owner_id,
+        project_id=project.id,
+        community_id=project.community_id,
+        configurations=list(configurations),
+        spec=spec.to_json(),
+        stop_signal=stop_signal,
+        stop_grace_s=stop_grace_s,
+        state="QUEUED",
+        wait_reason="queued",
+    )
+    db.add(wl)
+    db.flush()
+    return wl
+
+
+def request_stop(
+    db: Session, workload_id: str, reason: str, *, sig: int | None = None, grace: float | None = None
+) -> WorkloadRow:
+    """Ask for a Workload to stop (idempotent); the first reason given is the one kept."""
+    wl = db.get(WorkloadRow, workload_id)
+    if wl is None:
+        raise NotFound(f"workload {workload_id!r} not found")
+    if wl.desired != "STOP":
+        wl.desired = "STOP"
+        wl.stop_reason = wl.stop_reason or reason
+        if sig is not None:
+            wl.stop_signal = sig
+        if grace is not None:
+            wl.stop_grace_s = grace
+    return wl
