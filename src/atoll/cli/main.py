@@ -25,6 +25,7 @@ from atoll.cli import (
     members,
     orgs,
     projects,
+    secrets,
     tokens,
     users,
 )
@@ -78,6 +79,7 @@ app.add_typer(configs.app, name="config")
 app.add_typer(tokens.app, name="token")
 app.add_typer(billing.app, name="billing-account")
 app.add_typer(users.app, name="user")
+app.add_typer(secrets.app, name="secret")
 
 
 def run(args: list[str] | None = None) -> int:
