@@ -22,7 +22,6 @@ from atoll.cli.output import (
     success,
     usage,
 )
-from atoll.client import Client
 
 app = typer.Typer(
     help="Projects: the workspace where notebooks, jobs and deployments live.", no_args_is_help=True
@@ -64,18 +63,13 @@ PerExecOpt = Annotated[
 ]
 
 
-def _community_names(c: Client) -> dict[str, str]:
-    return {com["id"]: com["name"] for com in c.paginate("/communities")}
-
-
-def _columns(communities: dict[str, str]) -> list[Column]:
-    return [
-        ("ID", "id"),
-        ("COMMUNITY", lambda p: communities.get(p["communityId"], p["communityId"])),
-        ("NAME", "name"),
-        ("DEFAULT CONFIG", lambda p: p["settings"].get("defaultConfiguration")),
-        ("DESCRIPTION", "description"),
-    ]
+COLUMNS: list[Column] = [
+    ("ID", "id"),
+    ("COMMUNITY", "communityName"),
+    ("NAME", "name"),
+    ("DEFAULT CONFIG", lambda p: p["settings"].get("defaultConfiguration")),
+    ("DESCRIPTION", "description"),
+]
 
 
 def _settings_body(
@@ -117,8 +111,7 @@ def list_(
         if name:
             params["projectNamePattern"] = name
         items = list(c.paginate("/projects", **params))
-        columns = _columns(_community_names(c) if fmt is Format.table and items else {})
-        emit_list(items, fmt, columns, "no projects")
+        emit_list(items, fmt, COLUMNS, "no projects")
 
 
 @app.command()
