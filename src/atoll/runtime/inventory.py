@@ -14,6 +14,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from atoll.runtime import cgroups
+from atoll.runtime.cgroups import Layout
+
 
 @dataclass(frozen=True)
 class Gpu:
@@ -102,34 +105,28 @@ class LimitSupport:
     cpu: bool
     memory: bool
     pids: bool
-
-
-def _own_cgroup_v1(controller: str) -> Path | None:
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, ctrls, path = line.split(":", 2)
-            if controller in ctrls.split(","):
-                base = Path("/sys/fs/cgroup") / controller
-                if not base.exists():
-                    base = Path("/sys/fs/cgroup") / ctrls
-                return base / path.lstrip("/")
-    except (OSError, ValueError):
-        return None
-    return None
+    # Where the local runtime creates workload groups (None with rlimits); not part of equality.
+    layout: Layout | None = field(default=None, compare=False, repr=False)
 
 
 def detect_limits() -> LimitSupport:
-    """cgroup v2 where the kernel offers cpu.max/memory.max, v1 where writable, else rlimits."""
-    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
-    if v2.exists():
-        ctrls = v2.read_text().split()
-        if "cpu" in ctrls and "memory" in ctrls and os.access("/sys/fs/cgroup", os.W_OK):
-            return LimitSupport("cgroup-v2", "/sys/fs/cgroup", True, True, "pids" in ctrls)
-    found = {c: _own_cgroup_v1(c) for c in ("cpu", "memory", "pids")}
-    writable = {c: bool(p and p.exists() and os.access(p, os.W_OK)) for c, p in found.items()}
-    if writable["cpu"] or writable["memory"]:
-        where = ", ".join(f"{c}={found[c]}" for c in found if writable[c])
-        return LimitSupport("cgroup-v1", where, writable["cpu"], writable["memory"], writable["pids"])
+    """How the local runtime can limit workloads here: cgroup v2 where the kernel gives us the cpu
+    and memory controllers, cgroup v1 where our own groups are writable, else rlimits.
+
+    With rlimits only memory is bounded (RLIMIT_AS, the address space, with headroom); CPU rate and
+    process count are not (RLIMIT_CPU caps total CPU time, which would kill long jobs, and
+    RLIMIT_NPROC counts every process of the user, not of the workload).
+    """
+    layout = cgroups.discover()
+    if layout is None:
+        return LimitSupport(
+            "rlimit",
+            "no writable cgroup: memory bounded by RLIMIT_AS only; CPU and process count not limited",
+            cpu=False,
+            memory=True,
+            pids=False,
+        )
+    p = layout.parents
     return LimitSupport(
-        "rlimit", "no writable cgroup: address-space and CPU-time rlimits only", False, True, True
+        f"cgroup-v{layout.version}", layout.describe(), "cpu" in p, "memory" in p, "pids" in p, layout
     )

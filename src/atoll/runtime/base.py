@@ -1,0 +1,166 @@
+"""The one thing runtimes run: a Workload, and the protocol every runtime implements.
+
+A notebook server, one run of a job and one node instance are all Workloads; domain code turns
+them into `Workload` specs and controllers drive a `Runtime`. Nothing here knows of projects,
+users or jobs. Runtime calls block (a stop waits up to its grace period): async callers run
+them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+LOG_STREAMS = ("stdout", "stderr", "system")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a workload may use: CPU cores (fractions allowed), memory, GPUs and processes/threads."""
+
+    cpus: float
+    memory_mb: int
+    gpus: int = 0
+    max_pids: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.cpus <= 0:
+            raise ValueError("resources.cpus must be positive")
+        if self.memory_mb <= 0:
+            raise ValueError("resources.memory_mb must be positive")
+        if self.gpus < 0 or self.max_pids <= 0:
+            raise ValueError("resources.gpus must be >= 0 and resources.max_pids positive")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """Make `source` visible at `target`, a path relative to the workload's workdir."""
+
+    source: Path
+    target: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A command to run with resources, environment, mounts and ports."""
+
+    id: str  # unique, [a-z0-9-]; names the state dir, the log directory and the cgroup
+    command: list[str]  # argv, no shell: callers wanting one pass ["bash", "-c", ...]
+    resources: Resources
+    workdir: Path  # created if missing; also HOME unless env overrides it
+    env: dict[str, str] = field(default_factory=dict)  # over a minimal base env, not the server's
+    secret_env: dict[str, str] = field(default_factory=dict)  # env vars whose values logs redact
+    mounts: tuple[Mount, ...] = ()
+    ports: tuple[int, ...] = ()  # allocated by the caller; exported as PORT, PORT_1, ...
+    gpu_ids: tuple[int, ...] = ()  # CUDA_VISIBLE_DEVICES ("" when empty, so no GPU leaks in)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class WorkloadState(StrEnum):
+    """Where a workload is in its life.
+
+    STARTING: the supervisor runs but the command is not started yet.
+    RUNNING: the command runs.
+    EXITED: the command exited with code 0 (also after a stop it handled gracefully).
+    FAILED: non-zero exit, death by a signal, or the command could not be started.
+    LOST: the runtime lost track of it (its supervisor died without recording an outcome);
+          whatever was left of it has been killed.
+    """
+
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+    FAILED = "failed"
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        """True for the final states (EXITED, FAILED, LOST)."""
+        return self in (WorkloadState.EXITED, WorkloadState.FAILED, WorkloadState.LOST)
+
+
+@dataclass
+class WorkloadStatus:
+    """What a runtime knows about one workload now."""
+
+    id: str
+    state: WorkloadState
+    pid: int | None = None  # the command's pid (also its process group id, for the local runtime)
+    exit_code: int | None = None
+    signal: int | None = None  # the signal that killed it, when one did
+    started_at: float | None = None  # unix time
+    finished_at: float | None = None
+    detail: str = ""  # one human line: "exited with code 1", "memory limit of 512 MB exceeded", ...
+
+
+@dataclass
+class Usage:
+    """Resources a workload used: CPU time so far, memory now and at its peak, live processes."""
+
+    cpu_seconds: float
+    memory_bytes: int
+    max_memory_bytes: int
+    pids: int
+
+
+@dataclass
+class LogChunk:
+    """A slice of a log stream: `offset` is where the next read starts; `eof` means the workload
+    has finished and nothing more will come."""
+
+    data: bytes
+    offset: int
+    eof: bool
+
+
+class UnknownWorkload(LookupError):
+    """The runtime has no state for this workload id (never started here, or forgotten)."""
+
+
+class WorkloadExists(RuntimeError):
+    """A workload with this id is already known to the runtime; forget() it before reusing the id."""
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Runs Workloads. Every method is idempotent where that makes sense and safe to call after a
+    server restart: the runtime's state lives outside the server process."""
+
+    name: str
+
+    def start(self, w: Workload) -> WorkloadStatus:
+        """Start a workload; raises WorkloadExists if its id is in use."""
+        ...
+
+    def stop(self, workload_id: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> WorkloadStatus:
+        """Signal the workload's process group, wait up to `grace` seconds, then SIGKILL it. Idempotent."""
+        ...
+
+    def status(self, workload_id: str) -> WorkloadStatus:
+        """The workload's current status; raises UnknownWorkload for an unknown id."""
+        ...
+
+    def logs(
+        self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
+    ) -> LogChunk:
+        """Read a log stream ("stdout", "stderr" or "system") from a byte offset."""
+        ...
+
+    def usage(self, workload_id: str) -> Usage:
+        """CPU seconds and memory used by the workload's processes."""
+        ...
+
+    def adopt(self) -> list[WorkloadStatus]:
+        """After a server restart: the status of every workload this runtime knows, live ones re-adopted."""
+        ...
+
+    def forget(self, workload_id: str) -> None:
+        """Drop the runtime's state of a workload (killing it first if it still runs); logs stay."""
+        ...
+
+    def append_system_log(self, workload_id: str, line: str) -> None:
+        """Add one of Atoll's own messages to the workload's "system" log stream."""
+        ...

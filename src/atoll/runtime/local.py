@@ -1,0 +1,525 @@
+"""The local runtime: workloads as process trees on this machine, each under its own supervisor.
+
+`start()` writes the workload's spec into `<state dir>/<workload id>/`, creates its cgroups and
+launches `python -m atoll.runtime.shim` in a new session. The shim (see shim.py) starts the command
+in its own process group, pumps its output into the LogStore and records the outcome in a file.
+The server keeps no state of its own beyond a handle on shims it spawned (to reap them), so any
+LocalRuntime over the same state dir — a restarted server — sees the same workloads.
+
+Limits, by what `detect_limits()` found:
+  cgroup v2/v1  CPU quota (cpu.max / cfs_quota_us), memory (memory.max / limit_in_bytes, the OOM
+                killer ends the workload), process+thread count (pids.max); usage from the groups.
+  rlimit        memory only, as an address-space bound (RLIMIT_AS = 2 × memory + 512 MiB, since
+                address space runs well above resident memory; not set for GPU workloads, whose
+                driver maps huge address ranges); CPU rate and process count are not limited;
+                usage from /proc.
+Processes are found and signalled by process group and session (the shim's pid) and, with
+cgroups, by group membership — never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import atoll
+from atoll.runtime import cgroups
+from atoll.runtime.base import (
+    LOG_STREAMS,
+    LogChunk,
+    UnknownWorkload,
+    Usage,
+    Workload,
+    WorkloadExists,
+    WorkloadState,
+    WorkloadStatus,
+)
+from atoll.runtime.inventory import LimitSupport, detect_limits
+from atoll.runtime.shim import is_same_process, proc_stat, read_json, start_time, write_json
+from atoll.storage.logs import LogStore, check_id, system_line
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_MIB = 1 << 20
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def workload_env(w: Workload) -> dict[str, str]:
+    """The complete environment of a workload's command.
+
+    A minimal base (PATH, HOME = workdir, LANG, PYTHONUNBUFFERED so Python output reaches the log
+    as it is printed), then `env`, then `secret_env`; then what the runtime owns and callers cannot
+    override: CUDA_VISIBLE_DEVICES from gpu_ids ("" when none, so no GPU leaks in), PORT / PORT_<i>
+    (PORT = PORT_0 = ports[0], PORT_1 = ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own
+    environment never leaks in.
+    """
+    env = {
+        "PATH": DEFAULT_PATH,
+        "HOME": str(w.workdir),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(w.env)
+    env.update(w.secret_env)
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in w.gpu_ids)
+    for i, port in enumerate(w.ports):
+        env[f"PORT_{i}"] = str(port)
+    if w.ports:
+        env["PORT"] = str(w.ports[0])
+    env["ATOLL_WORKLOAD_ID"] = w.id
+    for k in env:
+        if not _ENV_NAME.match(k):
+            raise ValueError(f"invalid environment variable name {k!r}")
+    return env
+
+
+def _link_mounts(w: Workload) -> None:
+    # Local "mounts" are symlinks inside the workdir: the process sees the source at the target.
+    root = w.workdir.resolve()
+    for m in w.mounts:
+        target = Path(m.target)
+        if target.is_absolute() or ".." in target.parts or not target.parts:
+            raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
+        link = root / target
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            raise ValueError(f"mount target {m.target!r} already exists in the workdir")
+        link.symlink_to(Path(m.source).absolute())
+
+
+def _session_members(session: int, pgid: int) -> list[int]:
+    """Live processes in process group `pgid` of session `session`.
+
+    Matching the session as well as the group keeps us from signalling a stranger that happened to
+    reuse the group's number after our processes were gone.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = proc_stat(int(entry))
+        if st is not None and st[0] not in ("Z", "X") and int(st[2]) == pgid and int(st[3]) == session:
+            found.append(int(entry))
+    return found
+
+
+class _Record:
+    """Everything the state dir says about one workload, read in one go."""
+
+    def __init__(self, d: Path) -> None:
+        self.dir = d
+        self.spec = read_json(d / "spec.json") or {}
+        self.shim = read_json(d / "shim.json") or {}
+        self.started = read_json(d / "started.json") or {}
+        self.final = read_json(d / "status.json")
+        g = self.spec.get("group")
+        self.group = cgroups.Group.from_dict(g) if g else None
+
+    @property
+    def child_pid(self) -> int | None:
+        pid = self.started.get("pid")
+        return int(pid) if pid else None
+
+    @property
+    def shim_pid(self) -> int | None:
+        pid = self.shim.get("pid")
+        return int(pid) if pid else None
+
+    def shim_alive(self) -> bool:
+        return is_same_process(self.shim_pid, self.shim.get("start_time"))
+
+    def child_alive(self) -> bool:
+        return is_same_process(self.child_pid, self.started.get("start_time"))
+
+
+class LocalRuntime:
+    """Runs Workloads as supervised process trees on this machine (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        log_store: LogStore,
+        limits: LimitSupport | None = None,
+        start_timeout: float = 15.0,
+    ) -> None:
+        """`limits` defaults to `detect_limits()`; pass `LimitSupport("rlimit", ...)` to force rlimits."""
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_store = log_store
+        self.limits = limits if limits is not None else detect_limits()
+        self.layout: cgroups.Layout | None = None
+        if self.limits.mechanism.startswith("cgroup"):
+            self.layout = self.limits.layout or cgroups.discover()
+        self.start_timeout = start_timeout
+        # Group names carry a hash of the state dir, so two Atoll servers (or test runs) on one
+        # machine never share a group even with equal workload ids.
+        self._tag = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+        self._shims: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._lost_lock = threading.Lock()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _dir(self, workload_id: str) -> Path:
+        return self.state_dir / check_id(workload_id)
+
+    def _record(self, workload_id: str) -> _Record:
+        d = self._dir(workload_id)
+        if not (d / "spec.json").exists():
+            raise UnknownWorkload(workload_id)
+        with self._lock:
+            # Reap a shim this process spawned, so a finished one does not linger as a zombie.
+            p = self._shims.get(workload_id)
+            if p is not None and p.poll() is not None:
+                del self._shims[workload_id]
+        return _Record(d)
+
+    def _limits_for(self, w: Workload) -> tuple[cgroups.Group | None, dict[str, int], list[str]]:
+        memory = w.resources.memory_mb * _MIB
+        group = None
+        enforced: list[str] = []
+        if self.layout is not None:
+            group = cgroups.create(
+                self.layout,
+                f"atoll-{self._tag}-{w.id}",
+                w.resources.cpus,
+                memory,
+                w.resources.max_pids,
+            )
+            enforced = [f"cgroup-v{group.version} {v}" for v in group.enforced.values()]
+            if not group.dirs:
+                group = None
+        rlimits: dict[str, int] = {}
+        if group is None or "memory" not in group.enforced:
+            if w.resources.gpus == 0 and not w.gpu_ids:
+                rlimits["RLIMIT_AS"] = 2 * memory + 512 * _MIB
+                enforced.append(f"rlimit RLIMIT_AS {rlimits['RLIMIT_AS']}")
+        return group, rlimits, enforced
+
+    def _status_of(self, workload_id: str, rec: _Record) -> WorkloadStatus:
+        started_at = rec.started.get("started_at")
+        if rec.final is not None:
+            f = rec.final
+            return WorkloadStatus(
+                id=workload_id,
+                state=WorkloadState(f["state"]),
+                pid=rec.child_pid,
+                exit_code=f.get("exit_code"),
+                signal=f.get("signal"),
+                started_at=started_at,
+                finished_at=f.get("finished_at"),
+                detail=f.get("detail", ""),
+            )
+        if rec.child_pid:
+            return WorkloadStatus(
+                workload_id,
+                WorkloadState.RUNNING,
+                rec.child_pid,
+                started_at=started_at,
+                detail=f"running as pid {rec.child_pid}",
+            )
+        return WorkloadStatus(workload_id, WorkloadState.STARTING, detail="supervisor starting")
+
+    def _kill_remains(self, rec: _Record) -> None:
+        """SIGKILL whatever is left of a workload: its process group (in the shim's session) and,
+        with cgroups, every process in its groups."""
+        child, session = rec.child_pid, rec.shim_pid
+        if child and rec.child_alive():
+            # The leader is alive, so the group id is still ours: killpg hits the tree at once.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+        if child and session:
+            for _ in range(20):
+                left = _session_members(session, child)
+                if not left:
+                    break
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.02)
+        if rec.group is not None:
+            rec.group.kill_all()
+
+    # --- the Runtime protocol ---------------------------------------------------------------
+
+    def start(self, w: Workload) -> WorkloadStatus:
+        """Start `w` under a new supervisor; returns once the command runs (or failed to start).
+
+        Raises WorkloadExists if the id is known here (forget() it first), ValueError for a bad
+        spec. If the supervisor is slow to start, the status returned may be STARTING.
+        """
+        check_id(w.id)
+        if not w.command or not all(isinstance(a, str) for a in w.command):
+            raise ValueError("workload command must be a non-empty list of strings")
+        env = workload_env(w)
+        d = self._dir(w.id)
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            raise WorkloadExists(f"workload {w.id!r} is already known to the local runtime") from None
+        group: cgroups.Group | None = None
+        try:
+            w.workdir.mkdir(parents=True, exist_ok=True)
+            _link_mounts(w)
+            group, rlimits, enforced = self._limits_for(w)
+            spec = {
+                "id": w.id,
+                "command": list(w.command),
+                "workdir": str(w.workdir),
+                "env": env,
+                "secrets": list(w.secret_env.values()),
+                "log_root": str(self.log_store.root.absolute()),
+                "group": group.to_dict() if group else None,
+                "rlimits": rlimits,
+                "enforced": enforced,
+                "memory_mb": w.resources.memory_mb,
+                "labels": w.labels,
+            }
+            write_json(d / "spec.json", spec)  # 0600: it holds the secret values
+            # The shim gets a minimal environment too; PYTHONPATH makes sure it runs this very
+            # atoll package, wherever it was imported from.
+            pkg_root = str(Path(atoll.__file__).resolve().parent.parent)
+            shim_env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": "C.UTF-8"}
+            shim_env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p
+            )
+            with open(d / "shim.err", "ab") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "atoll.runtime.shim", str(d)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    cwd=d,
+                    env=shim_env,
+                    close_fds=True,
+                    start_new_session=True,  # its own session: it outlives the server
+                )
+            write_json(d / "shim.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+            with self._lock:
+                self._shims[w.id] = proc
+        except BaseException:
+            if group is not None:
+                group.remove()
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if (d / "started.json").exists() or (d / "status.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        return self.status(w.id)
+
+    def status(self, workload_id: str) -> WorkloadStatus:
+        """The workload's status from its state dir; a dead supervisor without an outcome makes it
+        LOST (and whatever is left of it is killed). Raises UnknownWorkload."""
+        rec = self._record(workload_id)
+        if rec.final is None and not rec.shim and self._young(rec):
+            # start() (maybe in another thread) has not recorded the supervisor's pid yet.
+            return self._status_of(workload_id, rec)
+        if rec.final is None and not rec.shim_alive():
+            with self._lost_lock:  # one thread records the loss, the others read it
+                rec = _Record(rec.dir)  # it may have written the outcome just before exiting
+                if rec.final is None:
+                    self._mark_lost(workload_id, rec)
+                    rec = _Record(rec.dir)
+        return self._status_of(workload_id, rec)
+
+    def _young(self, rec: _Record) -> bool:
+        try:
+            return time.time() - (rec.dir / "spec.json").stat().st_mtime < self.start_timeout
+        except FileNotFoundError:
+            return False
+
+    def _mark_lost(self, workload_id: str, rec: _Record) -> None:
+        self._kill_remains(rec)
+        detail = (
+            f"lost: its supervisor (pid {rec.shim_pid}) ended without recording an outcome; "
+            "remaining processes were killed"
+        )
+        with contextlib.suppress(OSError):
+            # A supervisor that crashed (rather than being killed) left its traceback here.
+            err = (rec.dir / "shim.err").read_text(errors="replace").strip().splitlines()
+            if err:
+                detail += f" (supervisor error: {err[-1][:300]})"
+        self.append_system_log(workload_id, detail)  # before the status: then the log is complete
+        write_json(
+            rec.dir / "status.json",
+            {
+                "state": "lost",
+                "exit_code": None,
+                "signal": None,
+                "finished_at": time.time(),
+                "detail": detail,
+            },
+        )
+
+    def stop(self, workload_id: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> WorkloadStatus:
+        """Send `sig` to the workload's process group, wait up to `grace` seconds for it to end,
+        then SIGKILL the group (and everything in its cgroups). Idempotent: a finished workload's
+        status is returned unchanged."""
+        st = self.status(workload_id)
+        if st.state.finished:
+            return st
+        d = self._dir(workload_id)
+        name = signal.Signals(sig).name
+        if not (d / "stop.json").exists():
+            write_json(d / "stop.json", {"signal": int(sig), "signal_name": name, "at": time.time()})
+            self.append_system_log(workload_id, f"stop requested: {name}, then SIGKILL after {grace:g} s")
+        deadline = time.monotonic() + grace
+        signalled = False
+        while True:
+            rec = self._record(workload_id)
+            st = self.status(workload_id)
+            if st.state.finished:
+                return st
+            if not signalled and rec.child_pid:
+                # The shim is alive and has not reaped the command, so the group id is still ours.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(rec.child_pid, sig)
+                signalled = True
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        rec = self._record(workload_id)
+        if rec.child_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(rec.child_pid, signal.SIGKILL)
+            if rec.group is not None:
+                rec.group.kill_all()
+        elif rec.shim_alive() and rec.shim_pid:
+            # Still starting: take the supervisor down; status() then records the workload LOST.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(rec.shim_pid, signal.SIGKILL)
+        end = time.monotonic() + 10.0
+        while time.monotonic() < end:
+            st = self.status(workload_id)
+            if st.state.finished:
+                return st
+            time.sleep(0.02)
+        return st
+
+    def logs(
+        self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
+    ) -> LogChunk:
+        """Read a stream from a byte offset. Logs outlive the runtime state: a forgotten workload's
+        logs are still served (and are at their end). Raises UnknownWorkload if neither exists."""
+        if stream not in LOG_STREAMS:
+            raise ValueError(f"unknown log stream {stream!r}; use one of {', '.join(LOG_STREAMS)}")
+        try:
+            # Read the state before the data: if it was final then, the data read after is complete.
+            finished = self.status(workload_id).state.finished
+        except UnknownWorkload:
+            if not self.log_store.exists(workload_id):
+                raise
+            finished = True
+        data, nxt = self.log_store.read(workload_id, stream, offset, limit)
+        return LogChunk(data, nxt, finished and nxt >= self.log_store.size(workload_id, stream))
+
+    def usage(self, workload_id: str) -> Usage:
+        """CPU seconds and memory of the workload: from its cgroups where it has them, else summed
+        over its live processes in /proc (after it ended: what the supervisor recorded)."""
+        rec = self._record(workload_id)
+        cpu: float | None = None
+        mem = peak = npids = None
+        if rec.group is not None and rec.group.exists():
+            cpu = rec.group.cpu_seconds()
+            mem, peak = rec.group.memory()
+            npids = len(rec.group.pids())
+        if None in (cpu, mem, peak):
+            tree = self._tree_usage(rec) if rec.final is None else None
+            if tree is not None:
+                t_cpu, t_mem, t_peak, t_n = tree
+                cpu = t_cpu if cpu is None else cpu
+                mem = t_mem if mem is None else mem
+                peak = max(t_peak, t_mem) if peak is None else peak
+                npids = t_n if npids is None else npids
+            elif rec.final is not None:
+                cpu = float(rec.final.get("cpu_seconds") or 0.0) if cpu is None else cpu
+                peak = int(rec.final.get("max_rss_bytes") or 0) if peak is None else peak
+        return Usage(cpu or 0.0, mem or 0, max(peak or 0, mem or 0), npids or 0)
+
+    def _tree_usage(self, rec: _Record) -> tuple[float, int, int, int] | None:
+        child, session = rec.child_pid, rec.shim_pid
+        if not (child and session):
+            return None
+        ticks = rss = 0
+        peak = 0
+        pids = _session_members(session, child)
+        for pid in pids:
+            st = proc_stat(pid)
+            if st is None:
+                continue
+            # utime + stime + cutime + cstime: the process and its reaped children.
+            ticks += sum(int(x) for x in st[11:15])
+            rss += int(st[21]) * _PAGE
+        # Peak resident size is only known per process (VmHWM); the leader's is a lower bound.
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) * 1024
+        return ticks / _CLK_TCK, rss, peak, len(pids)
+
+    def adopt(self) -> list[WorkloadStatus]:
+        """Every workload in the state dir: RUNNING ones are simply followed again (the shims never
+        depended on the server), finished ones report their recorded outcome, and ones whose
+        supervisor died without an outcome become LOST with their remains killed."""
+        found = []
+        for d in sorted(self.state_dir.iterdir()):
+            if d.is_dir() and (d / "spec.json").exists():
+                with contextlib.suppress(UnknownWorkload, ValueError):
+                    found.append(self.status(d.name))
+        return found
+
+    def forget(self, workload_id: str) -> None:
+        """Kill the workload if it still runs, remove its cgroups and state dir; logs stay.
+        A no-op for an unknown id."""
+        d = self._dir(workload_id)
+        if not d.is_dir():
+            return
+        if (d / "spec.json").exists():
+            st = self.status(workload_id)
+            if not st.state.finished:
+                self.stop(workload_id, signal.SIGKILL, grace=0)
+            rec = self._record(workload_id)
+            self._kill_remains(rec)
+            if rec.group is not None and not rec.group.remove():
+                self.append_system_log(
+                    workload_id, f"could not remove cgroups {', '.join(sorted(set(rec.group.dirs.values())))}"
+                )
+        with self._lock:
+            p = self._shims.pop(workload_id, None)
+        if p is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def append_system_log(self, workload_id: str, line: str) -> None:
+        """Add a timestamped line to the workload's "system" stream (kept like the other logs)."""
+        self.log_store.append(workload_id, "system", system_line(line))
+
+    # --- beyond the protocol ----------------------------------------------------------------
+
+    def enforcement(self, workload_id: str) -> dict[str, Any]:
+        """What limits the workload runs under: mechanism lines and its cgroup directories."""
+        rec = self._record(workload_id)
+        return {
+            "mechanism": self.limits.mechanism,
+            "enforced": list(rec.spec.get("enforced", [])),
+            "cgroups": dict(rec.group.dirs) if rec.group else {},
+            "rlimits": dict(rec.spec.get("rlimits", {})),
+        }

@@ -1,0 +1,368 @@
+"""The supervisor of one local workload: `python -m atoll.runtime.shim <state dir of the workload>`.
+
+The local runtime starts one shim per workload in a new session, so it outlives the server. The
+shim reads `spec.json` from the state dir, starts the command in its own process group (inside
+the workload's cgroups, under its rlimits), pumps the command's stdout/stderr into the log store
+with secret values redacted, waits for it, kills whatever it left behind in its group, and writes
+the outcome to `status.json` atomically. Because the outcome lives in a file written by a process
+that is not the server, a server restart loses nothing.
+
+Files in a workload's state dir (all JSON, each written whole by one writer):
+  spec.json     written by the server before the shim starts: what to run and how
+  shim.json     written by the server: the shim's pid and /proc start time
+  started.json  written by the shim once the command runs: its pid (= process group) and start time
+  stop.json     written by the server when a stop is requested (so the outcome says "stopped")
+  status.json   the final outcome: by the shim, or by the server when the shim died (LOST)
+  shim.err      the shim's own stderr, for a crash of the shim itself
+
+This module is also the home of the small helpers both sides share (JSON files, /proc reads),
+and stays light to import: the shim's start-up time is part of every workload start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from atoll.runtime.cgroups import Group
+from atoll.storage.logs import LogStore, system_line
+
+REDACTED = b"***"
+PR_SET_PDEATHSIG = 1
+
+
+# --- helpers shared with the runtime ---------------------------------------------------------
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON file atomically (a reader sees the old file or the whole new one)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it does not exist (yet)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat from field 3 (state) on, or None when there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot), None if it is gone or a zombie.
+
+    A pid plus its start time names one process for good: pids are reused, start times are not.
+    """
+    st = proc_stat(pid)
+    if st is None or st[0] in ("Z", "X"):
+        return None
+    return int(st[19])
+
+
+def is_same_process(pid: int | None, started: int | None) -> bool:
+    """Whether `pid` is still the live process that had start time `started`."""
+    return bool(pid) and started is not None and start_time(pid or 0) == started
+
+
+# --- redaction ----------------------------------------------------------------------------------
+
+
+class Redactor:
+    """Replaces secret values in a byte stream with "***", also when a value is split across reads.
+
+    The output equals redacting the whole stream at once (leftmost match, longest secret first).
+    Only a tail that could still begin a secret is held back until the next read or the end, so
+    ordinary output is not delayed.
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        values = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
+        # Longest first: at one position the longest secret wins over one that is its prefix.
+        self._re = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
+        self._values = values
+        self._longest = len(values[0]) if values else 0
+        self._pending = b""
+
+    def redact(self, data: bytes) -> bytes:
+        """Redact a complete piece of data (nothing carried over)."""
+        return self._re.sub(REDACTED, data) if self._re else data
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next read; return what can be written now."""
+        if self._re is None:
+            return data
+        buf = self._pending + data
+        out: list[bytes] = []
+        pos = 0
+        # Below `safe` every secret that could start at a position ends inside buf, so the
+        # regex decides there exactly as it would on the whole stream.
+        safe = len(buf) - self._longest + 1
+        while pos < safe:
+            m = self._re.search(buf, pos)
+            if m is None or m.start() >= safe:
+                out.append(buf[pos:safe])
+                pos = safe
+                break
+            out.append(buf[pos : m.start()])
+            out.append(REDACTED)
+            pos = m.end()
+        # The short tail, one position at a time: stop where a secret may still begin.
+        while pos < len(buf):
+            rest = buf[pos:]
+            if any(len(v) > len(rest) and v.startswith(rest) for v in self._values):
+                break
+            m = self._re.match(buf, pos)
+            if m is not None:
+                out.append(REDACTED)
+                pos = m.end()
+            else:
+                out.append(buf[pos : pos + 1])
+                pos += 1
+        self._pending = buf[pos:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """At the end of the stream: what was held back, redacted (no more data can change it)."""
+        out, self._pending = self.redact(self._pending), b""
+        return out
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        view = view[n:]
+
+
+def _pump(fd: int, out: Any, redactor: Redactor) -> None:
+    """Copy a pipe into a log file until EOF, redacting secrets.
+
+    Keeps draining even when the log cannot be written (a full disk, say): a pipe nobody reads
+    would block the workload on its next print.
+    """
+    try:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunk = redactor.feed(data)
+            if chunk:
+                with contextlib.suppress(OSError):
+                    _write_all(out, chunk)
+        rest = redactor.flush()
+        if rest:
+            with contextlib.suppress(OSError):
+                _write_all(out, rest)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+# --- the supervisor -----------------------------------------------------------------------------
+
+
+def _describe_exit(code: int | None, sig: int | None) -> str:
+    if sig is not None:
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by signal {sig} ({name})"
+    return f"exited with code {code}"
+
+
+class Shim:
+    """One run of the supervisor over a workload state dir."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        spec = read_json(state / "spec.json")
+        if spec is None:
+            raise SystemExit(f"no spec.json in {state}")
+        self.spec = spec
+        self.id: str = spec["id"]
+        self.logs = LogStore(Path(spec["log_root"]))
+        self.group = Group.from_dict(spec["group"]) if spec.get("group") else None
+        self.redactor_secrets: list[str] = spec.get("secrets", [])
+        self.child_pid: int | None = None
+        self._shim_pid = os.getpid()
+        # Looked up before the fork: the child between fork and exec should only make syscalls.
+        try:
+            self._prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            self._prctl = None
+        self._system = self.logs.open_append(self.id, "system")
+
+    def system(self, text: str) -> None:
+        """Append a line to the workload's system log."""
+        _write_all(self._system, system_line(text))
+
+    def _finish(self, state: str, code: int | None, sig: int | None, detail: str, **extra: Any) -> None:
+        # The log line first: once status.json exists, readers take the logs as complete (eof).
+        self.system(detail)
+        write_json(
+            self.state / "status.json",
+            {
+                "state": state,
+                "exit_code": code,
+                "signal": sig,
+                "finished_at": time.time(),
+                "detail": detail,
+                **extra,
+            },
+        )
+
+    def _preexec(self) -> None:
+        # Runs in the forked child before exec (the shim has no other thread yet, so this is safe).
+        try:
+            # Join the cgroups first, so everything the command allocates is charged to the workload.
+            if self.group is not None:
+                self.group.join()
+            for name, value in self.spec.get("rlimits", {}).items():
+                res = getattr(resource, name)
+                _soft, hard = resource.getrlimit(res)
+                # Only lowering is allowed without CAP_SYS_RESOURCE: never ask above the hard limit.
+                v = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                resource.setrlimit(res, (v, v))
+        except Exception as e:
+            # Popen only reports "Exception occurred in preexec_fn": say what it was, then refuse
+            # to run the command without its limits.
+            os.write(self._system.fileno(), system_line(f"could not apply limits: {e}"))
+            raise
+        # The shim ignores SIGHUP; an ignored signal stays ignored across exec, so undo it.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        # If the shim dies, its command dies too, instead of running on unsupervised and unlogged.
+        if self._prctl is not None:
+            self._prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != self._shim_pid:  # the shim died before prctl took effect
+                os._exit(1)
+
+    def _on_term(self, signum: int, _frame: Any) -> None:
+        # `kill <shim pid>` acts like a stop: pass the signal on to the command's group; the shim
+        # stays to record the outcome.
+        if self.child_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.child_pid, signum)
+
+    def run(self) -> int:
+        """Start the command, pump its output, wait, record the outcome; returns the shim's exit code."""
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        redactor = Redactor(self.redactor_secrets)
+        cmd: list[str] = self.spec["command"]
+        if (self.state / "stop.json").exists():
+            self._finish("failed", None, None, "stopped before it started")
+            return 0
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.spec["workdir"],
+                env=self.spec["env"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                close_fds=True,
+                process_group=0,  # its own group, so a stop signals the whole tree with killpg
+                preexec_fn=self._preexec,
+            )
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            self._finish("failed", None, None, f"could not start {cmd[0]!r}: {e}")
+            return 0
+        self.child_pid = proc.pid
+        started_at = time.time()
+        write_json(
+            self.state / "started.json",
+            {"pid": proc.pid, "start_time": start_time(proc.pid), "started_at": started_at},
+        )
+        shown = redactor.redact(" ".join(cmd).encode()).decode(errors="replace")
+        limits = "; ".join(self.spec.get("enforced", [])) or "none"
+        self.system(f"started pid {proc.pid}: {shown[:500]} (limits: {limits})")
+
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = []
+        for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            # The pump owns the descriptor from here; detach it from Popen's file object.
+            fd = os.dup(pipe.fileno())
+            pipe.close()
+            out = self.logs.open_append(self.id, stream)
+            t = threading.Thread(target=_pump, args=(fd, out, Redactor(self.redactor_secrets)), daemon=True)
+            t.start()
+            pumps.append(t)
+
+        # Wait without reaping, so the command's pid (its group id) cannot be reused while we kill
+        # what it left behind in its group; then reap it and take its resource usage.
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if self.group is not None:
+            self.group.kill_all()
+        _, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # keeps Popen from reaping it again
+        for t in pumps:
+            # A process that left the group (setsid) may still hold the pipe: do not wait forever.
+            t.join(timeout=5.0)
+
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        detail = _describe_exit(code, sig)
+        if self.group is not None and self.group.oom_kills() > 0:
+            detail += (
+                f"; memory limit of {self.spec['memory_mb']} MB exceeded "
+                "(the kernel's OOM killer ended a process)"
+            )
+        stop = read_json(self.state / "stop.json")
+        if stop is not None:
+            detail = f"stopped on request ({stop.get('signal_name', 'signal')}): {detail}"
+        self._finish(
+            "exited" if code == 0 else "failed",
+            code,
+            sig,
+            detail,
+            started_at=started_at,
+            cpu_seconds=ru.ru_utime + ru.ru_stime,
+            max_rss_bytes=ru.ru_maxrss * 1024,
+        )
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: `python -m atoll.runtime.shim STATE_DIR`."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m atoll.runtime.shim STATE_DIR", file=sys.stderr)
+        return 2
+    return Shim(Path(args[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Storage: blobs, project files and logs, in a local directory by default."""
