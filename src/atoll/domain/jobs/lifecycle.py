@@ -1,0 +1,326 @@
+"""Jobs from the server's side (spec §5.5-§5.7): create, upload, execute, cancel, fork, TTL.
+
+The flow is DataSphere's: the client parses config.yaml, hashes its inputs and local modules and
+creates the job; the server answers which files (by sha256) it lacks; the client uploads only
+those and asks to execute. The job controller then prepares the environment and the working
+dir, runs a Workload and collects the outputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from atoll.domain import tenancy, workloads
+from atoll.domain.access import Action, Principal
+from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.domain.jobs.capabilities import unsupported_keys
+from atoll.domain.jobs.config import JobConfig, parse_config
+from atoll.domain.jobs.fork import apply_fork
+from atoll.store.models import Blob, Job, Project, ProjectBlob, utcnow
+
+TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
+ACTIVE = ("CREATING", "PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
+# What this installation serves of config.yaml (the rest is refused with a clear message).
+SERVED = frozenset({"project-disk", "graceful-shutdown"})
+DEFAULT_TTL_DAYS = 14
+MAX_FILE_BYTES = 5 * 1024**3
+MAX_TOTAL_BYTES = 10 * 1024**3
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_VERSION_RE = re.compile(r"^3\.\d+$")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file the client sends: an input (by its config path and var) or a local module."""
+
+    path: str
+    sha256: str
+    size: int
+    var: str | None = None
+    is_dir: bool = False  # a directory, sent as a zip archive
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "size": self.size,
+            "var": self.var,
+            "isDir": self.is_dir,
+        }
+
+
+def _check_files(files: list[FileRef], field: str) -> None:
+    total = 0
+    for i, f in enumerate(files):
+        where = f"{field}[{i}]"
+        if not _SHA_RE.match(f.sha256):
+            raise Invalid("sha256 must be 64 lowercase hex digits", field=f"{where}.sha256")
+        if f.size < 0 or f.size > MAX_FILE_BYTES:
+            raise Invalid("each file must be at most 5 GB", field=f"{where}.size")
+        if not f.path or (f.path.startswith("/") and f.var is None) or ".." in f.path.split("/"):
+            raise Invalid(
+                f"path {f.path!r} must be relative without '..' (or have a var)", field=f"{where}.path"
+            )
+        total += f.size
+    if total > MAX_TOTAL_BYTES:
+        raise Invalid("inputs and local modules must be at most 10 GB in all", field=field)
+
+
+def _match_inputs(cfg: JobConfig, inputs: list[FileRef]) -> None:
+    declared = {(p.path, p.var) for p in cfg.inputs}
+    given = {(f.path, f.var) for f in inputs}
+    for i, f in enumerate(inputs):
+        if (f.path, f.var) not in declared:
+            raise Invalid(f"{f.path!r} is not an input of the config", field=f"inputs[{i}]")
+    for i, p in enumerate(cfg.inputs):
+        if (p.path, p.var) not in given:
+            raise Invalid(f"no file was sent for input {p.path!r}", field=f"inputs[{i}]")
+
+
+def _python(cfg: JobConfig, python: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The resolved environment the client detected (version, pinned requirements, pip options)."""
+    if cfg.env.python is None:
+        if python:
+            raise Invalid("the config has no env.python: send no Python environment", field="python")
+        return None
+    if not python:
+        raise Invalid("env.python is set: send the detected Python environment", field="python")
+    version = str(python.get("version", ""))
+    if not _VERSION_RE.match(version):
+        raise Invalid(f"python.version must look like 3.11 (got {version!r})", field="python.version")
+    reqs = python.get("requirements", [])
+    if not isinstance(reqs, list) or not all(isinstance(r, str) and r.strip() for r in reqs):
+        raise Invalid(
+            "python.requirements must be a list of requirement strings", field="python.requirements"
+        )
+    from atoll.envs.requirements import normalize_requirement
+
+    clean = [normalize_requirement(r, "python.requirements") for r in reqs]
+    return {"version": version, "requirements": clean}
+
+
+def _env_vars(cfg: JobConfig, given: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, v in enumerate(cfg.env.vars):
+        if v.value is not None:
+            out[v.name] = v.value
+        elif v.name in given:
+            out[v.name] = given[v.name]
+        else:
+            raise Invalid(
+                f"{v.name} is copied from your environment, but it was not sent", field=f"env.vars[{i}]"
+            )
+    return out
+
+
+def missing_blobs(db: Session, project_id: str, shas: list[str], has_file: Any) -> list[str]:
+    """The digests this project has not uploaded yet (or whose content is gone)."""
+    have = set(
+        db.scalars(
+            select(ProjectBlob.sha256).where(
+                ProjectBlob.project_id == project_id, ProjectBlob.sha256.in_(shas)
+            )
+        )
+    )
+    return sorted({s for s in shas if s not in have or not has_file(s)})
+
+
+def create_job(
+    db: Session,
+    p: Principal,
+    project_id: str,
+    *,
+    config_yaml: str,
+    name: str | None = None,
+    desc: str | None = None,
+    inputs: list[FileRef],
+    modules: list[FileRef],
+    python: dict[str, Any] | None,
+    env_vars: dict[str, str],
+    data_ttl_days: int | None = DEFAULT_TTL_DAYS,
+    parent: Job | None = None,
+    config: JobConfig | None = None,
+) -> Job:
+    """Validate and record a job in CREATING; it runs once its files are uploaded and it is executed."""
+    project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
+    if config is None:
+        config, _warnings = parse_config(config_yaml)
+    for field, message in unsupported_keys(config, SERVED):
+        raise Invalid(f"{field}: {message}", field=field)
+    _check_files(inputs, "inputs")
+    _check_files(modules, "modules")
+    _match_inputs(config, inputs)
+    if data_ttl_days is not None and data_ttl_days < 1:
+        raise Invalid("dataTtlDays must be at least 1, or null for no expiry", field="dataTtlDays")
+    job = Job(
+        project_id=project.id,
+        name=name or config.name or "",
+        desc=desc or config.desc or "",
+        config_yaml=config_yaml,
+        config=config.to_dict(),
+        files={
+            "inputs": [f.to_json() for f in inputs],
+            "modules": [f.to_json() for f in modules],
+            "python": _python(config, python),
+            "envVars": _env_vars(config, env_vars),
+        },
+        status="CREATING",
+        created_by=p.user.id,
+        parent_job_id=parent.id if parent else None,
+        data_ttl_days=data_ttl_days,
+        data_size_bytes=sum(f.size for f in [*inputs, *modules]),
+    )
+    db.add(job)
+    db.flush()
+    return job
+
+
+def job_config(job: Job) -> JobConfig:
+    return JobConfig.from_dict(job.config)
+
+
+def job_shas(job: Job) -> list[str]:
+    return [f["sha256"] for key in ("inputs", "modules") for f in job.files.get(key, [])]
+
+
+def get_job(db: Session, p: Principal, job_id: str, action: Action = Action.PROJECT_VIEW) -> Job:
+    job = db.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id!r} not found")
+    project = db.get(Project, job.project_id)
+    if project is None:
+        raise NotFound(f"job {job_id!r} not found")
+    try:
+        tenancy.get_project(db, p, project.id, action)
+    except NotFound:
+        raise NotFound(f"job {job_id!r} not found") from None
+    return job
+
+
+def list_jobs(db: Session, p: Principal, project_id: str) -> Select[Job]:
+    project = tenancy.get_project(db, p, project_id)
+    return select(Job).where(Job.project_id == project.id)
+
+
+def record_blob(db: Session, project_id: str, sha256: str, size: int) -> None:
+    """Remember that `project_id` uploaded this content (the bytes are already stored)."""
+    if db.get(Blob, sha256) is None:
+        db.add(Blob(sha256=sha256, size=size))
+        db.flush()
+    if db.get(ProjectBlob, (project_id, sha256)) is None:
+        db.add(ProjectBlob(project_id=project_id, sha256=sha256))
+
+
+def execute_job(db: Session, p: Principal, job_id: str, has_file: Any) -> Job:
+    job = get_job(db, p, job_id, Action.PROJECT_USE)
+    if job.status != "CREATING":
+        raise Conflict(f"job {job.id} is {job.status}: only a job in CREATING can be executed")
+    missing = missing_blobs(db, job.project_id, job_shas(job), has_file)
+    if missing:
+        raise Conflict(f"{len(missing)} file(s) are not uploaded yet, e.g. {missing[0]}")
+    job.status = "PREPARING"
+    job.status_details = "waiting to prepare the environment"
+    return job
+
+
+def cancel_job(
+    db: Session, p: Principal, job_id: str, *, graceful: bool, reason: str = "cancelled by user"
+) -> Job:
+    """Cancel: with `graceful`, the config's graceful-shutdown signal and timeout; else SIGKILL."""
+    job = get_job(db, p, job_id, Action.PROJECT_USE)
+    if job.status in TERMINAL:
+        raise Conflict(f"job {job.id} already finished ({job.status})")
+    if job.workload_id is None:
+        job.status = "CANCELLED"
+        job.status_details = reason
+        job.finished_at = utcnow()
+        set_expiry(job)
+        return job
+    cfg = job_config(job)
+    gs = cfg.graceful_shutdown
+    if graceful and gs is not None:
+        sig, grace = gs.signal_number, gs.timeout_seconds if gs.timeout_seconds is not None else 15.0
+    else:
+        sig, grace = 9, 0.0
+    workloads.request_stop(db, job.workload_id, reason, sig=sig, grace=grace)
+    job.status = "CANCELLING"
+    job.status_details = reason
+    return job
+
+
+def set_expiry(job: Job) -> None:
+    base = job.finished_at or job.created_at
+    job.data_expires_at = None if job.data_ttl_days is None else base + timedelta(days=job.data_ttl_days)
+
+
+def set_data_ttl(db: Session, p: Principal, job_id: str, days: int | None) -> Job:
+    """TTL of the job's data in days (None: keep forever), counted from the job's end."""
+    job = get_job(db, p, job_id, Action.PROJECT_USE)
+    if days is not None and days < 1:
+        raise Invalid("days must be at least 1, or null for infinity", field="days")
+    job.data_ttl_days = days
+    if job.status in TERMINAL:
+        set_expiry(job)
+    return job
+
+
+def fork_job(
+    db: Session,
+    p: Principal,
+    job_id: str,
+    *,
+    overrides: dict[str, Any],
+    new_inputs: list[FileRef],
+    env_vars: dict[str, str],
+) -> Job:
+    """A new job from a source job with the overrides of spec §5.7; the source is its parent."""
+    source = get_job(db, p, job_id, Action.PROJECT_USE)
+    if source.data_cleared:
+        raise Conflict(f"job {source.id}'s data is cleared: it cannot be forked")
+    cfg = apply_fork(job_config(source), **overrides)
+    # Inputs: the source's files, except those whose var now points at a new file.
+    new_by_var = {f.var: f for f in new_inputs}
+    inputs: list[FileRef] = []
+    for spec in cfg.inputs:
+        if spec.var in new_by_var:
+            inputs.append(new_by_var[spec.var])
+            continue
+        old = next(
+            (f for f in source.files.get("inputs", []) if f["path"] == spec.path and f["var"] == spec.var),
+            None,
+        )
+        if old is None:
+            raise Invalid(f"input {spec.path!r} needs a new file", field="vars")
+        inputs.append(FileRef(old["path"], old["sha256"], old["size"], old["var"], old["isDir"]))
+    modules = [
+        FileRef(m["path"], m["sha256"], m["size"], m.get("var"), m.get("isDir", False))
+        for m in source.files.get("modules", [])
+    ]
+    return create_job(
+        db,
+        p,
+        source.project_id,
+        config_yaml=source.config_yaml,
+        name=cfg.name,
+        desc=cfg.desc,
+        inputs=inputs,
+        modules=modules,
+        python=source.files.get("python"),
+        env_vars=env_vars or source.files.get("envVars", {}),
+        data_ttl_days=source.data_ttl_days,
+        parent=source,
+        config=cfg,
+    )
+
+
+def expired_jobs(db: Session, now: datetime) -> list[Job]:
+    q = select(Job).where(
+        Job.data_cleared.is_(False), Job.data_expires_at.is_not(None), Job.data_expires_at < now
+    )
+    return list(db.scalars(q))
