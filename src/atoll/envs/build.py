@@ -1,0 +1,296 @@
+"""Python environments built with uv, content-addressed and shared (spec §5.3).
+
+An environment is keyed by sha256 of (Python version, normalized sorted requirements, pip
+options), so every job asking for the same thing gets the same directory, built once. A build
+goes into a temporary directory next to the cache and is renamed into place when complete, under
+a per-key lock file: a crashed build never leaves a half environment behind, and concurrent
+builds of one key (threads or processes) wait for one another instead of racing.
+
+uv never downloads a Python here: the version must be installed on the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from atoll.domain.errors import Invalid
+from atoll.domain.jobs.config import PipOptions
+from atoll.envs.requirements import normalize_requirement
+
+VERSION_FIELD = "env.python.version"
+_KEY_FORMAT = 1  # bump when the layout of a built environment changes
+_META = "atoll-env.json"
+_MAX_MESSAGE = 1500
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A Python environment a workload runs in: its directory, its interpreter and its cache key."""
+
+    path: Path
+    python: Path
+    key: str
+
+    @property
+    def bin_dir(self) -> Path:
+        """Where the interpreter and the packages' console scripts are."""
+        return self.python.parent
+
+    def activate(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` with this environment first on PATH (and VIRTUAL_ENV set, for a venv)."""
+        env = dict(environ)
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), *filter(None, [env.get("PATH")])])
+        if self.key != PLAIN_KEY:
+            env["VIRTUAL_ENV"] = str(self.path)
+        else:  # the server's own venv must not leak into a plain job
+            env.pop("VIRTUAL_ENV", None)
+        env.pop("PYTHONHOME", None)  # would point the venv's interpreter at another stdlib
+        return env
+
+
+PLAIN_KEY = "plain"
+
+
+def plain_environment() -> Environment:
+    """The environment of a job without ``env.python``: the system Python, no packages of ours.
+
+    That is the interpreter Atoll's own venv is based on (not the venv itself, whose packages
+    belong to the server), so ``python3`` works in bash jobs.
+    """
+    base = Path(getattr(sys, "_base_executable", sys.executable) or sys.executable)
+    return Environment(path=Path(sys.base_prefix), python=base, key=PLAIN_KEY)
+
+
+def default_uv() -> Path:
+    """The ``uv`` installed next to this interpreter (Atoll depends on it), else the one on PATH."""
+    near = Path(sys.executable).parent / "uv"
+    if near.is_file():
+        return near
+    found = shutil.which("uv")
+    if found is None:
+        raise FileNotFoundError("uv is not installed: it comes with Atoll's dependencies (pip install uv)")
+    return Path(found)
+
+
+class BuildFailed(Invalid):
+    """uv could not resolve or install the requirements; ``output`` keeps uv's full output."""
+
+    def __init__(self, detail: str, *, field: str | None = "env.python", output: str = "") -> None:
+        super().__init__(detail, field=field)
+        self.output = output
+
+
+def _uv_message(output: str) -> str:
+    """uv's error on one readable line: ``error:`` and its causes joined, hints kept, trimmed."""
+    parts: list[str] = []
+    started = False
+    for raw in output.splitlines():
+        line = re.sub(r"^[\s╰─▶×│]+", "", raw).strip()  # uv draws its cause chain as a tree
+        if raw.lstrip().startswith(("error:", "×")):
+            started = True
+        if not started or not line:
+            continue
+        line = re.sub(r"^(error|cause):\s*", "", line)
+        if parts and not line.startswith("hint:"):
+            parts[-1] = parts[-1].rstrip(":")
+            parts.append(f": {line}")
+        else:
+            parts.append(f" ({line})" if line.startswith("hint:") else line)
+    text = "".join(parts) if parts else " ".join(output.split()[-60:])
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _pip_args(pip: PipOptions | None) -> list[str]:
+    if pip is None:
+        return []
+    args: list[str] = []
+    if pip.index_url:
+        args += ["--index-url", pip.index_url]
+    for url in pip.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for host in pip.trusted_hosts:
+        args += ["--allow-insecure-host", host]  # pip's --trusted-host
+    if pip.no_deps:
+        args.append("--no-deps")
+    return args
+
+
+def environment_key(python_version: str, requirements: Sequence[str], pip_options: PipOptions | None) -> str:
+    """sha256 over what decides an environment's content; equal requests give equal keys."""
+    pip = pip_options or PipOptions()
+    payload = {
+        "format": _KEY_FORMAT,
+        "python": python_version.strip(),
+        "requirements": sorted({normalize_requirement(r) for r in requirements}),
+        "pip": {
+            "index_url": pip.index_url,
+            "extra_index_urls": sorted(set(pip.extra_index_urls)),
+            "trusted_hosts": sorted(set(pip.trusted_hosts)),
+            "no_deps": pip.no_deps,
+        },
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class EnvironmentBuilder:
+    """Builds and caches environments under ``cache_dir`` with the ``uv`` binary given (or found)."""
+
+    def __init__(self, cache_dir: Path, uv: Path | str | None = None, *, timeout: float = 1800) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.uv = str(uv) if uv is not None else str(default_uv())
+        self.timeout = timeout
+        self._envs = self.cache_dir / "envs"
+        self._tmp = self.cache_dir / "tmp"
+        self._locks = self.cache_dir / "locks"
+
+    # -- uv
+
+    def _uv_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["UV_PYTHON_DOWNLOADS"] = "never"  # belt and braces with --no-python-downloads
+        env["UV_NO_PROGRESS"] = "1"
+        env.pop("VIRTUAL_ENV", None)  # the target is always given explicitly
+        return env
+
+    def _uv(self, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [self.uv, *args],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                env=self._uv_env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"building the environment took longer than {self.timeout:.0f} s") from None
+
+    def available_pythons(self) -> list[str]:
+        """major.minor of every Python installed on this machine that uv can use."""
+        proc = self._uv(
+            "python", "list", "--only-installed", "--no-python-downloads", "--output-format", "json"
+        )
+        versions: set[str] = set()
+        if proc.returncode == 0:
+            for item in json.loads(proc.stdout or "[]"):
+                parts = item.get("version_parts") or {}
+                if item.get("implementation", "cpython") == "cpython" and "major" in parts:
+                    versions.add(f"{parts['major']}.{parts['minor']}")
+        return sorted(versions, key=lambda v: tuple(int(x) for x in v.split(".")))
+
+    def find_python(self, version: str) -> Path:
+        """The installed interpreter for ``version``; an error naming env.python.version if there is none."""
+        if not re.fullmatch(r"\d+\.\d+(\.\d+)?", version.strip()):
+            raise Invalid(f"{VERSION_FIELD}: not a Python version: {version!r}", field=VERSION_FIELD)
+        proc = self._uv(
+            "python", "find", "--no-python-downloads", "--no-project", "--no-config", version.strip()
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            available = ", ".join(self.available_pythons()) or "none"
+            raise Invalid(
+                f"{VERSION_FIELD}: Python {version} is not installed here (available: {available})",
+                field=VERSION_FIELD,
+            )
+        return Path(proc.stdout.strip().splitlines()[-1])
+
+    # -- cache
+
+    def lookup(self, key: str) -> Environment | None:
+        """The built environment with this key, if it is in the cache."""
+        path = self._envs / key
+        if not (path / _META).is_file():
+            return None
+        return Environment(path=path, python=path / "bin" / "python", key=key)
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        self._locks.mkdir(parents=True, exist_ok=True)
+        with open(self._locks / f"{key}.lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed, also if we crash
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def build(
+        self, python_version: str, requirements: Sequence[str] = (), pip_options: PipOptions | None = None
+    ) -> Environment:
+        """The environment for this Python version, requirements and pip options: cached, or built now.
+
+        Raises ``Invalid`` naming ``env.python.version`` when that Python is not installed here
+        (listing those that are), and ``BuildFailed`` with uv's resolver message when the
+        requirements cannot be installed. An empty list of requirements gives a bare venv.
+        """
+        reqs = sorted({normalize_requirement(r) for r in requirements})
+        key = environment_key(python_version, reqs, pip_options)
+        found = self.lookup(key)
+        if found is not None:
+            return found
+        with self._lock(key):
+            found = self.lookup(key)  # built by someone else while we waited for the lock
+            if found is not None:
+                return found
+            return self._build(key, python_version, reqs, pip_options)
+
+    def _build(
+        self, key: str, python_version: str, reqs: list[str], pip_options: PipOptions | None
+    ) -> Environment:
+        interpreter = self.find_python(python_version)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        self._envs.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{key[:16]}-", dir=self._tmp))
+        try:
+            venv = work / "env"
+            started = time.monotonic()
+            # --relocatable: entry points and activation scripts find the venv relative to
+            # themselves, so the rename below does not break them.
+            proc = self._uv(
+                "venv", "--relocatable", "--no-python-downloads", "--no-project", "--no-config", "--quiet",
+                "--python", str(interpreter), str(venv),
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise BuildFailed(
+                    f"cannot create the environment: {_uv_message(proc.stderr)}",
+                    field=VERSION_FIELD,
+                    output=proc.stderr,
+                )
+            python = venv / "bin" / "python"
+            if reqs:
+                proc = self._uv(
+                    "pip", "install", "--no-config", "--python", str(python), *_pip_args(pip_options), *reqs
+                )
+                if proc.returncode != 0:
+                    raise BuildFailed(
+                        f"cannot install the requirements: {_uv_message(proc.stderr)}",
+                        output=proc.stdout + proc.stderr,
+                    )
+            meta = {
+                "key": key,
+                "python_version": python_version,
+                "interpreter": str(interpreter),
+                "requirements": reqs,
+                "pip": dataclasses.asdict(pip_options or PipOptions()),
+                "build_seconds": round(time.monotonic() - started, 3),
+            }
+            (venv / _META).write_text(json.dumps(meta, indent=2))
+            final = self._envs / key
+            if final.exists():  # left by hand or by an older Atoll without its metadata file
+                shutil.rmtree(final)
+            os.rename(venv, final)  # atomic on one file system; the lock rules out a rival
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return Environment(path=final, python=final / "bin" / "python", key=key)
