@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,19 +17,21 @@ from atoll.api import problems
 from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
+from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_secrets import router as secrets_router
 from atoll.api.routes_tenancy import router as tenancy_router
 from atoll.domain import catalog
 from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
 from atoll.domain.secrets import SecretBox
 from atoll.runtime import inventory
+from atoll.services import Services
 from atoll.settings import Settings
 from atoll.store.db import Database
 from atoll.store.migrate import upgrade
 
 log = logging.getLogger("atoll")
 API_PREFIX = "/api/v1"
-API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router, secrets_router)
+API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router, secrets_router, jobs_router)
 
 
 def api_route_table() -> list[tuple[str, str, str | None]]:
@@ -68,7 +72,22 @@ def prepare(settings: Settings) -> Prepared:
 def create_app(settings: Settings | None = None, prepared: Prepared | None = None) -> FastAPI:
     settings = settings or Settings()
     prepared = prepared or prepare(settings)
+    inventory_fn = lambda: inventory.cached(  # noqa: E731 - one line, reused below
+        settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
+    )
+    box = SecretBox(settings.secret_key)
+    services = Services(settings, prepared.db, box, inventory_fn)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Atoll",
         version=__version__,
         description="Self-hosted ML platform: communities, projects, notebooks, jobs, deploy.",
@@ -78,10 +97,9 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     )
     app.state.settings = settings
     app.state.db = prepared.db
-    app.state.secret_box = SecretBox(settings.secret_key)
-    app.state.inventory = lambda: inventory.cached(
-        settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
-    )
+    app.state.secret_box = box
+    app.state.inventory = inventory_fn
+    app.state.services = services
     from atoll.web.context import error_page
 
     problems.install(app, html_errors=error_page)

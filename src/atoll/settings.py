@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     quota_projects_per_community: int = 50
     quota_communities_per_billing_account: int = 100
     invite_ttl_days: int = 7
+    # Controllers (scheduler, metering, jobs) run inside `atoll up`; the tick is how often they look.
+    controllers: bool = True
+    controller_tick_s: float = 1.0
 
     @cached_property
     def resolved_database_url(self) -> str:

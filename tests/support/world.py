@@ -8,6 +8,7 @@ the tests check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -82,6 +83,7 @@ class World:
     users: dict[str, str] = field(default_factory=dict)  # persona -> user id
     tokens: dict[str, str] = field(default_factory=dict)  # persona -> API token
     counter: int = 0
+    blobs: Any = None  # the app's blob store, for cases that need stored content
 
     def next_name(self, prefix: str) -> str:
         self.counter += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -15,6 +15,9 @@ from atoll.domain.errors import Forbidden, Unauthenticated
 from atoll.domain.secrets import SecretBox
 from atoll.runtime.inventory import Inventory
 from atoll.settings import Settings
+
+if TYPE_CHECKING:
+    from atoll.services import Services
 from atoll.store.db import Database
 from atoll.store.models import WebSession
 
@@ -37,6 +40,11 @@ class Ctx:
         if self.principal is None:
             raise Unauthenticated("sign in or pass an API token (Authorization: Bearer …)")
         return self.principal
+
+    @property
+    def services(self) -> Services:
+        svc: Services = self.request.app.state.services
+        return svc
 
     @property
     def secret_box(self) -> SecretBox:

@@ -397,3 +397,95 @@ class SecretCreate(Input):
 class SecretUpdate(Input):
     name: str | None = None
     value: str | None = None
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+class FileRefIn(Input):
+    path: str
+    sha256: str
+    size: int
+    var: str | None = None
+    is_dir: bool = False
+
+
+class PythonEnvIn(Input):
+    version: str
+    requirements: list[str] = Field(default_factory=list)
+
+
+class JobCreate(Input):
+    config: str = Field(description="The config.yaml text, as written")
+    name: str | None = None
+    desc: str | None = None
+    inputs: list[FileRefIn] = Field(default_factory=list)
+    modules: list[FileRefIn] = Field(default_factory=list, description="Local Python modules (env.python)")
+    python: PythonEnvIn | None = None
+    env_vars: dict[str, str] = Field(
+        default_factory=dict, description="Values of env.vars copied from your env"
+    )
+    data_ttl_days: int | None = 14
+
+
+class JobFork(Input):
+    args: dict[str, str] | None = None
+    vars: dict[str, FileRefIn] | None = Field(default=None, description="New files for input variables")
+    output_vars: dict[str, str] | None = Field(default=None, description="New paths for output variables")
+    env_vars: dict[str, str] | None = None
+    name: str | None = None
+    desc: str | None = None
+    cloud_instance_types: list[str] | None = None
+
+
+class JobCancel(Input):
+    graceful: bool = False
+
+
+class DataTtl(Input):
+    days: int | None = Field(description="Days to keep the job's data after it ends; null keeps it forever")
+
+
+class OutputFile(ApiModel):
+    path: str
+    var: str | None = None
+    sha256: str
+    size: int
+    is_dir: bool = False
+
+
+class JobOut(ApiModel):
+    id: str
+    project_id: str
+    name: str
+    desc: str
+    status: str
+    status_details: str
+    progress: dict[str, Any]
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+    created_by_id: str | None = Field(default=None, validation_alias="created_by")
+    parent_job_id: str | None
+    actual_cloud_instance_type: str | None
+    return_code: int | None
+    data_ttl_days: int | None
+    data_expires_at: Timestamp | None
+    data_cleared: bool
+    data_size_bytes: int
+    config: str = Field(validation_alias="config_yaml")
+    output_files: list[OutputFile] = Field(default_factory=list)
+    file_errors: list[dict[str, str]] = Field(default_factory=list)
+
+
+class JobCreated(ApiModel):
+    job: JobOut
+    missing_files: list[str] = Field(description="sha256 of the files to upload before executing")
+
+
+class LogChunkOut(ApiModel):
+    stream: str
+    data: str
+    offset: int
+    eof: bool
+    status: str

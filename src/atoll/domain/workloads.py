@@ -49,9 +49,11 @@ def submit(
     spec: WorkloadSpec,
     stop_signal: int = 15,
     stop_grace_s: float = 10.0,
+    workload_id: str | None = None,
 ) -> WorkloadRow:
     """Queue a Workload; the scheduler decides when and on which configuration it starts."""
     wl = WorkloadRow(
+        **({"id": workload_id} if workload_id else {}),
         kind=kind,
         owner_id=owner_id,
         project_id=project.id,

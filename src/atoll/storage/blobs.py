@@ -38,7 +38,9 @@ class BlobStore:
     def has(self, sha256: str) -> bool:
         return self.path(sha256).exists()
 
-    def put_stream(self, chunks: Iterable[bytes], sha256: str | None = None, size: int | None = None) -> tuple[str, int]:
+    def put_stream(
+        self, chunks: Iterable[bytes], sha256: str | None = None, size: int | None = None
+    ) -> tuple[str, int]:
         """Store the bytes; returns (sha256, size). Refuses content that does not match."""
         h = hashlib.sha256()
         n = 0

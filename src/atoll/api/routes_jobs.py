@@ -1,0 +1,193 @@
+"""DataSphere-compatible jobs (spec §5): create, upload files, execute, logs, cancel, fork, TTL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+
+from atoll.api import schemas as s
+from atoll.api.common import PageSize, PageToken, act
+from atoll.api.deps import Ctx, CtxDep
+from atoll.api.pagination import page
+from atoll.domain import tenancy
+from atoll.domain.access import Action
+from atoll.domain.errors import Invalid, NotFound
+from atoll.domain.jobs import lifecycle
+from atoll.domain.jobs.lifecycle import FileRef
+from atoll.storage.blobs import BlobMismatch
+from atoll.storage.logs import LogStore
+from atoll.store.models import Job
+
+router = APIRouter(tags=["jobs"])
+STREAMS = ("stdout", "stderr", "system")
+
+
+def job_out(job: Job) -> s.JobOut:
+    out = s.JobOut.model_validate(job)
+    out.output_files = [s.OutputFile.model_validate(o) for o in job.files.get("outputs", [])]
+    out.file_errors = list(job.files.get("fileErrors", []))
+    return out
+
+
+def _refs(items: list[s.FileRefIn]) -> list[FileRef]:
+    return [FileRef(f.path, f.sha256, f.size, f.var, f.is_dir) for f in items]
+
+
+def _created(ctx: Ctx, job: Job) -> s.JobCreated:
+    blobs = ctx.services.blobs
+    missing = lifecycle.missing_blobs(ctx.db, job.project_id, lifecycle.job_shas(job), blobs.has)
+    return ctx.commit(s.JobCreated(job=job_out(job), missing_files=missing))
+
+
+@router.post(
+    "/projects/{project_id}/jobs",
+    response_model=s.JobCreated,
+    status_code=201,
+    openapi_extra=act(Action.PROJECT_USE),
+)
+def create_job(project_id: str, body: s.JobCreate, ctx: CtxDep) -> s.JobCreated:
+    """Create a job from config.yaml and the hashes of its files; upload the missing ones next."""
+    job = lifecycle.create_job(
+        ctx.db,
+        ctx.me,
+        project_id,
+        config_yaml=body.config,
+        name=body.name,
+        desc=body.desc,
+        inputs=_refs(body.inputs),
+        modules=_refs(body.modules),
+        python=body.python.model_dump() if body.python else None,
+        env_vars=body.env_vars,
+        data_ttl_days=body.data_ttl_days,
+    )
+    return _created(ctx, job)
+
+
+@router.get(
+    "/projects/{project_id}/jobs", response_model=s.Page[s.JobOut], openapi_extra=act(Action.PROJECT_VIEW)
+)
+def list_jobs(
+    project_id: str, ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
+) -> s.Page[s.JobOut]:
+    rows, nxt = page(ctx.db, lifecycle.list_jobs(ctx.db, ctx.me, project_id), Job, page_size, page_token)
+    return s.Page(items=[job_out(j) for j in rows], next_page_token=nxt)
+
+
+@router.put("/projects/{project_id}/blobs/{sha256}", status_code=204, openapi_extra=act(Action.PROJECT_USE))
+async def upload_blob(project_id: str, sha256: str, request: Request, ctx: CtxDep) -> None:
+    """Upload one file's bytes; they must hash to `sha256`. Stored once, shared by the project's jobs."""
+    tenancy.get_project(ctx.db, ctx.me, project_id, Action.PROJECT_USE)
+    blobs = ctx.services.blobs
+    try:
+        blobs.path(sha256)
+    except ValueError as e:
+        raise Invalid(str(e), field="sha256") from None
+    fd, tmp = tempfile.mkstemp(dir=blobs.root / "tmp")
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > lifecycle.MAX_FILE_BYTES:
+                    raise Invalid("each file must be at most 5 GB", field="body")
+                f.write(chunk)
+        with open(tmp, "rb") as f:
+            try:
+                digest, n = blobs.put_stream(iter(lambda: f.read(1 << 20), b""), sha256=sha256)
+            except BlobMismatch as e:
+                raise Invalid(str(e), field="sha256") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    lifecycle.record_blob(ctx.db, project_id, digest, n)
+    ctx.commit(None)
+
+
+@router.get("/jobs/{job_id}", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_VIEW))
+def get_job(job_id: str, ctx: CtxDep) -> s.JobOut:
+    return job_out(lifecycle.get_job(ctx.db, ctx.me, job_id))
+
+
+@router.post("/jobs/{job_id}/execute", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
+def execute_job(job_id: str, ctx: CtxDep) -> s.JobOut:
+    job = lifecycle.execute_job(ctx.db, ctx.me, job_id, ctx.services.blobs.has)
+    return ctx.commit(job_out(job))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
+def cancel_job(job_id: str, body: s.JobCancel, ctx: CtxDep) -> s.JobOut:
+    """Cancel; `graceful` uses the config's graceful-shutdown signal and timeout, else SIGKILL."""
+    return ctx.commit(job_out(lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=body.graceful)))
+
+
+@router.post(
+    "/jobs/{job_id}/fork", response_model=s.JobCreated, status_code=201, openapi_extra=act(Action.PROJECT_USE)
+)
+def fork_job(job_id: str, body: s.JobFork, ctx: CtxDep) -> s.JobCreated:
+    """A new job from this one with overrides (spec §5.7); upload the missing files, then execute it."""
+    new_inputs = [FileRef(f.path, f.sha256, f.size, var, f.is_dir) for var, f in (body.vars or {}).items()]
+    var_paths = {var: f.path for var, f in (body.vars or {}).items()} | dict(body.output_vars or {})
+    overrides = {
+        "args": body.args,
+        "vars": var_paths or None,
+        "env_vars": body.env_vars,
+        "name": body.name,
+        "desc": body.desc,
+        "cloud_instance_types": body.cloud_instance_types,
+    }
+    job = lifecycle.fork_job(
+        ctx.db,
+        ctx.me,
+        job_id,
+        overrides={k: v for k, v in overrides.items() if v is not None},
+        new_inputs=new_inputs,
+        env_vars=body.env_vars or {},
+    )
+    return _created(ctx, job)
+
+
+@router.put("/jobs/{job_id}/data-ttl", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
+def set_data_ttl(job_id: str, body: s.DataTtl, ctx: CtxDep) -> s.JobOut:
+    return ctx.commit(job_out(lifecycle.set_data_ttl(ctx.db, ctx.me, job_id, body.days)))
+
+
+@router.get("/jobs/{job_id}/logs", response_model=s.LogChunkOut, openapi_extra=act(Action.PROJECT_VIEW))
+def read_logs(
+    job_id: str,
+    ctx: CtxDep,
+    stream: str = "stdout",
+    offset: int = Query(0, ge=0),
+    limit: int = Query(1 << 20, ge=1, le=8 << 20),
+) -> s.LogChunkOut:
+    """A slice of the job's stdout, stderr or system log from a byte offset (attach resumes here)."""
+    if stream not in STREAMS:
+        raise Invalid(f"stream must be one of {', '.join(STREAMS)}", field="stream")
+    job = lifecycle.get_job(ctx.db, ctx.me, job_id)
+    wid = job.workload_id or job.files.get("systemLog")
+    logs: LogStore = ctx.services.logs
+    data, nxt = (b"", offset) if not wid or not logs.exists(wid) else logs.read(wid, stream, offset, limit)
+    done = job.status in lifecycle.TERMINAL
+    return s.LogChunkOut(
+        stream=stream,
+        data=data.decode("utf-8", "replace"),
+        offset=nxt,
+        eof=done and not data,
+        status=job.status,
+    )
+
+
+@router.get("/jobs/{job_id}/files/{sha256}", openapi_extra=act(Action.PROJECT_VIEW))
+def download_file(job_id: str, sha256: str, ctx: CtxDep) -> FileResponse:
+    """Download one of the job's output files (a directory comes as a zip archive)."""
+    job = lifecycle.get_job(ctx.db, ctx.me, job_id)
+    if job.data_cleared:
+        raise NotFound(f"job {job.id}'s data is cleared")
+    out = next((o for o in job.files.get("outputs", []) if o["sha256"] == sha256), None)
+    if out is None:
+        raise NotFound(f"job {job.id} has no output {sha256!r}")
+    path = ctx.services.blobs.path(sha256)
+    name = os.path.basename(out["path"]) + (".zip" if out.get("isDir") else "")
+    return FileResponse(path, filename=name, media_type="application/octet-stream")

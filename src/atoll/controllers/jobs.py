@@ -1,0 +1,316 @@
+"""The job controller: prepare (environment + working dir), run as a Workload, collect outputs.
+
+Job status follows its Workload: PREPARING while the environment is built and while the
+Workload waits in the queue (status details say why), EXECUTING while it runs, UPLOADING_OUTPUT
+while outputs are stored, then SUCCESS, ERROR or CANCELLED. Slow steps (uv builds, copying
+files) run in worker threads so one job never holds up the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from atoll.domain import workloads
+from atoll.domain.errors import DomainError
+from atoll.domain.jobs import lifecycle
+from atoll.domain.jobs.config import JobConfig
+from atoll.domain.jobs.variables import render_cmd
+from atoll.envs.build import EnvironmentBuilder
+from atoll.storage.blobs import BlobStore
+from atoll.storage.logs import LogStore, system_line
+from atoll.store.db import Database
+from atoll.store.models import Job, Project, WorkloadRow, new_id, utcnow
+
+log = logging.getLogger("atoll.jobs")
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_RESULTS_BYTES = 1024**3  # spec §5.8: all results of a job ≤ 1 GB
+
+
+class PrepareFailed(Exception):
+    pass
+
+
+def _safe_extract(archive: Path, dest: Path) -> None:
+    """Unzip without letting an entry escape `dest` (zip-slip)."""
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            target = (root / info.filename).resolve()
+            if not target.is_relative_to(root):
+                raise PrepareFailed(f"archive entry {info.filename!r} points outside its directory")
+        z.extractall(root)
+
+
+def _zip_dir(src: Path, dest: Path) -> None:
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(src.rglob("*")):
+            if f.is_file():
+                z.write(f, f.relative_to(src).as_posix())
+
+
+class JobController:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        logs: LogStore,
+        envs: EnvironmentBuilder,
+        root: Path,
+        projects_root: Path,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.logs = logs
+        self.envs = envs
+        self.root = root  # one dir per job: work/, inputs/, outputs/, progress file
+        self.projects_root = projects_root
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-jobs")
+        self._busy: set[str] = set()
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def project_home(self, project_id: str) -> Path:
+        home = self.projects_root / project_id / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        return home
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        # Background steps start only after this transaction commits, or they could read (and
+        # later overwrite) the state this tick is still writing.
+        later: list[tuple[Any, str]] = []
+        with self.db.transaction() as s:
+            jobs = list(
+                s.scalars(select(Job).where(Job.status.in_(("PREPARING", "EXECUTING", "CANCELLING"))))
+            )
+            for job in jobs:
+                if job.id in self._busy:
+                    continue
+                if job.workload_id is None:
+                    if job.status == "PREPARING":
+                        self._busy.add(job.id)
+                        later.append((self._prepare, job.id))
+                    continue
+                wl = s.get(WorkloadRow, job.workload_id)
+                if wl is None:
+                    continue
+                self._read_progress(job)
+                if wl.state == "QUEUED":
+                    job.status_details = wl.wait_reason
+                elif wl.state in ("RUNNING", "STOPPING") and job.status == "PREPARING":
+                    job.status = "EXECUTING"
+                    job.status_details = ""
+                    job.started_at = wl.started_at or utcnow()
+                    job.actual_cloud_instance_type = wl.configuration
+                elif wl.state in workloads.FINISHED_STATES:
+                    self._busy.add(job.id)
+                    if job.status != "CANCELLING":
+                        job.status = "UPLOADING_OUTPUT"
+                    later.append((self._finish, job.id))
+        for fn, job_id in later:
+            self._pool.submit(fn, job_id)
+        self._cleanup_expired()
+
+    def _read_progress(self, job: Job) -> None:
+        path = self.job_dir(job.id) / "progress.json"
+        try:
+            text = path.read_text().strip().splitlines()
+        except OSError:
+            return
+        if text:
+            try:
+                last = json.loads(text[-1])
+            except ValueError:
+                return
+            if isinstance(last, dict) and last != job.progress:
+                job.progress = {
+                    "progress": last.get("progress"),
+                    "message": str(last.get("message", ""))[:500],
+                }
+
+    # --- preparing ----------------------------------------------------------------------
+
+    def _prepare(self, job_id: str) -> None:
+        workload_id = new_id("wl")
+        try:
+            with self.db.session() as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                snapshot = (job.id, job.project_id, dict(job.files), lifecycle.job_config(job))
+            spec, cfg = self._materialize(workload_id, *snapshot)
+            with self.db.transaction() as s:
+                job = s.get(Job, job_id)
+                project = s.get(Project, snapshot[1])
+                if job is None or project is None or job.status != "PREPARING":
+                    return  # cancelled or deleted meanwhile
+                gs = cfg.graceful_shutdown
+                wl = workloads.submit(
+                    s,
+                    project,
+                    kind="job",
+                    owner_id=job.id,
+                    configurations=list(cfg.cloud_instance_types),
+                    spec=spec,
+                    stop_signal=gs.signal_number if gs else 9,
+                    stop_grace_s=(gs.timeout_seconds or 15.0) if gs else 0.0,
+                    workload_id=workload_id,
+                )
+                job.workload_id = wl.id
+                job.status_details = "queued"
+        except (DomainError, PrepareFailed, OSError) as e:
+            detail = getattr(e, "detail", None) or str(e)
+            self.logs.append(workload_id, "system", system_line(f"preparing failed: {detail}"))
+            with self.db.transaction() as s:
+                job = s.get(Job, job_id)
+                if job is not None:
+                    job.status = "ERROR"
+                    job.status_details = f"preparing failed: {detail}"
+                    job.finished_at = utcnow()
+                    job.workload_id = job.workload_id or None
+                    job.files = {**job.files, "systemLog": workload_id}
+                    lifecycle.set_expiry(job)
+        except Exception:
+            log.exception("preparing job %s failed", job_id)
+        finally:
+            self._busy.discard(job_id)
+
+    def _place(self, ref: dict[str, Any], dest: Path) -> None:
+        sha = ref["sha256"]
+        if not self.blobs.has(sha):
+            raise PrepareFailed(f"the content of {ref['path']} ({sha[:12]}) is gone from the store")
+        if ref.get("isDir"):
+            dest.mkdir(parents=True, exist_ok=True)
+            _safe_extract(self.blobs.path(sha), dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.blobs.path(sha), dest)
+
+    def _var_path(self, job_id: str, kind: str, var: str, path: str) -> Path:
+        return self.job_dir(job_id) / kind / var / Path(path).name
+
+    def _materialize(
+        self, workload_id: str, job_id: str, project_id: str, files: dict[str, Any], cfg: JobConfig
+    ) -> tuple[workloads.WorkloadSpec, JobConfig]:
+        base = self.job_dir(job_id)
+        if base.exists():
+            shutil.rmtree(base)  # a retry after a restart starts clean
+        work = base / "work"
+        work.mkdir(parents=True)
+
+        def say(text: str) -> None:
+            self.logs.append(workload_id, "system", system_line(text))
+
+        say(f"preparing job {job_id}")
+        for m in files.get("modules", []):
+            self._place(m, work / m["path"])
+        paths: dict[str, str] = {}
+        for ref in files.get("inputs", []):
+            if ref.get("var"):
+                dest = self._var_path(job_id, "inputs", ref["var"], ref["path"])
+                paths[ref["var"]] = str(dest)
+            else:
+                dest = work / ref["path"]
+            self._place(ref, dest)
+        for out in cfg.outputs:
+            dest = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if out.var:
+                paths[out.var] = str(dest)
+        env: dict[str, str] = {"PATH": BASE_PATH, **files.get("envVars", {})}
+        python = files.get("python")
+        if python:
+            n = len(python["requirements"])
+            say(f"building the Python {python['version']} environment ({n} requirements)")
+            pip = cfg.env.python.pip if cfg.env.python else None
+            environment = self.envs.build(python["version"], python["requirements"], pip)
+            env = environment.activate(env)
+            say(f"environment ready: {environment.key[:12]}")
+        env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
+        home = str(self.project_home(project_id)) if cfg.attach_project_disk else None
+        if home:
+            env["DS_PROJECT_HOME"] = home
+        cmd = render_cmd(cfg, paths, project_home=home)
+        spec = workloads.WorkloadSpec(command=["bash", "-c", cmd], workdir=work, env=env, mounts=[], ports=[])
+        return spec, cfg
+
+    # --- finishing ----------------------------------------------------------------------
+
+    def _finish(self, job_id: str) -> None:
+        try:
+            with self.db.session() as s:
+                job = s.get(Job, job_id)
+                assert job is not None and job.workload_id is not None
+                wl = s.get(WorkloadRow, job.workload_id)
+                assert wl is not None
+                cfg = lifecycle.job_config(job)
+                cancelled = job.status == "CANCELLING"
+                exit_code, reason = wl.exit_code, wl.stop_reason
+            outputs, errors = ([], []) if cancelled else self._collect(job_id, cfg)
+            with self.db.transaction() as s:
+                job = s.get(Job, job_id)
+                assert job is not None
+                for o in outputs:
+                    lifecycle.record_blob(s, job.project_id, o["sha256"], o["size"])
+                self._read_progress(job)
+                job.files = {**job.files, "outputs": outputs, "fileErrors": errors}
+                job.return_code = exit_code
+                job.finished_at = utcnow()
+                job.data_size_bytes += sum(o["size"] for o in outputs)
+                if cancelled:
+                    job.status = "CANCELLED"
+                elif exit_code == 0 and not reason:
+                    job.status = "SUCCESS"
+                    job.status_details = ""
+                else:
+                    job.status = "ERROR"
+                    job.status_details = reason or f"the program exited with code {exit_code}"
+                lifecycle.set_expiry(job)
+        except Exception:
+            log.exception("finishing job %s failed", job_id)
+        finally:
+            self._busy.discard(job_id)
+
+    def _collect(self, job_id: str, cfg: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        work = self.job_dir(job_id) / "work"
+        outputs: list[dict[str, Any]] = []
+        errors: list[dict[str, str]] = []
+        total = 0
+        for out in cfg.outputs:
+            src = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
+            if not src.exists():
+                errors.append({"path": out.path, "error": "NOT_FOUND"})
+                continue
+            is_dir = src.is_dir()
+            if is_dir:
+                archive = self.job_dir(job_id) / f".{Path(out.path).name}.zip"
+                _zip_dir(src, archive)
+                src = archive
+            size = src.stat().st_size
+            if total + size > MAX_RESULTS_BYTES:
+                errors.append({"path": out.path, "error": "TOO_LARGE"})
+                continue
+            sha, size = self.blobs.put_file(src)
+            total += size
+            outputs.append({"path": out.path, "var": out.var, "sha256": sha, "size": size, "isDir": is_dir})
+        return outputs, errors
+
+    # --- data TTL -----------------------------------------------------------------------
+
+    def _cleanup_expired(self) -> None:
+        with self.db.transaction() as s:
+            for job in lifecycle.expired_jobs(s, datetime.now(UTC)):
+                shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
+                if job.workload_id:
+                    self.logs.delete(job.workload_id)
+                job.data_cleared = True

@@ -1,0 +1,135 @@
+"""Jobs end to end through the REST API with the real controllers and local runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.jobs.conftest import Submit, V, read_log, wait_for
+
+UPPER = """
+name: upper
+cmd: tr a-z A-Z < ${INPUT} > ${OUTPUT}; echo done; echo warned >&2
+inputs:
+  - data.txt: INPUT
+outputs:
+  - result.txt: OUTPUT
+cloud-instance-types: [s1.1]
+"""
+
+
+def test_job_runs_and_returns_outputs(api: TestClient, submit: Submit) -> None:
+    job = submit(UPPER, {"data.txt": (b"hello atoll\n", "INPUT")})
+    assert job["status"] == "PREPARING"
+    job = wait_for(api, job["id"])
+    assert job["status"] == "SUCCESS", job
+    assert job["returnCode"] == 0 and job["actualCloudInstanceType"] == "s1.1"
+    assert job["dataExpiresAt"] and job["dataTtlDays"] == 14
+    assert read_log(api, job["id"]) == "done\n"
+    assert read_log(api, job["id"], "stderr") == "warned\n"
+    assert "preparing job" in read_log(api, job["id"], "system")
+    (out,) = job["outputFiles"]
+    assert out["path"] == "result.txt" and out["var"] == "OUTPUT"
+    r = api.get(f"{V}/jobs/{job['id']}/files/{out['sha256']}")
+    assert r.status_code == 200 and r.content == b"HELLO ATOLL\n"
+
+
+def test_inputs_are_uploaded_once(api: TestClient, project: dict[str, Any]) -> None:
+    from tests.jobs.conftest import file_ref
+
+    r = api.post(
+        f"{V}/projects/{project['id']}/jobs",
+        json={"config": UPPER, "inputs": [file_ref("data.txt", b"hello atoll\n", "INPUT")]},
+    )
+    assert r.status_code == 201 and r.json()["missingFiles"] == []  # sent by the test above
+
+
+def test_failing_program_is_an_error_with_its_code(api: TestClient, submit: Submit) -> None:
+    job = wait_for(api, submit("cmd: echo about to fail; exit 3\ncloud-instance-types: s1.1\n")["id"])
+    assert job["status"] == "ERROR" and job["returnCode"] == 3
+    assert "code 3" in job["statusDetails"]
+
+
+def test_missing_output_is_reported(api: TestClient, submit: Submit) -> None:
+    cfg = "cmd: 'true'\noutputs: [never.txt]\ncloud-instance-types: s1.1\n"
+    job = wait_for(api, submit(cfg)["id"])
+    assert job["status"] == "SUCCESS"
+    assert job["fileErrors"] == [{"path": "never.txt", "error": "NOT_FOUND"}]
+
+
+def test_secrets_reach_the_job_and_never_its_log(
+    api: TestClient, submit: Submit, project: dict[str, Any]
+) -> None:
+    value = "tiger-lily-4242"
+    api.post(f"{V}/projects/{project['id']}/secrets", json={"name": "API_TOKEN", "value": value})
+    cfg = (
+        'cmd: test "$API_TOKEN" = tiger-lily-4242 && echo "token is $API_TOKEN"\ncloud-instance-types: s1.1\n'
+    )
+    job = wait_for(api, submit(cfg)["id"])
+    assert job["status"] == "SUCCESS", job
+    log = read_log(api, job["id"])
+    assert value not in log and "token is ***" in log
+
+
+def test_unsupported_keys_are_refused(api: TestClient, project: dict[str, Any]) -> None:
+    cfg = "cmd: echo\ns3-mounts: [abcdefghij0123456789]\n"
+    r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": cfg})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "s3-mounts"
+    before = api.get(f"{V}/projects/{project['id']}/jobs").json()["items"]
+    r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": "name: x\n"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cmd"
+    assert api.get(f"{V}/projects/{project['id']}/jobs").json()["items"] == before
+
+
+def test_cancel_a_running_job(api: TestClient, submit: Submit) -> None:
+    job = submit("cmd: echo started; sleep 600\ncloud-instance-types: s1.1\n")
+    wait_for(api, job["id"], ("EXECUTING",))
+    r = api.post(f"{V}/jobs/{job['id']}/cancel", json={"graceful": False})
+    assert r.status_code == 200 and r.json()["status"] == "CANCELLING"
+    job = wait_for(api, job["id"])
+    assert job["status"] == "CANCELLED"
+    assert api.post(f"{V}/jobs/{job['id']}/cancel", json={}).status_code == 409
+
+
+def test_graceful_cancel_sends_the_configured_signal(api: TestClient, submit: Submit) -> None:
+    cfg = (
+        "cmd: trap 'echo got SIGUSR1; exit 0' USR1; echo ready; while true; do sleep 0.1; done\n"
+        "graceful-shutdown: {signal: SIGUSR1, timeout: 20s}\ncloud-instance-types: s1.1\n"
+    )
+    job = submit(cfg)
+    wait_for(api, job["id"], ("EXECUTING",))
+    api.post(f"{V}/jobs/{job['id']}/cancel", json={"graceful": True})
+    job = wait_for(api, job["id"])
+    assert job["status"] == "CANCELLED"
+    assert "got SIGUSR1" in read_log(api, job["id"])
+
+
+def test_fork_with_new_args(api: TestClient, submit: Submit) -> None:
+    cfg = "cmd: echo range=${RANGE}\nargs: {RANGE: '0'}\ncloud-instance-types: s1.1\n"
+    parent = wait_for(api, submit(cfg)["id"])
+    assert read_log(api, parent["id"]) == "range=0\n"
+    r = api.post(f"{V}/jobs/{parent['id']}/fork", json={"args": {"RANGE": "5"}})
+    assert r.status_code == 201, r.text
+    child = r.json()["job"]
+    assert child["parentJobId"] == parent["id"]
+    api.post(f"{V}/jobs/{child['id']}/execute")
+    child = wait_for(api, child["id"])
+    assert read_log(api, child["id"]) == "range=5\n"
+    r = api.post(f"{V}/jobs/{parent['id']}/fork", json={"args": {"NOPE": "1"}})
+    assert r.status_code == 422
+
+
+def test_data_ttl(api: TestClient, submit: Submit) -> None:
+    job = wait_for(api, submit("cmd: 'true'\ncloud-instance-types: s1.1\n")["id"])
+    r = api.put(f"{V}/jobs/{job['id']}/data-ttl", json={"days": None})
+    assert r.json()["dataTtlDays"] is None and r.json()["dataExpiresAt"] is None
+    r = api.put(f"{V}/jobs/{job['id']}/data-ttl", json={"days": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "days"
+    r = api.put(f"{V}/jobs/{job['id']}/data-ttl", json={"days": 30})
+    assert r.json()["dataTtlDays"] == 30
+
+
+def test_no_configuration_can_run_it(api: TestClient, submit: Submit) -> None:
+    job = wait_for(api, submit("cmd: echo\ncloud-instance-types: [c1.80]\n")["id"])
+    assert job["status"] == "ERROR" and "c1.80" in job["statusDetails"]
