@@ -56,6 +56,8 @@ NEED: dict[str, tuple[str, int] | str | None] = {
     "community.delete": (COM, 3),  # Delete a community: Community Editor
     "community.manageAccess": (COM, 4),  # Grant roles in a community: Community Admin
     "community.setRestrictions": (COM, 4),  # Limits and feature toggles: Community Admin
+    "project.viewUsage": (PRJ, 3),  # costs: as the limits (project Editor)
+    "community.viewUsage": (COM, 3),
 }
 # Spec §2's action rows; each must be exercised by a route below or by test_actions_without_routes.
 SPEC_ACTIONS = {
@@ -523,6 +525,12 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", f"{V}/jobs/{{job_id}}/files/{{sha256}}"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/jobs/{_job(w, output=True)}/files/{EMPTY_SHA}")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/usage"): Case(
+        "project.viewUsage", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/usage")
+    ),
+    ("GET", f"{V}/communities/{{community_id}}/usage"): Case(
+        "community.viewUsage", "path", COM, _w(lambda w: f"{V}/communities/{w.community}/usage")
     ),
     # invite links: holding the link is the authorization
     ("GET", f"{V}/invites/{{token}}"): Case("public", "any", None, _w(lambda w: f"{V}/invites/{_invite(w)}")),

@@ -200,3 +200,45 @@ def capacity(ctx: CtxDep) -> dict[str, object]:
         "gpus": [{"index": g.index, "name": g.name, "memoryMb": g.memory_mb} for g in inv.gpus],
         "gpuDetection": {"source": inv.gpu_source, "note": inv.gpu_error},
     }
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+
+def _usage(
+    ctx: CtxDep, units: int, ba_id: str | None, since: datetime | None, until: datetime | None
+) -> s.UsageOut:
+    ba = ctx.db.get(BillingAccount, ba_id) if ba_id else None
+    cost = billing.cost_of(units, ba) if ba else None
+    return s.UsageOut(units=units, cost=cost, currency=ba.currency if ba else None, since=since, until=until)
+
+
+@router.get(
+    "/projects/{project_id}/usage",
+    response_model=s.UsageOut,
+    openapi_extra=act(Action.PROJECT_VIEW_USAGE),
+    tags=["billing"],
+)
+def project_usage(
+    project_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
+) -> s.UsageOut:
+    """Units the project's workloads used over a period, priced by its community's billing account."""
+    project = tenancy.get_project(ctx.db, ctx.me, project_id, Action.PROJECT_VIEW_USAGE)
+    community = ctx.db.get(Community, project.community_id)
+    units = billing.usage_units(ctx.db, project_id=project.id, since=since, until=until)
+    return _usage(ctx, units, community.billing_account_id if community else None, since, until)
+
+
+@router.get(
+    "/communities/{community_id}/usage",
+    response_model=s.UsageOut,
+    openapi_extra=act(Action.COMMUNITY_VIEW_USAGE),
+    tags=["billing"],
+)
+def community_usage(
+    community_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
+) -> s.UsageOut:
+    """Units all of the community's projects used over a period."""
+    community = tenancy.get_community(ctx.db, ctx.me, community_id, Action.COMMUNITY_VIEW_USAGE)
+    units = billing.usage_units(ctx.db, community_id=community.id, since=since, until=until)
+    return _usage(ctx, units, community.billing_account_id, since, until)

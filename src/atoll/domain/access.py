@@ -108,12 +108,14 @@ class Action(StrEnum):
     COMMUNITY_LINK_BILLING = "community.linkBillingAccount"
     COMMUNITY_MANAGE_ACCESS = "community.manageAccess"
     COMMUNITY_SET_RESTRICTIONS = "community.setRestrictions"
+    COMMUNITY_VIEW_USAGE = "community.viewUsage"
     PROJECT_CREATE = "project.create"
     PROJECT_VIEW = "project.view"
     PROJECT_USE = "project.use"
     PROJECT_UPDATE = "project.update"
     PROJECT_DELETE = "project.delete"
     PROJECT_VIEW_LIMITS = "project.viewLimits"
+    PROJECT_VIEW_USAGE = "project.viewUsage"
     PROJECT_SET_LIMITS = "project.setLimits"
     PROJECT_MANAGE_ACCESS = "project.manageAccess"
     RESOURCE_PUBLISH = "resource.publish"
@@ -156,12 +158,16 @@ REQUIREMENTS: dict[Action, Requirement] = {
     Action.COMMUNITY_LINK_BILLING: Requirement(ResourceType.COMMUNITY, Rank.EDITOR, "community Editor"),
     Action.COMMUNITY_MANAGE_ACCESS: Requirement(ResourceType.COMMUNITY, Rank.ADMIN, "community Admin"),
     Action.COMMUNITY_SET_RESTRICTIONS: Requirement(ResourceType.COMMUNITY, Rank.ADMIN, "community Admin"),
+    # Costs are shown to those who may see the limits (spec §7.2: project Editor) and their
+    # community-level counterpart.
+    Action.COMMUNITY_VIEW_USAGE: Requirement(ResourceType.COMMUNITY, Rank.EDITOR, "community Editor"),
     Action.PROJECT_CREATE: Requirement(ResourceType.COMMUNITY, Rank.DEVELOPER, "community Developer"),
     Action.PROJECT_VIEW: Requirement(ResourceType.PROJECT, Rank.VIEWER, "project Viewer"),
     Action.PROJECT_USE: Requirement(ResourceType.PROJECT, Rank.DEVELOPER, "project Developer"),
     Action.PROJECT_UPDATE: Requirement(ResourceType.PROJECT, Rank.EDITOR, "project Editor"),
     Action.PROJECT_DELETE: Requirement(ResourceType.PROJECT, Rank.EDITOR, "project Editor"),
     Action.PROJECT_VIEW_LIMITS: Requirement(ResourceType.PROJECT, Rank.EDITOR, "project Editor"),
+    Action.PROJECT_VIEW_USAGE: Requirement(ResourceType.PROJECT, Rank.EDITOR, "project Editor"),
     Action.PROJECT_SET_LIMITS: Requirement(ResourceType.PROJECT, Rank.ADMIN, "project Admin"),
     Action.PROJECT_MANAGE_ACCESS: Requirement(ResourceType.PROJECT, Rank.ADMIN, "project Admin"),
     # Also needs community Developer in the target community: see `authorize_publish`.
