@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.jobs.conftest import Submit, V, read_log, wait_for
@@ -58,3 +59,21 @@ def test_usage_is_recorded(api: TestClient, submit: Submit, project: dict[str, A
     assert job["status"] == "SUCCESS"
     usage = api.get(f"{V}/projects/{project['id']}/usage").json()
     assert usage["units"] >= 2  # at least 2 s of s1.1, rounded up
+
+
+def test_out_of_memory_is_an_error_that_says_so(
+    api: TestClient, app: FastAPI, fresh_project: dict[str, Any]
+) -> None:
+    r = api.put(f"{V}/configurations/t1.tiny", json={"vcpu": 1, "ramGb": 0.25, "unitsPerSecond": 1})
+    assert r.status_code == 200, r.text
+    cfg = (
+        "cmd: python3 -c \"b = bytearray(2048 * 1024 * 1024); print('allocated', len(b))\"\n"
+        "cloud-instance-types: [t1.tiny]\n"
+    )
+    job = wait_for(api, _submit_to(api, fresh_project["id"], cfg)["id"])
+    assert job["status"] == "ERROR", job
+    assert "allocated" not in read_log(api, job["id"])
+    if app.state.services.runtime.limits.mechanism.startswith("cgroup"):
+        assert "memory limit" in job["statusDetails"], job  # the kernel's OOM killer, named
+    else:  # rlimits only: the allocation itself fails inside the program
+        assert "MemoryError" in read_log(api, job["id"], "stderr")

@@ -55,7 +55,7 @@ def test_jobs_survive_a_server_restart(tmp_path: Path) -> None:
             _wait(api, jid, ("EXECUTING",))
         token = srv.admin_token
     finally:
-        srv.stop()
+        srv.kill()  # kill -9: no shutdown code runs
     marker.write_text("go")  # both jobs go on to their end while no server runs
     time.sleep(1)
     srv = _start(data)
@@ -66,5 +66,22 @@ def test_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         assert a["status"] == "SUCCESS", a
         assert _log(api, ids[0]) == "before\nafter\n"
         assert b["status"] == "ERROR" and b["returnCode"] == 4, b
+        # Nothing is left behind: no supervisor or job process of ours still runs.
+        assert _our_processes(data) == []
     finally:
         srv.stop()
+
+
+def _our_processes(data: Path) -> list[str]:
+    """Processes whose command line mentions this server's data dir (shims, job commands)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(data) in cmdline:  # the server itself gets its data dir from the environment
+            found.append(f"{proc.name}: {cmdline}")
+    return found
