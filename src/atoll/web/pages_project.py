@@ -19,7 +19,7 @@ from atoll.web.pages_members import RENDERERS, members_view
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
 NO_ERROR = FormError("", None, "")
-TABS = [("overview", "Overview"), ("members", "Members"), ("settings", "Settings")]
+TABS = [("overview", "Overview"), ("jobs", "Jobs"), ("members", "Members"), ("settings", "Settings")]
 DEFAULT_CONFIGURATION = "c1.4"  # what the project runs on when it names none (spec §3.2)
 STALE_LABELS = {"ONE_HOUR": "1 hour", "THREE_HOURS": "3 hours", "NO_TIMEOUT": "No timeout"}
 LIMITS = [
@@ -94,6 +94,10 @@ def project_page(
     }
     if tab == "members":
         values["mv"] = members_view(ctx, project)
+    elif tab == "jobs":
+        from atoll.web.pages_jobs import STATUS_CLASS, recent_jobs
+
+        values.update(jobs=recent_jobs(ctx.db, ctx, project), status_class=STATUS_CLASS)
     elif tab == "settings":
         values.update(
             can_update=access.can(ctx.db, me, Action.PROJECT_UPDATE, project),

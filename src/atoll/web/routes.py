@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from atoll.web import pages_auth, pages_community, pages_home, pages_members, pages_project
+from atoll.web import pages_auth, pages_community, pages_home, pages_jobs, pages_members, pages_project
 
 router = APIRouter(include_in_schema=False)
-for _module in (pages_auth, pages_home, pages_community, pages_project, pages_members):
+for _module in (pages_auth, pages_home, pages_community, pages_project, pages_members, pages_jobs):
     router.include_router(_module.router)
