@@ -133,3 +133,22 @@ def test_data_ttl(api: TestClient, submit: Submit) -> None:
 def test_no_configuration_can_run_it(api: TestClient, submit: Submit) -> None:
     job = wait_for(api, submit("cmd: echo\ncloud-instance-types: [c1.80]\n")["id"])
     assert job["status"] == "ERROR" and "c1.80" in job["statusDetails"]
+
+
+def test_project_default_configuration_when_the_config_names_none(
+    api: TestClient, project: dict[str, Any]
+) -> None:
+    import uuid
+
+    prj = api.post(
+        f"{V}/projects",
+        json={
+            "communityId": project["communityId"],
+            "name": f"dflt-{uuid.uuid4().hex[:6]}",
+            "settings": {"defaultConfiguration": "s1.2"},
+        },
+    ).json()
+    r = api.post(f"{V}/projects/{prj['id']}/jobs", json={"config": "cmd: echo default\n"})
+    api.post(f"{V}/jobs/{r.json()['job']['id']}/execute")
+    job = wait_for(api, r.json()["job"]["id"])
+    assert job["status"] == "SUCCESS" and job["actualCloudInstanceType"] == "s1.2"

@@ -113,3 +113,11 @@ def run(args: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(run())
+
+
+# Jobs (spec §5): `atoll project job ...`, the short form `atoll job ...`, `atoll generate-requirements`.
+from atoll.cli import jobs  # noqa: E402 -- kept beside its registration
+
+projects.app.add_typer(jobs.app, name="job")
+app.add_typer(jobs.app, name="job")
+app.command("generate-requirements")(jobs.generate_requirements)

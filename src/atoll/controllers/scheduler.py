@@ -146,7 +146,8 @@ def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: Proj
         return Decision(req.workload_id, "start", name, tuple(gpu_ids))
     if waiting:
         return Decision(req.workload_id, "wait", reason="; ".join(waiting + unusable))
-    return Decision(req.workload_id, "fail", reason="no configuration can run it: " + "; ".join(unusable))
+    hint = " (choose one that is available here: `atoll config list`)"
+    return Decision(req.workload_id, "fail", reason="no configuration can run it: " + "; ".join(unusable) + hint)
 
 
 def schedule(

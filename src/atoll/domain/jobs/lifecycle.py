@@ -8,6 +8,7 @@ dir, runs a Workload and collects the outputs.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -151,6 +152,7 @@ def create_job(
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     if config is None:
         config, _warnings = parse_config(config_yaml)
+        config = _default_instance_type(config, config_yaml, project)
     for field, message in unsupported_keys(config, SERVED):
         raise Invalid(f"{field}: {message}", field=field)
     _check_files(inputs, "inputs")
@@ -179,6 +181,18 @@ def create_job(
     db.add(job)
     db.flush()
     return job
+
+
+def _default_instance_type(config: JobConfig, config_yaml: str, project: Project) -> JobConfig:
+    """A config that names no instance type runs on the project's default configuration, when the
+    project sets one (DataSphere's fixed default, c1.4, does not fit a laptop)."""
+    import yaml
+
+    raw = yaml.safe_load(config_yaml)
+    named = isinstance(raw, dict) and ("cloud-instance-types" in raw or "cloud-instance-type" in raw)
+    if named or not project.default_configuration:
+        return config
+    return dataclasses.replace(config, cloud_instance_types=(project.default_configuration,))
 
 
 def job_config(job: Job) -> JobConfig:

@@ -1,0 +1,721 @@
+"""Jobs from the submitter's side (spec §5.5-§5.7), shared by the `atoll job` CLI and the SDK.
+
+The flow is DataSphere's: parse and check ``config.yaml`` locally, detect the Python
+environment, zip directories (deterministically, so the same directory always hashes the same),
+hash every file, create the job, upload only the files the server asks for, execute, follow the
+logs from byte offsets, and download the outputs into the working directory.
+
+Paths in the config are relative to the current working directory, as with DataSphere's CLI;
+outputs come back there too. Nothing here prints: callers get callbacks (``LogSink``,
+``Transfer``) and decide how to show things. Every failure is an ``AtollError`` with one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from atoll.client import AtollError, Client, FieldError
+from atoll.domain.errors import DomainError
+from atoll.domain.jobs import JobConfig, check_local_files, parse_config, resolve_env_vars
+from atoll.domain.jobs.units import human_bytes
+
+TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
+STREAMS = ("stdout", "stderr", "system")
+LOG_FILES = {"stdout": "stdout.txt", "stderr": "stderr.txt", "system": "system.log"}
+PROGRESS_FILE = "job_progress.jsonl"
+POLL_S = 0.5
+CHUNK = 1 << 20
+# Zip entries carry this date, so a directory's archive depends only on its names and bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+MODULE_EXCLUDES = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+
+Job = dict[str, Any]
+Transfer = Callable[[str, int, int], None]  # (name, bytes done so far, total bytes)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def config_error(e: DomainError, source: str = "config") -> AtollError:
+    """One line naming the config file and the field: ``config.yaml: inputs[1]: no such file ...``."""
+    text = e.detail
+    if e.field and not text.startswith(e.field):
+        text = f"{e.field}: {text}"
+    return AtollError(f"{source}: {text}", status=422, title="Invalid config")
+
+
+def _strip_field(field: str, message: str) -> str:
+    while field and message.startswith(f"{field}: "):
+        message = message.removeprefix(f"{field}: ")
+    return message
+
+
+def _refused(e: AtollError, source: str | None) -> AtollError:
+    """A refused create/fork as one line: the field once (the API may repeat it), then the reason.
+
+    With ``source`` (the config file) an invalid-input answer reads like a local check's.
+    """
+    e.errors = [FieldError(x.field, _strip_field(x.field, x.message)) for x in e.errors]
+    if source and e.status == 422:
+        return AtollError(f"{source}: {e.message()}", status=422, title=e.title)
+    return e
+
+
+# --- local files ----------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 hex digest and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def zip_entries(src: Path, exclude: Collection[str] = ()) -> list[tuple[str, Path]]:
+    """``(archive name, local path)`` of every directory and file under ``src``, sorted by name.
+
+    Directory names end with ``/`` (so empty directories survive). Links to files are followed;
+    links to directories, dangling links and names in ``exclude`` are left out, as the size
+    check before upload counts them.
+    """
+    found: list[tuple[str, Path]] = []
+    for root, dirs, files in os.walk(src):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if d not in exclude and not (here / d).is_symlink()]
+        for d in dirs:
+            found.append(((here / d).relative_to(src).as_posix() + "/", here / d))
+        for name in files:
+            path = here / name
+            if name not in exclude and path.is_file():
+                found.append((path.relative_to(src).as_posix(), path))
+    return sorted(found)
+
+
+def zip_dir(src: Path, dest: Path, exclude: Collection[str] = ()) -> None:
+    """Zip the contents of ``src`` into ``dest`` so that equal trees give byte-equal archives.
+
+    Entries are sorted, dated 1980-01-01 and carry only the executable bit of their mode, so
+    neither timestamps nor umask change the hash (and re-runs upload nothing new).
+    """
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for name, path in zip_entries(src, exclude):
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.create_system = 3  # Unix, so external_attr holds a mode
+            if name.endswith("/"):
+                info.external_attr = (0o40755 << 16) | 0x10
+                z.writestr(info, b"")
+                continue
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.file_size = path.stat().st_size  # decides zip64 for big files, deterministically
+            with path.open("rb") as f, z.open(info, "w") as w:
+                shutil.copyfileobj(f, w, CHUNK)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """A file the job needs: an input or a local Python module, as the server will place it.
+
+    ``path`` and ``var`` are as written in the config; ``local`` is where it is on this machine;
+    ``file`` is what is uploaded (the file itself, or a zip of a directory).
+    """
+
+    path: str
+    var: str | None
+    local: Path
+    file: Path
+    sha256: str
+    size: int
+    is_dir: bool = False
+
+    def ref(self) -> dict[str, Any]:
+        """The API's FileRef."""
+        return {
+            "path": self.path,
+            "var": self.var,
+            "sha256": self.sha256,
+            "size": self.size,
+            "isDir": self.is_dir,
+        }
+
+
+def make_blob(path: str, var: str | None, local: Path, scratch: Path, exclude: Collection[str] = ()) -> Blob:
+    """Hash a local file, or zip a directory into ``scratch`` and hash the archive."""
+    if local.is_dir():
+        archive = scratch / f"{len(list(scratch.iterdir()))}-{local.name or 'dir'}.zip"
+        zip_dir(local, archive, exclude)
+        sha, size = sha256_file(archive)
+        return Blob(path, var, local, archive, sha, size, is_dir=True)
+    sha, size = sha256_file(local)
+    return Blob(path, var, local, local, sha, size)
+
+
+def plan_uploads(blobs: Iterable[Blob], missing: Collection[str]) -> list[Blob]:
+    """The blobs to upload: those whose sha256 the server lacks, each content once, in order.
+
+    A digest the server asks for that none of ``blobs`` has is an error (it would never run).
+    """
+    wanted = set(missing)
+    plan: dict[str, Blob] = {}
+    for b in blobs:
+        if b.sha256 in wanted and b.sha256 not in plan:
+            plan[b.sha256] = b
+    unknown = wanted - set(plan)
+    if unknown:
+        raise AtollError(f"the server asks for a file this job does not have ({sorted(unknown)[0][:12]})")
+    return list(plan.values())
+
+
+def _local_path(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else base / p
+
+
+# --- preparing a job ------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedJob:
+    """A checked config with its files hashed, ready to create. Close it to drop the zips."""
+
+    config_path: Path
+    text: str
+    config: JobConfig
+    base_dir: Path
+    inputs: list[Blob]
+    modules: list[Blob]
+    python: dict[str, Any] | None
+    env_vars: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # what detection found, for people
+    scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    def blobs(self) -> list[Blob]:
+        return [*self.inputs, *self.modules]
+
+    def body(self, name: str | None = None, desc: str | None = None, data_ttl_days: int | None = 14) -> Job:
+        """The POST /projects/{id}/jobs body."""
+        return {
+            "config": self.text,
+            "name": name,
+            "desc": desc,
+            "inputs": [b.ref() for b in self.inputs],
+            "modules": [b.ref() for b in self.modules],
+            "python": self.python,
+            "envVars": self.env_vars,
+            "dataTtlDays": data_ttl_days,
+        }
+
+    def close(self) -> None:
+        if self.scratch is not None:
+            self.scratch.cleanup()
+            self.scratch = None
+
+    def __enter__(self) -> PreparedJob:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _interpreter() -> Any:
+    """The interpreter whose packages pin the requirements: the active venv if it is not ours."""
+    from atoll.envs.interpreter import Interpreter
+
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv and Path(venv).resolve() != Path(sys.prefix).resolve():
+        python = Path(venv) / "bin" / "python"
+        if python.exists():
+            return Interpreter.inspect(str(python))
+    return None
+
+
+def prepare_job(
+    config_path: Path,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    interpreter: Any = None,
+) -> PreparedJob:
+    """Read, parse and check ``config_path``; detect the Python env; hash (and zip) every file.
+
+    Relative paths are taken from ``base_dir`` (default: the working directory). Raises an
+    ``AtollError`` naming the config file and the field for anything the server would refuse
+    or the job could not run with; nothing is sent anywhere.
+    """
+    from atoll.envs.detect import detect_python_env
+
+    base = (base_dir or Path.cwd()).resolve()
+    source = str(config_path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AtollError(f"{source}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise AtollError(f"{source}: cannot read it ({e})") from None
+    prepared: PreparedJob | None = None
+    try:
+        cfg, warnings = parse_config(text)
+        cfg = resolve_env_vars(cfg, os.environ if environ is None else environ)
+        spec = None
+        if cfg.env.python is not None:
+            spec = detect_python_env(cfg, base, interpreter=interpreter or _interpreter())
+        modules = list(spec.local_modules) if spec else []
+        for i, m in enumerate(modules):
+            p = PurePosixPath(m)
+            if p.is_absolute() or ".." in p.parts:
+                where = "env.python.local-paths"
+                raise AtollError(f"{source}: {where}[{i}]: {m} must be a relative path inside the project")
+        check_local_files(cfg, base, local_modules=modules)
+        scratch = tempfile.TemporaryDirectory(prefix="atoll-job-")
+        prepared = PreparedJob(config_path, text, cfg, base, [], [], None, {}, warnings, scratch=scratch)
+        root = Path(scratch.name)
+        for spec_path in cfg.inputs:
+            local = _local_path(spec_path.path, base)
+            prepared.inputs.append(make_blob(spec_path.path, spec_path.var, local, root))
+        for m in modules:
+            prepared.modules.append(make_blob(m, None, base / m, root, MODULE_EXCLUDES))
+        prepared.env_vars = {v.name: v.value for v in cfg.env.vars if v.value is not None}
+        if spec is not None:
+            prepared.python = {"version": spec.version, "requirements": list(spec.requirements)}
+            reqs = ", ".join(spec.requirements) or "none"
+            prepared.messages.append(
+                f"Python {spec.version}; requirements: {reqs}; local modules: {', '.join(modules) or 'none'}"
+            )
+            prepared.messages += spec.messages
+            py_pip = cfg.env.python.pip if cfg.env.python else None
+            if spec.pip != (py_pip or type(spec.pip)()):
+                prepared.warnings.append(
+                    "pip options from the requirements file (index URLs, trusted hosts, --no-deps) are not "
+                    "sent to the server; put them under env.python.pip in the config"
+                )
+        return prepared
+    except DomainError as e:
+        if prepared is not None:
+            prepared.close()
+        raise config_error(e, source) from None
+    except BaseException:
+        if prepared is not None:
+            prepared.close()
+        raise
+
+
+# --- talking to the server ------------------------------------------------------------------
+
+
+class JobClient:
+    """The jobs API over a :class:`Client`, plus streaming uploads and downloads."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        headers = {"User-Agent": "atoll-client"}
+        if client.token:
+            headers["Authorization"] = f"Bearer {client.token}"
+        # Bulk transfers get their own connection pool with long read timeouts: the server
+        # hashes a whole file before it answers an upload.
+        self._http = httpx.Client(
+            base_url=client.url + "/api/v1", headers=headers, timeout=httpx.Timeout(60.0, read=900.0)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> JobClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- plain calls
+
+    def get(self, job_id: str) -> Job:
+        job: Job = self.client.get(f"/jobs/{job_id}")
+        return job
+
+    def list_jobs(self, project_id: str) -> list[Job]:
+        return list(self.client.paginate(f"/projects/{project_id}/jobs"))
+
+    def execute(self, job_id: str) -> Job:
+        job: Job = self.client.post(f"/jobs/{job_id}/execute")
+        return job
+
+    def cancel(self, job_id: str, graceful: bool = False) -> Job:
+        job: Job = self.client.post(f"/jobs/{job_id}/cancel", {"graceful": graceful})
+        return job
+
+    def set_data_ttl(self, job_id: str, days: int | None) -> Job:
+        job: Job = self.client.put(f"/jobs/{job_id}/data-ttl", {"days": days})
+        return job
+
+    def create(self, project_id: str, body: Job, source: str | None = None) -> tuple[Job, list[str]]:
+        """Create a job; returns it and the sha256 of the files to upload before executing.
+
+        ``source`` names the config file in the message if the server refuses the config.
+        """
+        try:
+            created = self.client.post(f"/projects/{project_id}/jobs", body)
+        except AtollError as e:
+            raise _refused(e, source) from None
+        return created["job"], list(created["missingFiles"])
+
+    def fork(self, job_id: str, body: Job) -> tuple[Job, list[str]]:
+        """Fork a job (POST /jobs/{id}/fork); returns the new job and the files to upload."""
+        try:
+            created = self.client.post(f"/jobs/{job_id}/fork", body)
+        except AtollError as e:
+            raise _refused(e, None) from None
+        return created["job"], list(created["missingFiles"])
+
+    def check_instance_types(self, project_id: str, types: Iterable[str], field: str) -> None:
+        """Refuse configuration names the catalogue lacks, or a list none of which can run here.
+
+        The server would accept such a job and fail it at once; refusing first creates nothing.
+        """
+        catalogue = {c["name"]: c for c in self.client.get("/configurations", projectId=project_id)}
+        types = list(types)
+        for i, name in enumerate(types):
+            if name not in catalogue:
+                known = ", ".join(sorted(catalogue)) or "none"
+                raise AtollError(f"{field}[{i}]: unknown configuration {name!r} (known: {known})", status=422)
+        usable = [
+            n
+            for n in types
+            if catalogue[n].get("enabled", True)
+            and catalogue[n].get("available", True)
+            and catalogue[n].get("allowed") is not False
+        ]
+        if not usable:
+            reasons = "; ".join(
+                f"{n}: {catalogue[n].get('availabilityReason') or 'unavailable'}" for n in types
+            )
+            raise AtollError(f"{field}: none of {', '.join(types)} can run on this installation ({reasons})")
+
+    # -- transfers
+
+    def _fail(self, response: httpx.Response) -> AtollError:
+        return AtollError.from_response(response)
+
+    @contextlib.contextmanager
+    def _transfer(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except httpx.HTTPError as e:
+            raise AtollError(f"{what} failed: cannot reach Atoll at {self.client.url} ({e})") from None
+
+    def upload(self, project_id: str, blobs: Iterable[Blob], progress: Transfer | None = None) -> int:
+        """PUT each blob's bytes; returns the number of bytes sent."""
+        sent = 0
+        for b in blobs:
+            done = 0
+
+            def chunks(b: Blob = b) -> Iterator[bytes]:
+                nonlocal done
+                with b.file.open("rb") as f:
+                    while chunk := f.read(CHUNK):
+                        yield chunk
+                        done += len(chunk)
+                        if progress:
+                            progress(b.path, done, b.size)
+
+            if progress:
+                progress(b.path, 0, b.size)
+            with self._transfer(f"uploading {b.path}"):
+                r = self._http.put(
+                    f"/projects/{project_id}/blobs/{b.sha256}",
+                    content=chunks(),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(b.size)},
+                )
+            if r.status_code >= 400:
+                raise self._fail(r)
+            sent += b.size
+        return sent
+
+    def download(self, job_id: str, out: Job, dest: Path, progress: Transfer | None = None) -> Path:
+        """Fetch one output into ``dest`` (a directory output is unzipped there); checks its sha256."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".atoll-download-")
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as f, self._transfer(f"downloading {out['path']}"):
+                with self._http.stream("GET", f"/jobs/{job_id}/files/{out['sha256']}") as r:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise self._fail(r)
+                    done = 0
+                    total = int(out.get("size") or 0)
+                    if progress:
+                        progress(out["path"], 0, total)
+                    for chunk in r.iter_bytes(CHUNK):
+                        f.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(out["path"], done, total)
+            if h.hexdigest() != out["sha256"]:
+                raise AtollError(f"{out['path']}: the downloaded bytes do not match their sha256; try again")
+            if out.get("isDir"):
+                if dest.exists() and not dest.is_dir():
+                    dest.unlink()
+                dest.mkdir(parents=True, exist_ok=True)
+                safe_extract(tmp, dest)
+            else:
+                if dest.is_dir():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            return dest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def download_outputs(self, job: Job, dest_dir: Path, progress: Transfer | None = None) -> list[Path]:
+        """Every output of ``job``, at its config path under ``dest_dir`` (absolute paths as they are)."""
+        return [
+            self.download(job["id"], out, output_path(out["path"], dest_dir), progress)
+            for out in job.get("outputFiles", [])
+        ]
+
+    def read_log(self, job_id: str, stream: str, offset: int) -> Job:
+        """One slice of a log from a byte offset: {data, offset, eof, status}."""
+        chunk: Job = self.client.get(f"/jobs/{job_id}/logs", stream=stream, offset=offset)
+        return chunk
+
+    def download_logs(self, job_id: str, dest_dir: Path) -> list[Path]:
+        """The job's stdout, stderr and system log as stdout.txt, stderr.txt and system.log."""
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for stream in STREAMS:
+            path = dest_dir / LOG_FILES[stream]
+            offset = 0
+            with path.open("w", encoding="utf-8") as f:
+                while True:
+                    chunk = self.read_log(job_id, stream, offset)
+                    if not chunk["data"]:
+                        break
+                    f.write(chunk["data"])
+                    offset = chunk["offset"]
+            paths.append(path)
+        return paths
+
+
+def output_path(path: str, dest_dir: Path) -> Path:
+    """Where an output lands: its relative config path under ``dest_dir``, or its absolute path."""
+    p = PurePosixPath(path)
+    if p.is_absolute():
+        return Path(path)
+    if ".." in p.parts:
+        raise AtollError(f"output path {path!r} points outside the working directory")
+    return dest_dir / p
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Unzip ``archive`` into ``dest``, refusing entries that would land outside it."""
+    root = dest.resolve()
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            if not (root / info.filename).resolve().is_relative_to(root):
+                raise AtollError(f"archive entry {info.filename!r} points outside {dest}")
+        z.extractall(root)
+        for info in z.infolist():  # keep the executable bit the archive recorded
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                (root / info.filename).chmod(mode)
+
+
+# --- following a job ------------------------------------------------------------------------
+
+
+class LogSink(Protocol):
+    """Where a followed job's output goes."""
+
+    def stdout(self, text: str) -> None: ...
+    def stderr(self, text: str) -> None: ...
+    def system(self, text: str) -> None: ...
+    def progress(self, progress: Mapping[str, Any]) -> None: ...
+
+
+def default_log_dir(job_id: str) -> Path:
+    """Where a job's local log files go unless told otherwise (a per-user temporary directory)."""
+    return Path(tempfile.gettempdir()) / f"atoll-{os.getuid()}" / "jobs" / job_id
+
+
+class LocalLogs:
+    """The log directory DataSphere's CLI writes: stdout.txt, stderr.txt, system.log, job_progress.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        # Logs are fetched from offset 0 every time, so each session rewrites complete files.
+        self._files = {s: (path / LOG_FILES[s]).open("w", encoding="utf-8") for s in STREAMS}
+        self._progress = (path / PROGRESS_FILE).open("a", encoding="utf-8")
+
+    def write(self, stream: str, text: str) -> None:
+        f = self._files[stream]
+        f.write(text)
+        f.flush()
+
+    def progress(self, progress: Mapping[str, Any]) -> None:
+        record = {
+            "progress": progress.get("progress"),
+            "message": progress.get("message", ""),
+            "create_time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
+        self._progress.write(json.dumps(record) + "\n")
+        self._progress.flush()
+
+    def close(self) -> None:
+        for f in [*self._files.values(), self._progress]:
+            f.close()
+
+
+class Follower:
+    """Follows a job's logs and progress until it ends; can be resumed after an interruption.
+
+    Every log is read from offset 0 into the local log files; the sink sees only what comes
+    after the end of the logs at the start unless ``from_start`` (attach resumes "from now",
+    like DataSphere's offset -1; execute shows everything).
+    """
+
+    def __init__(
+        self,
+        jobs: JobClient,
+        job_id: str,
+        sink: LogSink,
+        *,
+        log_dir: Path | None = None,
+        from_start: bool = True,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.jobs = jobs
+        self.job_id = job_id
+        self.sink = sink
+        self.local = LocalLogs(log_dir) if log_dir is not None else None
+        self.poll_s = poll_s
+        self.offsets = dict.fromkeys(STREAMS, 0)
+        self._caught_up = from_start
+        self._progress: Any = None
+        self._last_job_poll = 0.0
+
+    def _emit(self, stream: str, text: str, show: bool) -> None:
+        if self.local is not None:
+            self.local.write(stream, text)
+        if show:
+            getattr(self.sink, stream)(text)
+
+    def _poll_job(self, force: bool = False) -> Job | None:
+        now = time.monotonic()
+        if not force and now - self._last_job_poll < 1.0:
+            return None
+        self._last_job_poll = now
+        job = self.jobs.get(self.job_id)
+        progress = job.get("progress") or {}
+        if progress and progress != self._progress:
+            self._progress = progress
+            if self.local is not None:
+                self.local.progress(progress)
+            self.sink.progress(progress)
+        return job
+
+    def _round(self, show: bool) -> tuple[bool, bool]:
+        """Read every stream once; returns (any data came, every stream is at its end)."""
+        got, ended = False, True
+        for stream in STREAMS:
+            chunk = self.jobs.read_log(self.job_id, stream, self.offsets[stream])
+            if chunk["data"]:
+                got = True
+                self._emit(stream, chunk["data"], show)
+                self.offsets[stream] = chunk["offset"]
+            ended = ended and bool(chunk["eof"])
+        return got, ended
+
+    def run(self, stop: Callable[[], bool] | None = None) -> Job | None:
+        """Stream until the job ends (and its logs are read to the end); returns the final job.
+
+        ``stop`` is asked between reads (e.g. "was Ctrl+C pressed?"); when it says yes, ``run``
+        returns None at once, with nothing half written, and a later ``run`` goes on from there.
+        """
+        stopped = stop or (lambda: False)
+        if not self._caught_up:
+            while self._round(show=False)[0]:
+                if stopped():
+                    return None
+            self._caught_up = True
+        while not stopped():
+            self._poll_job()
+            got, ended = self._round(show=True)
+            if ended:
+                job = self._poll_job(force=True)
+                assert job is not None
+                return job
+            if not got:
+                deadline = time.monotonic() + self.poll_s
+                while not stopped() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+
+
+def wait_until_done(jobs: JobClient, job_id: str, poll_s: float = 2.0) -> Job:
+    """Poll a job until it ends, reading no logs (what an SDK's ``.done`` check does in a loop)."""
+    while True:
+        job = jobs.get(job_id)
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(poll_s)
+
+
+def failure_message(job: Job) -> str | None:
+    """Why a finished job did not succeed, in one line; None for SUCCESS."""
+    if job["status"] == "SUCCESS":
+        return None
+    if job["status"] == "CANCELLED":
+        return f"job {job['id']} was cancelled" + (
+            f" ({job['statusDetails']})" if job.get("statusDetails") else ""
+        )
+    code = job.get("returnCode")
+    details = job.get("statusDetails") or ""
+    if code not in (None, 0) and (not details or "exited with code" in details):
+        return f"job {job['id']} failed: program exited with code {code}"
+    return f"job {job['id']} failed: {details or job['status']}"
+
+
+def describe_outputs(paths: Iterable[Path], base: Path) -> list[str]:
+    """Output paths for people: relative to ``base`` where they are under it, with sizes."""
+    shown = []
+    for p in paths:
+        try:
+            name = p.relative_to(base).as_posix()
+        except ValueError:
+            name = str(p)
+        if p.is_dir():
+            shown.append(f"{name}/")
+        else:
+            shown.append(f"{name} ({human_bytes(p.stat().st_size)})")
+    return shown
