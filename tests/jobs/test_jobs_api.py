@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.jobs.conftest import Submit, V, read_log, wait_for
@@ -152,3 +154,46 @@ def test_project_default_configuration_when_the_config_names_none(
     api.post(f"{V}/jobs/{r.json()['job']['id']}/execute")
     job = wait_for(api, r.json()["job"]["id"])
     assert job["status"] == "SUCCESS" and job["actualCloudInstanceType"] == "s1.2"
+
+
+def test_project_disk_and_progress(api: TestClient, submit: Submit) -> None:
+    cfg = (
+        "cmd: >\n"
+        "  echo kept > ${DS_PROJECT_HOME}/note.txt &&\n"
+        '  echo \'{"progress": 42, "message": "halfway"}\' >> $JOB_PROGRESS_FILENAME &&\n'
+        "  cat ${DS_PROJECT_HOME}/note.txt\n"
+        "flags: [attach-project-disk]\ncloud-instance-types: [s1.1]\n"
+    )
+    job = wait_for(api, submit(cfg)["id"])
+    assert job["status"] == "SUCCESS", job
+    assert read_log(api, job["id"]) == "kept\n"
+    assert job["progress"] == {"progress": 42, "message": "halfway"}
+    # The project disk outlives the job: the next job of the project sees the file.
+    job = wait_for(
+        api,
+        submit(
+            "cmd: cat ${DS_PROJECT_HOME}/note.txt\nflags: [attach-project-disk]\n"
+            "cloud-instance-types: [s1.1]\n"
+        )["id"],
+    )
+    assert read_log(api, job["id"]) == "kept\n"
+
+
+def test_expired_data_is_cleared(api: TestClient, app: FastAPI, submit: Submit) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from atoll.store.models import Job
+
+    job = wait_for(api, submit(UPPER, {"data.txt": (b"expire me\n", "INPUT")})["id"])
+    (out,) = job["outputFiles"]
+    with app.state.db.transaction() as s:
+        row = s.get(Job, job["id"])
+        assert row is not None
+        row.data_expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    deadline = time.monotonic() + 30
+    while not api.get(f"{V}/jobs/{job['id']}").json()["dataCleared"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert api.get(f"{V}/jobs/{job['id']}/files/{out['sha256']}").status_code == 404
+    r = api.post(f"{V}/jobs/{job['id']}/fork", json={})
+    assert r.status_code == 409 and "cleared" in r.json()["detail"]
