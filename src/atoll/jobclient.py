@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
+import yaml
 
 from atoll.client import AtollError, Client, FieldError
 from atoll.domain.errors import DomainError
@@ -185,6 +186,14 @@ def plan_uploads(blobs: Iterable[Blob], missing: Collection[str]) -> list[Blob]:
     if unknown:
         raise AtollError(f"the server asks for a file this job does not have ({sorted(unknown)[0][:12]})")
     return list(plan.values())
+
+
+def _names_instance_types(text: str) -> bool:
+    """Whether config.yaml names its instance types (else the project's default configuration is used)."""
+    data = yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 -- BaseLoader builds no objects
+    return isinstance(data, dict) and any(
+        data.get(k) not in (None, "", []) for k in ("cloud-instance-types", "cloud-instance-type")
+    )
 
 
 def _local_path(path: str, base: Path) -> Path:
@@ -413,7 +422,79 @@ class JobClient:
             reasons = "; ".join(
                 f"{n}: {catalogue[n].get('availabilityReason') or 'unavailable'}" for n in types
             )
-            raise AtollError(f"{field}: none of {', '.join(types)} can run on this installation ({reasons})")
+            raise AtollError(
+                f"{field}: none of {', '.join(types)} can run on this installation ({reasons}); "
+                "choose one that can: `atoll config list`"
+            )
+
+    # -- the flows the CLI and the SDK share
+
+    def upload_missing(
+        self, project_id: str, blobs: list[Blob], missing: list[str], progress: Transfer | None = None
+    ) -> Uploaded:
+        """Upload what the server asked for (each content once) and say what was sent or reused."""
+        plan = plan_uploads(blobs, missing)
+        sent = self.upload(project_id, plan, progress) if plan else 0
+        distinct = len({b.sha256 for b in blobs})
+        return Uploaded(files=len(plan), bytes=sent, cached=distinct - len(plan))
+
+    def submit(
+        self,
+        project_id: str,
+        prepared: PreparedJob,
+        *,
+        name: str | None = None,
+        desc: str | None = None,
+        data_ttl_days: int | None = 14,
+        progress: Transfer | None = None,
+    ) -> tuple[Job, Uploaded]:
+        """Create a prepared job and upload its missing files; it is ready to execute."""
+        source = str(prepared.config_path)
+        types = list(prepared.config.cloud_instance_types)
+        if not _names_instance_types(prepared.text):  # the server runs it on the project's default
+            project = self.client.get(f"/projects/{project_id}")
+            default = (project.get("settings") or {}).get("defaultConfiguration")
+            types = [default] if default else types
+        try:
+            self.check_instance_types(project_id, types, "cloud-instance-types")
+        except AtollError as e:
+            raise AtollError(f"{source}: {e.message()}", status=e.status) from None
+        job, missing = self.create(project_id, prepared.body(name, desc, data_ttl_days), source=source)
+        return job, self.upload_missing(project_id, prepared.blobs(), missing, progress)
+
+    def fork_job(
+        self,
+        source_job_id: str,
+        *,
+        args: Mapping[str, str] | None = None,
+        vars: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        name: str | None = None,
+        desc: str | None = None,
+        cloud_instance_types: list[str] | None = None,
+        progress: Transfer | None = None,
+    ) -> tuple[Job, Uploaded]:
+        """Fork a job with overrides (spec §5.7) and upload new input files; ready to execute.
+
+        ``vars`` maps a variable of the source's inputs (a local file or directory to send
+        instead) or outputs (the path to save it at) to a path.
+        """
+        source = self.get(source_job_id)
+        if cloud_instance_types:
+            self.check_instance_types(source["projectId"], cloud_instance_types, "cloud_instance_types")
+        with tempfile.TemporaryDirectory(prefix="atoll-fork-") as scratch:
+            new_inputs, output_vars, blobs = _fork_vars(source, dict(vars or {}), Path(scratch))
+            body = {
+                "args": dict(args) if args else None,
+                "vars": new_inputs or None,
+                "outputVars": output_vars or None,
+                "envVars": dict(env_vars) if env_vars is not None else None,
+                "name": name,
+                "desc": desc,
+                "cloudInstanceTypes": cloud_instance_types or None,
+            }
+            job, missing = self.fork(source_job_id, {k: v for k, v in body.items() if v is not None})
+            return job, self.upload_missing(job["projectId"], blobs, missing, progress)
 
     # -- transfers
 
@@ -479,14 +560,19 @@ class JobClient:
                             progress(out["path"], done, total)
             if h.hexdigest() != out["sha256"]:
                 raise AtollError(f"{out['path']}: the downloaded bytes do not match their sha256; try again")
+            # Never delete what is in the way: it may be the user's own work.
             if out.get("isDir"):
                 if dest.exists() and not dest.is_dir():
-                    dest.unlink()
+                    raise AtollError(
+                        f"output {out['path']} is a directory, but {dest} is a file: move it away"
+                    )
                 dest.mkdir(parents=True, exist_ok=True)
                 safe_extract(tmp, dest)
             else:
                 if dest.is_dir():
-                    shutil.rmtree(dest)
+                    raise AtollError(
+                        f"output {out['path']} is a file, but {dest} is a directory: move it away"
+                    )
                 os.replace(tmp, dest)
             return dest
         finally:
@@ -520,6 +606,46 @@ class JobClient:
                     offset = chunk["offset"]
             paths.append(path)
         return paths
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What an upload did: files and bytes sent, and files the server already had."""
+
+    files: int
+    bytes: int
+    cached: int
+
+
+def _fork_vars(
+    source: Job, given: dict[str, str], scratch: Path
+) -> tuple[dict[str, Any], dict[str, str], list[Blob]]:
+    """Fork ``vars`` split into new input files (hashed here) and new output paths."""
+    try:
+        cfg, _ = parse_config(source.get("config") or "")
+    except DomainError as e:
+        raise config_error(e, f"job {source['id']}'s config") from None
+    inputs = {p.var for p in cfg.inputs if p.var}
+    outputs = {p.var for p in cfg.outputs if p.var}
+    new_inputs: dict[str, Any] = {}
+    output_vars: dict[str, str] = {}
+    blobs = []
+    for name, path in given.items():
+        if name in inputs:
+            local = Path(path)
+            if not local.exists():
+                raise AtollError(f"vars.{name}: no such file or directory: {path}")
+            blob = make_blob(path, name, local, scratch)
+            blobs.append(blob)
+            new_inputs[name] = blob.ref()
+        elif name in outputs:
+            output_vars[name] = path
+        else:
+            known = ", ".join(sorted(inputs | outputs)) or "none"
+            raise AtollError(
+                f"vars.{name}: job {source['id']} has no input or output variable {name} (it has: {known})"
+            )
+    return new_inputs, output_vars, blobs
 
 
 def output_path(path: str, dest_dir: Path) -> Path:
@@ -556,6 +682,7 @@ class LogSink(Protocol):
     def stderr(self, text: str) -> None: ...
     def system(self, text: str) -> None: ...
     def progress(self, progress: Mapping[str, Any]) -> None: ...
+    def status(self, status: str, details: str) -> None: ...
 
 
 def default_log_dir(job_id: str) -> Path:
@@ -618,6 +745,7 @@ class Follower:
         self.offsets = dict.fromkeys(STREAMS, 0)
         self._caught_up = from_start
         self._progress: Any = None
+        self._state: tuple[str, str] | None = None
         self._last_job_poll = 0.0
 
     def _emit(self, stream: str, text: str, show: bool) -> None:
@@ -632,6 +760,10 @@ class Follower:
             return None
         self._last_job_poll = now
         job = self.jobs.get(self.job_id)
+        state = (job["status"], job.get("statusDetails") or "")
+        if state != self._state:
+            self._state = state
+            self.sink.status(*state)
         progress = job.get("progress") or {}
         if progress and progress != self._progress:
             self._progress = progress

@@ -12,7 +12,6 @@ import contextlib
 import json
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,12 +53,11 @@ from atoll.jobclient import (
     Job,
     JobClient,
     Transfer,
+    Uploaded,
     config_error,
     default_log_dir,
     describe_outputs,
     failure_message,
-    make_blob,
-    plan_uploads,
     prepare_job,
 )
 
@@ -172,21 +170,20 @@ class TerminalSink:
         shown = f"{value}%" if value is not None else ""
         err.print(f"progress: {shown} {progress.get('message') or ''}".rstrip(), style="cyan", markup=False)
 
+    def status(self, status: str, details: str) -> None:
+        if status in TERMINAL:
+            return  # the closing "finished: ..." line says it
+        err.print(f"status: {status}" + (f" ({details})" if details else ""), style="dim", markup=False)
+
 
 # --- the shared flow: upload, follow, finish ------------------------------------------------
 
 
-def _upload(jc: JobClient, project_id: str, blobs: list[Any], missing: list[str]) -> None:
-    plan = plan_uploads(blobs, missing)
-    distinct = len({b.sha256 for b in blobs})
-    if not plan:
-        if distinct:
-            info(f"nothing to upload: all {distinct} file(s) are already on the server")
-        return
-    with _bars("uploading") as bar:
-        sent = jc.upload(project_id, plan, bar)
-    cached = distinct - len(plan)
-    info(f"uploaded {len(plan)} file(s) ({human_bytes(sent)}); {cached} already on the server")
+def _report_upload(up: Uploaded) -> None:
+    if up.files:
+        info(f"uploaded {up.files} file(s) ({human_bytes(up.bytes)}); {up.cached} already on the server")
+    elif up.cached:
+        info(f"nothing to upload: all {up.cached} file(s) are already on the server")
 
 
 def _has_graceful_shutdown(job: Job) -> bool:
@@ -278,6 +275,7 @@ def _finish(jc: JobClient, job: Job, dest: Path) -> None:
 
 def _watch(jc: JobClient, job: Job, log_dir: Path | None, *, from_start: bool) -> None:
     log_dir = log_dir or default_log_dir(job["id"])
+    info(f"job page: {jc.client.url}/jobs/{job['id']}")
     info(f"logs file path: {log_dir}")
     follower = Follower(jc, job["id"], TerminalSink(), log_dir=log_dir, from_start=from_start)
     try:
@@ -295,6 +293,7 @@ def _started(jc: JobClient, job: Job, async_: bool, output: Path | None, log_dir
         output.write_text(json.dumps({"job_id": job_id}) + "\n")
     if async_:
         sys.stdout.write(job_id + "\n")
+        info(f"job page: {jc.client.url}/jobs/{job_id}")
         info(f"job {job_id} is {job['status']}; follow it with `atoll job attach --id {job_id}`")
         return
     _watch(jc, job, log_dir, from_start=True)
@@ -322,13 +321,10 @@ def execute(
         for m in prepared.messages:
             info(m)
         p = resolve.project(c, project)
-        try:
-            jc.check_instance_types(p["id"], prepared.config.cloud_instance_types, "cloud-instance-types")
-        except AtollError as e:
-            raise AtollError(f"{config}: {e.message()}") from None
-        job, missing = jc.create(p["id"], prepared.body(), source=str(config))
+        with _bars("uploading") as bar:
+            job, uploaded = jc.submit(p["id"], prepared, progress=bar)
         info(f"created job {job['id']} in project {p['name']}")
-        _upload(jc, p["id"], prepared.blobs(), missing)
+        _report_upload(uploaded)
         job = jc.execute(job["id"])
         prepared.close()
         _started(jc, job, async_, output, log_dir)
@@ -344,37 +340,6 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str] | None:
             usage(f"{option} takes NAME=VALUE (got {v!r})")
         out[key] = value
     return out
-
-
-def _fork_vars(
-    source: Job, given: dict[str, str], scratch: Path
-) -> tuple[dict[str, Any], dict[str, str], list[Any]]:
-    """--var NAME=PATH split into new input files (hashed here) and new output paths."""
-    try:
-        cfg, _ = parse_config(source.get("config") or "")
-    except DomainError as e:
-        raise config_error(e, f"job {source['id']}'s config") from None
-    inputs = {p.var for p in cfg.inputs if p.var}
-    outputs = {p.var for p in cfg.outputs if p.var}
-    new_inputs: dict[str, Any] = {}
-    output_vars: dict[str, str] = {}
-    blobs = []
-    for name, path in given.items():
-        if name in inputs:
-            local = Path(path)
-            if not local.exists():
-                usage(f"--var {name}={path}: no such file or directory")
-            blob = make_blob(path, name, local, scratch)
-            blobs.append(blob)
-            new_inputs[name] = blob.ref()
-        elif name in outputs:
-            output_vars[name] = path
-        else:
-            known = ", ".join(sorted(inputs | outputs)) or "none"
-            usage(
-                f"--var {name}: job {source['id']} has no input or output variable {name} (it has: {known})"
-            )
-    return new_inputs, output_vars, blobs
 
 
 @app.command()
@@ -402,28 +367,25 @@ def fork(
     args = _pairs(arg, "--arg")
     given_vars = _pairs(var, "--var") or {}
     env_vars = _pairs(env_var, "--env-var")
-    with client() as c, JobClient(c) as jc, tempfile.TemporaryDirectory(prefix="atoll-fork-") as scratch:
+    with client() as c, JobClient(c) as jc:
         source = jc.get(job_id)
         expires = source.get("dataExpiresAt")
-        if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) < datetime.now(UTC) + timedelta(
-            days=1
-        ):
+        soon = datetime.now(UTC) + timedelta(days=1)
+        if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) < soon:
             warn(f"job {job_id}'s data expires at {_ts(expires)}: extend it with `atoll job set-data-ttl`")
-        if cloud_instance_type:
-            jc.check_instance_types(source["projectId"], cloud_instance_type, "--cloud-instance-type")
-        new_inputs, output_vars, blobs = _fork_vars(source, given_vars, Path(scratch))
-        body = {
-            "args": args,
-            "vars": new_inputs or None,
-            "outputVars": output_vars or None,
-            "envVars": env_vars,
-            "name": name,
-            "desc": desc,
-            "cloudInstanceTypes": cloud_instance_type or None,
-        }
-        job, missing = jc.fork(job_id, {k: v for k, v in body.items() if v is not None})
+        with _bars("uploading") as bar:
+            job, uploaded = jc.fork_job(
+                job_id,
+                args=args,
+                vars=given_vars,
+                env_vars=env_vars,
+                name=name,
+                desc=desc,
+                cloud_instance_types=cloud_instance_type,
+                progress=bar,
+            )
         info(f"created job {job['id']} (a fork of {job_id})")
-        _upload(jc, job["projectId"], blobs, missing)
+        _report_upload(uploaded)
         job = jc.execute(job["id"])
         _started(jc, job, async_, output, log_dir)
 
