@@ -282,3 +282,33 @@ def test_generate_requirements(cli: ProjectCli, tmp_path: Path) -> None:
     cli.ok("generate-requirements", "main.py")
     assert (tmp_path / "requirements.txt").read_text().startswith("PyYAML==")
     assert cli.ok("generate-requirements", "-o", "-", "main.py").out.startswith("PyYAML==")
+
+
+def test_sdk_execute_wait_fork_and_download(
+    project_id: str, server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from atoll.sdk import SDK, JobFailed
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("sdk input\n")
+    (tmp_path / "config.yaml").write_text(
+        "cmd: echo ${GREETING}; cat ${IN} > ${OUT}; test ${GREETING} = hello\n"
+        "args: {GREETING: hello}\ninputs:\n  - in.txt: IN\noutputs:\n  - out.txt: OUT\n"
+    )
+    with SDK(url=server.url, token=server.admin_token, log_dir=tmp_path / "logs") as sdk:
+        job = sdk.execute(PROJECT, "config.yaml")
+        assert job.wait()["status"] == "SUCCESS" and job.done
+        assert capsys.readouterr().out == "hello\n"
+        assert (tmp_path / "logs" / job.id / "stdout.txt").read_text() == "hello\n"
+        paths = sdk.download_job_files(job.id, with_logs=True, output_dir=tmp_path / "dl")
+        assert (tmp_path / "dl" / "out.txt").read_text() == "sdk input\n"
+        assert {p.name for p in paths} == {"out.txt", "stdout.txt", "stderr.txt", "system.log"}
+
+        (tmp_path / "other.txt").write_text("another input\n")
+        child = sdk.fork_job(job.id, args={"GREETING": "bye"}, vars={"IN": "other.txt", "OUT": "forked.txt"})
+        with pytest.raises(JobFailed) as failed:
+            child.wait(stream_logs=False)
+        assert failed.value.job["returnCode"] == 1 and sdk.get_job(child.id).done
+        assert sdk.get_job(child.id).job["parentJobId"] == job.id
+        sdk.download_job_files(child.id)  # a failed job's outputs still come, with a warning
+        assert (tmp_path / "forked.txt").read_text() == "another input\n"
