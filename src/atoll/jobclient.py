@@ -158,6 +158,8 @@ class Blob:
             "sha256": self.sha256,
             "size": self.size,
             "isDir": self.is_dir,
+            # The server restores the executable bit, so `cmd: ./run.sh` works as locally.
+            "executable": not self.is_dir and os.access(self.local, os.X_OK),
         }
 
 
@@ -310,17 +312,18 @@ def prepare_job(
         prepared.env_vars = {v.name: v.value for v in cfg.env.vars if v.value is not None}
         if spec is not None:
             prepared.python = {"version": spec.version, "requirements": list(spec.requirements)}
+            if spec.pip is not None and spec.pip != type(spec.pip)():
+                prepared.python["pip"] = {
+                    "indexUrl": spec.pip.index_url,
+                    "extraIndexUrls": list(spec.pip.extra_index_urls),
+                    "trustedHosts": list(spec.pip.trusted_hosts),
+                    "noDeps": spec.pip.no_deps,
+                }
             reqs = ", ".join(spec.requirements) or "none"
             prepared.messages.append(
                 f"Python {spec.version}; requirements: {reqs}; local modules: {', '.join(modules) or 'none'}"
             )
             prepared.messages += spec.messages
-            py_pip = cfg.env.python.pip if cfg.env.python else None
-            if spec.pip != (py_pip or type(spec.pip)()):
-                prepared.warnings.append(
-                    "pip options from the requirements file (index URLs, trusted hosts, --no-deps) are not "
-                    "sent to the server; put them under env.python.pip in the config"
-                )
         return prepared
     except DomainError as e:
         if prepared is not None:

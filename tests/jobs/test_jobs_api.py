@@ -78,6 +78,7 @@ def test_unsupported_keys_are_refused(api: TestClient, project: dict[str, Any]) 
     cfg = "cmd: echo\ns3-mounts: [abcdefghij0123456789]\n"
     r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": cfg})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "s3-mounts"
+    assert r.json()["detail"].count("s3-mounts") == 1
     before = api.get(f"{V}/projects/{project['id']}/jobs").json()["items"]
     r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": "name: x\n"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cmd"
@@ -197,3 +198,53 @@ def test_expired_data_is_cleared(api: TestClient, app: FastAPI, submit: Submit) 
     assert api.get(f"{V}/jobs/{job['id']}/files/{out['sha256']}").status_code == 404
     r = api.post(f"{V}/jobs/{job['id']}/fork", json={})
     assert r.status_code == 409 and "cleared" in r.json()["detail"]
+
+
+def test_executable_inputs_keep_their_bit(api: TestClient, project: dict[str, Any]) -> None:
+    import hashlib
+    import io
+    import zipfile
+
+    script = b"#!/bin/sh\necho from script\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = zipfile.ZipInfo("tool.sh")
+        info.external_attr = 0o755 << 16
+        z.writestr(info, b"#!/bin/sh\necho from dir\n")
+    archive = buf.getvalue()
+    cfg = "cmd: ./run.sh && ./tools/tool.sh\ninputs: [run.sh, tools]\ncloud-instance-types: [s1.1]\n"
+    refs = [
+        {
+            "path": "run.sh",
+            "sha256": hashlib.sha256(script).hexdigest(),
+            "size": len(script),
+            "executable": True,
+        },
+        {"path": "tools", "sha256": hashlib.sha256(archive).hexdigest(), "size": len(archive), "isDir": True},
+    ]
+    r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": cfg, "inputs": refs})
+    assert r.status_code == 201, r.text
+    for data in (script, archive):
+        api.put(f"{V}/projects/{project['id']}/blobs/{hashlib.sha256(data).hexdigest()}", content=data)
+    api.post(f"{V}/jobs/{r.json()['job']['id']}/execute")
+    job = wait_for(api, r.json()["job"]["id"])
+    assert job["status"] == "SUCCESS", (job, read_log(api, job["id"], "stderr"))
+    assert read_log(api, job["id"]) == "from script\nfrom dir\n"
+
+
+def test_unknown_instance_type_is_refused_at_create(api: TestClient, project: dict[str, Any]) -> None:
+    r = api.post(
+        f"{V}/projects/{project['id']}/jobs",
+        json={"config": "cmd: echo\ncloud-instance-types: [s1.1, x9.9]\n"},
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "cloud-instance-types[1]"
+
+
+def test_log_chunks_never_split_a_character() -> None:
+    from atoll.api.routes_jobs import _utf8_complete
+
+    text = "héllo — ✓ 𝄞".encode()
+    for cut in range(len(text) + 1):
+        keep = _utf8_complete(text[:cut])
+        text[:keep].decode()  # never raises: whole characters only
+        assert cut - keep < 4

@@ -126,6 +126,7 @@ def test_prepare_hashes_inputs_and_zips_directories(tmp_path: Path) -> None:
             "sha256": data.sha256,
             "size": data.size,
             "isDir": True,
+            "executable": False,
         }
         scratch = data.file.parent
     assert not scratch.exists()  # closing drops the zips

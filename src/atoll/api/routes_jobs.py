@@ -33,7 +33,7 @@ def job_out(job: Job) -> s.JobOut:
 
 
 def _refs(items: list[s.FileRefIn]) -> list[FileRef]:
-    return [FileRef(f.path, f.sha256, f.size, f.var, f.is_dir) for f in items]
+    return [FileRef(f.path, f.sha256, f.size, f.var, f.is_dir, f.executable) for f in items]
 
 
 def _created(ctx: Ctx, job: Job) -> s.JobCreated:
@@ -59,7 +59,7 @@ def create_job(project_id: str, body: s.JobCreate, ctx: CtxDep) -> s.JobCreated:
         desc=body.desc,
         inputs=_refs(body.inputs),
         modules=_refs(body.modules),
-        python=body.python.model_dump() if body.python else None,
+        python=body.python.model_dump(exclude_none=True) if body.python else None,
         env_vars=body.env_vars,
         data_ttl_days=body.data_ttl_days,
     )
@@ -128,7 +128,9 @@ def cancel_job(job_id: str, body: s.JobCancel, ctx: CtxDep) -> s.JobOut:
 )
 def fork_job(job_id: str, body: s.JobFork, ctx: CtxDep) -> s.JobCreated:
     """A new job from this one with overrides (spec §5.7); upload the missing files, then execute it."""
-    new_inputs = [FileRef(f.path, f.sha256, f.size, var, f.is_dir) for var, f in (body.vars or {}).items()]
+    new_inputs = [
+        FileRef(f.path, f.sha256, f.size, var, f.is_dir, f.executable) for var, f in (body.vars or {}).items()
+    ]
     var_paths = {var: f.path for var, f in (body.vars or {}).items()} | dict(body.output_vars or {})
     overrides = {
         "args": body.args,
@@ -154,6 +156,16 @@ def set_data_ttl(job_id: str, body: s.DataTtl, ctx: CtxDep) -> s.JobOut:
     return ctx.commit(job_out(lifecycle.set_data_ttl(ctx.db, ctx.me, job_id, body.days)))
 
 
+def _utf8_complete(data: bytes) -> int:
+    """Length of the longest prefix of `data` that does not end inside a UTF-8 character."""
+    for back in range(1, min(4, len(data)) + 1):
+        b = data[-back]
+        if b & 0xC0 != 0x80:  # a lead byte (or ASCII): is its sequence complete?
+            need = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
+
+
 @router.get("/jobs/{job_id}/logs", response_model=s.LogChunkOut, openapi_extra=act(Action.PROJECT_VIEW))
 def read_logs(
     job_id: str,
@@ -169,6 +181,9 @@ def read_logs(
     wid = job.workload_id or job.files.get("systemLog")
     logs: LogStore = ctx.services.logs
     data, nxt = (b"", offset) if not wid or not logs.exists(wid) else logs.read(wid, stream, offset, limit)
+    keep = _utf8_complete(data)
+    if keep < len(data):  # a character cut by the limit: send it whole with the next chunk
+        data, nxt = data[:keep], nxt - (len(data) - keep)
     done = job.status in lifecycle.TERMINAL
     return s.LogChunkOut(
         stream=stream,

@@ -408,11 +408,20 @@ class FileRefIn(Input):
     size: int
     var: str | None = None
     is_dir: bool = False
+    executable: bool = Field(default=False, description="Restore the executable bit (e.g. ./run.sh)")
+
+
+class PipOptionsIn(Input):
+    index_url: str | None = None
+    extra_index_urls: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=list)
+    no_deps: bool = False
 
 
 class PythonEnvIn(Input):
     version: str
     requirements: list[str] = Field(default_factory=list)
+    pip: PipOptionsIn | None = Field(default=None, description="pip options from a requirements file")
 
 
 class JobCreate(Input):

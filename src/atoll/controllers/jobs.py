@@ -22,9 +22,10 @@ from sqlalchemy import select
 from atoll.domain import workloads
 from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
-from atoll.domain.jobs.config import JobConfig
+from atoll.domain.jobs.config import JobConfig, PipOptions
 from atoll.domain.jobs.variables import render_cmd
 from atoll.envs.build import EnvironmentBuilder
+from atoll.envs.requirements import merge_pip_options
 from atoll.storage.blobs import BlobStore
 from atoll.storage.logs import LogStore, system_line
 from atoll.store.db import Database
@@ -47,7 +48,12 @@ def _safe_extract(archive: Path, dest: Path) -> None:
             target = (root / info.filename).resolve()
             if not target.is_relative_to(root):
                 raise PrepareFailed(f"archive entry {info.filename!r} points outside its directory")
-        z.extractall(root)
+        for info in z.infolist():
+            z.extract(info, root)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode and not info.is_dir():
+                # zipfile does not restore modes; scripts in a directory input stay executable
+                (root / info.filename).chmod(mode)
 
 
 def _zip_dir(src: Path, dest: Path) -> None:
@@ -195,6 +201,8 @@ class JobController:
         else:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blobs.path(sha), dest)
+            if ref.get("executable"):
+                dest.chmod(0o755)
 
     def _var_path(self, job_id: str, kind: str, var: str, path: str) -> Path:
         return self.job_dir(job_id) / kind / var / Path(path).name
@@ -233,6 +241,15 @@ class JobController:
             n = len(python["requirements"])
             say(f"building the Python {python['version']} environment ({n} requirements)")
             pip = cfg.env.python.pip if cfg.env.python else None
+            if python.get("pip"):  # options from the requirements file, merged with the config's
+                p = python["pip"]
+                sent = PipOptions(
+                    index_url=p.get("index_url"),
+                    extra_index_urls=tuple(p.get("extra_index_urls", ())),
+                    trusted_hosts=tuple(p.get("trusted_hosts", ())),
+                    no_deps=bool(p.get("no_deps", False)),
+                )
+                pip = merge_pip_options(pip, sent)
             environment = self.envs.build(python["version"], python["requirements"], pip)
             env = environment.activate(env)
             say(f"environment ready: {environment.key[:12]}")

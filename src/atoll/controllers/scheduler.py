@@ -147,7 +147,8 @@ def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: Proj
     if waiting:
         return Decision(req.workload_id, "wait", reason="; ".join(waiting + unusable))
     hint = " (choose one that is available here: `atoll config list`)"
-    return Decision(req.workload_id, "fail", reason="no configuration can run it: " + "; ".join(unusable) + hint)
+    reason = "no configuration can run it: " + "; ".join(unusable) + hint
+    return Decision(req.workload_id, "fail", reason=reason)
 
 
 def schedule(

@@ -23,7 +23,7 @@ from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.jobs.capabilities import unsupported_keys
 from atoll.domain.jobs.config import JobConfig, parse_config
 from atoll.domain.jobs.fork import apply_fork
-from atoll.store.models import Blob, Job, Project, ProjectBlob, utcnow
+from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, utcnow
 
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 ACTIVE = ("CREATING", "PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
@@ -44,7 +44,8 @@ class FileRef:
     sha256: str
     size: int
     var: str | None = None
-    is_dir: bool = False  # a directory, sent as a zip archive
+    is_dir: bool = False  # a directory, sent as a zip archive (entries keep their modes)
+    executable: bool = False  # a file that must be executable where it lands (./run.sh)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,7 +54,14 @@ class FileRef:
             "size": self.size,
             "var": self.var,
             "isDir": self.is_dir,
+            "executable": self.executable,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FileRef:
+        return cls(
+            d["path"], d["sha256"], d["size"], d.get("var"), d.get("isDir", False), d.get("executable", False)
+        )
 
 
 def _check_files(files: list[FileRef], field: str) -> None:
@@ -103,7 +111,10 @@ def _python(cfg: JobConfig, python: dict[str, Any] | None) -> dict[str, Any] | N
     from atoll.envs.requirements import normalize_requirement
 
     clean = [normalize_requirement(r, "python.requirements") for r in reqs]
-    return {"version": version, "requirements": clean}
+    out: dict[str, Any] = {"version": version, "requirements": clean}
+    if python.get("pip"):
+        out["pip"] = dict(python["pip"])
+    return out
 
 
 def _env_vars(cfg: JobConfig, given: dict[str, str]) -> dict[str, str]:
@@ -154,7 +165,13 @@ def create_job(
         config, _warnings = parse_config(config_yaml)
         config = _default_instance_type(config, config_yaml, project)
     for field, message in unsupported_keys(config, SERVED):
-        raise Invalid(f"{field}: {message}", field=field)
+        raise Invalid(message, field=field)  # the message already starts with the field
+    for i, instance_type in enumerate(config.cloud_instance_types):
+        if db.get(Configuration, instance_type) is None:
+            raise Invalid(
+                f"unknown configuration {instance_type!r}; see `atoll config list`",
+                field=f"cloud-instance-types[{i}]",
+            )
     _check_files(inputs, "inputs")
     _check_files(modules, "modules")
     _match_inputs(config, inputs)
@@ -311,11 +328,8 @@ def fork_job(
         )
         if old is None:
             raise Invalid(f"input {spec.path!r} needs a new file", field="vars")
-        inputs.append(FileRef(old["path"], old["sha256"], old["size"], old["var"], old["isDir"]))
-    modules = [
-        FileRef(m["path"], m["sha256"], m["size"], m.get("var"), m.get("isDir", False))
-        for m in source.files.get("modules", [])
-    ]
+        inputs.append(FileRef.from_json(old))
+    modules = [FileRef.from_json(m) for m in source.files.get("modules", [])]
     return create_job(
         db,
         p,
