@@ -312,3 +312,26 @@ def test_sdk_execute_wait_fork_and_download(
         assert sdk.get_job(child.id).job["parentJobId"] == job.id
         sdk.download_job_files(child.id)  # a failed job's outputs still come, with a warning
         assert (tmp_path / "forked.txt").read_text() == "another input\n"
+
+
+GREP = """cmd: grep -C ${RANGE} ${OPTIONS} -f ${PATTERN} ${INPUT} > ${OUTPUT}
+args: {RANGE: 0, OPTIONS: "-h -r"}
+inputs: [{pattern.txt: PATTERN}, {input.txt: INPUT}]
+outputs: [{output.txt: OUTPUT}]
+"""
+
+
+def test_docs_grep_example_then_fork_with_an_arg_and_a_new_input(cli: ProjectCli, tmp_path: Path) -> None:
+    """Spec §5.7's example as written (the project's default configuration runs it), then a fork."""
+    (tmp_path / "config.yaml").write_text(GREP)
+    (tmp_path / "pattern.txt").write_text("needle\n")
+    (tmp_path / "input.txt").write_text("one\ntwo\nneedle\nthree\nfour\n")
+    (tmp_path / "new_input.txt").write_text("alpha\nneedle in a haystack\nomega\n")
+    r = cli.ok("job", "execute", "-p", PROJECT, "-c", "config.yaml")
+    assert (tmp_path / "output.txt").read_text() == "needle\n"
+    job_id = next(line for line in r.err.split() if line.startswith("job-"))
+    (tmp_path / "output.txt").unlink()
+    r = cli.ok("job", "fork", "--id", job_id, "--arg", "RANGE=1", "--var", "INPUT=new_input.txt")
+    assert (tmp_path / "output.txt").read_text() == "alpha\nneedle in a haystack\nomega\n"
+    forked = cli.json("job", "list", "-p", PROJECT)
+    assert any(j.get("parentJobId") == job_id for j in forked)
