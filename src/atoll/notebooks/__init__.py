@@ -1,0 +1,1 @@
+"""Notebook servers: JupyterLab per project (issue 4)."""

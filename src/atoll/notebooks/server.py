@@ -1,0 +1,138 @@
+"""How a project's JupyterLab (jupyter-server) is launched and when it is ready.
+
+Everything here is a pure description of the process (argv and environment) plus a readiness
+probe: starting, stopping and metering it belong to the runtime and controllers, which see it as
+one more Workload. The flags follow what was measured on this machine (see MACHINE-NOTES):
+loopback only, a fixed port (no silent retry onto another), token auth, and per-server Jupyter
+config/data/runtime dirs so that two servers (or the user's own ``~/.jupyter``) never share state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from atoll.envs.build import Environment, EnvironmentBuilder
+
+NOTEBOOK_PYTHON = "3.11"
+# Pinned so that every project gets the same, tested JupyterLab; bump deliberately.
+NOTEBOOK_REQUIREMENTS: tuple[str, ...] = ("jupyterlab==4.6.6", "ipykernel==7.4.0")
+
+# Lab plugins that reach for the network on their own (news feed, update check): no network
+# reach-outs from a self-hosted server, and the checks fail slowly where there is no internet.
+DISABLED_LAB_PLUGINS: dict[str, bool] = {
+    "@jupyterlab/apputils-extension:announcements": True,
+}
+
+
+def notebook_environment(builder: EnvironmentBuilder) -> Environment:
+    """The base environment notebook servers run in: Python 3.11 with JupyterLab and ipykernel.
+
+    Built once per machine (the builder caches by content), so later calls return at once.
+    """
+    return builder.build(NOTEBOOK_PYTHON, list(NOTEBOOK_REQUIREMENTS))
+
+
+def _normalize_base_url(base_url: str) -> str:
+    """jupyter-server wants the prefix with both slashes: ``/nb/p1/``."""
+    return "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+
+
+def _write_config(config_dir: Path) -> None:
+    """Write the server's own Lab page config: no token in the page, no plugins that phone home.
+
+    JupyterLab reads ``labconfig/page_config.json`` from every JUPYTER_CONFIG_DIR; ours is the
+    server's private dir, so this never touches the user's or another project's settings.
+    """
+    labconfig = config_dir / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    page_config = {
+        "disabledExtensions": dict(DISABLED_LAB_PLUGINS),
+        # JupyterLab writes the server token into every /lab page (page_config.token); this file is
+        # merged last, so the page carries no secret. The browser needs none: the gateway adds the
+        # token to each proxied call (as JupyterHub does with its own auth).
+        "token": "",
+    }
+    (labconfig / "page_config.json").write_text(json.dumps(page_config, indent=2) + "\n")
+
+
+def jupyter_command(
+    python: Path, port: int, base_url: str, root_dir: Path, token: str, state_dir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """argv and env vars to run ``jupyter lab`` for one project.
+
+    ``python`` is the notebook environment's interpreter (``python -m jupyterlab`` avoids relying
+    on console-script shebangs); ``state_dir`` holds this server's Jupyter config, data and
+    runtime dirs (created here, with the page config written). The env holds only the Jupyter
+    variables (the token among them): the caller merges it over the workload's environment.
+    ``base_url`` must be the public prefix the gateway serves the server under (``/nb/<project>/``):
+    Jupyter builds its links and redirects from it.
+    """
+    state_dir = Path(state_dir)
+    config_dir, data_dir, runtime_dir = state_dir / "config", state_dir / "data", state_dir / "runtime"
+    for d in (config_dir, data_dir, runtime_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    runtime_dir.chmod(0o700)  # kernel connection files hold the kernels' HMAC keys
+    _write_config(config_dir)
+
+    argv = [
+        str(python),
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",  # only the gateway on this machine talks to it
+        f"--port={port}",
+        "--ServerApp.port_retries=0",  # the gateway routes to this exact port: fail, don't wander
+        "--ServerApp.password=",
+        f"--ServerApp.base_url={_normalize_base_url(base_url)}",
+        f"--ServerApp.root_dir={root_dir}",
+        "--ServerApp.open_browser=False",
+        # Only Host: 127.0.0.1/localhost is served (DNS rebinding); the gateway sends exactly that.
+        "--ServerApp.allow_remote_access=False",
+        # No phoning home: no news/update checks, no extension manager listing PyPI.
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")  # jupyter-server refuses to run as root without it
+
+    env = {
+        # The token goes by environment, not argv: argv is readable by every local user in `ps`.
+        "JUPYTER_TOKEN": token,
+        "JUPYTER_CONFIG_DIR": str(config_dir),
+        "JUPYTER_DATA_DIR": str(data_dir),
+        "JUPYTER_RUNTIME_DIR": str(runtime_dir),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "IPYTHONDIR": str(state_dir / "ipython"),
+    }
+    return argv, env
+
+
+async def wait_ready(url: str, token: str, timeout: float = 60.0) -> dict[str, object]:
+    """Poll ``<url>/api/status`` until the server answers 200; return its status JSON.
+
+    ``url`` is the server's base URL including its base_url prefix. Raises ``TimeoutError``
+    after ``timeout`` seconds, naming the last error seen.
+    """
+    deadline = time.monotonic() + timeout
+    status_url = url.rstrip("/") + "/api/status"
+    last = "no answer"
+    async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
+        while True:
+            try:
+                resp = await client.get(status_url, headers={"Authorization": f"token {token}"})
+                if resp.status_code == 200:
+                    data: dict[str, object] = resp.json()
+                    return data
+                last = f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:  # not listening yet: keep polling
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"JupyterLab at {url} not ready after {timeout:.0f} s ({last})")
+            await asyncio.sleep(0.1)
