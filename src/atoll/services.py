@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from atoll.controllers.jobs import JobController
 from atoll.controllers.workloads import WorkloadController
@@ -25,6 +27,33 @@ from atoll.store.db import Database
 log = logging.getLogger("atoll")
 
 
+def separation_unavailable(data: Path, uid_base: int) -> str:
+    """Why workloads cannot run as per-project users here ("" when they can)."""
+    if uid_base <= 0:
+        return "ATOLL_WORKLOAD_UID_BASE is 0"
+    if os.geteuid() != 0:
+        return "the server is not root, so it cannot switch users (run one Atoll per trusted team)"
+    for parent in data.resolve().parents:
+        if not parent.stat().st_mode & 0o001:
+            hint = "put ATOLL_DATA_DIR elsewhere (e.g. /var/lib/atoll)"
+            return f"{parent} is not traversable by other users: {hint}"
+    return ""
+
+
+def _protect(data: Path, separate_users: bool) -> None:
+    """Owner-only for what holds Atoll's state; when workloads run as other users, they may pass
+    through the data dir (0711, no listing) to reach their own job and project dirs only."""
+    for name in ("logs", "blobs", "runtime"):
+        (data / name).mkdir(exist_ok=True)
+        (data / name).chmod(0o700)
+    for name in ("jobs", "projects"):
+        (data / name).mkdir(exist_ok=True)
+        (data / name).chmod(0o711 if separate_users else 0o700)
+    data.chmod(0o711 if separate_users else 0o700)
+    for f in data.glob("atoll.db*"):
+        f.chmod(0o600)
+
+
 class Services:
     def __init__(
         self, settings: Settings, db: Database, box: SecretBox, inventory: Callable[[], Inventory]
@@ -35,10 +64,25 @@ class Services:
         self.blobs = BlobStore(data / "blobs")
         self.envs = EnvironmentBuilder(data / "envs")
         self.runtime = LocalRuntime(data / "runtime", self.logs)
+        uid_base = settings.workload_uid_base
+        why_not = separation_unavailable(data, uid_base)
+        if why_not:
+            log.warning("workloads run as the server's own user: %s", why_not)
+            uid_base = 0
+        self.separate_users = uid_base > 0
         self.workloads = WorkloadController(
-            db, self.runtime, box, inventory, settings.pool_overcommit, settings.controller_tick_s
+            db,
+            self.runtime,
+            box,
+            inventory,
+            settings.pool_overcommit,
+            settings.controller_tick_s,
+            uid_base,
         )
-        self.jobs = JobController(db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects")
+        self.jobs = JobController(
+            db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
+        )
+        _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

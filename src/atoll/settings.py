@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Controllers (scheduler, metering, jobs) run inside `atoll up`; the tick is how often they look.
     controllers: bool = True
     controller_tick_s: float = 1.0
+    # A server running as root runs each project's workloads as its own uid, base + n, so they can
+    # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
+    workload_uid_base: int = 200000
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import stat
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.config import JobConfig, PipOptions
 from atoll.domain.jobs.variables import render_cmd
+from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.requirements import merge_pip_options
 from atoll.storage.blobs import BlobStore
@@ -33,6 +36,7 @@ from atoll.store.models import Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+ACTIVE_STATUSES = ("PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 MAX_RESULTS_BYTES = 1024**3  # spec §5.8: all results of a job ≤ 1 GB
 
 
@@ -57,10 +61,14 @@ def _safe_extract(archive: Path, dest: Path) -> None:
 
 
 def _zip_dir(src: Path, dest: Path) -> None:
+    """Zip the regular files under `src`; links, FIFOs and devices are left out (never followed)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(src.rglob("*")):
-            if f.is_file():
-                z.write(f, f.relative_to(src).as_posix())
+        for dirpath, dirnames, filenames in os.walk(src):  # os.walk does not follow links
+            dirnames.sort()
+            for name in sorted(filenames):
+                f = Path(dirpath) / name
+                if stat.S_ISREG(f.lstat().st_mode):
+                    z.write(f, f.relative_to(src).as_posix())
 
 
 class JobController:
@@ -72,7 +80,9 @@ class JobController:
         envs: EnvironmentBuilder,
         root: Path,
         projects_root: Path,
+        uid_base: int = 0,
     ) -> None:
+        self.uid_base = uid_base
         self.db = db
         self.blobs = blobs
         self.logs = logs
@@ -85,9 +95,14 @@ class JobController:
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
 
-    def project_home(self, project_id: str) -> Path:
+    def project_home(self, project_id: str, run_as: tuple[int, int] | None = None) -> Path:
+        """The project's persistent storage (DS_PROJECT_HOME), owned by the project's user."""
         home = self.projects_root / project_id / "home"
         home.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            home.parent.chmod(0o711)
+            os.chown(home, *run_as)
+            home.chmod(0o700)
         return home
 
     # --- the loop -----------------------------------------------------------------------
@@ -97,9 +112,7 @@ class JobController:
         # later overwrite) the state this tick is still writing.
         later: list[tuple[Any, str]] = []
         with self.db.transaction() as s:
-            jobs = list(
-                s.scalars(select(Job).where(Job.status.in_(("PREPARING", "EXECUTING", "CANCELLING"))))
-            )
+            jobs = list(s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES))))
             for job in jobs:
                 if job.id in self._busy:
                     continue
@@ -150,11 +163,12 @@ class JobController:
     def _prepare(self, job_id: str) -> None:
         workload_id = new_id("wl")
         try:
-            with self.db.session() as s:
+            with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 assert job is not None
                 snapshot = (job.id, job.project_id, dict(job.files), lifecycle.job_config(job))
-            spec, cfg = self._materialize(workload_id, *snapshot)
+                run_as = run_identity(s, job.project_id, self.uid_base)
+            spec, cfg = self._materialize(workload_id, *snapshot, run_as=run_as)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 project = s.get(Project, snapshot[1])
@@ -174,8 +188,10 @@ class JobController:
                 )
                 job.workload_id = wl.id
                 job.status_details = "queued"
-        except (DomainError, PrepareFailed, OSError) as e:
-            detail = getattr(e, "detail", None) or str(e)
+        except Exception as e:  # whatever went wrong, the job ends with the reason, never stuck
+            if not isinstance(e, DomainError | PrepareFailed | OSError):
+                log.exception("preparing job %s failed", job_id)
+            detail = getattr(e, "detail", None) or str(e) or type(e).__name__
             self.logs.append(workload_id, "system", system_line(f"preparing failed: {detail}"))
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
@@ -186,12 +202,12 @@ class JobController:
                     job.workload_id = job.workload_id or None
                     job.files = {**job.files, "systemLog": workload_id}
                     lifecycle.set_expiry(job)
-        except Exception:
-            log.exception("preparing job %s failed", job_id)
         finally:
             self._busy.discard(job_id)
 
-    def _place(self, ref: dict[str, Any], dest: Path) -> None:
+    def _place(self, ref: dict[str, Any], dest: Path, inside: Path) -> None:
+        if not dest.resolve().is_relative_to(inside.resolve()):
+            raise PrepareFailed(f"{ref['path']!r} would land outside the job's directory")
         sha = ref["sha256"]
         if not self.blobs.has(sha):
             raise PrepareFailed(f"the content of {ref['path']} ({sha[:12]}) is gone from the store")
@@ -208,7 +224,14 @@ class JobController:
         return self.job_dir(job_id) / kind / var / Path(path).name
 
     def _materialize(
-        self, workload_id: str, job_id: str, project_id: str, files: dict[str, Any], cfg: JobConfig
+        self,
+        workload_id: str,
+        job_id: str,
+        project_id: str,
+        files: dict[str, Any],
+        cfg: JobConfig,
+        *,
+        run_as: tuple[int, int] | None = None,
     ) -> tuple[workloads.WorkloadSpec, JobConfig]:
         base = self.job_dir(job_id)
         if base.exists():
@@ -221,7 +244,7 @@ class JobController:
 
         say(f"preparing job {job_id}")
         for m in files.get("modules", []):
-            self._place(m, work / m["path"])
+            self._place(m, work / m["path"], work)
         paths: dict[str, str] = {}
         for ref in files.get("inputs", []):
             if ref.get("var"):
@@ -229,7 +252,7 @@ class JobController:
                 paths[ref["var"]] = str(dest)
             else:
                 dest = work / ref["path"]
-            self._place(ref, dest)
+            self._place(ref, dest, base)
         for out in cfg.outputs:
             dest = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +277,14 @@ class JobController:
             env = environment.activate(env)
             say(f"environment ready: {environment.key[:12]}")
         env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
-        home = str(self.project_home(project_id)) if cfg.attach_project_disk else None
+        home = str(self.project_home(project_id, run_as)) if cfg.attach_project_disk else None
+        if run_as is not None:
+            # The job's own dir belongs to the project's user; Atoll's other files stay unreadable.
+            for dirpath, dirnames, filenames in os.walk(base):
+                for name in dirnames + filenames:
+                    os.chown(os.path.join(dirpath, name), *run_as, follow_symlinks=False)
+            os.chown(base, *run_as)
+            base.chmod(0o700)
         if home:
             env["DS_PROJECT_HOME"] = home
         cmd = render_cmd(cfg, paths, project_home=home)
@@ -293,8 +323,15 @@ class JobController:
                     job.status = "ERROR"
                     job.status_details = reason or f"the program exited with code {exit_code}"
                 lifecycle.set_expiry(job)
-        except Exception:
+        except Exception as e:
             log.exception("finishing job %s failed", job_id)
+            with self.db.transaction() as s:
+                job = s.get(Job, job_id)
+                if job is not None and job.status not in lifecycle.TERMINAL:
+                    job.status = "ERROR"
+                    job.status_details = f"collecting the outputs failed: {e}"
+                    job.finished_at = utcnow()
+                    lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
 
@@ -305,10 +342,17 @@ class JobController:
         total = 0
         for out in cfg.outputs:
             src = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
-            if not src.exists():
+            try:
+                st = src.lstat()
+            except OSError:
                 errors.append({"path": out.path, "error": "NOT_FOUND"})
                 continue
-            is_dir = src.is_dir()
+            # Only plain files and directories: a link could point at Atoll's own files, a FIFO
+            # or a device would hang or flood the collector.
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
             if is_dir:
                 archive = self.job_dir(job_id) / f".{Path(out.path).name}.zip"
                 _zip_dir(src, archive)

@@ -20,6 +20,7 @@ from atoll.controllers.metering import bill, meter
 from atoll.controllers.scheduler import ConfigInfo, Decision, Pool, ProjectState, Request, schedule
 from atoll.domain.secrets import SecretBox, project_env
 from atoll.domain.tenancy import restrictions_of
+from atoll.domain.workloads import run_identity
 from atoll.runtime.base import (
     Mount,
     Resources,
@@ -54,6 +55,7 @@ class WorkloadController:
         inventory: Callable[[], Inventory],
         overcommit: float = 1.0,
         tick_s: float = 1.0,
+        uid_base: int = 0,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -61,6 +63,7 @@ class WorkloadController:
         self.inventory = inventory
         self.overcommit = overcommit
         self.tick_s = tick_s
+        self.uid_base = uid_base
         # Stops wait up to their grace period: they run beside the loop, not in it.
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
         self._stopping: set[str] = set()
@@ -235,8 +238,15 @@ class WorkloadController:
         spec = wl.spec
         secret_env: dict[str, str] = {}
         project = s.get(Project, wl.project_id)
-        if spec.get("withSecrets", True) and project is not None:
-            secret_env = project_env(s, self.box, project)
+        try:
+            if spec.get("withSecrets", True) and project is not None:
+                secret_env = project_env(s, self.box, project)
+            run_as = run_identity(s, wl.project_id, self.uid_base)
+        except Exception as e:  # one project's broken secret must not block everyone's admission
+            wl.state = "FAILED"
+            wl.finished_at = utcnow()
+            wl.stop_reason = f"could not start: {getattr(e, 'detail', e)}"
+            return
         workload = Workload(
             id=wl.id,
             command=list(spec["command"]),
@@ -248,6 +258,7 @@ class WorkloadController:
             ports=tuple(spec.get("ports", [])),
             gpu_ids=d.gpu_ids,
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
+            run_as=run_as,
         )
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)

@@ -6,14 +6,17 @@ through the scheduler, starts them on the runtime, meters them and records how t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from atoll.domain.errors import NotFound
-from atoll.store.models import Project, WorkloadRow
+from atoll.store.models import Project, RunIdentity, WorkloadRow
 
 FINISHED_STATES = ("EXITED", "FAILED", "LOST")
 ACTIVE_STATES = ("QUEUED", "RUNNING", "STOPPING")
@@ -85,3 +88,21 @@ def request_stop(
         if grace is not None:
             wl.stop_grace_s = grace
     return wl
+
+
+def run_identity(db: Session, project_id: str, uid_base: int) -> tuple[int, int] | None:
+    """(uid, gid) for the project's workloads, allocated on first use; None when the server cannot
+    switch users (not root) or the installation turned it off (uid_base 0)."""
+    if uid_base <= 0 or os.geteuid() != 0:
+        return None
+    rid = db.scalar(select(RunIdentity.id).where(RunIdentity.project_id == project_id))
+    if rid is None:
+        try:
+            with db.begin_nested():
+                row = RunIdentity(project_id=project_id)
+                db.add(row)
+            rid = row.id
+        except IntegrityError:  # allocated meanwhile by another thread
+            rid = db.scalar(select(RunIdentity.id).where(RunIdentity.project_id == project_id))
+    assert rid is not None
+    return uid_base + rid, uid_base + rid

@@ -57,6 +57,9 @@ class Workload:
     ports: tuple[int, ...] = ()  # allocated by the caller; exported as PORT, PORT_1, ...
     gpu_ids: tuple[int, ...] = ()  # CUDA_VISIBLE_DEVICES ("" when empty, so no GPU leaks in)
     labels: dict[str, str] = field(default_factory=dict)
+    # (uid, gid) the command runs as; None: the server's own user. A root server gives each
+    # project its own uid, so a workload can read neither the server's files nor other projects'.
+    run_as: tuple[int, int] | None = None
 
 
 class WorkloadState(StrEnum):

@@ -52,7 +52,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MIB = 1 << 20
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
 
 
 def workload_env(w: Workload) -> dict[str, str]:
@@ -82,6 +82,14 @@ def workload_env(w: Workload) -> dict[str, str]:
         if not _ENV_NAME.match(k):
             raise ValueError(f"invalid environment variable name {k!r}")
     return env
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Hand the workdir to the workload's user (links are not followed)."""
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
 
 
 def _link_mounts(w: Workload) -> None:
@@ -276,6 +284,8 @@ class LocalRuntime:
         try:
             w.workdir.mkdir(parents=True, exist_ok=True)
             _link_mounts(w)
+            if w.run_as is not None:
+                _chown_tree(w.workdir, *w.run_as)
             group, rlimits, enforced = self._limits_for(w)
             spec = {
                 "id": w.id,
@@ -289,6 +299,7 @@ class LocalRuntime:
                 "enforced": enforced,
                 "memory_mb": w.resources.memory_mb,
                 "labels": w.labels,
+                "run_as": list(w.run_as) if w.run_as else None,
             }
             write_json(d / "spec.json", spec)  # 0600: it holds the secret values
             # The shim gets a minimal environment too; PYTHONPATH makes sure it runs this very

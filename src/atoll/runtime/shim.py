@@ -252,6 +252,14 @@ class Shim:
                 # Only lowering is allowed without CAP_SYS_RESOURCE: never ask above the hard limit.
                 v = value if hard == resource.RLIM_INFINITY else min(value, hard)
                 resource.setrlimit(res, (v, v))
+            run_as = self.spec.get("run_as")
+            if run_as:
+                # Last, after joining the cgroups (which needs root): become the workload's user
+                # for good, with no supplementary groups.
+                uid, gid = run_as
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
         except Exception as e:
             # Popen only reports "Exception occurred in preexec_fn": say what it was, then refuse
             # to run the command without its limits.

@@ -318,3 +318,11 @@ class Job(Base):
     data_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     data_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
     data_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RunIdentity(Base):
+    """The Unix uid a project's workloads run as (allocated once; an autoincrement never repeats)."""
+
+    __tablename__ = "run_identities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), unique=True)

@@ -174,6 +174,10 @@ def create_job(
             )
     _check_files(inputs, "inputs")
     _check_files(modules, "modules")
+    for i, m in enumerate(modules):
+        # Local modules land at their path inside the working dir: never absolute, never a var.
+        if m.var is not None or m.path.startswith("/") or "\\" in m.path:
+            raise Invalid("a local module path must be relative, without a var", field=f"modules[{i}].path")
     _match_inputs(config, inputs)
     if data_ttl_days is not None and data_ttl_days < 1:
         raise Invalid("dataTtlDays must be at least 1, or null for no expiry", field="dataTtlDays")

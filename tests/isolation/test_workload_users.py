@@ -1,0 +1,93 @@
+"""With a root server and a data dir others may traverse, each project's workloads run as their
+own uid: they cannot read Atoll's database or keys, nor another project's job files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from atoll.app import create_app
+from tests.api.conftest import make_settings
+from tests.support.server import ADMIN_PASSWORD
+
+V = "/api/v1"
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a root server")
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[TestClient]:
+    root = Path(tempfile.mkdtemp(prefix="atoll-iso-", dir="/tmp"))
+    root.chmod(0o755)  # pytest's own tmp dirs are root-only: others could not reach their jobs
+    app = create_app(
+        make_settings(root / "data", f"sqlite:///{root / 'data' / 'atoll.db'}", controller_tick_s=0.2)
+    )
+    try:
+        assert app.state.services.separate_users
+        with TestClient(app) as c:
+            tok = c.post(f"{V}/auth/tokens", json={"username": "admin", "password": ADMIN_PASSWORD}).json()[
+                "token"
+            ]
+            c.headers["Authorization"] = f"Bearer {tok}"
+            c.app_root = root  # type: ignore[attr-defined]
+            yield c
+    finally:
+        app.state.db.dispose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _project(api: TestClient, name: str) -> str:
+    org = api.get(f"{V}/organizations").json()["items"][0]["id"]
+    coms = api.get(f"{V}/communities").json()["items"]
+    com = (
+        coms[0]["id"]
+        if coms
+        else api.post(f"{V}/communities", json={"organizationId": org, "name": "iso"}).json()["id"]
+    )
+    return str(api.post(f"{V}/projects", json={"communityId": com, "name": name}).json()["id"])
+
+
+def _run(api: TestClient, project: str, cmd: str) -> tuple[dict[str, Any], str]:
+    cfg = f"cmd: {cmd}\ncloud-instance-types: [s1.1]\n"
+    job = api.post(f"{V}/projects/{project}/jobs", json={"config": cfg}).json()["job"]
+    api.post(f"{V}/jobs/{job['id']}/execute")
+    deadline = time.monotonic() + 60
+    while (j := api.get(f"{V}/jobs/{job['id']}").json())["status"] not in ("SUCCESS", "ERROR", "CANCELLED"):
+        assert time.monotonic() < deadline, j
+        time.sleep(0.2)
+    out = (
+        api.get(f"{V}/jobs/{job['id']}/logs").json()["data"]
+        + api.get(f"{V}/jobs/{job['id']}/logs", params={"stream": "stderr"}).json()["data"]
+    )
+    return j, str(out)
+
+
+def test_workloads_cannot_read_atoll_or_other_projects(api: TestClient) -> None:
+    data = api.app_root / "data"  # type: ignore[attr-defined]
+    a, b = _project(api, "iso-a"), _project(api, "iso-b")
+    job_a, out = _run(api, a, "id -u; echo private > mine.txt; sleep 0.1")
+    assert job_a["status"] == "SUCCESS", (job_a, out)
+    uid = int(out.split()[0])
+    assert uid != 0 and uid >= 200000
+    for target, how in [
+        ("secret.key", "cat"),
+        ("atoll.db", "cat"),
+        ("logs", "ls"),
+        ("blobs", "ls"),
+        ("runtime", "ls"),
+        ("jobs", "ls"),
+    ]:
+        job, out = _run(api, b, f"{how} {data / target}")
+        assert job["status"] == "ERROR", (target, out)
+        assert "Permission denied" in out, (target, out)
+    job, out = _run(api, b, f"cat {data / 'jobs' / job_a['id'] / 'work' / 'mine.txt'}")
+    assert job["status"] == "ERROR" and "Permission denied" in out, out
+    job, out = _run(api, b, "id -u")
+    assert int(out.split()[0]) not in (0, uid)
