@@ -457,3 +457,36 @@ def test_project_shows_its_community_name(
 ) -> None:
     assert project["communityName"] == community["name"]
     assert admin.get(f"{V}/groups", params={"organizationId": community["organizationId"]}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("limits", {"maxUnitsPerHour": 2**63}, "maxUnitsPerHour"),
+        ("limits", {"balance": -1}, "balance"),
+        ("", {"settings": {"vmInactivityTimeout": "9" * 23 + "s"}}, "settings.vmInactivityTimeout"),
+    ],
+)
+def test_huge_and_negative_numbers_are_refused(
+    admin: TestClient, project: dict[str, Any], url: str, body: dict[str, Any], field: str
+) -> None:
+    r = admin.patch(f"{V}/projects/{project['id']}" + (f"/{url}" if url else ""), json=body)
+    assert r.status_code == 422 and problem_field(r) == field, r.text
+
+
+def test_invite_used_once_even_when_accepted_concurrently(
+    admin: TestClient, app: FastAPI, project: dict[str, Any]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inv = admin.post(f"{V}/projects/{project['id']}/invites", json={"role": "viewer", "maxUses": 1}).json()
+    bodies = [{"username": f"racer{i}", "password": "racer-pass-123"} for i in range(6)]
+
+    def accept(body: dict[str, str]) -> int:
+        return TestClient(app).post(f"{V}/invites/{inv['token']}/accept", json=body).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(accept, bodies))
+    assert codes.count(200) == 1, codes
+    members = [b["subjectName"] for b in admin.get(f"{V}/projects/{project['id']}/access-bindings").json()]
+    assert sum(1 for m in members if m.startswith("racer")) == 1

@@ -248,3 +248,30 @@ def test_log_chunks_never_split_a_character() -> None:
         keep = _utf8_complete(text[:cut])
         text[:keep].decode()  # never raises: whole characters only
         assert cut - keep < 4
+
+
+def test_a_project_with_running_work_is_not_deleted(api: TestClient, project: dict[str, Any]) -> None:
+    import uuid
+
+    prj = api.post(
+        f"{V}/projects", json={"communityId": project["communityId"], "name": f"del-{uuid.uuid4().hex[:6]}"}
+    ).json()
+    r = api.post(
+        f"{V}/projects/{prj['id']}/jobs", json={"config": "cmd: sleep 600\ncloud-instance-types: [s1.1]\n"}
+    )
+    job_id = r.json()["job"]["id"]
+    api.post(f"{V}/jobs/{job_id}/execute")
+    wait_for(api, job_id, ("EXECUTING",))
+    r = api.delete(f"{V}/projects/{prj['id']}")
+    assert r.status_code == 409 and "workload" in r.json()["detail"]
+    api.post(f"{V}/jobs/{job_id}/cancel", json={})
+    wait_for(api, job_id)
+    assert api.delete(f"{V}/projects/{prj['id']}").status_code == 204
+
+
+def test_outputs_must_be_regular_files(api: TestClient, submit: Submit) -> None:
+    cfg = "cmd: mkfifo pipe.out && ln -s /etc/hostname link.out\noutputs: [pipe.out, link.out]\n"
+    job = wait_for(api, submit(cfg + "cloud-instance-types: [s1.1]\n")["id"])
+    assert job["status"] == "SUCCESS", job
+    assert job["outputFiles"] == []
+    assert {e["error"] for e in job["fileErrors"]} == {"NOT_A_REGULAR_FILE"}

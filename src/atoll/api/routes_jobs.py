@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from atoll.api import schemas as s
 from atoll.api.common import PageSize, PageToken, act
@@ -17,7 +20,6 @@ from atoll.domain.access import Action
 from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.lifecycle import FileRef
-from atoll.storage.blobs import BlobMismatch
 from atoll.storage.logs import LogStore
 from atoll.store.models import Job
 
@@ -87,21 +89,28 @@ async def upload_blob(project_id: str, sha256: str, request: Request, ctx: CtxDe
         raise Invalid(str(e), field="sha256") from None
     fd, tmp = tempfile.mkstemp(dir=blobs.root / "tmp")
     try:
-        size = 0
+        # Hash while the bytes arrive, then rename into place: one write, nothing held in memory,
+        # and the event loop is never blocked by a long hash or copy.
+        h = hashlib.sha256()
+        n = 0
         with os.fdopen(fd, "wb") as f:
             async for chunk in request.stream():
-                size += len(chunk)
-                if size > lifecycle.MAX_FILE_BYTES:
+                n += len(chunk)
+                if n > lifecycle.MAX_FILE_BYTES:
                     raise Invalid("each file must be at most 5 GB", field="body")
+                h.update(chunk)
                 f.write(chunk)
-        with open(tmp, "rb") as f:
-            try:
-                digest, n = blobs.put_stream(iter(lambda: f.read(1 << 20), b""), sha256=sha256)
-            except BlobMismatch as e:
-                raise Invalid(str(e), field="sha256") from None
+        digest = h.hexdigest()
+        if digest != sha256:
+            raise Invalid(f"content hashes to {digest}, not {sha256}", field="sha256")
+        await run_in_threadpool(blobs.adopt, Path(tmp), digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    await run_in_threadpool(_record, ctx, project_id, digest, n)
+
+
+def _record(ctx: Ctx, project_id: str, digest: str, n: int) -> None:
     lifecycle.record_blob(ctx.db, project_id, digest, n)
     ctx.commit(None)
 
@@ -171,7 +180,7 @@ def read_logs(
     job_id: str,
     ctx: CtxDep,
     stream: str = "stdout",
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=1 << 53),
     limit: int = Query(1 << 20, ge=1, le=8 << 20),
 ) -> s.LogChunkOut:
     """A slice of the job's stdout, stderr or system log from a byte offset (attach resumes here)."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from atoll.domain import access
@@ -401,8 +401,18 @@ def accept_invite(db: Session, user: User, raw: str) -> tuple[Invite, Community 
                 created_by=inv.created_by,
             )
         )
-    inv.uses += 1
-    db.flush()
+    # One UPDATE that only succeeds while uses remain: concurrent accepts cannot both win.
+    won = cast(
+        CursorResult[Any],
+        db.execute(
+            update(Invite)
+            .where(Invite.id == inv.id, Invite.uses < Invite.max_uses, Invite.revoked_at.is_(None))
+            .values(uses=Invite.uses + 1)
+        ),
+    ).rowcount
+    if not won:
+        raise NotFound("this invite link is unknown, expired, revoked or used up")
+    db.refresh(inv)
     return inv, target
 
 

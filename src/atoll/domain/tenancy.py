@@ -26,6 +26,7 @@ from atoll.store.models import (
     Invite,
     Organization,
     Project,
+    WorkloadRow,
 )
 
 STALE_EXEC_MODES = ("ONE_HOUR", "THREE_HOURS", "NO_TIMEOUT")
@@ -329,6 +330,7 @@ def _apply_settings(db: Session, community: Community, project: Project, setting
             )
 
 
+MAX_UNITS = 10**15  # far above any real budget, well inside a 64-bit column
 LIMIT_FIELDS = {
     "balance": "balance",
     "maxUnitsPerHour": "max_units_per_hour",
@@ -344,8 +346,9 @@ def _apply_limits(project: Project, limits: dict[str, Any], prefix: str = "") ->
             raise Invalid(f"unknown limit {key!r}; known: {', '.join(LIMIT_FIELDS)}", field=f)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise Invalid(f"{f} must be a whole number of units, or null for no limit", field=f)
-        if key != "balance" and value is not None and value <= 0:
-            raise Invalid(f"{f} must be positive, or null for no limit", field=f)
+        if value is not None and not (0 if key == "balance" else 1) <= value <= MAX_UNITS:
+            low = "0" if key == "balance" else "1"
+            raise Invalid(f"{f} must be {low}-{MAX_UNITS}, or null for no limit", field=f)
         setattr(project, LIMIT_FIELDS[key], value)
 
 
@@ -435,6 +438,13 @@ def set_limits(
 
 def delete_project(db: Session, p: Principal, project_id: str) -> None:
     project = get_project(db, p, project_id, Action.PROJECT_DELETE)
+    active = db.scalar(
+        select(func.count()).where(
+            WorkloadRow.project_id == project.id, WorkloadRow.state.in_(("QUEUED", "RUNNING", "STOPPING"))
+        )
+    )
+    if active:
+        raise Conflict(f"project {project.name!r} still runs {active} workload(s): stop or cancel them first")
     _drop_bindings(db, ResourceType.PROJECT, [project.id])
     db.delete(project)
 

@@ -13,6 +13,7 @@ LABEL_VALUE_RE = re.compile(r"^[-_0-9a-z]{0,63}$")
 USERNAME_RE = re.compile(r"^[a-z][-_.a-z0-9]{1,62}$")
 MAX_LABELS = 64
 MAX_DESCRIPTION = 256
+MAX_DURATION_S = 10 * 366 * 24 * 3600
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*$")
 
 
@@ -75,8 +76,8 @@ def parse_duration(value: str | int, field: str) -> int:
             )
         h, mi, s = (int(g) if g else 0 for g in m.groups())
         seconds = h * 3600 + mi * 60 + s
-    if seconds <= 0:
-        raise Invalid(f"{field} must be positive (got {value!r})", field=field)
+    if seconds <= 0 or seconds > MAX_DURATION_S:
+        raise Invalid(f"{field} must be between 1 second and 10 years (got {value!r})", field=field)
     return seconds
 
 

@@ -64,6 +64,12 @@ class BlobStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
+    def adopt(self, tmp: Path, sha256: str) -> None:
+        """Move a file already written (and hashed) under `root/tmp` into place as blob `sha256`."""
+        dest = self.path(sha256)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+
     def put_file(self, src: Path) -> tuple[str, int]:
         with open(src, "rb") as f:
             return self.put_stream(iter(lambda: f.read(1 << 20), b""))

@@ -30,6 +30,7 @@ ACTIVE = ("CREATING", "PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING"
 # What this installation serves of config.yaml (the rest is refused with a clear message).
 SERVED = frozenset({"project-disk", "graceful-shutdown"})
 DEFAULT_TTL_DAYS = 14
+MAX_TTL_DAYS = 36500
 MAX_FILE_BYTES = 5 * 1024**3
 MAX_TOTAL_BYTES = 10 * 1024**3
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -179,8 +180,8 @@ def create_job(
         if m.var is not None or m.path.startswith("/") or "\\" in m.path:
             raise Invalid("a local module path must be relative, without a var", field=f"modules[{i}].path")
     _match_inputs(config, inputs)
-    if data_ttl_days is not None and data_ttl_days < 1:
-        raise Invalid("dataTtlDays must be at least 1, or null for no expiry", field="dataTtlDays")
+    if data_ttl_days is not None and not 1 <= data_ttl_days <= MAX_TTL_DAYS:
+        raise Invalid(f"dataTtlDays must be 1-{MAX_TTL_DAYS}, or null for no expiry", field="dataTtlDays")
     job = Job(
         project_id=project.id,
         name=name or config.name or "",
@@ -209,7 +210,10 @@ def _default_instance_type(config: JobConfig, config_yaml: str, project: Project
     project sets one (DataSphere's fixed default, c1.4, does not fit a laptop)."""
     import yaml
 
-    raw = yaml.safe_load(config_yaml)
+    try:
+        raw = yaml.safe_load(config_yaml)
+    except yaml.YAMLError:  # parse_config already read it its own way; tags it never needs
+        return config
     named = isinstance(raw, dict) and ("cloud-instance-types" in raw or "cloud-instance-type" in raw)
     if named or not project.default_configuration:
         return config
@@ -297,8 +301,8 @@ def set_expiry(job: Job) -> None:
 def set_data_ttl(db: Session, p: Principal, job_id: str, days: int | None) -> Job:
     """TTL of the job's data in days (None: keep forever), counted from the job's end."""
     job = get_job(db, p, job_id, Action.PROJECT_USE)
-    if days is not None and days < 1:
-        raise Invalid("days must be at least 1, or null for infinity", field="days")
+    if days is not None and not 1 <= days <= MAX_TTL_DAYS:
+        raise Invalid(f"days must be 1-{MAX_TTL_DAYS}, or null for infinity", field="days")
     job.data_ttl_days = days
     if job.status in TERMINAL:
         set_expiry(job)
