@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
+    # A root install is a shared service: keep its data where project users can be kept apart
+    # (see docs/workloads.md); anyone else keeps it in their own data dir.
+    if os.geteuid() == 0:
+        return Path("/var/lib/atoll")
     return Path(user_data_dir("atoll", appauthor=False))
 
 

@@ -91,3 +91,20 @@ def test_workloads_cannot_read_atoll_or_other_projects(api: TestClient) -> None:
     assert job["status"] == "ERROR" and "Permission denied" in out, out
     job, out = _run(api, b, "id -u")
     assert int(out.split()[0]) not in (0, uid)
+
+
+def test_python_environments_run_as_project_users(api: TestClient) -> None:
+    project = _project(api, "iso-py")
+    cfg = "cmd: python -c 'import os, sys; print(os.getuid() != 0, sys.prefix)'\nenv: {python: auto}\n"
+    cfg += "cloud-instance-types: [s1.1]\n"
+    body = {"config": cfg, "python": {"version": "3.11", "requirements": ["six==1.16.0"]}}
+    job = api.post(f"{V}/projects/{project}/jobs", json=body).json()["job"]
+    api.post(f"{V}/jobs/{job['id']}/execute")
+    deadline = time.monotonic() + 120
+    while (j := api.get(f"{V}/jobs/{job['id']}").json())["status"] not in ("SUCCESS", "ERROR", "CANCELLED"):
+        assert time.monotonic() < deadline, j
+        time.sleep(0.3)
+    out = api.get(f"{V}/jobs/{j['id']}/logs").json()["data"]
+    err = api.get(f"{V}/jobs/{j['id']}/logs", params={"stream": "stderr"}).json()["data"]
+    assert j["status"] == "SUCCESS", (j, out, err)
+    assert out.startswith("True ") and "/envs/" in out

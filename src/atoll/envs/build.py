@@ -146,6 +146,15 @@ def environment_key(python_version: str, requirements: Sequence[str], pip_option
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _usable_by_others(path: Path) -> bool:
+    """Whether users other than the owner can reach and run `path` (every directory passable)."""
+    try:
+        real = path.resolve()
+        return all(p.stat().st_mode & 0o001 for p in real.parents) and bool(real.stat().st_mode & 0o001)
+    except OSError:
+        return False
+
+
 class EnvironmentBuilder:
     """Builds and caches environments under ``cache_dir`` with the ``uv`` binary given (or found)."""
 
@@ -205,7 +214,15 @@ class EnvironmentBuilder:
                 f"{VERSION_FIELD}: Python {version} is not installed here (available: {available})",
                 field=VERSION_FIELD,
             )
-        return Path(proc.stdout.strip().splitlines()[-1])
+        found = Path(proc.stdout.strip().splitlines()[-1])
+        if not _usable_by_others(found):
+            # Workloads may run as other users (one per project): an interpreter inside a private
+            # home (pyenv under /root) would be out of their reach. Prefer a system-wide one.
+            mm = ".".join(version.strip().split(".")[:2])
+            for candidate in (Path(f"/usr/local/bin/python{mm}"), Path(f"/usr/bin/python{mm}")):
+                if candidate.exists() and _usable_by_others(candidate):
+                    return candidate
+        return found
 
     # -- cache
 
