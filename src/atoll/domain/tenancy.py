@@ -347,8 +347,8 @@ def _apply_limits(project: Project, limits: dict[str, Any], prefix: str = "") ->
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise Invalid(f"{f} must be a whole number of units, or null for no limit", field=f)
         if value is not None and not (0 if key == "balance" else 1) <= value <= MAX_UNITS:
-            low = "0" if key == "balance" else "1"
-            raise Invalid(f"{f} must be {low}-{MAX_UNITS}, or null for no limit", field=f)
+            what = "must not be negative" if key == "balance" else "must be positive"
+            raise Invalid(f"{f} {what} (at most {MAX_UNITS}), or null for no limit", field=f)
         setattr(project, LIMIT_FIELDS[key], value)
 
 
