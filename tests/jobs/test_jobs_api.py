@@ -275,3 +275,42 @@ def test_outputs_must_be_regular_files(api: TestClient, submit: Submit) -> None:
     assert job["status"] == "SUCCESS", job
     assert job["outputFiles"] == []
     assert {e["error"] for e in job["fileErrors"]} == {"NOT_A_REGULAR_FILE"}
+
+
+def test_cancel_while_preparing_never_starts_the_program(
+    api: TestClient, app: FastAPI, submit: Submit
+) -> None:
+    from atoll.store.models import WorkloadRow
+
+    job = submit("cmd: echo should-not-run\ncloud-instance-types: [s1.1]\n")
+    r = api.post(f"{V}/jobs/{job['id']}/cancel", json={})
+    assert r.status_code == 200 and r.json()["status"] in ("CANCELLED", "CANCELLING")
+    job = wait_for(api, job["id"])
+    assert job["status"] == "CANCELLED"
+    time.sleep(1)  # a few controller ticks: nothing may start behind the cancel
+    assert api.get(f"{V}/jobs/{job['id']}").json()["status"] == "CANCELLED"
+    assert "should-not-run" not in read_log(api, job["id"])
+    with app.state.db.session() as s:
+        wl = s.query(WorkloadRow).filter_by(owner_id=job["id"]).one_or_none()
+        assert wl is None or wl.state in ("EXITED", "FAILED", "LOST")
+
+
+def test_zip_bombs_are_refused(api: TestClient, project: dict[str, Any]) -> None:
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.bin", b"\0" * 1024)
+        # What a bomb's directory says: 11 GB once unpacked (the check reads it before writing).
+        z.infolist()[0].file_size = 11 * 1024**3
+    archive = buf.getvalue()
+    sha = hashlib.sha256(archive).hexdigest()
+    cfg = "cmd: ls data\ninputs: [data]\ncloud-instance-types: [s1.1]\n"
+    ref = {"path": "data", "sha256": sha, "size": len(archive), "isDir": True}
+    r = api.post(f"{V}/projects/{project['id']}/jobs", json={"config": cfg, "inputs": [ref]})
+    api.put(f"{V}/projects/{project['id']}/blobs/{sha}", content=archive)
+    api.post(f"{V}/jobs/{r.json()['job']['id']}/execute")
+    job = wait_for(api, r.json()["job"]["id"])
+    assert job["status"] == "ERROR" and "more than 10 GB" in job["statusDetails"]

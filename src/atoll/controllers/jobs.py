@@ -17,9 +17,9 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 
 from atoll.domain import workloads
 from atoll.domain.errors import DomainError
@@ -37,18 +37,27 @@ from atoll.store.models import Job, Project, WorkloadRow, new_id, utcnow
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 ACTIVE_STATUSES = ("PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
-MAX_RESULTS_BYTES = 1024**3  # spec §5.8: all results of a job ≤ 1 GB
+MAX_RESULTS_BYTES = 1024**3
+MAX_ARCHIVE_ENTRIES = 100_000  # spec §5.8: all results of a job ≤ 1 GB
 
 
 class PrepareFailed(Exception):
     pass
 
 
+class JobGone(Exception):
+    """The job was cancelled or deleted while it was being prepared."""
+
+
 def _safe_extract(archive: Path, dest: Path) -> None:
     """Unzip without letting an entry escape `dest` (zip-slip)."""
     root = dest.resolve()
     with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
+        infos = z.infolist()
+        # A few KB can unpack to terabytes: hold archives to the job data limits before writing.
+        if len(infos) > MAX_ARCHIVE_ENTRIES or sum(i.file_size for i in infos) > lifecycle.MAX_TOTAL_BYTES:
+            raise PrepareFailed(f"{archive.name} unpacks to more than 10 GB or {MAX_ARCHIVE_ENTRIES} files")
+        for info in infos:
             target = (root / info.filename).resolve()
             if not target.is_relative_to(root):
                 raise PrepareFailed(f"archive entry {info.filename!r} points outside its directory")
@@ -128,10 +137,18 @@ class JobController:
                 if wl.state == "QUEUED":
                     job.status_details = wl.wait_reason
                 elif wl.state in ("RUNNING", "STOPPING") and job.status == "PREPARING":
-                    job.status = "EXECUTING"
-                    job.status_details = ""
-                    job.started_at = wl.started_at or utcnow()
-                    job.actual_cloud_instance_type = wl.configuration
+                    # Compare-and-set: a cancel committed since we read the job must win.
+                    s.execute(
+                        update(Job)
+                        .where(Job.id == job.id, Job.status == "PREPARING")
+                        .values(
+                            status="EXECUTING",
+                            status_details="",
+                            started_at=wl.started_at or utcnow(),
+                            actual_cloud_instance_type=wl.configuration,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
                 elif wl.state in workloads.FINISHED_STATES:
                     self._busy.add(job.id)
                     if job.status != "CANCELLING":
@@ -186,8 +203,18 @@ class JobController:
                     stop_grace_s=(gs.timeout_seconds or 15.0) if gs else 0.0,
                     workload_id=workload_id,
                 )
-                job.workload_id = wl.id
-                job.status_details = "queued"
+                # Attach the workload only if the job is still waiting for one; a cancel that came
+                # in meanwhile rolls the submission back with this transaction.
+                attached = s.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "PREPARING", Job.workload_id.is_(None))
+                    .values(workload_id=wl.id, status_details="queued")
+                    .execution_options(synchronize_session=False)
+                )
+                if not cast(CursorResult[Any], attached).rowcount:
+                    raise JobGone  # rolls back the workload submitted above
+        except JobGone:
+            pass
         except Exception as e:  # whatever went wrong, the job ends with the reason, never stuck
             if not isinstance(e, DomainError | PrepareFailed | OSError):
                 log.exception("preparing job %s failed", job_id)

@@ -12,9 +12,9 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy, workloads
@@ -276,11 +276,23 @@ def cancel_job(
     if job.status in TERMINAL:
         raise Conflict(f"job {job.id} already finished ({job.status})")
     if job.workload_id is None:
-        job.status = "CANCELLED"
-        job.status_details = reason
-        job.finished_at = utcnow()
-        set_expiry(job)
-        return job
+        # Compare-and-set: if the controller attached a workload meanwhile, stop that instead.
+        now = utcnow()
+        done = cast(
+            CursorResult[Any],
+            db.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.workload_id.is_(None), Job.status.in_(ACTIVE))
+                .values(status="CANCELLED", status_details=reason, finished_at=now)
+                .execution_options(synchronize_session=False)
+            ),
+        ).rowcount
+        db.refresh(job)
+        if done:
+            set_expiry(job)
+            return job
+        if job.workload_id is None:
+            raise Conflict(f"job {job.id} already finished ({job.status})")
     cfg = job_config(job)
     gs = cfg.graceful_shutdown
     if graceful and gs is not None:
