@@ -14,7 +14,7 @@ from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
 from atoll.api.routes_auth import set_session_cookie
 from atoll.domain import auth, listing, members
-from atoll.domain.access import Action, ResourceType
+from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
 from atoll.domain.errors import Invalid, Unauthenticated
 from atoll.store.models import Group
 
@@ -26,8 +26,6 @@ _PATHS = {
     ResourceType.PROJECT: ("projects", "project_id"),
     ResourceType.BILLING_ACCOUNT: ("billing-accounts", "billing_account_id"),
 }
-_VIEW = members._VIEW
-_MANAGE = members._MANAGE
 
 
 def _bindings_routes(rtype: ResourceType) -> None:
@@ -59,7 +57,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
         _with_param(list_, param),
         methods=["GET"],
         response_model=list[s.AccessBindingOut],
-        openapi_extra=act(_VIEW[rtype]),
+        openapi_extra=act(VIEW_ACTION[rtype]),
         tags=tag,
         name=f"list_{rtype.value}_access_bindings",
         summary=f"List who has which role on the {rtype.value}",
@@ -70,7 +68,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
         methods=["POST"],
         response_model=s.AccessBindingOut,
         status_code=201,
-        openapi_extra=act(_MANAGE[rtype]),
+        openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"set_{rtype.value}_access_binding",
         summary=f"Give a user or group a role on the {rtype.value} (replaces their previous role there)",
@@ -80,7 +78,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
         _with_param(remove, param),
         methods=["DELETE"],
         status_code=204,
-        openapi_extra=act(_MANAGE[rtype]),
+        openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"delete_{rtype.value}_access_binding",
         summary=f"Remove a role binding from the {rtype.value}",
@@ -118,7 +116,7 @@ def _invite_routes(rtype: ResourceType) -> None:
         methods=["POST"],
         response_model=s.NewInviteOut,
         status_code=201,
-        openapi_extra=act(_MANAGE[rtype]),
+        openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"create_{rtype.value}_invite",
         summary=f"Create an invite link to the {rtype.value}",
@@ -128,7 +126,7 @@ def _invite_routes(rtype: ResourceType) -> None:
         _with_param(list_, param),
         methods=["GET"],
         response_model=list[s.InviteOut],
-        openapi_extra=act(_MANAGE[rtype]),
+        openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"list_{rtype.value}_invites",
     )
@@ -137,7 +135,7 @@ def _invite_routes(rtype: ResourceType) -> None:
         _with_param(revoke, param),
         methods=["DELETE"],
         status_code=204,
-        openapi_extra=act(_MANAGE[rtype]),
+        openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"revoke_{rtype.value}_invite",
     )

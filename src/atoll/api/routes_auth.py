@@ -11,6 +11,7 @@ from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, CtxDep
 from atoll.api.pagination import page
 from atoll.domain import access, auth, listing, members
 from atoll.domain.access import Action, ResourceType
+from atoll.domain.errors import Invalid
 from atoll.store.models import AccessBinding, ApiToken, Organization, User
 
 router = APIRouter()
@@ -117,8 +118,6 @@ def create_user(body: s.UserCreate, ctx: CtxDep) -> s.UserOut:
             select(Organization).where(Organization.name == body.organization_id)
         )
         if org is None:
-            from atoll.domain.errors import Invalid
-
             raise Invalid(f"organization {body.organization_id!r} not found", field="organizationId")
     user = auth.create_user(
         ctx.db,

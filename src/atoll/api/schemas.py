@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from atoll.store.models import as_utc
+
 T = TypeVar("T")
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything Atoll stores is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ApiModel(BaseModel):

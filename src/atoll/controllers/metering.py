@@ -10,13 +10,13 @@ it; more than `maxUnitsPerHour` used over the last hour stops the project's Work
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from atoll.domain.billing import units_for
-from atoll.store.models import Community, Configuration, Project, UsageRecord, WorkloadRow
+from atoll.store.models import Community, Configuration, Project, UsageRecord, WorkloadRow, as_utc
 
 BALANCE_STOP = "project balance is insufficient"
 
@@ -27,18 +27,13 @@ class StopOrder:
     reason: str
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def bill(db: Session, wl: WorkloadRow, until: datetime) -> int:
     """Bring one Workload's usage up to `until`; returns the units added."""
     if wl.started_at is None or wl.configuration is None:
         return 0
     cfg = db.get(Configuration, wl.configuration)
     ups = cfg.units_per_second if cfg else 0
-    start = _aware(wl.started_at)
+    start = as_utc(wl.started_at)
     elapsed = max((until - start).total_seconds(), 0.0)
     total = units_for(ups, elapsed)
     delta = total - wl.units

@@ -32,14 +32,10 @@ from atoll.runtime.base import (
 )
 from atoll.runtime.inventory import Inventory
 from atoll.store.db import Database
-from atoll.store.models import Community, Configuration, Project, WorkloadRow, utcnow
+from atoll.store.models import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.workloads")
 RUNNING_STATES = ("RUNNING", "STOPPING")
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _ts(unix: float | None) -> datetime | None:
@@ -217,7 +213,7 @@ class WorkloadController:
                 allowed = restrictions_of(community)["allowedConfigurations"]
                 ps.allowed = set(allowed) if allowed is not None else None
         requests = [
-            Request(wl.id, wl.project_id, wl.community_id, tuple(wl.configurations), _aware(wl.created_at))
+            Request(wl.id, wl.project_id, wl.community_id, tuple(wl.configurations), as_utc(wl.created_at))
             for wl in queued
         ]
         by_id = {wl.id: wl for wl in queued}

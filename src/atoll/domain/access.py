@@ -121,6 +121,21 @@ class Action(StrEnum):
     RESOURCE_PUBLISH = "resource.publish"
 
 
+# The action that views a resource's members, and the one that grants roles on it.
+VIEW_ACTION: dict[ResourceType, Action] = {
+    ResourceType.ORGANIZATION: Action.ORG_VIEW,
+    ResourceType.COMMUNITY: Action.COMMUNITY_VIEW,
+    ResourceType.PROJECT: Action.PROJECT_VIEW,
+    ResourceType.BILLING_ACCOUNT: Action.BILLING_ACCOUNT_VIEW,
+}
+MANAGE_ACTION: dict[ResourceType, Action] = {
+    ResourceType.ORGANIZATION: Action.ORG_MANAGE_ACCESS,
+    ResourceType.COMMUNITY: Action.COMMUNITY_MANAGE_ACCESS,
+    ResourceType.PROJECT: Action.PROJECT_MANAGE_ACCESS,
+    ResourceType.BILLING_ACCOUNT: Action.BILLING_ACCOUNT_MANAGE_ACCESS,
+}
+
+
 @dataclass(frozen=True)
 class Requirement:
     """The resource type an action is checked on and the least rank it needs there."""

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from atoll.domain.validation import check_username
-from atoll.store.models import ApiToken, User, WebSession, utcnow
+from atoll.store.models import ApiToken, User, WebSession, as_utc, utcnow
 
 TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
 SESSION_COOKIE = "atoll_session"
@@ -33,11 +33,6 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def hash_password(password: str) -> str:
@@ -123,7 +118,7 @@ def start_session(db: Session, user: User, ttl_hours: int) -> NewSession:
 
 def session_from_cookie(db: Session, cookie: str) -> tuple[WebSession, User] | None:
     ws = db.scalar(select(WebSession).where(WebSession.token_hash == sha256(cookie)))
-    if ws is None or _aware(ws.expires_at) < utcnow():
+    if ws is None or as_utc(ws.expires_at) < utcnow():
         return None
     user = db.get(User, ws.user_id)
     if user is None or not user.is_active:
@@ -166,13 +161,13 @@ def user_from_token(db: Session, raw: str) -> User | None:
     if tok is None or tok.revoked_at is not None:
         return None
     now = utcnow()
-    if tok.expires_at is not None and _aware(tok.expires_at) < now:
+    if tok.expires_at is not None and as_utc(tok.expires_at) < now:
         return None
     user = db.get(User, tok.user_id)
     if user is None or not user.is_active:
         return None
     # Coarse last-use stamp: one write a minute at most, not one per request.
-    if tok.last_used_at is None or now - _aware(tok.last_used_at) > timedelta(minutes=1):
+    if tok.last_used_at is None or now - as_utc(tok.last_used_at) > timedelta(minutes=1):
         tok.last_used_at = now
     return user
 
@@ -189,6 +184,6 @@ def revoke_token(db: Session, user: User, token_id: str) -> ApiToken:
 def token_state(tok: ApiToken) -> str:
     if tok.revoked_at is not None:
         return "REVOKED"
-    if tok.expires_at is not None and _aware(tok.expires_at) < utcnow():
+    if tok.expires_at is not None and as_utc(tok.expires_at) < utcnow():
         return "EXPIRED"
     return "ACTIVE"

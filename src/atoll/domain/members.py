@@ -11,8 +11,17 @@ from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from atoll.domain import access
-from atoll.domain.access import ROLES, Action, Principal, Rank, Resource, ResourceType
-from atoll.domain.auth import _aware, sha256
+from atoll.domain.access import (
+    MANAGE_ACTION,
+    ROLES,
+    VIEW_ACTION,
+    Action,
+    Principal,
+    Rank,
+    Resource,
+    ResourceType,
+)
+from atoll.domain.auth import sha256
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_description, check_name
 from atoll.store.models import (
@@ -25,21 +34,10 @@ from atoll.store.models import (
     Organization,
     Project,
     User,
+    as_utc,
     utcnow,
 )
 
-_VIEW = {
-    ResourceType.ORGANIZATION: Action.ORG_VIEW,
-    ResourceType.COMMUNITY: Action.COMMUNITY_VIEW,
-    ResourceType.PROJECT: Action.PROJECT_VIEW,
-    ResourceType.BILLING_ACCOUNT: Action.BILLING_ACCOUNT_VIEW,
-}
-_MANAGE = {
-    ResourceType.ORGANIZATION: Action.ORG_MANAGE_ACCESS,
-    ResourceType.COMMUNITY: Action.COMMUNITY_MANAGE_ACCESS,
-    ResourceType.PROJECT: Action.PROJECT_MANAGE_ACCESS,
-    ResourceType.BILLING_ACCOUNT: Action.BILLING_ACCOUNT_MANAGE_ACCESS,
-}
 _MODELS: dict[ResourceType, type[Organization | Community | Project | BillingAccount]] = {
     ResourceType.ORGANIZATION: Organization,
     ResourceType.COMMUNITY: Community,
@@ -61,7 +59,7 @@ def load_resource(
     obj = cast(Organization | Community | Project | BillingAccount | None, db.get(_MODELS[rtype], rid))
     if obj is None:
         raise NotFound(f"{rtype.value} {rid!r} not found")
-    access.authorize(db, p, (_MANAGE if manage else _VIEW)[rtype], obj)
+    access.authorize(db, p, (MANAGE_ACTION if manage else VIEW_ACTION)[rtype], obj)
     return obj
 
 
@@ -341,7 +339,7 @@ def revoke_invite(db: Session, p: Principal, rtype: ResourceType, rid: str, invi
 def invite_state(inv: Invite) -> str:
     if inv.revoked_at is not None:
         return "REVOKED"
-    if _aware(inv.expires_at) < utcnow():
+    if as_utc(inv.expires_at) < utcnow():
         return "EXPIRED"
     if inv.uses >= inv.max_uses:
         return "USED"

@@ -26,6 +26,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything Atoll stores is UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def new_id(prefix: str) -> str:
     """Readable, unguessable ids: ``prj-1f3c…`` (prefix names the resource type)."""
     return f"{prefix}-{secrets.token_hex(8)}"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from atoll.domain import access, members
-from atoll.domain.access import ROLES, Action, ResourceType
+from atoll.domain.access import MANAGE_ACTION, ROLES, ResourceType
 from atoll.domain.errors import DomainError, NotFound
 from atoll.store.models import Community, Organization, Project
 from atoll.web import forms, queries
@@ -23,11 +23,6 @@ KINDS = {
     "orgs": ResourceType.ORGANIZATION,
     "communities": ResourceType.COMMUNITY,
     "projects": ResourceType.PROJECT,
-}
-_MANAGE = {
-    ResourceType.ORGANIZATION: Action.ORG_MANAGE_ACCESS,
-    ResourceType.COMMUNITY: Action.COMMUNITY_MANAGE_ACCESS,
-    ResourceType.PROJECT: Action.PROJECT_MANAGE_ACCESS,
 }
 # kind → function that draws the resource's page on a given tab (registered by the page modules).
 Renderer = Callable[..., Response]
@@ -61,7 +56,7 @@ def members_view(ctx: WebCtx, resource: Organization | Community | Project) -> d
         )
         for b in members.list_bindings(ctx.db, me, rtype, resource.id)
     ]
-    can_manage = access.can(ctx.db, me, _MANAGE[rtype], resource)
+    can_manage = access.can(ctx.db, me, MANAGE_ACTION[rtype], resource)
     view: dict[str, Any] = {
         "bindings": rows,
         "can_manage": can_manage,
