@@ -18,11 +18,13 @@ from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
 from atoll.api.routes_jobs import router as jobs_router
+from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
 from atoll.api.routes_tenancy import router as tenancy_router
 from atoll.domain import catalog
 from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
 from atoll.domain.secrets import SecretBox
+from atoll.gateway.notebooks import NotebookGateway
 from atoll.runtime import inventory
 from atoll.services import Services
 from atoll.settings import Settings
@@ -31,7 +33,15 @@ from atoll.store.migrate import upgrade
 
 log = logging.getLogger("atoll")
 API_PREFIX = "/api/v1"
-API_ROUTERS = (auth_router, tenancy_router, access_router, catalog_router, secrets_router, jobs_router)
+API_ROUTERS = (
+    auth_router,
+    tenancy_router,
+    access_router,
+    catalog_router,
+    secrets_router,
+    jobs_router,
+    notebooks_router,
+)
 
 
 def api_route_table() -> list[tuple[str, str, str | None]]:
@@ -77,6 +87,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     )
     box = SecretBox(settings.secret_key)
     services = Services(settings, prepared.db, box, inventory_fn)
+    gateway = NotebookGateway(prepared.db, box, services.activity, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
             yield
         finally:
             await services.stop()
+            await gateway.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -118,4 +130,6 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     app.include_router(web_router)
     STATIC_DIR.mkdir(parents=True, exist_ok=True)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Projects' JupyterLab servers, HTTP and WebSocket, behind Atoll's sign-in.
+    app.mount("/nb/{project_id}", gateway, name="notebooks")
     return app

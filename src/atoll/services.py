@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atoll.controllers.jobs import JobController
+from atoll.controllers.notebooks import ActivityBoard, NotebookController
 from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
@@ -62,7 +63,7 @@ class Services:
         self.settings = settings
         self.logs = LogStore(data / "logs")
         self.blobs = BlobStore(data / "blobs")
-        self.envs = EnvironmentBuilder(data / "envs")
+        self.envs = EnvironmentBuilder(settings.envs_dir or data / "envs")
         self.runtime = LocalRuntime(data / "runtime", self.logs)
         uid_base = settings.workload_uid_base
         why_not = separation_unavailable(data, uid_base)
@@ -82,6 +83,21 @@ class Services:
         self.jobs = JobController(
             db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
         )
+        self.activity = ActivityBoard()
+        self.notebooks = NotebookController(
+            db,
+            self.runtime,
+            self.envs,
+            box,
+            self.jobs.project_home,
+            data / "projects",
+            self.activity,
+            uid_base=uid_base,
+            idle_cpu=settings.notebook_idle_cpu,
+            time_scale=settings.notebook_time_scale,
+            start_timeout_s=settings.notebook_start_timeout_s,
+            check_s=settings.notebook_check_s,
+        )
         _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -89,14 +105,15 @@ class Services:
         if not self.settings.controllers:
             return
         self._tasks.append(asyncio.create_task(self.workloads.run(), name="workloads"))
-        self._tasks.append(asyncio.create_task(self._jobs_loop(), name="jobs"))
+        self._tasks.append(asyncio.create_task(self._loop(self.jobs.tick, "job"), name="jobs"))
+        self._tasks.append(asyncio.create_task(self._loop(self.notebooks.tick, "notebook"), name="notebooks"))
 
-    async def _jobs_loop(self) -> None:
+    async def _loop(self, tick: Callable[[], None], name: str) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.jobs.tick)
+                await asyncio.to_thread(tick)
             except Exception:
-                log.exception("job controller tick failed")
+                log.exception("%s controller tick failed", name)
             await asyncio.sleep(self.settings.controller_tick_s)
 
     async def stop(self) -> None:

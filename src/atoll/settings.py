@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     # Controllers (scheduler, metering, jobs) run inside `atoll up`; the tick is how often they look.
     controllers: bool = True
     controller_tick_s: float = 1.0
+    # Where built Python environments are cached (default DATA_DIR/envs). Several installations
+    # (or test servers) may share one: builds are keyed by content and lock each other out.
+    envs_dir: Path | None = None
+    # Notebooks (spec §3.3): the CPU load of a server's processes, in cores, that counts as
+    # activity; and a factor on staleExecTimeoutMode's hour(s), for demos and tests only.
+    notebook_idle_cpu: float = 0.05
+    notebook_time_scale: float = 1.0
+    # How long a notebook server may take from its start to answering before it is given up.
+    notebook_start_timeout_s: float = 120.0
+    # How often a ready notebook server's kernels and CPU are looked at.
+    notebook_check_s: float = 5.0
     # A server running as root runs each project's workloads as its own uid, base + n, so they can
     # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
     workload_uid_base: int = 200000

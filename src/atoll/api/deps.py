@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from atoll.domain import auth
-from atoll.domain.access import Principal, load_principal
+from atoll.domain import access, auth
+from atoll.domain.access import Principal
 from atoll.domain.errors import Forbidden, Unauthenticated
 from atoll.domain.secrets import SecretBox
 from atoll.runtime.inventory import Inventory
@@ -62,30 +62,9 @@ class Ctx:
         return value
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return value.strip()
-    return None
-
-
 def identify(db: Session, request: Request) -> tuple[Principal | None, WebSession | None]:
     """Who is calling: a bearer token, else a session cookie (which then needs CSRF on writes)."""
-    token = _bearer(request)
-    if token is not None:
-        user = auth.user_from_token(db, token)
-        if user is None:
-            raise Unauthenticated("the API token is unknown, expired or revoked")
-        db.commit()  # last-used stamp
-        return load_principal(db, user), None
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        found = auth.session_from_cookie(db, cookie)
-        if found is not None:
-            ws, user = found
-            return load_principal(db, user), ws
-    return None, None
+    return access.identify(db, request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
 
 
 def get_ctx(request: Request) -> Iterator[Ctx]:

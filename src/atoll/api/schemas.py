@@ -495,3 +495,38 @@ class LogChunkOut(ApiModel):
     offset: int
     eof: bool
     status: str
+
+
+# --- notebooks -------------------------------------------------------------------------------
+
+
+class NotebookOpen(Input):
+    configuration: str | None = Field(
+        None, max_length=32, description="A configuration name; default: the project's defaultConfiguration"
+    )
+
+
+class NotebookPhase(ApiModel):
+    phase: str  # preparing | queued | starting | ready | stopping | stopped | failed
+    at: Timestamp
+    seconds: float | None = None  # how long it lasted (still running: so far); None for the end
+
+
+class NotebookIdle(ApiModel):
+    timeout: str  # the project's vmInactivityTimeout, e.g. "10800s"
+    last_activity_at: Timestamp | None = None
+    last_activity: str = ""
+    release_at: Timestamp | None = None
+    seconds_left: float | None = None
+
+
+class NotebookOut(ApiModel):
+    project_id: str
+    id: str | None = None  # None: the project never had a server
+    state: str  # NONE | PREPARING | QUEUED | STARTING | READY | STOPPING | STOPPED | FAILED
+    configuration: str | None = None
+    detail: str = ""
+    url: str | None = None  # the JupyterLab page through the gateway, when READY
+    opened_by: str | None = None
+    timeline: list[NotebookPhase] = []
+    idle: NotebookIdle | None = None

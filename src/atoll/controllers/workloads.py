@@ -237,6 +237,8 @@ class WorkloadController:
         try:
             if spec.get("withSecrets", True) and project is not None:
                 secret_env = project_env(s, self.box, project)
+            for name, sealed in spec.get("sealedEnv", {}).items():
+                secret_env[name] = self.box.open(sealed.encode())
             run_as = run_identity(s, wl.project_id, self.uid_base)
         except Exception as e:  # one project's broken secret must not block everyone's admission
             wl.state = "FAILED"

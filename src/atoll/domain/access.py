@@ -28,6 +28,7 @@ from atoll.store.models import (
     Organization,
     Project,
     User,
+    WebSession,
 )
 
 
@@ -209,6 +210,37 @@ class Principal:
 def load_principal(db: Session, user: User) -> Principal:
     gids = db.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user.id)).all()
     return Principal(user=user, group_ids=frozenset(gids))
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def identify(
+    db: Session, authorization: str | None, session_cookie: str | None
+) -> tuple[Principal | None, WebSession | None]:
+    """Who is calling: a bearer API token, else a session cookie (the session comes back too,
+    since cookie-authenticated writes need a CSRF or same-origin check). (None, None): anonymous.
+    A bearer token that is unknown, expired or revoked is an error, never anonymous."""
+    from atoll.domain import auth  # auth is below access: imported here to keep the layers plain
+
+    token = bearer_token(authorization)
+    if token is not None:
+        user = auth.user_from_token(db, token)
+        if user is None:
+            raise Unauthenticated("the API token is unknown, expired or revoked")
+        db.commit()  # last-used stamp
+        return load_principal(db, user), None
+    if session_cookie:
+        found = auth.session_from_cookie(db, session_cookie)
+        if found is not None:
+            ws, user = found
+            return load_principal(db, user), ws
+    return None, None
 
 
 def _binding_rank(db: Session, p: Principal, rtype: ResourceType, rid: str) -> Rank:

@@ -7,7 +7,7 @@ through the scheduler, starts them on the runtime, meters them and records how t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ class WorkloadSpec:
     mounts: list[tuple[str, str]]  # (source path, target relative to workdir)
     ports: list[int]
     with_secrets: bool = True  # the project's secrets become env vars
+    # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the
+    # database never holds them in clear, and the runtime redacts them from logs like secrets.
+    sealed_env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class WorkloadSpec:
             "mounts": [list(m) for m in self.mounts],
             "ports": self.ports,
             "withSecrets": self.with_secrets,
+            "sealedEnv": self.sealed_env,
         }
 
 

@@ -263,6 +263,31 @@ class EnvironmentBuilder:
                 return found
             return self._build(key, python_version, reqs, pip_options)
 
+    def overlay(self, base: Environment, target: Path) -> Environment:
+        """A venv at ``target`` layered over ``base``: base's packages import, installs land in target.
+
+        Used for a project's notebook environment: the shared base (JupyterLab, ipykernel, pip…)
+        stays read-only and cached, while what users ``%pip install`` is kept with the project.
+        Created once; later calls only refresh the link to the base (it moves when the base's
+        pinned requirements change). The link is a ``.pth`` file that adds base's site-packages
+        after target's own, so a package the user upgraded wins over the base's copy.
+        """
+        target = Path(target)
+        python = target / "bin" / "python"
+        if not python.exists():
+            proc = self._uv(
+                "venv", "--no-python-downloads", "--no-project", "--no-config", "--quiet",
+                "--python", str(base.python), str(target),
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
+        own = _site_packages(target)
+        link = f"import site; site.addsitedir({str(_site_packages(base.path))!r})\n"
+        pth = own / "_atoll_base.pth"
+        if not pth.exists() or pth.read_text() != link:
+            pth.write_text(link)
+        return Environment(path=target, python=python, key=f"overlay:{base.key}")
+
     def _build(
         self, key: str, python_version: str, reqs: list[str], pip_options: PipOptions | None
     ) -> Environment:
@@ -311,3 +336,11 @@ class EnvironmentBuilder:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return Environment(path=final, python=final / "bin" / "python", key=key)
+
+
+def _site_packages(venv: Path) -> Path:
+    """``<venv>/lib/pythonX.Y/site-packages`` (one Python per venv, so one match)."""
+    found = sorted(Path(venv).glob("lib/python*/site-packages"))
+    if not found:
+        raise BuildFailed(f"{venv} has no site-packages directory")
+    return found[0]

@@ -34,6 +34,8 @@ class Upstream:
 
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    # Called for each message the client sends over a WebSocket (e.g. to note a user's activity).
+    on_client_message: Callable[[], None] | None = None
 
 
 Resolver = Callable[[HTTPConnection], Awaitable["Upstream | Response"]]
@@ -228,7 +230,7 @@ class NotebookProxy:
             return
         async with server_ws:
             await client_ws.accept(subprotocol=server_ws.subprotocol)
-            await _bridge(client_ws, server_ws, receive)
+            await _bridge(client_ws, server_ws, receive, upstream.on_client_message)
 
 
 async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
@@ -251,13 +253,20 @@ async def _deny(client_ws: WebSocket, response: Response) -> None:
         await client_ws.close(code=1008)
 
 
-async def _bridge(client_ws: WebSocket, server_ws: ClientConnection, receive: Receive) -> None:
+async def _bridge(
+    client_ws: WebSocket,
+    server_ws: ClientConnection,
+    receive: Receive,
+    on_client_message: Callable[[], None] | None = None,
+) -> None:
     """Copy messages both ways until either side closes, then close the other with its code."""
 
     async def client_to_server() -> None:
         while True:
             message = await receive()
             if message["type"] == "websocket.receive":
+                if on_client_message is not None:
+                    on_client_message()
                 if (text := message.get("text")) is not None:
                     await server_ws.send(text)
                 elif (data := message.get("bytes")) is not None:

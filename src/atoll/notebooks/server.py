@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -20,8 +21,15 @@ import httpx
 from atoll.envs.build import Environment, EnvironmentBuilder
 
 NOTEBOOK_PYTHON = "3.11"
-# Pinned so that every project gets the same, tested JupyterLab; bump deliberately.
-NOTEBOOK_REQUIREMENTS: tuple[str, ...] = ("jupyterlab==4.6.6", "ipykernel==7.4.0")
+# Pinned so that every project gets the same, tested JupyterLab; bump deliberately. pip is there
+# for %pip install (into the project's own layer, see EnvironmentBuilder.overlay); numpy because
+# a data-science notebook without it is not one.
+NOTEBOOK_REQUIREMENTS: tuple[str, ...] = (
+    "jupyterlab==4.6.6",
+    "ipykernel==7.4.0",
+    "numpy==2.3.5",
+    "pip==25.3",
+)
 
 # Lab plugins that reach for the network on their own (news feed, update check): no network
 # reach-outs from a self-hosted server, and the checks fail slowly where there is no internet.
@@ -36,6 +44,18 @@ def notebook_environment(builder: EnvironmentBuilder) -> Environment:
     Built once per machine (the builder caches by content), so later calls return at once.
     """
     return builder.build(NOTEBOOK_PYTHON, list(NOTEBOOK_REQUIREMENTS))
+
+
+def pick_port() -> int:
+    """A loopback port free right now for the server to listen on.
+
+    The server binds it a moment later with ``port_retries=0``: if another process took it in
+    between, the start fails loudly (the server's log says so) instead of wandering elsewhere.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _normalize_base_url(base_url: str) -> str:

@@ -331,3 +331,35 @@ class RunIdentity(Base):
     __tablename__ = "run_identities"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), unique=True)
+
+
+class NotebookServer(Base):
+    """One JupyterLab server of a project, from "open" to its release (spec §3.3, §4.1).
+
+    ``live_project_id`` is the project's id while the server is not finished and NULL after: a
+    unique column, so a project never has two live servers (on SQLite and PostgreSQL alike).
+    The state follows the server's Workload: PREPARING (environment, dirs, port) → QUEUED (the
+    scheduler decides) → STARTING (process runs, not answering yet) → READY → STOPPING →
+    STOPPED or FAILED.
+    """
+
+    __tablename__ = "notebook_servers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("nb"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    live_project_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
+    state: Mapped[str] = mapped_column(String(16), default="PREPARING", index=True)
+    configuration: Mapped[str] = mapped_column(String(32))  # asked for; the workload runs on it
+    opened_by: Mapped[str] = mapped_column(String(32))
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    port: Mapped[int | None] = mapped_column(Integer, default=None)
+    token: Mapped[bytes] = mapped_column(LargeBinary)  # Jupyter's token, sealed with the secret box
+    detail: Mapped[str] = mapped_column(Text, default="")  # why it waits, or why it stopped
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ready_at: Mapped[datetime | None] = mapped_column(default=None)
+    stopping_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last sign of real use (busy kernel, CPU, a user's request) and what it was.
+    last_activity_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_activity: Mapped[str] = mapped_column(String(64), default="")

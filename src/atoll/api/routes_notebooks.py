@@ -1,0 +1,86 @@
+"""A project's JupyterLab server: open, stop, status (spec §3.2, §3.3). The server itself is
+reached through the gateway at ``/nb/<project id>/``, not through this API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from atoll.api import schemas as s
+from atoll.api.common import act
+from atoll.api.deps import CtxDep
+from atoll.domain import notebooks as nbs
+from atoll.domain.access import Action
+from atoll.domain.validation import format_duration
+from atoll.store.models import NotebookServer, Project, User, utcnow
+
+router = APIRouter(tags=["notebooks"])
+
+
+def notebook_out(db: Session, project: Project, server: NotebookServer | None) -> s.NotebookOut:
+    if server is None:
+        return s.NotebookOut(project_id=project.id, state="NONE")
+    now = utcnow()
+    opener = db.get(User, server.opened_by)
+    release = nbs.release_at(server, project)
+    idle = s.NotebookIdle(
+        timeout=format_duration(project.vm_inactivity_timeout_s),
+        last_activity_at=server.last_activity_at,
+        last_activity=server.last_activity,
+        release_at=release,
+        seconds_left=max(0.0, round((release - now).total_seconds(), 1)) if release else None,
+    )
+    return s.NotebookOut(
+        project_id=project.id,
+        id=server.id,
+        state=server.state,
+        configuration=server.configuration,
+        detail=server.detail,
+        url=nbs.base_path(project.id) + "lab" if server.state == "READY" else None,
+        opened_by=opener.username if opener else None,
+        timeline=[
+            s.NotebookPhase(phase=p.name, at=p.at, seconds=p.seconds) for p in nbs.timeline(server, now)
+        ],
+        idle=idle if server.state == "READY" else None,
+    )
+
+
+@router.get(
+    "/projects/{project_id}/notebook", response_model=s.NotebookOut, openapi_extra=act(Action.PROJECT_VIEW)
+)
+def get_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
+    """The project's notebook server: state, spawn timeline, time left before idle release."""
+    project, server = nbs.get_status(ctx.db, ctx.me, project_id)
+    return notebook_out(ctx.db, project, server)
+
+
+@router.post(
+    "/projects/{project_id}/notebook/open",
+    response_model=s.NotebookOut,
+    status_code=202,
+    openapi_extra=act(Action.PROJECT_USE),
+)
+def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = None) -> s.NotebookOut:
+    """Open the project's JupyterLab (idempotent while it runs); poll GET …/notebook until READY."""
+    server = nbs.open_server(
+        ctx.db, ctx.me, project_id, ctx.secret_box, body.configuration if body else None
+    )
+    ctx.db.commit()
+    project = ctx.db.get(Project, server.project_id)
+    assert project is not None
+    return notebook_out(ctx.db, project, server)
+
+
+@router.post(
+    "/projects/{project_id}/notebook/stop",
+    response_model=s.NotebookOut,
+    status_code=202,
+    openapi_extra=act(Action.PROJECT_USE),
+)
+def stop_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
+    """Stop the project's JupyterLab and its kernels (what is saved in the project stays)."""
+    server = nbs.stop_server(ctx.db, ctx.me, project_id)
+    ctx.db.commit()
+    project = ctx.db.get(Project, server.project_id)
+    assert project is not None
+    return notebook_out(ctx.db, project, server)

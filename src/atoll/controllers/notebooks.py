@@ -1,0 +1,387 @@
+"""The notebook controller: prepare, follow and release projects' JupyterLab servers.
+
+Each tick: PREPARING servers get their environment, dirs and port and become a Workload (queued
+for the scheduler, started by the workload controller); the rest follow their Workload's state.
+READY servers are probed: a server whose kernels are idle, whose processes use no CPU and whose
+users sent nothing for the project's ``vmInactivityTimeout`` is released (spec §3.3); a cell that
+has run under 1% CPU for the ``staleExecTimeoutMode`` period is interrupted.
+
+Probing talks HTTP to the servers, so each tick reads in one short transaction, probes outside
+any transaction, and writes what it found in another: a slow server never holds the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from atoll.domain import notebooks as nbs
+from atoll.domain.secrets import SecretBox
+from atoll.domain.workloads import WorkloadSpec, run_identity, submit
+from atoll.envs.build import EnvironmentBuilder
+from atoll.notebooks.server import jupyter_command, notebook_environment, pick_port
+from atoll.runtime.base import Runtime, UnknownWorkload
+from atoll.runtime.local import DEFAULT_PATH
+from atoll.store.db import Database
+from atoll.store.models import NotebookServer, Project, WorkloadRow, as_utc, utcnow
+
+log = logging.getLogger("atoll.notebooks")
+STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
+
+
+class ActivityBoard:
+    """The gateway's record of users' requests per project, read by the controller.
+
+    Only requests that show a person at work count (see the gateway): a background tab's polling
+    does not, so a forgotten tab cannot keep a server alive.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[datetime, str]] = {}
+
+    def touch(self, project_id: str, what: str) -> None:
+        with self._lock:
+            self._seen[project_id] = (datetime.now(UTC), what)
+
+    def last(self, project_id: str) -> tuple[datetime, str] | None:
+        with self._lock:
+            return self._seen.get(project_id)
+
+
+@dataclass
+class _Probe:
+    server_id: str
+    project_id: str
+    workload_id: str
+    url: str  # the server's base URL, e.g. http://127.0.0.1:PORT/nb/<project>
+    token: str
+    state: str
+    started_at: datetime | None
+    timeout_s: int = 0
+    stale_s: float | None = None
+
+
+@dataclass
+class _Found:
+    ready: bool = False
+    busy_kernels: tuple[str, ...] = ()
+    cpu_rate: float | None = None  # cores used since the previous sample
+    activity: tuple[datetime, str] | None = None
+    interrupted: int = 0
+
+
+def _ts(dt: datetime | None) -> datetime | None:
+    return as_utc(dt) if dt is not None else None
+
+
+class NotebookController:
+    def __init__(
+        self,
+        db: Database,
+        runtime: Runtime,
+        envs: EnvironmentBuilder,
+        box: SecretBox,
+        project_home: Callable[[str, tuple[int, int] | None], Path],
+        projects_root: Path,
+        activity: ActivityBoard,
+        *,
+        uid_base: int = 0,
+        idle_cpu: float = 0.05,
+        time_scale: float = 1.0,
+        start_timeout_s: float = 120.0,
+        check_s: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.envs = envs
+        self.box = box
+        self.project_home = project_home
+        self.projects_root = projects_root
+        self.activity = activity
+        self.uid_base = uid_base
+        self.idle_cpu = idle_cpu
+        self.time_scale = time_scale
+        self.start_timeout_s = start_timeout_s
+        self.check_s = check_s
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
+        self._busy: set[str] = set()
+        self._checked: dict[str, datetime] = {}
+        self._cpu: dict[str, tuple[datetime, float]] = {}
+        self._stale_since: dict[str, datetime] = {}
+        self._http = httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        probes: list[_Probe] = []
+        with self.db.transaction() as s:
+            for server in s.scalars(select(NotebookServer).where(NotebookServer.state.in_(nbs.LIVE_STATES))):
+                if server.state == "PREPARING":
+                    if server.id not in self._busy:
+                        self._busy.add(server.id)
+                        self._pool.submit(self._prepare_safely, server.id)
+                    continue
+                probe = self._follow(s, server, now)
+                if probe is not None:
+                    probes.append(probe)
+        found = {p.server_id: self._probe(p, now) for p in probes}
+        if found:
+            with self.db.transaction() as s:
+                for p in probes:
+                    self._apply(s, p, found[p.server_id], now)
+
+    # --- preparing ----------------------------------------------------------------------
+
+    def _prepare_safely(self, server_id: str) -> None:
+        try:
+            self._prepare(server_id)
+        except Exception as e:
+            log.exception("notebook server %s could not be prepared", server_id)
+            with self.db.transaction() as s:
+                server = s.get(NotebookServer, server_id)
+                if server is not None and server.state == "PREPARING":
+                    nbs.finish(server, "FAILED", f"could not prepare the server: {getattr(e, 'detail', e)}")
+        finally:
+            self._busy.discard(server_id)
+
+    def _prepare(self, server_id: str) -> None:
+        with self.db.transaction() as s:
+            server = s.get(NotebookServer, server_id)
+            if server is None or server.state != "PREPARING":
+                return
+            project_id = server.project_id
+            run_as = run_identity(s, project_id, self.uid_base)
+        base = notebook_environment(self.envs)  # cached after the first server on this machine
+        home = self.project_home(project_id, run_as)
+        pdir = self.projects_root / project_id
+        env_dir, state_dir = pdir / "notebook-env", pdir / "jupyter"
+        overlay = self.envs.overlay(base, env_dir)
+        port = pick_port()
+        with self.db.transaction() as s:
+            server = s.get(NotebookServer, server_id)
+            if server is None or server.state != "PREPARING":
+                return
+            project = s.get(Project, project_id)
+            if project is None:
+                return
+            token = self.box.open(server.token)
+            argv, jenv = jupyter_command(
+                overlay.python, port, nbs.base_path(project_id), home, token, state_dir
+            )
+            if run_as is not None:
+                _chown_tree(env_dir, run_as)
+                _chown_tree(state_dir, run_as)
+            sealed_token = self.box.seal(jenv.pop("JUPYTER_TOKEN")).decode()
+            env = overlay.activate({"PATH": DEFAULT_PATH})
+            env.update(jenv)
+            env["ATOLL_PROJECT_ID"] = project_id
+            env["DS_PROJECT_HOME"] = str(home)
+            wl = submit(
+                s,
+                project,
+                kind="notebook",
+                owner_id=server.opened_by,
+                configurations=[server.configuration],
+                spec=WorkloadSpec(
+                    command=argv,
+                    workdir=home,
+                    env=env,
+                    mounts=[],
+                    ports=[port],
+                    sealed_env={"JUPYTER_TOKEN": sealed_token},
+                ),
+                stop_signal=int(signal.SIGTERM),
+                stop_grace_s=10.0,
+            )
+            server.workload_id = wl.id
+            server.port = port
+            server.state = "QUEUED"
+            server.queued_at = utcnow()
+            server.detail = "waiting for the scheduler"
+
+    # --- following the workload ---------------------------------------------------------
+
+    def _follow(self, s: Session, server: NotebookServer, now: datetime) -> _Probe | None:
+        wl = s.get(WorkloadRow, server.workload_id) if server.workload_id else None
+        if wl is None:
+            nbs.finish(server, "FAILED", "its workload is gone")
+            return None
+        if wl.state in ("EXITED", "FAILED", "LOST"):
+            self._closed(s, server, wl)
+            return None
+        if wl.state == "QUEUED":
+            server.detail = wl.wait_reason or "waiting for the scheduler"
+            return None
+        if server.state == "QUEUED":  # the scheduler admitted it: the process runs
+            server.state = "STARTING"
+            server.started_at = wl.started_at or now
+            server.detail = f"starting JupyterLab on {wl.configuration}"
+        if server.state == "STOPPING" or wl.desired == "STOP":
+            if server.state != "STOPPING":
+                server.state = "STOPPING"
+                server.stopping_at = now
+                server.detail = wl.stop_reason or server.detail
+            return None
+        if server.state == "READY":
+            last = self._checked.get(server.id)
+            if last is not None and (now - last).total_seconds() < self.check_s:
+                return None
+            self._checked[server.id] = now
+        project = s.get(Project, server.project_id)
+        stale = nbs.STALE_EXEC_SECONDS.get(project.stale_exec_timeout_mode) if project else None
+        return _Probe(
+            server_id=server.id,
+            project_id=server.project_id,
+            workload_id=wl.id,
+            url=f"http://127.0.0.1:{server.port}{nbs.base_path(server.project_id).rstrip('/')}",
+            token=self.box.open(server.token),
+            state=server.state,
+            started_at=_ts(server.started_at),
+            timeout_s=project.vm_inactivity_timeout_s if project else 3 * 3600,
+            stale_s=stale * self.time_scale if stale else None,
+        )
+
+    def _closed(self, s: Session, server: NotebookServer, wl: WorkloadRow) -> None:
+        self._forget(server.id)
+        if wl.desired == "STOP":
+            nbs.finish(server, "STOPPED", wl.stop_reason or server.detail or "stopped")
+            return
+        detail = wl.stop_reason or f"JupyterLab exited (code {wl.exit_code})"
+        tail = self._stderr_tail(wl.id)
+        nbs.finish(server, "FAILED", detail + (f": {tail}" if tail else ""))
+
+    def _stderr_tail(self, workload_id: str) -> str:
+        try:
+            chunk = self.runtime.logs(workload_id, "stderr", 0, 1 << 20)
+        except (UnknownWorkload, OSError):
+            return ""
+        lines = [ln for ln in chunk.data.decode(errors="replace").splitlines() if ln.strip()]
+        return " | ".join(lines[-3:])[-600:]
+
+    def _forget(self, server_id: str) -> None:
+        self._checked.pop(server_id, None)
+        self._cpu.pop(server_id, None)
+        self._stale_since.pop(server_id, None)
+
+    # --- probing (no transaction held) -------------------------------------------------
+
+    def _get(self, p: _Probe, path: str) -> Any:
+        resp = self._http.get(p.url + path, headers={"Authorization": f"token {p.token}"})
+        resp.raise_for_status()
+        return resp.json()
+
+    def _probe(self, p: _Probe, now: datetime) -> _Found:
+        found = _Found()
+        if p.state == "STARTING":
+            try:
+                self._get(p, "/api/status")
+                found.ready = True
+            except (httpx.HTTPError, ValueError):
+                pass
+            return found
+        try:
+            kernels = self._get(p, "/api/kernels")
+            found.busy_kernels = tuple(k["id"] for k in kernels if k.get("execution_state") == "busy")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            log.debug("notebook server %s did not list its kernels", p.server_id)
+        try:
+            cpu = self.runtime.usage(p.workload_id).cpu_seconds
+            prev = self._cpu.get(p.server_id)
+            self._cpu[p.server_id] = (now, cpu)
+            if prev is not None and (elapsed := (now - prev[0]).total_seconds()) > 0:
+                found.cpu_rate = max(0.0, cpu - prev[1]) / elapsed
+        except UnknownWorkload:
+            pass
+        found.activity = self.activity.last(p.project_id)
+        if p.stale_s and found.busy_kernels and found.cpu_rate is not None and found.cpu_rate < STALE_CPU:
+            since = self._stale_since.setdefault(p.server_id, now)
+            if (now - since).total_seconds() >= p.stale_s:
+                for kid in found.busy_kernels:
+                    try:
+                        self._http.post(
+                            f"{p.url}/api/kernels/{kid}/interrupt",
+                            headers={"Authorization": f"token {p.token}"},
+                        ).raise_for_status()
+                        found.interrupted += 1
+                    except httpx.HTTPError:
+                        log.warning("could not interrupt kernel %s of %s", kid, p.server_id)
+                self._stale_since.pop(p.server_id, None)
+        else:
+            self._stale_since.pop(p.server_id, None)
+        return found
+
+    def _apply(self, s: Session, p: _Probe, f: _Found, now: datetime) -> None:
+        server = s.get(NotebookServer, p.server_id)
+        if server is None or server.state != p.state:
+            return  # moved on meanwhile (stopped by a user)
+        if server.state == "STARTING":
+            if f.ready:
+                server.state = "READY"
+                server.ready_at = now
+                server.last_activity_at = now
+                server.last_activity = "opened"
+                server.detail = "ready"
+            elif p.started_at and (now - p.started_at).total_seconds() > self.start_timeout_s:
+                nbs.ask_stop(s, server, f"JupyterLab did not answer within {self.start_timeout_s:.0f} s")
+            return
+        last = _ts(server.last_activity_at) or now
+        what = server.last_activity
+        candidates: list[tuple[datetime, str]] = []
+        if f.busy_kernels:
+            candidates.append((now, "a kernel is busy"))
+        if f.cpu_rate is not None and f.cpu_rate >= self.idle_cpu:
+            candidates.append((now, f"CPU load {f.cpu_rate:.2f} cores"))
+        if f.activity is not None:
+            candidates.append(f.activity)
+        for at, label in candidates:
+            if at > last:
+                last, what = at, label
+        server.last_activity_at = last
+        server.last_activity = what[:64]
+        if f.interrupted:
+            mode = s.get(Project, p.project_id)
+            self._system_log(
+                p.workload_id,
+                f"interrupted {f.interrupted} cell(s) that ran under 1% CPU for the project's "
+                f"staleExecTimeoutMode ({mode.stale_exec_timeout_mode if mode else '?'})",
+            )
+        idle = (now - last).total_seconds()
+        if idle >= p.timeout_s:
+            span = timedelta(seconds=p.timeout_s)
+            nbs.ask_stop(
+                s,
+                server,
+                f"released after {span} without activity (no busy kernel, CPU load or user request); "
+                "the project's vmInactivityTimeout",
+            )
+
+    def _system_log(self, workload_id: str, line: str) -> None:
+        try:
+            self.runtime.append_system_log(workload_id, line)
+        except UnknownWorkload:
+            pass
+
+
+def _chown_tree(root: Path, run_as: tuple[int, int]) -> None:
+    """Give a project's notebook dirs to the project's user (created by the server as root)."""
+    uid, gid = run_as
+    if root.stat().st_uid == uid:
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    os.chown(root, uid, gid)

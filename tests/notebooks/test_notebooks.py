@@ -1,0 +1,217 @@
+"""Notebook servers end to end: a real Atoll opens a real JupyterLab per project, behind its
+gateway, and releases it when idle (issue 4)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.notebooks.conftest import (
+    FAST,
+    Kernel,
+    new_project,
+    open_and_wait,
+    stop_all,
+    stop_and_wait,
+    wait_state,
+)
+from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
+
+
+def make_user(server: RunningServer, name: str) -> str:
+    """A member of the organization with no role on any project; returns their API token."""
+    with server.api() as api:
+        org = api.get("/organizations").json()["items"][0]["id"]
+        r = api.post("/users", json={"username": name, "password": "pw-" + name * 3, "organizationId": org})
+        assert r.status_code == 201, r.text
+    r = httpx.post(
+        server.url + "/api/v1/auth/tokens", json={"username": name, "password": "pw-" + name * 3, "name": "t"}
+    )
+    r.raise_for_status()
+    return str(r.json()["token"])
+
+
+def grant(server: RunningServer, project_id: str, username: str, role: str) -> None:
+    with server.api() as api:
+        r = api.post(f"/projects/{project_id}/access-bindings", json={"subject": username, "role": role})
+        assert r.status_code in (200, 201), r.text
+
+
+def test_open_run_cell_and_only_developers_get_in(atoll: RunningServer) -> None:
+    project = new_project(atoll, "nb-open")
+    pid = project["id"]
+    nb = open_and_wait(atoll, pid)
+    assert nb["url"] == f"/nb/{pid}/lab"
+    assert nb["configuration"] == "s1.1"
+    phases = [p["phase"] for p in nb["timeline"]]
+    assert phases == ["preparing", "queued", "starting", "ready"]
+    assert nb["idle"]["timeout"] == "10800s" and nb["idle"]["secondsLeft"] > 10000
+
+    kernel = Kernel(atoll, pid)
+    assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
+    # The project's storage is the server's root and its working dir.
+    assert kernel.run("import os; print(os.environ['DS_PROJECT_HOME'] == os.getcwd())").strip() == "True"
+    jupyter_token = kernel.run("print(os.environ['JUPYTER_TOKEN'])").strip()
+    assert len(jupyter_token) == 64
+    kernel.close()
+
+    # Jupyter's own token never reaches the client (pages, API answers), the database or the log.
+    lab = httpx.get(f"{atoll.url}{nb['url']}", headers=kernel.headers, timeout=30)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    with atoll.api() as api:
+        status = api.get(f"/projects/{pid}/notebook").text
+        workloads = api.get(f"/projects/{pid}/jobs").text
+    for where, text in (
+        ("lab page", lab.text),
+        ("status", status),
+        ("jobs", workloads),
+        ("log", atoll.log()),
+    ):
+        assert jupyter_token not in text, where
+    for f in atoll.data_dir.glob("atoll.db*"):
+        assert jupyter_token.encode() not in f.read_bytes(), f
+
+    # No role: 404 (as for a missing project); Viewer: 403; both for HTTP and the WebSocket.
+    stranger = make_user(atoll, "stranger")
+    viewer = make_user(atoll, "viewer")
+    grant(atoll, pid, "viewer", "viewer")
+    ws_url = kernel.base.replace("http://", "ws://") + f"/api/kernels/{kernel.id}/channels"
+    for tok, status in ((stranger, 404), (viewer, 403)):
+        h = {"Authorization": f"Bearer {tok}"}
+        assert httpx.get(f"{kernel.base}/api/kernels", headers=h).status_code == status
+        assert httpx.get(f"{kernel.base}/lab", headers=h).status_code == status
+        with pytest.raises(InvalidStatus) as e:
+            connect(ws_url, additional_headers=h, open_timeout=10)
+        assert e.value.response.status_code == status
+    # Anonymous: 401 for the API, the sign-in page for a browser.
+    assert httpx.get(f"{kernel.base}/api/kernels").status_code == 401
+    page = httpx.get(f"{kernel.base}/lab", headers={"Accept": "text/html"})
+    assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+    # A Developer gets in.
+    dev = make_user(atoll, "dev")
+    grant(atoll, pid, "dev", "developer")
+    assert (
+        httpx.get(f"{kernel.base}/api/kernels", headers={"Authorization": f"Bearer {dev}"}).status_code == 200
+    )
+
+
+def test_cookie_sessions_need_atolls_own_origin(atoll: RunningServer) -> None:
+    """Jupyter skips its XSRF check for token-authenticated calls: the gateway stops CSRF."""
+    pid = new_project(atoll, "nb-origin")["id"]
+    open_and_wait(atoll, pid)
+    browser = httpx.Client(base_url=atoll.url, timeout=30)
+    r = browser.post("/api/v1/auth/sessions", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    base = f"/nb/{pid}/api/kernels"
+    assert browser.get(base).status_code == 200  # reads need no Origin
+    assert browser.post(base, json={}).status_code == 403  # no Origin: refused
+    assert browser.post(base, json={}, headers={"Origin": "http://evil.example"}).status_code == 403
+    ok = browser.post(base, json={}, headers={"Origin": atoll.url})
+    assert ok.status_code == 201, ok.text
+    ws_url = atoll.url.replace("http://", "ws://") + f"{base}/{ok.json()['id']}/channels"
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    with pytest.raises(InvalidStatus) as e:
+        connect(ws_url, additional_headers={"Cookie": cookie, "Origin": "http://evil.example"})
+    assert e.value.response.status_code == 403
+    with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": atoll.url}, open_timeout=10):
+        pass
+
+
+def test_pip_installed_packages_persist_across_restarts_of_the_server(atoll: RunningServer) -> None:
+    pid = new_project(atoll, "nb-pip")["id"]
+    open_and_wait(atoll, pid)
+    kernel = Kernel(atoll, pid)
+    assert "No module named 'tabulate'" in kernel.run("import tabulate")
+    out = kernel.run("%pip install --quiet tabulate==0.9.0", timeout=300)
+    assert "error" not in out.lower(), out
+    kernel.close()
+    stopped = stop_and_wait(atoll, pid)
+    assert stopped["state"] == "STOPPED" and "stopped by admin" in stopped["detail"]
+    open_and_wait(atoll, pid)
+    kernel = Kernel(atoll, pid)
+    assert kernel.run("import tabulate; print(tabulate.__version__)").strip() == "0.9.0"
+    # Installed into the project's own layer, not into the base environment every project shares.
+    assert (
+        kernel.run(
+            "print(tabulate.__file__.startswith(os.environ['VIRTUAL_ENV']))".replace(
+                "print(", "import os; print(", 1
+            )
+        ).strip()
+        == "True"
+    )
+    kernel.close()
+
+
+def test_idle_server_is_released_but_a_busy_kernel_keeps_it(atoll: RunningServer) -> None:
+    idle = new_project(atoll, "nb-idle", vmInactivityTimeout="4s")["id"]
+    busy = new_project(atoll, "nb-busy", vmInactivityTimeout="4s")["id"]
+    open_and_wait(atoll, idle)
+    open_and_wait(atoll, busy)
+    # The idle one: a connected kernel channel and a tab polling the API are no sign of work.
+    tab = Kernel(atoll, idle)
+    tab.connect()
+    # The busy one: a cell running for 15 s with no browser attached.
+    worker = Kernel(atoll, busy)
+    msg = worker.send("import time; time.sleep(15); print('done')")
+    worker.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        httpx.get(f"{tab.base}/api/kernels", headers=tab.headers)
+        with atoll.api() as api:
+            state = api.get(f"/projects/{idle}/notebook").json()
+        if state["state"] in ("STOPPED", "FAILED"):
+            break
+        time.sleep(1)
+    assert state["state"] == "STOPPED", state
+    assert "without activity" in state["detail"] and "vmInactivityTimeout" in state["detail"]
+    tab.close()
+    with atoll.api() as api:
+        kept = api.get(f"/projects/{busy}/notebook").json()
+    assert kept["state"] == "READY", kept
+    assert kept["idle"]["lastActivity"] == "a kernel is busy"
+    # When the cell ends, nothing computes: released after the timeout.
+    released = wait_state(atoll, busy, ("STOPPED",), timeout=40)
+    assert "without activity" in released["detail"]
+    assert msg
+
+
+def test_stale_cell_is_interrupted(atoll: RunningServer) -> None:
+    pid = new_project(atoll, "nb-stale", staleExecTimeoutMode="ONE_HOUR")["id"]
+    open_and_wait(atoll, pid)
+    kernel = Kernel(atoll, pid)
+    started = time.monotonic()
+    out, reply = kernel.collect(kernel.send("import time; time.sleep(120)"), timeout=60)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", (out, reply)
+    assert time.monotonic() - started < 60
+    # A computing cell is not stale: it runs to its end.
+    out = kernel.run("t = time.time()\nwhile time.time() - t < 6: pass\nprint('finished')", timeout=60)
+    assert out.strip() == "finished"
+    kernel.close()
+
+
+def test_server_restart_readopts_notebook_servers_and_kernels_survive(
+    atoll: RunningServer, tmp_path: Path
+) -> None:
+    pid = new_project(atoll, "nb-restart")["id"]
+    open_and_wait(atoll, pid)
+    kernel = Kernel(atoll, pid)
+    kernel.run("x = 41")
+    kernel.close()
+    atoll.kill()  # SIGKILL: a crash, not a shutdown
+    again = start_server(atoll.data_dir, extra_env=FAST)
+    try:
+        nb = wait_state(again, pid, ("READY",), timeout=30)
+        assert nb["state"] == "READY"
+        same = Kernel(again, pid, kernel_id=kernel.id)
+        assert same.run("print(x + 1)").strip() == "42"
+        same.close()
+    finally:
+        try:
+            stop_all(again)
+        finally:
+            again.stop()
