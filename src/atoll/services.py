@@ -79,6 +79,7 @@ class Services:
             settings.pool_overcommit,
             settings.controller_tick_s,
             uid_base,
+            notify=lambda kind: self.wake("notebooks" if kind == "notebook" else "jobs"),
         )
         self.jobs = JobController(
             db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
@@ -97,24 +98,50 @@ class Services:
             time_scale=settings.notebook_time_scale,
             start_timeout_s=settings.notebook_start_timeout_s,
             check_s=settings.notebook_check_s,
+            notify=self.wake,
         )
         _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
+        self._wakers: dict[str, asyncio.Event] = {}
+
+    def wake(self, name: str) -> None:
+        """Run controller ``name`` ("workloads", "jobs", "notebooks") now rather than at its next
+        tick; callable from any thread (API handlers, other controllers' worker threads)."""
+        event, loop = self._wakers.get(name), self._loop_ref
+        if event is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
 
     async def start(self) -> None:
         if not self.settings.controllers:
             return
-        self._tasks.append(asyncio.create_task(self.workloads.run(), name="workloads"))
-        self._tasks.append(asyncio.create_task(self._loop(self.jobs.tick, "job"), name="jobs"))
-        self._tasks.append(asyncio.create_task(self._loop(self.notebooks.tick, "notebook"), name="notebooks"))
+        self._loop_ref = asyncio.get_running_loop()
+        self._wakers = {name: asyncio.Event() for name in ("workloads", "jobs", "notebooks")}
+        await asyncio.to_thread(self.workloads.reconcile_startup)
+        quick = min(0.1, self.settings.controller_tick_s)
+        loops: list[tuple[str, Callable[[], None], Callable[[], float]]] = [
+            ("workloads", self.workloads.tick, lambda: self.settings.controller_tick_s),
+            ("jobs", self.jobs.tick, lambda: self.settings.controller_tick_s),
+            # While a notebook server comes up, the user waits: look every 0.1 s.
+            (
+                "notebooks",
+                self.notebooks.tick,
+                lambda: quick if self.notebooks.hurry else self.settings.controller_tick_s,
+            ),
+        ]
+        for name, tick, interval in loops:
+            self._tasks.append(asyncio.create_task(self._loop(name, tick, interval), name=name))
 
-    async def _loop(self, tick: Callable[[], None], name: str) -> None:
+    async def _loop(self, name: str, tick: Callable[[], None], interval: Callable[[], float]) -> None:
+        event = self._wakers[name]
         while True:
+            event.clear()  # a wake-up during the tick below is not lost: it sets it again
             try:
                 await asyncio.to_thread(tick)
             except Exception:
                 log.exception("%s controller tick failed", name)
-            await asyncio.sleep(self.settings.controller_tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), interval())
 
     async def stop(self) -> None:
         """Stop the loops; Workloads keep running and are re-adopted on the next start."""

@@ -523,6 +523,16 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", f"{V}/jobs/{{job_id}}/logs"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/jobs/{_job(w)}/logs")
     ),
+    # notebooks (spec §2: the IDE needs project Developer; its status is visible to Viewers)
+    ("GET", f"{V}/projects/{{project_id}}/notebook"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/notebook")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/notebook/open"): Case(
+        "project.use", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/notebook/open", {})
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/notebook/stop"): Case(
+        "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/notebook/stop"), raw=True
+    ),
     ("GET", f"{V}/jobs/{{job_id}}/files/{{sha256}}"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/jobs/{_job(w, output=True)}/files/{EMPTY_SHA}")
     ),

@@ -11,6 +11,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.e2e.cli import Cli
 from tests.notebooks.conftest import (
     FAST,
     Kernel,
@@ -215,3 +216,25 @@ def test_server_restart_readopts_notebook_servers_and_kernels_survive(
             stop_all(again)
         finally:
             again.stop()
+
+
+def test_cli_open_status_stop(atoll: RunningServer, tmp_path: Path) -> None:
+    new_project(atoll, "nb-cli", vmInactivityTimeout="2h")
+    cli = Cli(tmp_path / "cli", env={"ATOLL_URL": atoll.url, "ATOLL_TOKEN": atoll.admin_token})
+    # A configuration this installation lacks: one line naming it, nothing opened.
+    bad = cli.fail("notebook", "open", "-p", "nb-cli", "--configuration", "x9.9")
+    assert "x9.9" in bad and "catalogue" in bad
+    opened = cli.ok("notebook", "open", "-p", "nb-cli")
+    url = opened.out.strip().splitlines()[-1]
+    assert url.startswith(f"{atoll.url}/nb/prj-") and url.endswith("/lab"), opened
+    assert "ready on s1.1" in opened.out and "preparing" in opened.out
+    status = cli.ok("notebook", "status", "-p", "nb-cli").out
+    assert "state:         READY" in status and "idle release:  in 1h59m" in status, status
+    assert cli.json("notebook", "status", "-p", "nb-cli")["state"] == "READY"
+    # Another configuration while it runs: refused, saying how to get there.
+    other = cli.fail("notebook", "open", "-p", "nb-cli", "-c", "s1.2")
+    assert "stop it before opening it on s1.2" in other
+    assert "Stopping" in cli.ok("notebook", "stop", "-p", "nb-cli").out
+    pid = cli.json("notebook", "status", "-p", "nb-cli")["projectId"]
+    wait_state(atoll, pid, ("STOPPED",))
+    assert "not running" in cli.ok("notebook", "stop", "-p", "nb-cli").out

@@ -11,38 +11,13 @@ from atoll.api.common import act
 from atoll.api.deps import CtxDep
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
-from atoll.domain.validation import format_duration
-from atoll.store.models import NotebookServer, Project, User, utcnow
+from atoll.store.models import NotebookServer, Project
 
 router = APIRouter(tags=["notebooks"])
 
 
 def notebook_out(db: Session, project: Project, server: NotebookServer | None) -> s.NotebookOut:
-    if server is None:
-        return s.NotebookOut(project_id=project.id, state="NONE")
-    now = utcnow()
-    opener = db.get(User, server.opened_by)
-    release = nbs.release_at(server, project)
-    idle = s.NotebookIdle(
-        timeout=format_duration(project.vm_inactivity_timeout_s),
-        last_activity_at=server.last_activity_at,
-        last_activity=server.last_activity,
-        release_at=release,
-        seconds_left=max(0.0, round((release - now).total_seconds(), 1)) if release else None,
-    )
-    return s.NotebookOut(
-        project_id=project.id,
-        id=server.id,
-        state=server.state,
-        configuration=server.configuration,
-        detail=server.detail,
-        url=nbs.base_path(project.id) + "lab" if server.state == "READY" else None,
-        opened_by=opener.username if opener else None,
-        timeline=[
-            s.NotebookPhase(phase=p.name, at=p.at, seconds=p.seconds) for p in nbs.timeline(server, now)
-        ],
-        idle=idle if server.state == "READY" else None,
-    )
+    return s.NotebookOut.model_validate(nbs.describe(db, project, server))
 
 
 @router.get(
@@ -62,9 +37,7 @@ def get_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
 )
 def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = None) -> s.NotebookOut:
     """Open the project's JupyterLab (idempotent while it runs); poll GET …/notebook until READY."""
-    server = nbs.open_server(
-        ctx.db, ctx.me, project_id, ctx.secret_box, body.configuration if body else None
-    )
+    server = nbs.open_server(ctx.db, ctx.me, project_id, ctx.secret_box, body.configuration if body else None)
     ctx.db.commit()
     project = ctx.db.get(Project, server.project_id)
     assert project is not None
@@ -79,8 +52,7 @@ def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = No
 )
 def stop_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
     """Stop the project's JupyterLab and its kernels (what is saved in the project stays)."""
-    server = nbs.stop_server(ctx.db, ctx.me, project_id)
+    project, server = nbs.stop_server(ctx.db, ctx.me, project_id)
     ctx.db.commit()
-    project = ctx.db.get(Project, server.project_id)
-    assert project is not None
+    ctx.services.wake("workloads")
     return notebook_out(ctx.db, project, server)

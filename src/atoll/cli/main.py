@@ -23,6 +23,7 @@ from atoll.cli import (
     groups,
     invites,
     members,
+    notebooks,
     orgs,
     projects,
     secrets,
@@ -72,6 +73,7 @@ doctor.register(app)
 app.add_typer(orgs.app, name="org")
 app.add_typer(communities.app, name="community")
 app.add_typer(projects.app, name="project")
+app.add_typer(notebooks.app, name="notebook")
 app.add_typer(members.app, name="member")
 app.add_typer(invites.app, name="invite")
 app.add_typer(groups.app, name="group")

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
-from atoll.envs.build import EnvironmentBuilder
+from atoll.envs.build import EnvironmentBuilder, usable_by_others
 from atoll.notebooks.server import jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload
 from atoll.runtime.local import DEFAULT_PATH
@@ -103,6 +103,7 @@ class NotebookController:
         time_scale: float = 1.0,
         start_timeout_s: float = 120.0,
         check_s: float = 5.0,
+        notify: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -116,6 +117,8 @@ class NotebookController:
         self.time_scale = time_scale
         self.start_timeout_s = start_timeout_s
         self.check_s = check_s
+        self.notify = notify  # wakes another controller's loop ("workloads") without its tick
+        self.hurry = False  # a server is on its way up: look again soon, not after a whole tick
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
         self._busy: set[str] = set()
         self._checked: dict[str, datetime] = {}
@@ -129,7 +132,9 @@ class NotebookController:
         now = now or utcnow()
         probes: list[_Probe] = []
         with self.db.transaction() as s:
-            for server in s.scalars(select(NotebookServer).where(NotebookServer.state.in_(nbs.LIVE_STATES))):
+            live = list(s.scalars(select(NotebookServer).where(NotebookServer.state.in_(nbs.LIVE_STATES))))
+            self.hurry = any(x.state in ("PREPARING", "QUEUED", "STARTING") for x in live)
+            for server in live:
                 if server.state == "PREPARING":
                     if server.id not in self._busy:
                         self._busy.add(server.id)
@@ -166,6 +171,12 @@ class NotebookController:
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
         base = notebook_environment(self.envs)  # cached after the first server on this machine
+        if run_as is not None and not usable_by_others(base.python):
+            raise RuntimeError(
+                f"the notebook environment in {base.path} is not reachable by the project's user "
+                f"(uid {run_as[0]}): a directory above it is private; put ATOLL_ENVS_DIR where other "
+                "users may traverse (the default, DATA_DIR/envs, is)"
+            )
         home = self.project_home(project_id, run_as)
         pdir = self.projects_root / project_id
         env_dir, state_dir = pdir / "notebook-env", pdir / "jupyter"
@@ -212,6 +223,7 @@ class NotebookController:
             server.state = "QUEUED"
             server.queued_at = utcnow()
             server.detail = "waiting for the scheduler"
+        self.notify("workloads")
 
     # --- following the workload ---------------------------------------------------------
 

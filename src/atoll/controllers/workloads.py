@@ -5,7 +5,6 @@ from the database and what the runtime re-adopts, so nothing is orphaned or lost
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal as signals
 from collections.abc import Callable
@@ -52,7 +51,9 @@ class WorkloadController:
         overcommit: float = 1.0,
         tick_s: float = 1.0,
         uid_base: int = 0,
+        notify: Callable[[str], None] = lambda _kind: None,
     ) -> None:
+        self.notify = notify  # told the kind of each workload it starts (its controller may wait on it)
         self.db = db
         self.runtime = runtime
         self.box = box
@@ -81,15 +82,6 @@ class WorkloadController:
                     log.info("re-adopted workload %s (%s)", wl.id, wl.kind)
 
     # --- the loop -----------------------------------------------------------------------
-
-    async def run(self) -> None:
-        await asyncio.to_thread(self.reconcile_startup)
-        while True:
-            try:
-                await asyncio.to_thread(self.tick)
-            except Exception:  # keep reconciling; the next tick retries
-                log.exception("workload controller tick failed")
-            await asyncio.sleep(self.tick_s)
 
     def tick(self, now: datetime | None = None) -> None:
         now = now or utcnow()
@@ -272,3 +264,4 @@ class WorkloadController:
         wl.state = "RUNNING"
         wl.started_at = _ts(st.started_at) or utcnow()
         wl.runtime = self.runtime.name
+        self.notify(wl.kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,10 +19,11 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.domain.errors import Conflict, Invalid
 from atoll.domain.secrets import SecretBox
+from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
-from atoll.store.models import Community, Configuration, NotebookServer, Project, as_utc, utcnow
+from atoll.store.models import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
 
 # The configuration DataSphere falls back to when a project names none (spec §3.2).
 FALLBACK_CONFIGURATION = "c1.4"
@@ -103,17 +105,17 @@ def open_server(
     return server
 
 
-def stop_server(db: Session, p: Principal, project_id: str, reason: str = "") -> NotebookServer:
-    """Stop the project's server (project Developer and up); the kernels go with it."""
+def stop_server(
+    db: Session, p: Principal, project_id: str, reason: str = ""
+) -> tuple[Project, NotebookServer | None]:
+    """Stop the project's server (project Developer and up); the kernels go with it.
+    Idempotent: with no live server, the last one (or None) comes back unchanged."""
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     server = live_server(db, project.id)
     if server is None:
-        last = latest(db, project.id)
-        if last is None:
-            raise NotFound(f"project {project.name!r} has no notebook server")
-        return last  # already stopped: stopping is idempotent
+        return project, latest(db, project.id)
     ask_stop(db, server, reason or f"stopped by {p.user.username}")
-    return server
+    return project, server
 
 
 def ask_stop(db: Session, server: NotebookServer, reason: str) -> None:
@@ -174,3 +176,33 @@ def release_at(server: NotebookServer, project: Project) -> datetime | None:
     if server.state != "READY" or server.last_activity_at is None:
         return None
     return as_utc(server.last_activity_at) + timedelta(seconds=project.vm_inactivity_timeout_s)
+
+
+def describe(db: Session, project: Project, server: NotebookServer | None) -> dict[str, Any]:
+    """What the API and the web UI show about a project's server (API field names)."""
+    if server is None:
+        none = dict.fromkeys(("id", "configuration", "url", "openedBy", "idle"))
+        return {"projectId": project.id, "state": "NONE", "detail": "", "timeline": [], **none}
+    now = utcnow()
+    opener = db.get(User, server.opened_by)
+    ready = server.state == "READY"
+    release = release_at(server, project)
+    return {
+        "projectId": project.id,
+        "id": server.id,
+        "state": server.state,
+        "configuration": server.configuration,
+        "detail": server.detail,
+        "url": base_path(project.id) + "lab" if ready else None,
+        "openedBy": opener.username if opener else None,
+        "timeline": [{"phase": p.name, "at": p.at, "seconds": p.seconds} for p in timeline(server, now)],
+        "idle": {
+            "timeout": format_duration(project.vm_inactivity_timeout_s),
+            "lastActivityAt": server.last_activity_at,
+            "lastActivity": server.last_activity,
+            "releaseAt": release,
+            "secondsLeft": max(0.0, round((release - now).total_seconds(), 1)) if release else None,
+        }
+        if ready
+        else None,
+    }

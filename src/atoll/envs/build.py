@@ -146,7 +146,7 @@ def environment_key(python_version: str, requirements: Sequence[str], pip_option
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _usable_by_others(path: Path) -> bool:
+def usable_by_others(path: Path) -> bool:
     """Whether users other than the owner can reach and run `path` (every directory passable)."""
     try:
         real = path.resolve()
@@ -215,12 +215,12 @@ class EnvironmentBuilder:
                 field=VERSION_FIELD,
             )
         found = Path(proc.stdout.strip().splitlines()[-1])
-        if not _usable_by_others(found):
+        if not usable_by_others(found):
             # Workloads may run as other users (one per project): an interpreter inside a private
             # home (pyenv under /root) would be out of their reach. Prefer a system-wide one.
             mm = ".".join(version.strip().split(".")[:2])
             for candidate in (Path(f"/usr/local/bin/python{mm}"), Path(f"/usr/bin/python{mm}")):
-                if candidate.exists() and _usable_by_others(candidate):
+                if candidate.exists() and usable_by_others(candidate):
                     return candidate
         return found
 

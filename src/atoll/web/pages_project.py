@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from atoll.domain import access, catalog, tenancy
 from atoll.domain.access import Action
 from atoll.domain.errors import DomainError, NotFound
+from atoll.domain.notebooks import FALLBACK_CONFIGURATION
 from atoll.store.models import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
@@ -19,8 +20,14 @@ from atoll.web.pages_members import RENDERERS, members_view
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
 NO_ERROR = FormError("", None, "")
-TABS = [("overview", "Overview"), ("jobs", "Jobs"), ("members", "Members"), ("settings", "Settings")]
-DEFAULT_CONFIGURATION = "c1.4"  # what the project runs on when it names none (spec §3.2)
+TABS = [
+    ("overview", "Overview"),
+    ("notebook", "Notebook"),
+    ("jobs", "Jobs"),
+    ("members", "Members"),
+    ("settings", "Settings"),
+]
+DEFAULT_CONFIGURATION = FALLBACK_CONFIGURATION  # what the project runs on when it names none (spec §3.2)
 STALE_LABELS = {"ONE_HOUR": "1 hour", "THREE_HOURS": "3 hours", "NO_TIMEOUT": "No timeout"}
 LIMITS = [
     ("balance", "Project balance", "Units left to spend; work stops at 0."),
@@ -98,6 +105,14 @@ def project_page(
         from atoll.web.pages_jobs import STATUS_CLASS, recent_jobs
 
         values.update(jobs=recent_jobs(ctx.db, ctx, project), status_class=STATUS_CLASS)
+    elif tab == "notebook":
+        from atoll.web.pages_notebooks import notebook_view
+
+        values.update(
+            notebook_view(ctx, project),
+            configurations=_configurations(ctx, c),
+            chosen=project.default_configuration or DEFAULT_CONFIGURATION,
+        )
     elif tab == "settings":
         values.update(
             can_update=access.can(ctx.db, me, Action.PROJECT_UPDATE, project),

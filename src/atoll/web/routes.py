@@ -2,8 +2,24 @@
 
 from fastapi import APIRouter
 
-from atoll.web import pages_auth, pages_community, pages_home, pages_jobs, pages_members, pages_project
+from atoll.web import (
+    pages_auth,
+    pages_community,
+    pages_home,
+    pages_jobs,
+    pages_members,
+    pages_notebooks,
+    pages_project,
+)
 
 router = APIRouter(include_in_schema=False)
-for _module in (pages_auth, pages_home, pages_community, pages_project, pages_members, pages_jobs):
+for _module in (
+    pages_auth,
+    pages_home,
+    pages_community,
+    pages_project,
+    pages_members,
+    pages_jobs,
+    pages_notebooks,
+):
     router.include_router(_module.router)
