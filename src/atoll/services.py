@@ -79,7 +79,7 @@ class Services:
             settings.pool_overcommit,
             settings.controller_tick_s,
             uid_base,
-            notify=lambda kind: self.wake("notebooks" if kind == "notebook" else "jobs"),
+            notify=lambda kind: self.wake("notebooks" if kind.startswith("notebook") else "jobs"),
         )
         self.jobs = JobController(
             db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base

@@ -189,6 +189,26 @@ def _secret(w: World) -> str:
         return sec.name
 
 
+def _notebook_file(w: World) -> str:
+    """A notebook in the world project's storage, for projects/{id}:execute."""
+    home = w.notebooks.projects_root / w.project / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "m.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    return "m.ipynb"
+
+
+def _run(w: World) -> str:
+    from atoll.store.models import NotebookRun
+
+    with w.db.transaction() as s:
+        run = NotebookRun(
+            project_id=w.project, notebook_id="m.ipynb", configuration="c1.4", created_by=w.carol
+        )
+        s.add(run)
+        s.flush()
+        return run.id
+
+
 EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of b""
 
 
@@ -530,6 +550,15 @@ CASES: dict[tuple[str, str], Case] = {
     ("POST", f"{V}/projects/{{project_id}}/notebook/open"): Case(
         "project.use", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/notebook/open", {})
     ),
+    ("POST", f"{V}/projects/{{project_id}}:execute"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}:execute", {"notebookId": _notebook_file(w)}),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/executions/{{execution_id}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/executions/{_run(w)}")
+    ),
     ("POST", f"{V}/projects/{{project_id}}/notebook/stop"): Case(
         "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/notebook/stop"), raw=True
     ),
@@ -565,6 +594,7 @@ CASES: dict[tuple[str, str], Case] = {
 def world(app: FastAPI) -> World:
     w = build_world(app.state.db)
     w.blobs = app.state.services.blobs
+    w.notebooks = app.state.services.notebooks
     return w
 
 

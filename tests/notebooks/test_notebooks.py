@@ -3,8 +3,10 @@ gateway, and releases it when idle (issue 4)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -238,3 +240,73 @@ def test_cli_open_status_stop(atoll: RunningServer, tmp_path: Path) -> None:
     pid = cli.json("notebook", "status", "-p", "nb-cli")["projectId"]
     wait_state(atoll, pid, ("STOPPED",))
     assert "not running" in cli.ok("notebook", "stop", "-p", "nb-cli").out
+
+
+def _notebook(*sources: str) -> str:
+    cells = [
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": src}
+        for src in sources
+    ]
+    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+
+def _wait_operation(atoll: RunningServer, pid: str, op_id: str, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    with atoll.api() as api:
+        while True:
+            op = api.get(f"/projects/{pid}/executions/{op_id}").json()
+            if op["done"]:
+                return dict(op)
+            assert time.monotonic() < deadline, op
+            time.sleep(0.3)
+
+
+def test_execute_a_notebook_by_api(atoll: RunningServer) -> None:
+    """Spec §4.1: projects/{id}:execute with inputVariables as env vars and outputVariableNames."""
+    pid = new_project(atoll, "nb-exec")["id"]
+    home = atoll.data_dir / "projects" / pid / "home"
+    (home / "work").mkdir(parents=True)
+    (home / "work" / "double.ipynb").write_text(
+        _notebook(
+            "import os, numpy\nn = int(os.environ['N'])",
+            "result = int(numpy.int64(n) * 2)\nlabel = os.environ['LABEL'] + '!'",
+            "shape = numpy.zeros((2, 3))",
+        )
+    )
+    (home / "broken.ipynb").write_text(_notebook("x = 1", "raise ValueError('no luck')"))
+    with atoll.api() as api:
+        # Bad input: one message naming the field, nothing queued.
+        for body, field in (
+            ({"notebookId": "../etc/passwd.ipynb"}, "notebookId"),
+            ({"notebookId": "missing.ipynb"}, "notebookId"),
+            ({"notebookId": "work/double.ipynb", "inputVariables": {"PATH": "/tmp"}}, "inputVariables.PATH"),
+            (
+                {"notebookId": "work/double.ipynb", "outputVariableNames": ["not a name"]},
+                "outputVariableNames",
+            ),
+            ({"notebookId": "work/double.ipynb", "cellId": "c1"}, "cellId"),
+        ):
+            r = api.post(f"/projects/{pid}:execute", json=body)
+            assert r.status_code == 422, r.text
+            assert field in r.text, r.text
+        r = api.post(
+            f"/projects/{pid}:execute",
+            json={
+                "notebookId": "work/double.ipynb",
+                "inputVariables": {"N": 21, "LABEL": "done"},
+                "outputVariableNames": ["result", "label", "shape"],
+            },
+        )
+        assert r.status_code == 202, r.text
+        op = r.json()
+        assert op["done"] is False and op["metadata"]["configuration"] == "s1.1"
+        failing = api.post(f"/projects/{pid}:execute", json={"notebookId": "broken.ipynb"}).json()
+    done = _wait_operation(atoll, pid, op["id"])
+    assert done["error"] is None, done
+    outputs = done["response"]["outputVariables"]
+    assert outputs["result"] == 42 and outputs["label"] == "done!"
+    assert outputs["shape"].startswith("array(")  # not JSON: its repr
+    failed = _wait_operation(atoll, pid, failing["id"])
+    assert failed["response"] is None and "no luck" in failed["error"]["message"]
+    # The executed notebook is kept with the run, outside the user's files.
+    assert (atoll.data_dir / "projects" / pid / "runs" / op["id"] / "executed.ipynb").is_file()

@@ -84,6 +84,7 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)  # persona -> API token
     counter: int = 0
     blobs: Any = None  # the app's blob store, for cases that need stored content
+    notebooks: Any = None  # the app's notebook controller (where project storage lives)
 
     def next_name(self, prefix: str) -> str:
         self.counter += 1

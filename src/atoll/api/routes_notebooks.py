@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from atoll.api import schemas as s
 from atoll.api.common import act
 from atoll.api.deps import CtxDep
+from atoll.domain import notebook_runs
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.store.models import NotebookServer, Project
@@ -56,3 +57,38 @@ def stop_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
     ctx.db.commit()
     ctx.services.wake("workloads")
     return notebook_out(ctx.db, project, server)
+
+
+@router.post(
+    "/projects/{project_id}:execute",
+    response_model=s.NotebookOperation,
+    status_code=202,
+    openapi_extra=act(Action.PROJECT_USE),
+)
+def execute_notebook(project_id: str, body: s.NotebookExecute, ctx: CtxDep) -> s.NotebookOperation:
+    """Run a notebook of the project's storage top to bottom (spec §4.1); poll the operation."""
+    controller = ctx.services.notebooks
+    run = notebook_runs.execute(
+        ctx.db,
+        ctx.me,
+        project_id,
+        notebook_id=body.notebook_id,
+        input_variables=body.input_variables,
+        output_variable_names=body.output_variable_names,
+        configuration=body.configuration,
+        notebook_exists=lambda project, path: controller.notebook_exists(project.id, path),
+    )
+    ctx.db.commit()
+    ctx.services.wake("notebooks")
+    return s.NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))
+
+
+@router.get(
+    "/projects/{project_id}/executions/{execution_id}",
+    response_model=s.NotebookOperation,
+    openapi_extra=act(Action.PROJECT_VIEW),
+)
+def get_execution(project_id: str, execution_id: str, ctx: CtxDep) -> s.NotebookOperation:
+    """A notebook run: ``done``, then ``response.outputVariables`` or ``error.message``."""
+    _project, run = notebook_runs.get_run(ctx.db, ctx.me, project_id, execution_id)
+    return s.NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))

@@ -530,3 +530,29 @@ class NotebookOut(ApiModel):
     opened_by: str | None = None
     timeline: list[NotebookPhase] = []
     idle: NotebookIdle | None = None
+
+
+class NotebookExecute(Input):
+    """DataSphere's ``projects/{id}:execute`` body (cellId, spec and sparkConnectorId are not served)."""
+
+    notebook_id: str = Field(description="Path of the .ipynb in the project's storage, up to 200 characters")
+    input_variables: dict[str, Any] = Field(default_factory=dict, description="Become env vars of the run")
+    output_variable_names: list[str] = Field(
+        default_factory=list, description="Variables whose values come back"
+    )
+    configuration: str | None = Field(None, max_length=32, description="Default: the project's default")
+
+
+class OperationError(ApiModel):
+    message: str
+
+
+class NotebookOperation(ApiModel):
+    id: str
+    description: str
+    created_at: Timestamp
+    created_by: str | None = None
+    done: bool
+    metadata: dict[str, Any]
+    response: dict[str, Any] | None = None
+    error: OperationError | None = None

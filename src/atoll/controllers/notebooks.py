@@ -12,8 +12,10 @@ any transaction, and writes what it found in another: a slow server never holds 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -30,12 +32,12 @@ from sqlalchemy.orm import Session
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
-from atoll.envs.build import EnvironmentBuilder, usable_by_others
+from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.notebooks.server import jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload
 from atoll.runtime.local import DEFAULT_PATH
 from atoll.store.db import Database
-from atoll.store.models import NotebookServer, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.models import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
 STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
@@ -143,6 +145,7 @@ class NotebookController:
                 probe = self._follow(s, server, now)
                 if probe is not None:
                     probes.append(probe)
+            self._runs(s)
         found = {p.server_id: self._probe(p, now) for p in probes}
         if found:
             with self.db.transaction() as s:
@@ -170,17 +173,8 @@ class NotebookController:
                 return
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
-        base = notebook_environment(self.envs)  # cached after the first server on this machine
-        if run_as is not None and not usable_by_others(base.python):
-            raise RuntimeError(
-                f"the notebook environment in {base.path} is not reachable by the project's user "
-                f"(uid {run_as[0]}): a directory above it is private; put ATOLL_ENVS_DIR where other "
-                "users may traverse (the default, DATA_DIR/envs, is)"
-            )
-        home = self.project_home(project_id, run_as)
-        pdir = self.projects_root / project_id
-        env_dir, state_dir = pdir / "notebook-env", pdir / "jupyter"
-        overlay = self.envs.overlay(base, env_dir)
+        overlay, home = self._environment(project_id, run_as)
+        state_dir = self.projects_root / project_id / "jupyter"
         port = pick_port()
         with self.db.transaction() as s:
             server = s.get(NotebookServer, server_id)
@@ -194,7 +188,6 @@ class NotebookController:
                 overlay.python, port, nbs.base_path(project_id), home, token, state_dir
             )
             if run_as is not None:
-                _chown_tree(env_dir, run_as)
                 _chown_tree(state_dir, run_as)
             sealed_token = self.box.seal(jenv.pop("JUPYTER_TOKEN")).decode()
             env = overlay.activate({"PATH": DEFAULT_PATH})
@@ -224,6 +217,126 @@ class NotebookController:
             server.queued_at = utcnow()
             server.detail = "waiting for the scheduler"
         self.notify("workloads")
+
+    # --- notebooks run by API ------------------------------------------------------------
+
+    def notebook_exists(self, project_id: str, path: str) -> bool:
+        """Whether ``path`` is a notebook file inside the project's storage (links may not leave it)."""
+        home = (self.projects_root / project_id / "home").resolve()
+        target = (home / path).resolve()
+        return target.is_relative_to(home) and target.is_file()
+
+    def _runs(self, s: Session) -> None:
+        for run in s.scalars(select(NotebookRun).where(NotebookRun.status.in_(("PENDING", "RUNNING")))):
+            if run.status == "PENDING":
+                if run.id not in self._busy:
+                    self._busy.add(run.id)
+                    self._pool.submit(self._prepare_run_safely, run.id)
+                continue
+            wl = s.get(WorkloadRow, run.workload_id) if run.workload_id else None
+            if wl is None:
+                self._run_done(run, "FAILED", error="its workload is gone")
+            elif wl.state in ("EXITED", "FAILED", "LOST"):
+                self._collect(run, wl)
+
+    def _run_done(self, run: NotebookRun, status: str, error: str = "") -> None:
+        run.status = status
+        run.error = error
+        run.finished_at = utcnow()
+
+    def _collect(self, run: NotebookRun, wl: WorkloadRow) -> None:
+        out = self.projects_root / run.project_id / "runs" / run.id / "outputs.json"
+        if wl.state == "EXITED" and wl.exit_code == 0:
+            try:
+                values = json.loads(out.read_text())["values"]
+            except (OSError, ValueError, KeyError) as e:
+                self._run_done(run, "FAILED", error=f"the run left no readable outputs: {e}")
+                return
+            run.output_variables = values
+            self._run_done(run, "DONE")
+            return
+        reason = wl.stop_reason if wl.desired == "STOP" else ""
+        self._run_done(run, "FAILED", error=reason or self._stderr_tail(wl.id) or f"exit code {wl.exit_code}")
+
+    def _prepare_run_safely(self, run_id: str) -> None:
+        try:
+            self._prepare_run(run_id)
+        except Exception as e:
+            log.exception("notebook run %s could not be prepared", run_id)
+            with self.db.transaction() as s:
+                run = s.get(NotebookRun, run_id)
+                if run is not None and run.status == "PENDING":
+                    self._run_done(
+                        run, "FAILED", error=f"could not prepare the run: {getattr(e, 'detail', e)}"
+                    )
+        finally:
+            self._busy.discard(run_id)
+
+    def _prepare_run(self, run_id: str) -> None:
+        with self.db.transaction() as s:
+            run = s.get(NotebookRun, run_id)
+            if run is None or run.status != "PENDING":
+                return
+            project_id = run.project_id
+            run_as = run_identity(s, project_id, self.uid_base)
+        overlay, home = self._environment(project_id, run_as)
+        run_dir = self.projects_root / project_id / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.chmod(0o700)
+        shutil.copyfile(Path(__file__).parents[1] / "notebooks" / "runner.py", run_dir / "runner.py")
+        if run_as is not None:
+            _chown_tree(run_dir, run_as)
+        with self.db.transaction() as s:
+            run = s.get(NotebookRun, run_id)
+            project = s.get(Project, project_id)
+            if run is None or run.status != "PENDING" or project is None:
+                return
+            env = overlay.activate({"PATH": DEFAULT_PATH})
+            env.update(
+                {
+                    "JUPYTER_CONFIG_DIR": str(run_dir / "config"),
+                    "JUPYTER_DATA_DIR": str(run_dir / "data"),
+                    "JUPYTER_RUNTIME_DIR": str(run_dir / "runtime"),
+                    "IPYTHONDIR": str(run_dir / "ipython"),
+                    "DS_PROJECT_HOME": str(home),
+                    "ATOLL_PROJECT_ID": project_id,
+                    **run.input_variables,
+                }
+            )
+            command = [
+                str(overlay.python),
+                str(run_dir / "runner.py"),
+                str(home / run.notebook_id),
+                str(run_dir / "outputs.json"),
+                json.dumps(run.output_variable_names),
+            ]
+            wl = submit(
+                s,
+                project,
+                kind="notebook-run",
+                owner_id=run.created_by,
+                configurations=[run.configuration],
+                spec=WorkloadSpec(command=command, workdir=home, env=env, mounts=[], ports=[]),
+            )
+            run.workload_id = wl.id
+            run.status = "RUNNING"
+        self.notify("workloads")
+
+    def _environment(self, project_id: str, run_as: tuple[int, int] | None) -> tuple[Environment, Path]:
+        """The project's notebook environment (shared base + its own %pip layer) and its storage."""
+        base = notebook_environment(self.envs)  # cached after the first server on this machine
+        if run_as is not None and not usable_by_others(site_packages(base.path)):
+            raise RuntimeError(
+                f"the notebook environment in {base.path} is not reachable by the project's user "
+                f"(uid {run_as[0]}): a directory above it is private; put ATOLL_ENVS_DIR where other "
+                "users may traverse (the default, DATA_DIR/envs, is)"
+            )
+        home = self.project_home(project_id, run_as)
+        env_dir = self.projects_root / project_id / "notebook-env"
+        overlay = self.envs.overlay(base, env_dir)
+        if run_as is not None:
+            _chown_tree(env_dir, run_as)
+        return overlay, home
 
     # --- following the workload ---------------------------------------------------------
 

@@ -274,18 +274,22 @@ class EnvironmentBuilder:
         """
         target = Path(target)
         python = target / "bin" / "python"
-        if not python.exists():
-            proc = self._uv(
-                "venv", "--no-python-downloads", "--no-project", "--no-config", "--quiet",
-                "--python", str(base.python), str(target),
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
-        own = _site_packages(target)
-        link = f"import site; site.addsitedir({str(_site_packages(base.path))!r})\n"
-        pth = own / "_atoll_base.pth"
-        if not pth.exists() or pth.read_text() != link:
-            pth.write_text(link)
+        # One project's server and its API runs may prepare at once: one creates, the others wait.
+        with self._lock("overlay-" + hashlib.sha256(str(target).encode()).hexdigest()[:32]):
+            if not python.exists():
+                # --allow-existing: a half-made or broken venv is repaired, never wiped, so packages
+                # the project installed survive (a dangling interpreter link, a crash mid-create).
+                proc = self._uv(
+                    "venv", "--allow-existing", "--no-python-downloads", "--no-project", "--no-config",
+                    "--quiet", "--python", str(base.python), str(target),
+                )  # fmt: skip
+                if proc.returncode != 0:
+                    raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
+            own = site_packages(target)
+            link = f"import site; site.addsitedir({str(site_packages(base.path))!r})\n"
+            pth = own / "_atoll_base.pth"
+            if not pth.exists() or pth.read_text() != link:
+                pth.write_text(link)
         return Environment(path=target, python=python, key=f"overlay:{base.key}")
 
     def _build(
@@ -338,7 +342,7 @@ class EnvironmentBuilder:
         return Environment(path=final, python=final / "bin" / "python", key=key)
 
 
-def _site_packages(venv: Path) -> Path:
+def site_packages(venv: Path) -> Path:
     """``<venv>/lib/pythonX.Y/site-packages`` (one Python per venv, so one match)."""
     found = sorted(Path(venv).glob("lib/python*/site-packages"))
     if not found:

@@ -363,3 +363,25 @@ class NotebookServer(Base):
     # The last sign of real use (busy kernel, CPU, a user's request) and what it was.
     last_activity_at: Mapped[datetime | None] = mapped_column(default=None)
     last_activity: Mapped[str] = mapped_column(String(64), default="")
+
+
+class NotebookRun(Base):
+    """A notebook executed by API (spec §4.1, ``projects/{id}:execute``) as a Workload: inputs as
+    env vars, the named variables' values collected at the end."""
+
+    __tablename__ = "notebook_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("exe"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    notebook_id: Mapped[str] = mapped_column(String(200))  # path in the project's storage
+    configuration: Mapped[str] = mapped_column(String(32))
+    input_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output_variable_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(
+        String(16), default="PENDING", index=True
+    )  # → RUNNING → DONE | FAILED
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    output_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
