@@ -135,6 +135,10 @@ def test_pip_installed_packages_persist_across_restarts_of_the_server(atoll: Run
     kernel.close()
     stopped = stop_and_wait(atoll, pid)
     assert stopped["state"] == "STOPPED" and "stopped by admin" in stopped["detail"]
+    # The server was metered while it was held (s1.1: 1 unit per second), like any workload.
+    with atoll.api() as api:
+        held = api.get(f"/projects/{pid}/usage").json()["units"]
+    assert held >= 2, held
     open_and_wait(atoll, pid)
     kernel = Kernel(atoll, pid)
     assert kernel.run("import tabulate; print(tabulate.__version__)").strip() == "0.9.0"

@@ -250,6 +250,14 @@ class WorkloadController:
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
             run_as=run_as,
         )
+        # A stop (a cancel) may have come in since the queue was read: take the row's lock and look
+        # again, so a workload stopped before its start never starts (PostgreSQL waits here for a
+        # concurrent cancel to commit; SQLite serializes writers anyway).
+        desired = s.execute(
+            select(WorkloadRow.desired).where(WorkloadRow.id == wl.id).with_for_update()
+        ).scalar_one()
+        if desired != "RUN":
+            return  # _apply_stops closes it on the next tick
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
         wl.wait_reason = ""
