@@ -40,6 +40,7 @@ def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = No
     """Open the project's JupyterLab (idempotent while it runs); poll GET …/notebook until READY."""
     server = nbs.open_server(ctx.db, ctx.me, project_id, ctx.secret_box, body.configuration if body else None)
     ctx.db.commit()
+    ctx.services.wake("notebooks")  # prepare it now, not at the controller's next tick
     project = ctx.db.get(Project, server.project_id)
     assert project is not None
     return notebook_out(ctx.db, project, server)
