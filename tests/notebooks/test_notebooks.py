@@ -143,14 +143,8 @@ def test_pip_installed_packages_persist_across_restarts_of_the_server(atoll: Run
     kernel = Kernel(atoll, pid)
     assert kernel.run("import tabulate; print(tabulate.__version__)").strip() == "0.9.0"
     # Installed into the project's own layer, not into the base environment every project shares.
-    assert (
-        kernel.run(
-            "print(tabulate.__file__.startswith(os.environ['VIRTUAL_ENV']))".replace(
-                "print(", "import os; print(", 1
-            )
-        ).strip()
-        == "True"
-    )
+    layer = kernel.run("import os; print(tabulate.__file__.startswith(os.environ['VIRTUAL_ENV']))")
+    assert layer.strip() == "True"
     kernel.close()
 
 

@@ -138,9 +138,7 @@ class NotebookController:
             self.hurry = any(x.state in ("PREPARING", "QUEUED", "STARTING") for x in live)
             for server in live:
                 if server.state == "PREPARING":
-                    if server.id not in self._busy:
-                        self._busy.add(server.id)
-                        self._pool.submit(self._prepare_safely, server.id)
+                    self._background(server.id, self._prepare, self._server_failed)
                     continue
                 probe = self._follow(s, server, now)
                 if probe is not None:
@@ -154,17 +152,29 @@ class NotebookController:
 
     # --- preparing ----------------------------------------------------------------------
 
-    def _prepare_safely(self, server_id: str) -> None:
-        try:
-            self._prepare(server_id)
-        except Exception as e:
-            log.exception("notebook server %s could not be prepared", server_id)
-            with self.db.transaction() as s:
-                server = s.get(NotebookServer, server_id)
-                if server is not None and server.state == "PREPARING":
-                    nbs.finish(server, "FAILED", f"could not prepare the server: {getattr(e, 'detail', e)}")
-        finally:
-            self._busy.discard(server_id)
+    def _background(self, key: str, prepare: Callable[[str], None], fail: Callable[[str, str], None]) -> None:
+        """Run ``prepare(key)`` on the worker pool once at a time per key; ``fail(key, reason)`` if
+        it raises (the row then says why instead of staying in its preparing state)."""
+        if key in self._busy:
+            return
+        self._busy.add(key)
+
+        def work() -> None:
+            try:
+                prepare(key)
+            except Exception as e:
+                log.exception("%s could not be prepared", key)
+                fail(key, str(getattr(e, "detail", e)))
+            finally:
+                self._busy.discard(key)
+
+        self._pool.submit(work)
+
+    def _server_failed(self, server_id: str, reason: str) -> None:
+        with self.db.transaction() as s:
+            server = s.get(NotebookServer, server_id)
+            if server is not None and server.state == "PREPARING":
+                nbs.finish(server, "FAILED", f"could not prepare the server: {reason}")
 
     def _prepare(self, server_id: str) -> None:
         with self.db.transaction() as s:
@@ -229,9 +239,7 @@ class NotebookController:
     def _runs(self, s: Session) -> None:
         for run in s.scalars(select(NotebookRun).where(NotebookRun.status.in_(("PENDING", "RUNNING")))):
             if run.status == "PENDING":
-                if run.id not in self._busy:
-                    self._busy.add(run.id)
-                    self._pool.submit(self._prepare_run_safely, run.id)
+                self._background(run.id, self._prepare_run, self._run_failed)
                 continue
             wl = s.get(WorkloadRow, run.workload_id) if run.workload_id else None
             if wl is None:
@@ -258,19 +266,11 @@ class NotebookController:
         reason = wl.stop_reason if wl.desired == "STOP" else ""
         self._run_done(run, "FAILED", error=reason or self._stderr_tail(wl.id) or f"exit code {wl.exit_code}")
 
-    def _prepare_run_safely(self, run_id: str) -> None:
-        try:
-            self._prepare_run(run_id)
-        except Exception as e:
-            log.exception("notebook run %s could not be prepared", run_id)
-            with self.db.transaction() as s:
-                run = s.get(NotebookRun, run_id)
-                if run is not None and run.status == "PENDING":
-                    self._run_done(
-                        run, "FAILED", error=f"could not prepare the run: {getattr(e, 'detail', e)}"
-                    )
-        finally:
-            self._busy.discard(run_id)
+    def _run_failed(self, run_id: str, reason: str) -> None:
+        with self.db.transaction() as s:
+            run = s.get(NotebookRun, run_id)
+            if run is not None and run.status == "PENDING":
+                self._run_done(run, "FAILED", error=f"could not prepare the run: {reason}")
 
     def _prepare_run(self, run_id: str) -> None:
         with self.db.transaction() as s:

@@ -17,15 +17,15 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
-from atoll.domain.notebooks import choose_configuration
+from atoll.domain.errors import Invalid, NotFound
+from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.store.models import NotebookRun, Project, User
 
 MAX_NOTEBOOK_ID = 200  # DataSphere's limit on notebookId
 MAX_VARIABLES = 100
 MAX_VALUE = 64 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Env var names (inputs) and Python variable names (outputs) alike: ASCII word characters.
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 FINISHED = ("DONE", "FAILED")
 # Env vars a run must not override: they would change how the runner or Python behave.
 _RESERVED = frozenset(
@@ -53,7 +53,7 @@ def _inputs(values: dict[str, Any]) -> dict[str, str]:
         raise Invalid(f"{f} may hold at most {MAX_VARIABLES} variables", field=f)
     out: dict[str, str] = {}
     for name, value in values.items():
-        if not _ENV_NAME.match(name) or name.upper() in _RESERVED or name.startswith(("ATOLL_", "JUPYTER_")):
+        if not _NAME.match(name) or name.upper() in _RESERVED or name.startswith(("ATOLL_", "JUPYTER_")):
             raise Invalid(
                 f"{f}.{name}: not usable as an environment variable name (letters, digits, underscores; "
                 "not PATH, HOME, PYTHON*, ATOLL_* or JUPYTER_*)",
@@ -75,7 +75,7 @@ def _outputs(names: list[str]) -> list[str]:
     if len(names) > MAX_VARIABLES:
         raise Invalid(f"{f} may name at most {MAX_VARIABLES} variables", field=f)
     for n in names:
-        if not _IDENTIFIER.match(n) or keyword.iskeyword(n):
+        if not _NAME.match(n) or keyword.iskeyword(n):
             raise Invalid(f"{f}: {n!r} is not a Python variable name", field=f)
     return list(dict.fromkeys(names))
 
@@ -98,8 +98,7 @@ def execute(
     inputs = _inputs(input_variables)
     outputs = _outputs(output_variable_names)
     name = choose_configuration(db, project, configuration)
-    if project.balance is not None and project.balance <= 0:
-        raise Conflict("the project balance is insufficient: ask a project Admin to raise it")
+    require_balance(project)
     if not notebook_exists(project, path):
         raise Invalid(f"notebookId: {path!r} is not in the project's storage", field="notebookId")
     run = NotebookRun(

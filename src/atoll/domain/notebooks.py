@@ -66,6 +66,12 @@ def choose_configuration(db: Session, project: Project, asked: str | None) -> st
     return name
 
 
+def require_balance(project: Project) -> None:
+    """Refuse to start work for a project whose balance is spent (the scheduler would fail it)."""
+    if project.balance is not None and project.balance <= 0:
+        raise Conflict("the project balance is insufficient: ask a project Admin to raise it")
+
+
 def open_server(
     db: Session, p: Principal, project_id: str, box: SecretBox, configuration: str | None = None
 ) -> NotebookServer:
@@ -74,17 +80,16 @@ def open_server(
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     live = live_server(db, project.id)
     if live is not None:
-        if configuration and configuration != live.configuration and live.state != "STOPPING":
+        if live.state == "STOPPING":
+            raise Conflict("the project's notebook server is stopping; open it again when it has stopped")
+        if configuration and configuration != live.configuration:
             raise Conflict(
                 f"the project's notebook server runs on {live.configuration}; stop it before "
                 f"opening it on {configuration}"
             )
-        if live.state != "STOPPING":
-            return live
-        raise Conflict("the project's notebook server is stopping; open it again when it has stopped")
+        return live
     name = choose_configuration(db, project, configuration)
-    if project.balance is not None and project.balance <= 0:
-        raise Conflict("the project balance is insufficient: ask a project Admin to raise it")
+    require_balance(project)
     server = NotebookServer(
         project_id=project.id,
         live_project_id=project.id,
@@ -164,10 +169,9 @@ def timeline(server: NotebookServer, now: datetime | None = None) -> list[Phase]
     present = [(n, as_utc(t)) for n, t in marks if t is not None]
     out: list[Phase] = []
     for i, (name, at) in enumerate(present):
-        end = present[i + 1][1] if i + 1 < len(present) else None
+        end = present[i + 1][1] if i + 1 < len(present) else now
         final = name in ("stopped", "failed")
-        seconds = None if final else round(((end or now) - at).total_seconds(), 3)
-        out.append(Phase(name, at, seconds if end is not None or not final else None))
+        out.append(Phase(name, at, None if final else round((end - at).total_seconds(), 3)))
     return out
 
 

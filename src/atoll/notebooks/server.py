@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 
 from atoll.envs.build import Environment, EnvironmentBuilder
+from atoll.envs.interpreter import current_version
 
-NOTEBOOK_PYTHON = "3.11"
+# The Python Atoll itself runs on: installed wherever Atoll is, so a fresh machine needs no other.
+NOTEBOOK_PYTHON = current_version()
 # Pinned so that every project gets the same, tested JupyterLab; bump deliberately. pip is there
 # for %pip install (into the project's own layer, see EnvironmentBuilder.overlay); numpy because
 # a data-science notebook without it is not one.
@@ -39,7 +41,7 @@ DISABLED_LAB_PLUGINS: dict[str, bool] = {
 
 
 def notebook_environment(builder: EnvironmentBuilder) -> Environment:
-    """The base environment notebook servers run in: Python 3.11 with JupyterLab and ipykernel.
+    """The base environment notebook servers run in: Atoll's Python with JupyterLab and ipykernel.
 
     Built once per machine (the builder caches by content), so later calls return at once.
     """

@@ -3,6 +3,7 @@ see how long until it is released when idle."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -40,7 +41,7 @@ def notebook_tab(project_id: str, ctx: Ctx) -> Response:
     return project_page(ctx, project_id, "notebook")
 
 
-def _act(ctx: WebCtx, project_id: str, fn: Any, notice: str, wake: str) -> Response:
+def _act(ctx: WebCtx, project_id: str, fn: Callable[[], object], notice: str, wake: str) -> Response:
     from atoll.web.pages_project import project_page
 
     try:
