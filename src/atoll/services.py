@@ -98,6 +98,7 @@ class Services:
             time_scale=settings.notebook_time_scale,
             start_timeout_s=settings.notebook_start_timeout_s,
             check_s=settings.notebook_check_s,
+            warm_pool=settings.notebook_warm_pool,
             notify=self.wake,
         )
         _protect(data, separate_users=self.separate_users)
@@ -151,3 +152,4 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+        await asyncio.to_thread(self.notebooks.close)

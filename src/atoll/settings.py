@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     notebook_start_timeout_s: float = 120.0
     # How often a ready notebook server's kernels and CPU are looked at.
     notebook_check_s: float = 5.0
+    # Warm pool: JupyterLab processes kept loaded (not yet any project's) so that opening a
+    # notebook skips Python's imports; each holds ~100 MB of memory and no CPU. 0: none.
+    notebook_warm_pool: int = Field(default=0, ge=0, le=32)
     # A server running as root runs each project's workloads as its own uid, base + n, so they can
     # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
     workload_uid_base: int = 200000

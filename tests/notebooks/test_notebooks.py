@@ -3,7 +3,10 @@ gateway, and releases it when idle (issue 4)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,12 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from atoll.runtime.shim import is_same_process, read_json
 from tests.e2e.cli import Cli
 from tests.notebooks.conftest import (
     FAST,
     Kernel,
+    boot,
     new_project,
     open_and_wait,
     stop_all,
@@ -308,3 +313,76 @@ def test_execute_a_notebook_by_api(atoll: RunningServer) -> None:
     assert failed["response"] is None and "no luck" in failed["error"]["message"]
     # The executed notebook is kept with the run, outside the user's files.
     assert (atoll.data_dir / "projects" / pid / "runs" / op["id"] / "executed.ipynb").is_file()
+
+
+def _parked(server: RunningServer) -> dict[Path, dict[str, Any]]:
+    """The runtime's parked (warm) processes: their dir and parked.json."""
+    found = {}
+    for f in (server.data_dir / "runtime" / ".warm").glob("*/*/parked.json"):
+        info = read_json(f)
+        if info is not None and is_same_process(info.get("pid"), info.get("start_time")):
+            found[f.parent] = info
+    return found
+
+
+def _kill_parked(server: RunningServer) -> None:
+    """Whatever warm processes a failed test left: by their recorded pids (never by name)."""
+    for d in (server.data_dir / "runtime" / ".warm").glob("*/*"):
+        for name in ("parked.json", "shim.json"):
+            info = read_json(d / name) or {}
+            if not is_same_process(info.get("pid"), info.get("start_time")):
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                if name == "parked.json":  # the warm process leads its own process group
+                    os.killpg(int(info["pid"]), signal.SIGKILL)
+                else:
+                    os.kill(int(info["pid"]), signal.SIGKILL)
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
+    server = boot(tmp_path, ATOLL_NOTEBOOK_WARM_POOL="1")
+    try:
+        parked = _wait(lambda: _parked(server), 180, "a warm JupyterLab process")
+        [(parked_dir, info)] = parked.items()
+        warm_pid = int(info["pid"])
+        pid = new_project(server, "nb-warm")["id"]
+        nb = open_and_wait(server, pid)
+        assert nb["state"] == "READY"
+        kernel = Kernel(server, pid)
+        # The kernel's parent, the project's JupyterLab, is the process that was parked.
+        home_is_cwd = "os.getcwd() == os.environ['DS_PROJECT_HOME']"
+        out = kernel.run(f"import os, sys\nprint(os.getppid(), sys.executable, {home_is_cwd})").split()
+        assert int(out[0]) == warm_pid
+        # Kernels run on the project's own layer (where %pip installs go), as after a fresh start.
+        assert out[1] == str(server.data_dir / "projects" / pid / "notebook-env" / "bin" / "python")
+        assert out[2] == "True"
+        assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
+        jupyter_token = kernel.run("print(os.environ['JUPYTER_TOKEN'])").strip()
+        kernel.close()
+        # The same server as a fresh start: its own base URL and private config (no token in pages).
+        lab = httpx.get(f"{server.url}{nb['url']}", headers=kernel.headers, timeout=30)
+        assert lab.status_code == 200 and "JupyterLab" in lab.text and jupyter_token not in lab.text
+        system_logs = [p.read_text() for p in (server.data_dir / "logs").glob("*/system.log")]
+        assert any(f"started on a warm process pid {warm_pid}" in t for t in system_logs)
+        # The pool is refilled with a new process; a stopped server's process is gone.
+        refilled = _wait(lambda: [i for d, i in _parked(server).items() if d != parked_dir], 120, "a refill")
+        stop_and_wait(server, pid)
+        assert not is_same_process(warm_pid, info["start_time"])
+    finally:
+        try:
+            stop_all(server)
+        finally:
+            server.stop()
+            left = _parked(server)
+            _kill_parked(server)
+    # A server that shuts down takes its warm processes with it.
+    assert not left
+    assert not is_same_process(refilled[0]["pid"], refilled[0]["start_time"])

@@ -62,8 +62,9 @@ def pid_alive(pid: int) -> bool:
 
 
 def _cleanup(rt: LocalRuntime) -> None:
+    rt.close_warm()
     for d in sorted(rt.state_dir.iterdir()):
-        if d.is_dir():
+        if d.is_dir() and not d.name.startswith("."):
             rt.forget(d.name)
 
 

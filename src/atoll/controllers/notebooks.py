@@ -33,7 +33,7 @@ from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
-from atoll.notebooks.server import jupyter_command, notebook_environment, pick_port
+from atoll.notebooks.server import WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload
 from atoll.runtime.local import DEFAULT_PATH
 from atoll.store.db import Database
@@ -105,6 +105,7 @@ class NotebookController:
         time_scale: float = 1.0,
         start_timeout_s: float = 120.0,
         check_s: float = 5.0,
+        warm_pool: int = 0,
         notify: Callable[[str], None] = lambda _name: None,
     ) -> None:
         self.db = db
@@ -119,6 +120,8 @@ class NotebookController:
         self.time_scale = time_scale
         self.start_timeout_s = start_timeout_s
         self.check_s = check_s
+        self.warm_pool = warm_pool
+        self._warm_key: str | None = None  # the runtime's template for the current base env
         self.notify = notify  # wakes another controller's loop ("workloads") without its tick
         self.hurry = False  # a server is on its way up: look again soon, not after a whole tick
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
@@ -144,6 +147,8 @@ class NotebookController:
                 if probe is not None:
                     probes.append(probe)
             self._runs(s)
+        if self.warm_pool and hasattr(self.runtime, "keep_warm"):
+            self._background("warm-pool", self._keep_warm, lambda _k, _r: None)
         found = {p.server_id: self._probe(p, now) for p in probes}
         if found:
             with self.db.transaction() as s:
@@ -217,6 +222,7 @@ class NotebookController:
                     mounts=[],
                     ports=[port],
                     sealed_env={"JUPYTER_TOKEN": sealed_token},
+                    warm=self._warm_key,
                 ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,
@@ -227,6 +233,22 @@ class NotebookController:
             server.queued_at = utcnow()
             server.detail = "waiting for the scheduler"
         self.notify("workloads")
+
+    # --- the warm pool ---------------------------------------------------------------------
+
+    def _keep_warm(self, _key: str) -> None:
+        """Keep ``warm_pool`` JupyterLab processes of the base environment loaded in the runtime
+        (building the environment first if no server was ever opened here)."""
+        base = notebook_environment(self.envs)
+        key = f"jupyter-{base.key[:16]}"
+        self.runtime.keep_warm(key, base.python, WARM_MODULES, self.warm_pool)  # type: ignore[attr-defined]
+        self._warm_key = key
+
+    def close(self) -> None:
+        """At server shutdown: warm processes end with the server (running servers do not)."""
+        if self.warm_pool and hasattr(self.runtime, "close_warm"):
+            self.runtime.close_warm()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- notebooks run by API ------------------------------------------------------------
 

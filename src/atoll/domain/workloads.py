@@ -33,6 +33,7 @@ class WorkloadSpec:
     # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the
     # database never holds them in clear, and the runtime redacts them from logs like secrets.
     sealed_env: dict[str, str] = field(default_factory=dict)
+    warm: str | None = None  # a runtime warm pool that may start it (see runtime.base.Workload)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class WorkloadSpec:
             "ports": self.ports,
             "withSecrets": self.with_secrets,
             "sealedEnv": self.sealed_env,
+            **({"warm": self.warm} if self.warm else {}),
         }
 
 

@@ -32,7 +32,8 @@ from atoll.domain.jobs.config import PipOptions
 from atoll.envs.requirements import normalize_requirement
 
 VERSION_FIELD = "env.python.version"
-_KEY_FORMAT = 1  # bump when the layout of a built environment changes
+# Bump when the layout of a built environment changes. 2: bytecode compiled at build time.
+_KEY_FORMAT = 2
 _META = "atoll-env.json"
 _MAX_MESSAGE = 1500
 
@@ -129,10 +130,15 @@ def _pip_args(pip: PipOptions | None) -> list[str]:
     return args
 
 
-def environment_key(python_version: str, requirements: Sequence[str], pip_options: PipOptions | None) -> str:
+def environment_key(
+    python_version: str,
+    requirements: Sequence[str],
+    pip_options: PipOptions | None,
+    excludes: Sequence[str] = (),
+) -> str:
     """sha256 over what decides an environment's content; equal requests give equal keys."""
     pip = pip_options or PipOptions()
-    payload = {
+    payload: dict[str, object] = {
         "format": _KEY_FORMAT,
         "python": python_version.strip(),
         "requirements": sorted({normalize_requirement(r) for r in requirements}),
@@ -143,6 +149,8 @@ def environment_key(python_version: str, requirements: Sequence[str], pip_option
             "no_deps": pip.no_deps,
         },
     }
+    if excludes:
+        payload["excludes"] = sorted({e.strip().lower() for e in excludes})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -244,16 +252,23 @@ class EnvironmentBuilder:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def build(
-        self, python_version: str, requirements: Sequence[str] = (), pip_options: PipOptions | None = None
+        self,
+        python_version: str,
+        requirements: Sequence[str] = (),
+        pip_options: PipOptions | None = None,
+        *,
+        excludes: Sequence[str] = (),
     ) -> Environment:
         """The environment for this Python version, requirements and pip options: cached, or built now.
 
+        ``excludes`` names packages left out of the resolution even where a requirement depends
+        on them (uv's ``--excludes``), for a dependency known to be unneeded and costly.
         Raises ``Invalid`` naming ``env.python.version`` when that Python is not installed here
         (listing those that are), and ``BuildFailed`` with uv's resolver message when the
         requirements cannot be installed. An empty list of requirements gives a bare venv.
         """
         reqs = sorted({normalize_requirement(r) for r in requirements})
-        key = environment_key(python_version, reqs, pip_options)
+        key = environment_key(python_version, reqs, pip_options, excludes)
         found = self.lookup(key)
         if found is not None:
             return found
@@ -261,7 +276,7 @@ class EnvironmentBuilder:
             found = self.lookup(key)  # built by someone else while we waited for the lock
             if found is not None:
                 return found
-            return self._build(key, python_version, reqs, pip_options)
+            return self._build(key, python_version, reqs, pip_options, sorted(set(excludes)))
 
     def overlay(self, base: Environment, target: Path) -> Environment:
         """A venv at ``target`` layered over ``base``: base's packages import, installs land in target.
@@ -293,7 +308,12 @@ class EnvironmentBuilder:
         return Environment(path=target, python=python, key=f"overlay:{base.key}")
 
     def _build(
-        self, key: str, python_version: str, reqs: list[str], pip_options: PipOptions | None
+        self,
+        key: str,
+        python_version: str,
+        reqs: list[str],
+        pip_options: PipOptions | None,
+        excludes: list[str],
     ) -> Environment:
         interpreter = self.find_python(python_version)
         self._tmp.mkdir(parents=True, exist_ok=True)
@@ -315,10 +335,18 @@ class EnvironmentBuilder:
                     output=proc.stderr,
                 )
             python = venv / "bin" / "python"
+            exclude_args: list[str] = []
+            if excludes:
+                (work / "excludes.txt").write_text("".join(f"{e}\n" for e in excludes))
+                exclude_args = ["--excludes", str(work / "excludes.txt")]
             if reqs:
+                # --compile-bytecode: workloads run as the project's user, who may not write
+                # __pycache__ into this shared, root-owned environment; without .pyc files every
+                # start would compile each imported module again (seconds for JupyterLab).
                 proc = self._uv(
-                    "pip", "install", "--no-config", "--python", str(python), *_pip_args(pip_options), *reqs
-                )
+                    "pip", "install", "--no-config", "--compile-bytecode", "--python", str(python),
+                    *_pip_args(pip_options), *exclude_args, *reqs,
+                )  # fmt: skip
                 if proc.returncode != 0:
                     raise BuildFailed(
                         f"cannot install the requirements: {_uv_message(proc.stderr)}",
@@ -330,6 +358,7 @@ class EnvironmentBuilder:
                 "interpreter": str(interpreter),
                 "requirements": reqs,
                 "pip": dataclasses.asdict(pip_options or PipOptions()),
+                "excludes": excludes,
                 "build_seconds": round(time.monotonic() - started, 3),
             }
             (venv / _META).write_text(json.dumps(meta, indent=2))

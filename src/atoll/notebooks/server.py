@@ -33,6 +33,12 @@ NOTEBOOK_REQUIREMENTS: tuple[str, ...] = (
     "pip==25.3",
 )
 
+# Left out of the environment although jupyter-events' jsonschema[format-nongpl] asks for it: it
+# builds ~35 Lark parsers at import (≈0.9 s of a 1.7 s JupyterLab start here) for the "iri" string
+# format, which no Jupyter schema uses (jupyter_server#1559). A notebook that validates IRIs with
+# jsonschema can `%pip install rfc3987-syntax` into its project.
+NOTEBOOK_EXCLUDES: tuple[str, ...] = ("rfc3987-syntax",)
+
 # Lab plugins that reach for the network on their own (news feed, update check): no network
 # reach-outs from a self-hosted server, and the checks fail slowly where there is no internet.
 DISABLED_LAB_PLUGINS: dict[str, bool] = {
@@ -40,12 +46,23 @@ DISABLED_LAB_PLUGINS: dict[str, bool] = {
 }
 
 
+# What a warm JupyterLab process imports before it is anyone's (see LocalRuntime.keep_warm): the
+# server application and the server extensions it loads at start.
+WARM_MODULES: tuple[str, ...] = (
+    "jupyterlab.labapp",
+    "jupyter_server.serverapp",
+    "jupyter_lsp",
+    "jupyter_server_terminals",
+    "notebook_shim",
+)
+
+
 def notebook_environment(builder: EnvironmentBuilder) -> Environment:
     """The base environment notebook servers run in: Atoll's Python with JupyterLab and ipykernel.
 
     Built once per machine (the builder caches by content), so later calls return at once.
     """
-    return builder.build(NOTEBOOK_PYTHON, list(NOTEBOOK_REQUIREMENTS))
+    return builder.build(NOTEBOOK_PYTHON, list(NOTEBOOK_REQUIREMENTS), excludes=NOTEBOOK_EXCLUDES)
 
 
 def pick_port() -> int:

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +51,14 @@ from atoll.runtime.inventory import LimitSupport, detect_limits
 from atoll.runtime.shim import is_same_process, proc_stat, read_json, start_time, write_json
 from atoll.storage.logs import LogStore, check_id, system_line
 
+log = logging.getLogger("atoll.runtime")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MIB = 1 << 20
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
+_WARM_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+WARM_RETRY_S = 60.0  # after a warm process failed to load its modules, before trying again
 
 
 def workload_env(w: Workload) -> dict[str, str]:
@@ -124,6 +130,13 @@ def _session_members(session: int, pgid: int) -> list[int]:
     return found
 
 
+def _young_dir(d: Path, seconds: float = 10.0) -> bool:
+    try:
+        return time.time() - d.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
 class _Record:
     """Everything the state dir says about one workload, read in one go."""
 
@@ -178,6 +191,8 @@ class LocalRuntime:
         # machine never share a group even with equal workload ids.
         self._tag = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
         self._shims: dict[str, subprocess.Popen[bytes]] = {}
+        self._parked: dict[str, subprocess.Popen[bytes]] = {}  # parked dir name -> its shim
+        self._warm_failed: dict[str, float] = {}  # template -> when a warm process last failed
         self._lock = threading.Lock()
         self._lost_lock = threading.Lock()
 
@@ -276,10 +291,17 @@ class LocalRuntime:
             raise ValueError("workload command must be a non-empty list of strings")
         env = workload_env(w)
         d = self._dir(w.id)
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            raise WorkloadExists(f"workload {w.id!r} is already known to the local runtime") from None
+        # A warm process of the template asked for, if one is parked: its dir becomes this one.
+        warm: subprocess.Popen[bytes] | None = None
+        parked = self._claim(w.warm, d) if w.warm and not d.exists() else None
+        if parked is not None:
+            with self._lock:
+                warm = self._parked.pop(parked, None)  # None if parked by an earlier server
+        else:
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                raise WorkloadExists(f"workload {w.id!r} is already known to the local runtime") from None
         group: cgroups.Group | None = None
         try:
             w.workdir.mkdir(parents=True, exist_ok=True)
@@ -302,27 +324,14 @@ class LocalRuntime:
                 "run_as": list(w.run_as) if w.run_as else None,
             }
             write_json(d / "spec.json", spec)  # 0600: it holds the secret values
-            # The shim gets a minimal environment too; PYTHONPATH makes sure it runs this very
-            # atoll package, wherever it was imported from.
-            pkg_root = str(Path(atoll.__file__).resolve().parent.parent)
-            shim_env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": "C.UTF-8"}
-            shim_env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p
-            )
-            with open(d / "shim.err", "ab") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "atoll.runtime.shim", str(d)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    cwd=d,
-                    env=shim_env,
-                    close_fds=True,
-                    start_new_session=True,  # its own session: it outlives the server
-                )
-            write_json(d / "shim.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
-            with self._lock:
-                self._shims[w.id] = proc
+            if warm is not None and self._wake(d):
+                proc = warm
+            else:
+                proc = self._spawn_shim(d, str(d))
+                write_json(d / "shim.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+            if proc is not None:
+                with self._lock:
+                    self._shims[w.id] = proc
         except BaseException:
             if group is not None:
                 group.remove()
@@ -330,10 +339,159 @@ class LocalRuntime:
             raise
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if (d / "started.json").exists() or (d / "status.json").exists() or proc.poll() is not None:
+            if (d / "started.json").exists() or (d / "status.json").exists():
+                break
+            if (proc.poll() is not None) if proc is not None else not _Record(d).shim_alive():
                 break
             time.sleep(0.01)
         return self.status(w.id)
+
+    def _spawn_shim(self, d: Path, *args: str) -> subprocess.Popen[bytes]:
+        """`python -m atoll.runtime.shim ARGS` in a new session (it outlives the server), in ``d``."""
+        # The shim gets a minimal environment too; PYTHONPATH makes sure it runs this very atoll
+        # package, wherever it was imported from.
+        pkg_root = str(Path(atoll.__file__).resolve().parent.parent)
+        shim_env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "LANG": "C.UTF-8"}
+        shim_env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+        with open(d / "shim.err", "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "atoll.runtime.shim", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=d,
+                env=shim_env,
+                close_fds=True,
+                start_new_session=True,
+            )
+
+    # --- warm pools (beyond the protocol) ----------------------------------------------------
+
+    def _warm_dir(self, key: str) -> Path:
+        if not _WARM_KEY.match(key):
+            raise ValueError(f"bad warm template name {key!r}")
+        return self.state_dir / ".warm" / key
+
+    @staticmethod
+    def _parked_state(d: Path) -> str:
+        """ "ready" (claimable), "loading" (importing its modules) or "dead"."""
+        rec = _Record(d)
+        if not rec.shim:
+            return "loading" if _young_dir(d) else "dead"
+        if not rec.shim_alive():
+            return "dead"
+        parked = read_json(d / "parked.json")
+        if parked is None or (d / "failed.txt").exists():
+            return "loading"  # the shim is writing down why its process ended, then exits
+        alive = is_same_process(parked.get("pid"), parked.get("start_time"))
+        return "ready" if alive else "loading"
+
+    def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
+        """Keep ``count`` processes of template ``key`` parked: ``python`` with ``modules`` imported,
+        each under a parked shim (see shim.park()), waiting for a workload that names ``key``.
+
+        They run as the server's user, in no workload's cgroup, and are not metered: they hold
+        memory, not CPU. A warm process that fails to load is reported in the server's log and
+        retried after WARM_RETRY_S. Returns how many are ready now. Call it again to refill after
+        claims; ``count`` 0 stops them all.
+        """
+        root = self._warm_dir(key)
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock:  # reap parked shims that ended
+            for name, p in list(self._parked.items()):
+                if p.poll() is not None:
+                    del self._parked[name]
+        ready, keep = 0, []
+        for d in sorted(root.iterdir()):
+            state = self._parked_state(d)
+            if state == "dead":
+                failed = d / "failed.txt"
+                if failed.exists():
+                    self._warm_failed[key] = time.monotonic()
+                    why = failed.read_text(errors="replace").strip()[-1500:]
+                    log.warning(
+                        "a warm process of %s failed to load (retried in %.0f s): %s", key, WARM_RETRY_S, why
+                    )
+                self._discard_parked(d)
+                continue
+            keep.append(d)
+            ready += state == "ready"
+        for d in keep[count:]:
+            self._discard_parked(d)
+        failed_at = self._warm_failed.get(key)
+        if failed_at is not None and time.monotonic() - failed_at < WARM_RETRY_S:
+            return min(ready, count)
+        for _ in range(count - len(keep)):
+            d = root / f"p{secrets.token_hex(8)}"
+            d.mkdir(mode=0o700)
+            write_json(
+                d / "warm.json",
+                {
+                    "python": str(python),
+                    "modules": list(modules),
+                    "env": {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": "/"},
+                },
+            )
+            proc = self._spawn_shim(d, "--park", str(d))
+            write_json(d / "shim.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+            with self._lock:
+                self._parked[d.name] = proc
+        return min(ready, count)
+
+    def _claim(self, key: str, d: Path) -> str | None:
+        """Move a ready parked process of ``key`` to the workload dir ``d`` (a rename: atomic, so
+        two starts never take the same one); its parked name, or None when none is ready."""
+        root = self._warm_dir(key)
+        if not root.is_dir():
+            return None
+        for p in sorted(root.iterdir()):
+            if self._parked_state(p) != "ready":
+                continue
+            try:
+                os.rename(p, d)
+            except OSError:
+                continue  # taken meanwhile
+            if self._parked_state(d) == "ready":
+                return p.name
+            self._discard_parked(d)  # died between the look and the rename
+        return None
+
+    def _wake(self, d: Path) -> bool:
+        """Tell the claimed shim in ``d`` its spec is there. False if it is gone (start fresh)."""
+        rec = _Record(d)
+        if not rec.shim_alive() or rec.shim_pid is None:
+            return False
+        try:
+            os.kill(rec.shim_pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _discard_parked(self, d: Path) -> None:
+        rec = _Record(d)
+        if rec.shim_alive() and rec.shim_pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(rec.shim_pid, signal.SIGTERM)  # the shim kills its warm process's group
+        parked = read_json(d / "parked.json") or {}
+        pid = parked.get("pid")
+        if pid and is_same_process(pid, parked.get("start_time")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid), signal.SIGKILL)
+        with self._lock:
+            p = self._parked.pop(d.name, None)
+        if p is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def close_warm(self) -> None:
+        """Stop every parked process (at server shutdown: nothing warm outlives `atoll up`)."""
+        root = self.state_dir / ".warm"
+        if not root.is_dir():
+            return
+        for key_dir in root.iterdir():
+            for d in list(key_dir.iterdir()) if key_dir.is_dir() else []:
+                self._discard_parked(d)
 
     def status(self, workload_id: str) -> WorkloadStatus:
         """The workload's status from its state dir; a dead supervisor without an outcome makes it

@@ -14,6 +14,8 @@ Files in a workload's state dir (all JSON, each written whole by one writer):
   stop.json     written by the server when a stop is requested (so the outcome says "stopped")
   status.json   the final outcome: by the shim, or by the server when the shim died (LOST)
   shim.err      the shim's own stderr, for a crash of the shim itself
+A parked shim (``--park``, see park()) also has warm.json (its template, by the server),
+parked.json (its warm process's pid, by the shim) and failed.txt (why that process ended early).
 
 This module is also the home of the small helpers both sides share (JSON files, /proc reads),
 and stays light to import: the shim's start-up time is part of every workload start.
@@ -280,12 +282,14 @@ class Shim:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.child_pid, signum)
 
-    def run(self) -> int:
-        """Start the command, pump its output, wait, record the outcome; returns the shim's exit code."""
+    def _handle_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        redactor = Redactor(self.redactor_secrets)
+
+    def run(self) -> int:
+        """Start the command, pump its output, wait, record the outcome; returns the shim's exit code."""
+        self._handle_signals()
         cmd: list[str] = self.spec["command"]
         if (self.state / "stop.json").exists():
             self._finish("failed", None, None, "stopped before it started")
@@ -305,6 +309,47 @@ class Shim:
         except (OSError, subprocess.SubprocessError, ValueError) as e:
             self._finish("failed", None, None, f"could not start {cmd[0]!r}: {e}")
             return 0
+        return self._supervise(proc, "started")
+
+    def run_warm(self, proc: subprocess.Popen[bytes]) -> int:
+        """Hand a claimed warm process (see park()) its workload, then supervise it like run().
+
+        The process waits on its stdin: it goes into the workload's cgroups and under its rlimits
+        from here (as root), and only then gets argv, env, working dir and user, switches to that
+        user itself and runs the program. Nothing of the workload ran in it before.
+        """
+        self._handle_signals()
+        cmd: list[str] = self.spec["command"]
+        assert proc.stdin is not None
+        try:
+            if (self.state / "stop.json").exists():
+                raise RuntimeError("stopped before it started")
+            if self.group is not None:
+                self.group.join(proc.pid)
+            for name, value in self.spec.get("rlimits", {}).items():
+                res = getattr(resource, name)
+                _soft, hard = resource.prlimit(proc.pid, res)
+                v = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                resource.prlimit(proc.pid, res, (v, v))
+            claim = {
+                "argv": cmd,
+                "env": self.spec["env"],
+                "cwd": self.spec["workdir"],
+                "run_as": self.spec.get("run_as"),
+            }
+            proc.stdin.write(json.dumps(claim).encode())
+            proc.stdin.close()
+        except (OSError, RuntimeError, ValueError) as e:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            self._finish("failed", None, None, f"could not start {cmd[0]!r} on a warm process: {e}")
+            return 0
+        return self._supervise(proc, "started on a warm process")
+
+    def _supervise(self, proc: subprocess.Popen[bytes], how: str) -> int:
+        cmd: list[str] = self.spec["command"]
+        redactor = Redactor(self.redactor_secrets)
         self.child_pid = proc.pid
         started_at = time.time()
         write_json(
@@ -313,7 +358,7 @@ class Shim:
         )
         shown = redactor.redact(" ".join(cmd).encode()).decode(errors="replace")
         limits = "; ".join(self.spec.get("enforced", [])) or "none"
-        self.system(f"started pid {proc.pid}: {shown[:500]} (limits: {limits})")
+        self.system(f"{how} pid {proc.pid}: {shown[:500]} (limits: {limits})")
 
         assert proc.stdout is not None and proc.stderr is not None
         pumps = []
@@ -363,11 +408,81 @@ class Shim:
         return 0
 
 
+# --- warm processes -----------------------------------------------------------------------------
+
+WARM_SCRIPT = Path(__file__).with_name("warm.py")  # stdlib only: runs on the template's Python
+WARM_STDERR_KEEP = 4000
+
+
+def _warm_preexec(shim_pid: int, prctl: Any) -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # the shim blocks the claim signals; not it
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != shim_pid:
+            os._exit(1)
+
+
+def park(state: Path) -> int:
+    """Keep one warm process for a later workload: `python -m atoll.runtime.shim --park DIR`.
+
+    DIR holds `warm.json` (the template: python and the modules to load). The shim starts
+    `python warm.py MODULES…` in its own process group (still as the server's user, in no cgroup,
+    running nothing of any workload), writes `parked.json` and waits. The runtime claims it by
+    renaming DIR to a workload's state dir, writing `spec.json` there and sending SIGUSR1; the
+    shim (whose working dir is DIR, so the rename does not lose it) then carries on as that
+    workload's supervisor (Shim.run_warm). SIGTERM, or the warm process dying, ends the shim.
+    """
+    os.chdir(state)
+    here = Path(".")
+    template = read_json(here / "warm.json") or {}
+    waits = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}  # SIGCHLD: it died
+    signal.pthread_sigmask(signal.SIG_BLOCK, waits)  # before parked.json: a claim is never lost
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None
+    me = os.getpid()
+    proc = subprocess.Popen(
+        [str(template["python"]), str(WARM_SCRIPT), *template.get("modules", [])],
+        cwd="/",
+        env=template.get("env") or {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        close_fds=True,
+        process_group=0,
+        preexec_fn=lambda: _warm_preexec(me, prctl),
+    )
+    write_json(here / "parked.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+    while True:
+        info = signal.sigtimedwait(waits, 1.0)
+        if proc.poll() is not None:  # it could not load the modules: keep why, for the runtime
+            assert proc.stderr is not None
+            err = proc.stderr.read()[-WARM_STDERR_KEEP:].decode(errors="replace")
+            (here / "failed.txt").write_text(f"exit code {proc.returncode}: {err}")
+            return 0
+        if info is None or info.si_signo == signal.SIGCHLD:
+            continue
+        if info.si_signo != signal.SIGUSR1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return 0
+        if (here / "spec.json").exists():
+            break
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, waits)
+    return Shim(Path(os.getcwd())).run_warm(proc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `python -m atoll.runtime.shim STATE_DIR`."""
+    """Entry point: `python -m atoll.runtime.shim STATE_DIR` (or `--park DIR`, see park())."""
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--park":
+        return park(Path(args[1]))
     if len(args) != 1:
-        print("usage: python -m atoll.runtime.shim STATE_DIR", file=sys.stderr)
+        print("usage: python -m atoll.runtime.shim STATE_DIR | --park DIR", file=sys.stderr)
         return 2
     return Shim(Path(args[0])).run()
 
