@@ -4,8 +4,11 @@ with the same environment, working dir, limits, logs and stop as a fresh start."
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +32,9 @@ print(json.dumps({
     "foo": os.environ.get("FOO"),
     "home": os.environ.get("HOME"),
     "preloaded": "decimal" in sys.modules,
+    "uid": os.getuid(),
+    "gid": os.getgid(),
+    "groups": os.getgroups(),
 }), flush=True)
 if sys.argv[1:] == ["wait"]:
     import time
@@ -68,6 +74,8 @@ def test_a_warm_start_runs_the_workload_on_a_parked_process(
     done = wait_finished(rt, "warm-1")
     assert done.state == WorkloadState.EXITED, done.detail
     out = json.loads(read_all(rt, "warm-1").decode())
+    for key in ("uid", "gid", "groups"):
+        out.pop(key)
     assert out == {
         "pid": parked_pid,
         "cwd": str(w.workdir),
@@ -104,6 +112,29 @@ def test_a_warm_workload_has_its_limits_and_stops_like_any(
     done = wait_finished(rt, "warm-2")
     assert done.state == WorkloadState.FAILED and done.signal == signal.SIGTERM
     assert not pid_alive(parked_pid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_a_warm_workload_runs_as_the_workloads_user(rt: LocalRuntime, workload: Build) -> None:
+    # The warm process imported its modules as the server's user (root); the workload's own code
+    # runs only after it became the workload's user, with no supplementary groups.
+    base = Path(tempfile.mkdtemp(prefix="atoll-warm-", dir="/tmp"))
+    try:
+        base.chmod(0o755)  # pytest's tmp dirs are root-only: the workload's user could not enter
+        workdir = base / "work"
+        workdir.mkdir()
+        (workdir / "probe_mod.py").write_text(PROBE)
+        [parked_pid] = _warm_up(rt, "probe", ["decimal"])
+        argv = [str(PYTHON), "-m", "probe_mod"]
+        w = workload("warm-user", argv, workdir=workdir, run_as=(54321, 54322), warm="probe")
+        assert rt.start(w).pid == parked_pid
+        done = wait_finished(rt, "warm-user")
+        assert done.state == WorkloadState.EXITED, (done.detail, read_all(rt, "warm-user", "stderr"))
+        out = json.loads(read_all(rt, "warm-user").decode())
+        assert (out["pid"], out["uid"], out["gid"], out["groups"]) == (parked_pid, 54321, 54322, [])
+        assert out["preloaded"] is True
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_without_a_parked_process_the_start_is_fresh(
