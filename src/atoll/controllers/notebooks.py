@@ -122,6 +122,8 @@ class NotebookController:
         self.check_s = check_s
         self.warm_pool = warm_pool
         self._warm_key: str | None = None  # the runtime's template for the current base env
+        self._warm_lock = threading.Lock()
+        self._warm_closed = False
         self.notify = notify  # wakes another controller's loop ("workloads") without its tick
         self.hurry = False  # a server is on its way up: look again soon, not after a whole tick
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
@@ -241,14 +243,18 @@ class NotebookController:
         (building the environment first if no server was ever opened here)."""
         base = notebook_environment(self.envs)
         key = f"jupyter-{base.key[:16]}"
-        self.runtime.keep_warm(key, base.python, WARM_MODULES, self.warm_pool)  # type: ignore[attr-defined]
+        with self._warm_lock:  # never park a process after close() stopped them all
+            if self._warm_closed:
+                return
+            self.runtime.keep_warm(key, base.python, WARM_MODULES, self.warm_pool)  # type: ignore[attr-defined]
         self._warm_key = key
 
     def close(self) -> None:
         """At server shutdown: warm processes end with the server (running servers do not)."""
-        if self.warm_pool and hasattr(self.runtime, "close_warm"):
-            self.runtime.close_warm()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._warm_lock:
+            self._warm_closed = True
+            if self.warm_pool and hasattr(self.runtime, "close_warm"):
+                self.runtime.close_warm()
 
     # --- notebooks run by API ------------------------------------------------------------
 
