@@ -72,6 +72,7 @@ from atoll.notebooks.server import (
     jupyter_command,
     notebook_environment,
 )
+from atoll.runtime.shim import is_same_process, read_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 WARM_NAME = "Atoll, warm pool"
@@ -291,12 +292,8 @@ def atoll_executable() -> str:
 def warm_ready(data_dir: Path) -> bool:
     """Whether the Atoll server over ``data_dir`` has a loaded (parked) JupyterLab process."""
     for f in (data_dir / "runtime" / ".warm").glob("*/*/parked.json"):
-        try:
-            info = json.loads(f.read_text())
-            stat = Path(f"/proc/{int(info['pid'])}/stat").read_text()
-        except (OSError, ValueError, KeyError):
-            continue
-        if int(stat[stat.rfind(")") + 2 :].split()[19]) == info.get("start_time"):
+        info = read_json(f) or {}
+        if is_same_process(info.get("pid"), info.get("start_time")):
             return True
     return False
 

@@ -28,6 +28,7 @@ from tests.notebooks.conftest import (
     stop_and_wait,
     wait_state,
 )
+from tests.runtime.conftest import wait_for
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
 
 
@@ -339,19 +340,11 @@ def _kill_parked(server: RunningServer) -> None:
                     os.kill(int(info["pid"]), signal.SIGKILL)
 
 
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
-
-
 def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
     server = boot(tmp_path, ATOLL_NOTEBOOK_WARM_POOL="1")
     try:
-        parked = _wait(lambda: _parked(server), 180, "a warm JupyterLab process")
-        [(parked_dir, info)] = parked.items()
+        wait_for(lambda: _parked(server), 180, "a warm JupyterLab process")
+        [(parked_dir, info)] = _parked(server).items()
         warm_pid = int(info["pid"])
         pid = new_project(server, "nb-warm")["id"]
         nb = open_and_wait(server, pid)
@@ -373,7 +366,8 @@ def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
         system_logs = [p.read_text() for p in (server.data_dir / "logs").glob("*/system.log")]
         assert any(f"started on a warm process pid {warm_pid}" in t for t in system_logs)
         # The pool is refilled with a new process; a stopped server's process is gone.
-        refilled = _wait(lambda: [i for d, i in _parked(server).items() if d != parked_dir], 120, "a refill")
+        wait_for(lambda: set(_parked(server)) - {parked_dir}, 120, "a refill")
+        refilled = [i for d, i in _parked(server).items() if d != parked_dir]
         stop_and_wait(server, pid)
         assert not is_same_process(warm_pid, info["start_time"])
     finally:

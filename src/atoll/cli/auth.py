@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atoll.cli.output import Format, FormatOpt, emit_one, success, usage, warn
+from atoll.cli.output import Format, FormatOpt, emit_done, emit_one, success, usage, warn
 from atoll.client import (
     TOKEN_ENV,
     AtollError,
@@ -68,10 +68,7 @@ def login(
     save_config({"url": base, "token": token, "tokenId": token_id, "username": me["username"]})
     if os.environ.get(TOKEN_ENV):
         warn(f"{TOKEN_ENV} is set in your environment and takes precedence over the saved token")
-    if fmt is Format.json:
-        emit_one(me, fmt)
-    else:
-        success(f"Logged in as {_describe(me, base)}; saved to {config_path()}")
+    emit_done(me, fmt, f"Logged in as {_describe(me, base)}; saved to {config_path()}")
 
 
 def logout() -> None:

@@ -15,6 +15,7 @@ from atoll.cli.output import (
     client,
     confirm,
     drop_none,
+    emit_done,
     emit_list,
     emit_one,
     success,
@@ -77,10 +78,7 @@ def create(
         if unit_price is not None:
             body["unitPrice"] = unit_price
         ba = c.post("/billing-accounts", body)
-    if fmt is Format.json:
-        emit_one(ba, fmt)
-    else:
-        success(f"Created billing account {ba['name']} ({ba['id']}) in organization {o['name']}")
+    emit_done(ba, fmt, f"Created billing account {ba['name']} ({ba['id']}) in organization {o['name']}")
 
 
 @app.command()
@@ -100,10 +98,7 @@ def update(
     with client() as c:
         bid = resolve.billing_account(c, account, org)["id"]
         ba = c.patch(f"/billing-accounts/{bid}", body)
-    if fmt is Format.json:
-        emit_one(ba, fmt)
-    else:
-        success(f"Updated billing account {ba['name']} ({ba['id']})")
+    emit_done(ba, fmt, f"Updated billing account {ba['name']} ({ba['id']})")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from atoll.cli.output import (
     client,
     confirm,
     drop_none,
+    emit_done,
     emit_list,
     emit_one,
     out,
@@ -85,10 +86,7 @@ def create(
         if labels is not None:
             body["labels"] = labels
         com = c.post("/communities", body)
-    if fmt is Format.json:
-        emit_one(com, fmt)
-    else:
-        success(f"Created community {com['name']} ({com['id']}) in organization {o['name']}")
+    emit_done(com, fmt, f"Created community {com['name']} ({com['id']}) in organization {o['name']}")
 
 
 @app.command()
@@ -104,10 +102,7 @@ def update(
         cid = resolve.community(c, community)["id"]
         body = drop_none({"name": name, "description": description, "labels": parse_labels(label)})
         com = c.patch(f"/communities/{cid}", body)
-    if fmt is Format.json:
-        emit_one(com, fmt)
-    else:
-        success(f"Updated community {com['name']} ({com['id']})")
+    emit_done(com, fmt, f"Updated community {com['name']} ({com['id']})")
 
 
 @app.command()

@@ -15,6 +15,7 @@ from atoll.cli.output import (
     YesOpt,
     client,
     confirm,
+    emit_done,
     emit_list,
     emit_one,
     success,
@@ -126,10 +127,7 @@ def set_(
         )
     with client() as c:
         cfg = c.put(f"/configurations/{quote(name, safe='')}", body)
-    if fmt is Format.json:
-        emit_one(cfg, fmt)
-    else:
-        success(f"Saved configuration {cfg['name']} (available here: {_availability(cfg)})")
+    emit_done(cfg, fmt, f"Saved configuration {cfg['name']} (available here: {_availability(cfg)})")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from atoll.cli.output import (
     client,
     confirm,
     drop_none,
+    emit_done,
     emit_list,
     emit_one,
     success,
@@ -69,10 +70,7 @@ def create(
     with client() as c:
         o = resolve.organization_or_default(c, org)
         g = c.post("/groups", {"organizationId": o["id"], "name": name, "description": description})
-    if fmt is Format.json:
-        emit_one(g, fmt)
-    else:
-        success(f"Created group {g['name']} ({g['id']}) in organization {o['name']}")
+    emit_done(g, fmt, f"Created group {g['name']} ({g['id']}) in organization {o['name']}")
 
 
 @app.command()
@@ -90,10 +88,7 @@ def update(
     with client() as c:
         gid = resolve.group(c, group, org)["id"]
         g = c.patch(f"/groups/{gid}", body)
-    if fmt is Format.json:
-        emit_one(g, fmt)
-    else:
-        success(f"Updated group {g['name']} ({g['id']})")
+    emit_done(g, fmt, f"Updated group {g['name']} ({g['id']})")
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
-from atoll.cli.output import Column, Format, FormatOpt, client, emit_list, emit_one, fail, success, usage
+from atoll.cli.output import Column, Format, FormatOpt, client, emit_done, emit_list, fail, success, usage
 
 app = typer.Typer(
     help="Role bindings. Give exactly one scope: --org, --community/-c, --project/-p or --billing-account.",
@@ -81,10 +81,7 @@ def add(
         b = c.post(
             f"{s.path}/access-bindings", {"subjectType": subject_type, "subject": subject, "role": role}
         )
-    if fmt is Format.json:
-        emit_one(b, fmt)
-    else:
-        success(f"{subject_type} {b['subjectName']} is now {b['role']} on {s.kind} {s.label}")
+    emit_done(b, fmt, f"{subject_type} {b['subjectName']} is now {b['role']} on {s.kind} {s.label}")
 
 
 @app.command()

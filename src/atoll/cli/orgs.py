@@ -15,6 +15,7 @@ from atoll.cli.output import (
     client,
     confirm,
     drop_none,
+    emit_done,
     emit_list,
     emit_one,
     success,
@@ -56,10 +57,7 @@ def create(
     """Create an organization (installation admins)."""
     with client() as c:
         org = c.post("/organizations", {"name": name, "description": description})
-    if fmt is Format.json:
-        emit_one(org, fmt)
-    else:
-        success(f"Created organization {org['name']} ({org['id']})")
+    emit_done(org, fmt, f"Created organization {org['name']} ({org['id']})")
 
 
 @app.command()
@@ -73,10 +71,7 @@ def update(
     with client() as c:
         oid = resolve.organization(c, org)["id"]
         updated = c.patch(f"/organizations/{oid}", drop_none({"name": name, "description": description}))
-    if fmt is Format.json:
-        emit_one(updated, fmt)
-    else:
-        success(f"Updated organization {updated['name']} ({updated['id']})")
+    emit_done(updated, fmt, f"Updated organization {updated['name']} ({updated['id']})")
 
 
 @app.command()

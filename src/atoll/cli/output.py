@@ -171,6 +171,14 @@ def emit_one(item: dict[str, Any], fmt: Format) -> None:
         print_object(item)
 
 
+def emit_done(item: dict[str, Any], fmt: Format, message: str) -> None:
+    """A create/update command's output: the API object as JSON, or one confirmation line."""
+    if fmt is Format.json:
+        print_json(item)
+    else:
+        success(message)
+
+
 # --- parsing command-line values ------------------------------------------------------------
 
 

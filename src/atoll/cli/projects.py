@@ -15,6 +15,7 @@ from atoll.cli.output import (
     client,
     confirm,
     drop_none,
+    emit_done,
     emit_list,
     emit_one,
     parse_labels,
@@ -155,10 +156,7 @@ def create(
         if limits:
             body["limits"] = limits
         p = c.post("/projects", body)
-    if fmt is Format.json:
-        emit_one(p, fmt)
-    else:
-        success(f"Created project {com['name']}/{p['name']} ({p['id']})")
+    emit_done(p, fmt, f"Created project {com['name']}/{p['name']} ({p['id']})")
 
 
 @app.command()
@@ -176,10 +174,7 @@ def update(
     with client() as c:
         pid = resolve.project(c, project)["id"]
         p = c.patch(f"/projects/{pid}", body)
-    if fmt is Format.json:
-        emit_one(p, fmt)
-    else:
-        success(f"Updated project {p['name']} ({p['id']})")
+    emit_done(p, fmt, f"Updated project {p['name']} ({p['id']})")
 
 
 @app.command()

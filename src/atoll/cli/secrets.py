@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
-from atoll.cli.output import Column, Format, FormatOpt, client, confirm, emit_list, emit_one, success, usage
+from atoll.cli.output import Column, Format, FormatOpt, client, confirm, emit_done, emit_list, success, usage
 
 app = typer.Typer(
     help="Project secrets: encrypted at rest, exposed to workloads as env vars.", no_args_is_help=True
@@ -61,10 +61,7 @@ def create(
     with client() as c:
         p = resolve.project(c, project)
         created = c.post(f"/projects/{p['id']}/secrets", {"name": name, "value": secret})
-    if fmt is Format.json:
-        emit_one(created, fmt)
-    else:
-        success(f"Created secret {created['name']} in project {p['name']}")
+    emit_done(created, fmt, f"Created secret {created['name']} in project {p['name']}")
 
 
 @app.command()

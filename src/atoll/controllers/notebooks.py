@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.notebooks.server import WARM_MODULES, jupyter_command, notebook_environment, pick_port
-from atoll.runtime.base import Runtime, UnknownWorkload
+from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
 from atoll.runtime.local import DEFAULT_PATH
 from atoll.store.db import Database
 from atoll.store.models import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
@@ -124,6 +125,9 @@ class NotebookController:
         self._warm_key: str | None = None  # the runtime's template for the current base env
         self._warm_lock = threading.Lock()
         self._warm_closed = False
+        # When the pool was last refilled (time.monotonic()): at most once a second, also while
+        # the loop hurries at ten ticks a second.
+        self._warm_looked = 0.0
         self.notify = notify  # wakes another controller's loop ("workloads") without its tick
         self.hurry = False  # a server is on its way up: look again soon, not after a whole tick
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
@@ -149,7 +153,9 @@ class NotebookController:
                 if probe is not None:
                     probes.append(probe)
             self._runs(s)
-        if self.warm_pool and hasattr(self.runtime, "keep_warm"):
+        warm_due = time.monotonic() - self._warm_looked >= 1.0
+        if self.warm_pool and warm_due and isinstance(self.runtime, WarmPools):
+            self._warm_looked = time.monotonic()
             self._background("warm-pool", self._keep_warm, lambda _k, _r: None)
         found = {p.server_id: self._probe(p, now) for p in probes}
         if found:
@@ -244,16 +250,16 @@ class NotebookController:
         base = notebook_environment(self.envs)
         key = f"jupyter-{base.key[:16]}"
         with self._warm_lock:  # never park a process after close() stopped them all
-            if self._warm_closed:
+            if self._warm_closed or not isinstance(self.runtime, WarmPools):
                 return
-            self.runtime.keep_warm(key, base.python, WARM_MODULES, self.warm_pool)  # type: ignore[attr-defined]
+            self.runtime.keep_warm(key, base.python, WARM_MODULES, self.warm_pool)
         self._warm_key = key
 
     def close(self) -> None:
         """At server shutdown: warm processes end with the server (running servers do not)."""
         with self._warm_lock:
             self._warm_closed = True
-            if self.warm_pool and hasattr(self.runtime, "close_warm"):
+            if self.warm_pool and isinstance(self.runtime, WarmPools):
                 self.runtime.close_warm()
 
     # --- notebooks run by API ------------------------------------------------------------

@@ -9,6 +9,7 @@ them in a worker thread.
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -171,4 +172,18 @@ class Runtime(Protocol):
 
     def append_system_log(self, workload_id: str, line: str) -> None:
         """Add one of Atoll's own messages to the workload's "system" log stream."""
+        ...
+
+
+@runtime_checkable
+class WarmPools(Protocol):
+    """A runtime that can keep processes loaded ahead of the workloads that name them
+    (``Workload.warm``); see LocalRuntime.keep_warm. Runtimes without it start every workload fresh."""
+
+    def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
+        """Keep ``count`` processes of template ``key`` loaded; returns how many are ready."""
+        ...
+
+    def close_warm(self) -> None:
+        """Stop every loaded process (at server shutdown)."""
         ...

@@ -130,9 +130,10 @@ def _session_members(session: int, pgid: int) -> list[int]:
     return found
 
 
-def _young_dir(d: Path, seconds: float = 10.0) -> bool:
+def _recent(path: Path, seconds: float) -> bool:
+    """Whether ``path`` exists and was modified less than ``seconds`` ago."""
     try:
-        return time.time() - d.stat().st_mtime < seconds
+        return time.time() - path.stat().st_mtime < seconds
     except OSError:
         return False
 
@@ -372,12 +373,11 @@ class LocalRuntime:
             raise ValueError(f"bad warm template name {key!r}")
         return self.state_dir / ".warm" / key
 
-    @staticmethod
-    def _parked_state(d: Path) -> str:
-        """ "ready" (claimable), "loading" (importing its modules) or "dead"."""
+    def _parked_state(self, d: Path) -> str:
+        """Whether a parked dir's process is "ready" (claimable), "loading" or "dead"."""
         rec = _Record(d)
-        if not rec.shim:
-            return "loading" if _young_dir(d) else "dead"
+        if not rec.shim:  # keep_warm() is between creating the dir and recording the shim
+            return "loading" if _recent(d, self.start_timeout) else "dead"
         if not rec.shim_alive():
             return "dead"
         parked = read_json(d / "parked.json")
@@ -509,10 +509,7 @@ class LocalRuntime:
         return self._status_of(workload_id, rec)
 
     def _young(self, rec: _Record) -> bool:
-        try:
-            return time.time() - (rec.dir / "spec.json").stat().st_mtime < self.start_timeout
-        except FileNotFoundError:
-            return False
+        return _recent(rec.dir / "spec.json", self.start_timeout)
 
     def _mark_lost(self, workload_id: str, rec: _Record) -> None:
         self._kill_remains(rec)
