@@ -17,6 +17,7 @@ from atoll.api import problems
 from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
+from atoll.api.routes_deploy import router as deploy_router
 from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
@@ -41,6 +42,7 @@ API_ROUTERS = (
     secrets_router,
     jobs_router,
     notebooks_router,
+    deploy_router,
 )
 
 

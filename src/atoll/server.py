@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 
 import uvicorn
@@ -18,6 +20,8 @@ def banner(settings: Settings, first_admin_line: str) -> str:
         f"  database : {settings.resolved_database_url.split('@')[-1]}",
         f"  API docs : {settings.base_url}/api/v1/docs",
     ]
+    if settings.gateway_port:
+        lines.append(f"  gateway  : {settings.gateway_url} (aliases and nodes)")
     if first_admin_line:
         lines.append(first_admin_line)
     lines.append(f"  CLI      : atoll login --url {settings.base_url}")
@@ -42,6 +46,7 @@ def serve(settings: Settings | None = None) -> None:
         else:
             first = f"  first admin: sign in as '{fa.username}' with the password from ATOLL_ADMIN_PASSWORD"
     app = create_app(settings, prepared)
+    gateway = start_gateway(settings)
     print(banner(settings, first), flush=True)
     config = uvicorn.Config(
         app,
@@ -53,6 +58,33 @@ def serve(settings: Settings | None = None) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        stop_gateway(gateway)
     if not server.started:
         sys.exit(1)
+
+
+def start_gateway(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """The deploy gateway, a process of its own (it exits by itself if this one dies)."""
+    if not settings.gateway_port:
+        return None
+    env = {
+        **os.environ,  # the same settings as this process, including those given as CLI flags:
+        "ATOLL_HOST": settings.host,
+        "ATOLL_DATA_DIR": str(settings.data_dir),
+        "ATOLL_DATABASE_URL": settings.resolved_database_url,
+    }
+    return subprocess.Popen([sys.executable, "-m", "atoll.gateway"], env=env)
+
+
+def stop_gateway(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

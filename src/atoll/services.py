@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atoll.controllers.jobs import JobController
+from atoll.controllers.models import ModelInbox
+from atoll.controllers.nodes import NodeController
 from atoll.controllers.notebooks import ActivityBoard, NotebookController
 from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
@@ -79,7 +81,9 @@ class Services:
             settings.pool_overcommit,
             settings.controller_tick_s,
             uid_base,
-            notify=lambda kind: self.wake("notebooks" if kind.startswith("notebook") else "jobs"),
+            notify=lambda kind: self.wake(
+                "notebooks" if kind.startswith("notebook") else "nodes" if kind == "node" else "jobs"
+            ),
         )
         self.jobs = JobController(
             db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
@@ -101,6 +105,10 @@ class Services:
             warm_pool=settings.notebook_warm_pool,
             notify=self.wake,
         )
+        self.nodes = NodeController(
+            db, self.blobs, self.envs, data, self.jobs.project_home, uid_base=uid_base, notify=self.wake
+        )
+        self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
         _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop_ref: asyncio.AbstractEventLoop | None = None
@@ -117,7 +125,7 @@ class Services:
         if not self.settings.controllers:
             return
         self._loop_ref = asyncio.get_running_loop()
-        self._wakers = {name: asyncio.Event() for name in ("workloads", "jobs", "notebooks")}
+        self._wakers = {name: asyncio.Event() for name in ("workloads", "jobs", "notebooks", "nodes")}
         await asyncio.to_thread(self.workloads.reconcile_startup)
         quick = min(0.1, self.settings.controller_tick_s)
         loops: list[tuple[str, Callable[[], None], Callable[[], float]]] = [
@@ -129,9 +137,22 @@ class Services:
                 self.notebooks.tick,
                 lambda: quick if self.notebooks.hurry else self.settings.controller_tick_s,
             ),
+            # Nodes: instances' health checks and the gateway's view want a quick loop while any
+            # node exists; saved models are picked up in the same loop.
+            (
+                "nodes",
+                self._nodes_tick,
+                lambda: min(0.25, self.settings.controller_tick_s)
+                if self.nodes.active
+                else self.settings.controller_tick_s,
+            ),
         ]
         for name, tick, interval in loops:
             self._tasks.append(asyncio.create_task(self._loop(name, tick, interval), name=name))
+
+    def _nodes_tick(self) -> None:
+        self.nodes.tick()
+        self.model_inbox.tick()
 
     async def _loop(self, name: str, tick: Callable[[], None], interval: Callable[[], float]) -> None:
         event = self._wakers[name]

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
     workload_uid_base: int = 200000
 
+    # The deploy gateway (aliases and nodes), a process of its own beside `atoll up`, on this port
+    # of the same host; 0: none.
+    gateway_port: int = Field(default=8801, ge=0, le=65535)
+    # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
+    public_gateway_url: str = ""
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -83,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """Where model users call aliases and nodes."""
+        return self.public_gateway_url.rstrip("/") or f"http://{self.host}:{self.gateway_port}"
 
     def cookies_secure_for(self, scheme: str) -> bool:
         """Whether session cookies get the Secure flag for a request that came over `scheme`."""

@@ -30,6 +30,10 @@ class RunningServer:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['ATOLL_GATEWAY_PORT']}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
@@ -57,6 +61,7 @@ def start_server(
         **os.environ,
         "ATOLL_DATA_DIR": str(data_dir),
         "ATOLL_PORT": str(port),
+        "ATOLL_GATEWAY_PORT": str(free_port()),
         "ATOLL_HOST": "127.0.0.1",
         "ATOLL_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "ATOLL_LOG_LEVEL": "warning",
@@ -88,6 +93,16 @@ def start_server(
     else:
         server.stop()
         raise RuntimeError(f"atoll up did not answer within 60 s:\n{server.log()}")
+    while True:  # the deploy gateway, a process of its own, starts beside it
+        try:
+            if httpx.get(server.gateway_url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            server.stop()
+            raise RuntimeError(f"the gateway did not answer within 60 s:\n{server.log()}")
+        time.sleep(0.1)
     if not login:
         return server
     r = httpx.post(

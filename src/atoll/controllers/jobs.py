@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
+from atoll.controllers.models import workload_env as model_env
 from atoll.domain import workloads
 from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
@@ -29,6 +30,7 @@ from atoll.domain.jobs.variables import render_cmd
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.requirements import merge_pip_options
+from atoll.envs.sdk import sdk_path
 from atoll.storage.blobs import BlobStore
 from atoll.storage.logs import LogStore, system_line
 from atoll.store.db import Database
@@ -304,6 +306,12 @@ class JobController:
             env = environment.activate(env)
             say(f"environment ready: {environment.key[:12]}")
         env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
+        # atoll.models.save/load (the job's own PYTHONPATH, if any, comes first)
+        sdk_env = model_env(self.projects_root, sdk_path(self.root.parent), project_id, job_id, run_as)
+        sdk_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env.get("PYTHONPATH"), sdk_env["PYTHONPATH"]) if p
+        )
+        env.update(sdk_env)
         home = str(self.project_home(project_id, run_as)) if cfg.attach_project_disk else None
         if run_as is not None:
             # The job's own dir belongs to the project's user; Atoll's other files stay unreadable.

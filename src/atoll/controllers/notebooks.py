@@ -30,10 +30,12 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.models import workload_env as model_env
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
+from atoll.envs.sdk import sdk_path
 from atoll.notebooks.server import WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
 from atoll.runtime.local import DEFAULT_PATH
@@ -217,6 +219,11 @@ class NotebookController:
             env.update(jenv)
             env["ATOLL_PROJECT_ID"] = project_id
             env["DS_PROJECT_HOME"] = str(home)
+            env.update(
+                model_env(
+                    self.projects_root, sdk_path(self.projects_root.parent), project_id, server_id, run_as
+                )
+            )
             wl = submit(
                 s,
                 project,

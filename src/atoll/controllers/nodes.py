@@ -1,0 +1,351 @@
+"""The node controller: keep each node's instances running, healthy and on the node's revision.
+
+Each tick, in one transaction: follow every instance's Workload (a crashed one turns Unhealthy
+and is started again), start instances up to ``minInstances``, roll a changed node out one extra
+instance at a time (an old instance retires only once a new one is Healthy, so capacity never
+drops below the minimum nor exceeds it by more than one), and retire what suspend or delete
+asks. A retiring instance is first marked Deleting, so the gateway stops sending it requests;
+its Workload stops ``DRAIN_S`` later and finishes the requests it has. Health checks run outside
+the transaction, in parallel, and are written back in a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from atoll.domain import deploy, model_registry
+from atoll.domain.workloads import FINISHED_STATES, WorkloadSpec, request_stop, run_identity, submit
+from atoll.envs.build import EnvironmentBuilder
+from atoll.envs.interpreter import current_version
+from atoll.envs.sdk import sdk_path
+from atoll.notebooks.server import pick_port
+from atoll.runtime.local import DEFAULT_PATH
+from atoll.storage.blobs import BlobStore
+from atoll.store.db import Database
+from atoll.store.models import Model, Node, NodeInstance, Project, WorkloadRow, as_utc, utcnow
+
+log = logging.getLogger("atoll.nodes")
+DRAIN_S = 1.5  # the gateway re-reads its routes every 0.25 s: it has let go well before this
+READY_CHECK_S = 0.25  # until an instance first turns Healthy, look this often (not every interval)
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class _Check:
+    instance_id: str
+    url: str
+    timeout: float
+
+
+class NodeController:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        envs: EnvironmentBuilder,
+        data_dir: Path,
+        project_home: Callable[[str, tuple[int, int] | None], Path],
+        *,
+        uid_base: int = 0,
+        notify: Callable[[str], None] = lambda _name: None,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.envs = envs
+        self.data_dir = data_dir
+        self.project_home = project_home
+        self.uid_base = uid_base
+        self.notify = notify
+        self.active = False  # some node exists: the loop ticks quickly
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-nodes")
+        self._checker = ThreadPoolExecutor(max_workers=8, thread_name_prefix="atoll-health")
+        self._busy: set[str] = set()
+        self._checked: dict[str, float] = {}  # instance id → time.monotonic() of its last check
+        self._not_before: dict[str, float] = {}  # instance id → when a crashed one may start again
+        self._http = httpx.Client(trust_env=False)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        with self.db.transaction() as s:
+            nodes = list(s.scalars(select(Node)))
+            self.active = bool(nodes)
+            checks: list[_Check] = []
+            for node in nodes:
+                checks.extend(self._reconcile(s, node, now))
+        if checks:
+            results = list(self._checker.map(self._check, checks))
+            with self.db.transaction() as s:
+                for c, (ok, detail) in zip(checks, results, strict=True):
+                    self._apply_check(s, c.instance_id, ok, detail)
+
+    def _reconcile(self, s: Session, node: Node, now: datetime) -> list[_Check]:
+        insts = deploy.instances(s, node)
+        checks: list[_Check] = []
+        for inst in insts:
+            check = self._follow(s, node, inst, now)
+            if check is not None:
+                checks.append(check)
+        live = [i for i in insts if i.status not in ("Deleting", "Deleted")]
+        if node.desired != "RUN":
+            for inst in live:
+                self._retire(
+                    s, inst, now, "the node is suspended" if node.desired == "SUSPEND" else "node deleted"
+                )
+            self._node_status(s, node, insts)
+            return checks
+        want = node.min_instances
+        current = [i for i in live if i.revision == node.revision]
+        old = [i for i in live if i.revision != node.revision]
+        healthy_current = [i for i in current if i.status == "Healthy"]
+        # Old instances stay while the new ones are not yet Healthy enough to carry the minimum.
+        keep_old = max(0, want - len(healthy_current))
+        for inst in _worst_first(old)[: max(0, len(old) - keep_old)]:
+            self._retire(s, inst, now, f"replaced by revision {node.revision}")
+            live.remove(inst)
+        for inst in _worst_first(current)[: max(0, len(current) - want)]:
+            self._retire(s, inst, now, "more instances than minInstances")
+            live.remove(inst)
+            current.remove(inst)
+        if len(current) < want and len(live) < want + 1:
+            inst = NodeInstance(node_id=node.id, project_id=node.project_id, revision=node.revision)
+            s.add(inst)
+            s.flush()
+            log.info("node %s: new instance %s (revision %s)", node.id, inst.id, node.revision)
+        self._node_status(s, node, insts)
+        return checks
+
+    def _node_status(self, s: Session, node: Node, insts: list[NodeInstance]) -> None:
+        if node.desired == "DELETE":
+            node.status = "Deleting"
+            if all(i.status == "Deleted" for i in insts):
+                s.execute(delete(NodeInstance).where(NodeInstance.node_id == node.id))
+                s.delete(node)
+            return
+        if node.desired == "SUSPEND":
+            node.status = "Suspended"
+            node.detail = "suspended: no instances run and nothing is billed"
+            return
+        healthy = sum(1 for i in insts if i.status == "Healthy")
+        if healthy >= node.min_instances:
+            node.status, node.detail = "Healthy", f"{healthy} of {node.min_instances} instances healthy"
+        elif node.status in ("Healthy", "Unhealthy"):
+            node.status, node.detail = "Unhealthy", f"{healthy} of {node.min_instances} instances healthy"
+        else:
+            node.status = "Created"
+            waiting = [i.detail for i in insts if i.detail and i.status != "Healthy"]
+            node.detail = waiting[0] if waiting else "starting instances"
+
+    # --- one instance -------------------------------------------------------------------
+
+    def _follow(self, s: Session, node: Node, inst: NodeInstance, now: datetime) -> _Check | None:
+        wl = s.get(WorkloadRow, inst.workload_id) if inst.workload_id else None
+        if inst.status == "Deleting":
+            if wl is None or wl.state in FINISHED_STATES:
+                inst.status, inst.finished_at = "Deleted", now
+                self._forget(inst.id)
+            elif wl.desired != "STOP" and inst.deleting_at is not None:
+                if (now - as_utc(inst.deleting_at)).total_seconds() >= DRAIN_S:
+                    request_stop(
+                        s, wl.id, inst.detail or "instance deleted", sig=int(signal.SIGTERM), grace=10
+                    )
+                    self.notify("workloads")
+            return None
+        if inst.status == "Deleted":
+            return None
+        if wl is None:
+            if time.monotonic() >= self._not_before.get(inst.id, 0):
+                self._background(inst.id)
+            return None
+        if wl.state in FINISHED_STATES:
+            reason = wl.stop_reason or f"exited with code {wl.exit_code}"
+            log.warning("node %s instance %s stopped (%s): starting it again", node.id, inst.id, reason)
+            inst.status, inst.passes, inst.fails = "Unhealthy", 0, 0
+            inst.detail = f"the instance stopped ({reason}); restarting it"
+            inst.workload_id = None
+            inst.restarts += 1
+            delay = min(MAX_BACKOFF_S, 2.0 ** (inst.restarts - 2)) if inst.restarts > 1 else 0.0
+            self._not_before[inst.id] = time.monotonic() + delay
+            return None
+        if wl.state == "QUEUED":
+            inst.status = "Created" if inst.status == "Undefined" else inst.status
+            inst.detail = wl.wait_reason or "waiting for the scheduler"
+            return None
+        if wl.state != "RUNNING" or inst.port is None:
+            return None
+        if inst.status in ("Undefined", "Created"):
+            inst.status, inst.detail = "Started", f"running on {wl.configuration}"
+        hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS)
+        every = float(hc["intervalS"]) if inst.healthy_at else min(float(hc["intervalS"]), READY_CHECK_S)
+        last = self._checked.get(inst.id, 0.0)
+        if time.monotonic() - last < every:
+            return None
+        self._checked[inst.id] = time.monotonic()
+        return _Check(inst.id, f"http://127.0.0.1:{inst.port}{hc['path']}", float(hc["timeoutS"]))
+
+    def _retire(self, s: Session, inst: NodeInstance, now: datetime, why: str) -> None:
+        if inst.workload_id is None:
+            inst.status, inst.finished_at, inst.detail = "Deleted", now, why
+            self._forget(inst.id)
+            return
+        inst.status, inst.deleting_at, inst.detail = "Deleting", now, why
+
+    def _forget(self, instance_id: str) -> None:
+        self._checked.pop(instance_id, None)
+        self._not_before.pop(instance_id, None)
+
+    # --- health checks ------------------------------------------------------------------
+
+    def _check(self, c: _Check) -> tuple[bool, str]:
+        try:
+            r = self._http.get(c.url, timeout=c.timeout)
+        except httpx.HTTPError as e:
+            return False, f"health check failed: {type(e).__name__}"
+        if 200 <= r.status_code < 300:
+            return True, ""
+        return False, f"health check answered {r.status_code}"
+
+    def _apply_check(self, s: Session, instance_id: str, ok: bool, detail: str) -> None:
+        inst = s.get(NodeInstance, instance_id)
+        if inst is None or inst.status in ("Deleting", "Deleted"):
+            return
+        node = s.get(Node, inst.node_id)
+        hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS) if node else deploy.HEALTH_DEFAULTS
+        if ok:
+            inst.passes, inst.fails = inst.passes + 1, 0
+            if inst.status != "Healthy" and inst.passes >= int(hc["healthyThreshold"]):
+                inst.status, inst.detail = "Healthy", "in balancing"
+                inst.healthy_at = utcnow()
+            return
+        inst.passes, inst.fails = 0, inst.fails + 1
+        if inst.status == "Healthy":
+            if inst.fails >= int(hc["unhealthyThreshold"]):
+                inst.status, inst.detail = "Unhealthy", f"{detail}: out of balancing"
+        elif inst.status == "Started":
+            inst.status, inst.detail = "Preparing", "waiting for the health check to pass"
+        elif inst.status == "Unhealthy":
+            inst.detail = f"{detail}: out of balancing"
+
+    # --- starting an instance -----------------------------------------------------------
+
+    def _background(self, instance_id: str) -> None:
+        if instance_id in self._busy:
+            return
+        self._busy.add(instance_id)
+
+        def work() -> None:
+            try:
+                self._start(instance_id)
+            except Exception as e:
+                log.exception("instance %s could not be started", instance_id)
+                self._start_failed(instance_id, str(getattr(e, "detail", e)))
+            finally:
+                self._busy.discard(instance_id)
+
+        self._pool.submit(work)
+
+    def _start_failed(self, instance_id: str, reason: str) -> None:
+        restarts = 0
+        with self.db.transaction() as s:
+            inst = s.get(NodeInstance, instance_id)
+            if inst is not None and inst.workload_id is None and inst.status not in ("Deleting", "Deleted"):
+                inst.status, inst.detail = "Unhealthy", f"could not start: {reason}"
+                inst.restarts += 1
+                restarts = inst.restarts
+        self._not_before[instance_id] = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** min(restarts, 5))
+
+    def _start(self, instance_id: str) -> None:
+        with self.db.transaction() as s:
+            inst = s.get(NodeInstance, instance_id)
+            node = s.get(Node, inst.node_id) if inst else None
+            if inst is None or node is None or inst.workload_id or inst.status in ("Deleting", "Deleted"):
+                return
+            project_id, node_id, kind, spec = node.project_id, node.id, node.kind, dict(node.spec)
+            run_as = run_identity(s, project_id, self.uid_base)
+            models = [s.get(Model, mid) for mid in spec.get("models", [])]
+            if any(m is None for m in models):
+                raise RuntimeError("a model this node serves was deleted")
+            for m in models:
+                assert m is not None
+                s.expunge(m)
+        port = pick_port()
+        env = {"PATH": DEFAULT_PATH, **spec.get("env", {})}
+        home = self.project_home(project_id, run_as)
+        workdir = home
+        if kind == "model":
+            command, env = self._model_server(
+                [m for m in models if m is not None], port, env, node_id, project_id
+            )
+            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
+        elif kind == "command":
+            command = list(spec["command"])
+        else:
+            raise RuntimeError("image nodes need the Docker runtime, which this server does not run")
+        env["ATOLL_PROJECT_ID"] = project_id
+        env["ATOLL_NODE_ID"] = node_id
+        env["ATOLL_INSTANCE_ID"] = instance_id
+        env["DS_PROJECT_HOME"] = str(home)
+        with self.db.transaction() as s:
+            inst = s.get(NodeInstance, instance_id)
+            node = s.get(Node, node_id)
+            project = s.get(Project, project_id)
+            if inst is None or node is None or project is None or inst.workload_id:
+                return
+            if inst.status in ("Deleting", "Deleted") or node.desired != "RUN":
+                return
+            wl = submit(
+                s,
+                project,
+                kind="node",
+                owner_id=node.created_by or "",
+                configurations=[node.configuration],
+                spec=WorkloadSpec(command=command, workdir=workdir, env=env, mounts=[], ports=[port]),
+                stop_signal=int(signal.SIGTERM),
+                stop_grace_s=10.0,
+            )
+            inst.workload_id, inst.port = wl.id, port
+            inst.workload_ids = [*inst.workload_ids[-9:], wl.id]
+            inst.status = "Created" if inst.status == "Undefined" else inst.status
+            inst.detail = "waiting for the scheduler"
+        self.notify("workloads")
+
+    def _model_server(
+        self, models: list[Model], port: int, env: dict[str, str], node_id: str, project_id: str
+    ) -> tuple[list[str], dict[str, str]]:
+        """The model server's command: an environment with the models' libraries, their files."""
+        from atoll.serving import SERVING_REQUIREMENTS
+
+        libraries: dict[str, str] = {}
+        for m in models:
+            for name, version in (m.meta.get("libraries") or {}).items():
+                libraries[str(name)] = str(version)
+        reqs = [*SERVING_REQUIREMENTS, *(f"{n}=={v}" for n, v in sorted(libraries.items()))]
+        environment = self.envs.build(current_version(), reqs)
+        root = self.data_dir / "models"
+        args: list[str] = []
+        for m in models:
+            path = model_registry.materialize(self.blobs, m, root / m.id)
+            args += ["--model", f"{m.name}={path}"]
+        workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        env = environment.activate(env)
+        env["PYTHONPATH"] = str(sdk_path(self.data_dir))
+        command = [str(environment.python), "-m", "atoll.serving", "--host", "127.0.0.1", "--port", str(port)]
+        return command + args, env
+
+
+def _worst_first(insts: list[NodeInstance]) -> list[NodeInstance]:
+    """Which instances to retire first: not-yet-healthy ones, then the oldest."""
+    return sorted(insts, key=lambda i: (i.status == "Healthy", -(as_utc(i.created_at).timestamp())))

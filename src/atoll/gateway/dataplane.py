@@ -1,0 +1,458 @@
+"""The deploy gateway's HTTP/1.1 proxy: aliases and nodes → their Healthy instances.
+
+This is Atoll's hot path, so it is built on asyncio protocols and httptools (the parser under
+uvicorn) rather than a framework: one parser callback per piece of a message, pooled keep-alive
+connections to the instances, and no copy of a body beyond joining its chunks. Requests and
+responses are read whole (both are capped at 16 MB, spec §6.1), which is what lets a request
+that found its instance gone — refused, or closed before any byte of an answer — go to another
+instance instead of failing. Bodies are re-framed with Content-Length.
+
+Routing (spec §6.2, §6.3): ``x-node-alias: <alias>`` or the path ``/alias/<alias>/…`` (the path
+below it goes upstream); ``x-node-id: <node>`` or ``/node/<node>/…`` for one node. A private
+alias and every node need ``Authorization: Bearer <Atoll token>`` of a user with a role on the
+project (that header then stays at the gateway). Anything else is the gateway's own:
+``/metrics`` (Prometheus) and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import httptools
+
+from atoll.gateway.metrics import Recorder
+from atoll.gateway.routing import EJECT_S, AliasRoute, Backend, NodeRoute, Table
+
+log = logging.getLogger("atoll.gateway")
+MAX_BODY = 16 * 1024 * 1024
+UPSTREAM_TIMEOUT_S = 60.0
+MAX_IDLE_PER_BACKEND = 256
+_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"host",
+    }
+)
+_ROUTING = frozenset({b"x-node-alias", b"x-node-id"})
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+
+# (token, project id) → allowed? ; the check itself runs in a worker thread (it reads the store)
+AccessCheck = Callable[[str, str], Awaitable[int]]
+
+
+@dataclass
+class Request:
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    too_big: bool
+    http11: bool
+
+
+def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
+    for k, v in headers:
+        parts.append(k + b": " + v + b"\r\n")
+    parts.append(b"content-length: %d\r\n" % len(body))
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def error(status: int, message: str, keep_alive: bool = True) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return _response(status, [(b"content-type", b"application/json")], body, keep_alive)
+
+
+class UpstreamClosed(Exception):
+    def __init__(self, answered: bool) -> None:
+        super().__init__("the instance closed the connection")
+        self.answered = answered  # some of a response had arrived: it cannot be retried
+
+
+class _Upstream(asyncio.Protocol):
+    """One keep-alive connection to an instance; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.fut: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]] | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.answered = False
+        self.status = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]]:
+        assert self.transport is not None
+        self.fut = asyncio.get_running_loop().create_future()
+        self.parser = httptools.HttpResponseParser(self)
+        self.headers, self.body, self.size, self.answered = [], [], 0, False
+        self.transport.write(data)
+        return self.fut
+
+    def data_received(self, data: bytes) -> None:
+        if self.fut is None or self.parser is None:
+            self.close()  # nothing was asked: a confused upstream
+            return
+        self.answered = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(RuntimeError(f"the instance sent an invalid response: {e}"))
+            self.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_BODY:
+            self._fail(OverflowError("the instance's response is over 16 MB"))
+            self.close()
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        fut, self.fut = self.fut, None
+        assert self.parser is not None
+        keep = self.parser.should_keep_alive()
+        if fut is not None and not fut.done():
+            fut.set_result((self.status, self.headers, b"".join(self.body), keep))
+
+    def _fail(self, exc: Exception) -> None:
+        fut, self.fut = self.fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(UpstreamClosed(self.answered))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Pool:
+    """Idle keep-alive connections per instance."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, int], list[_Upstream]] = {}
+
+    async def acquire(self, b: Backend) -> tuple[_Upstream, bool]:
+        """A connection to ``b`` and whether it was reused (a reused one may have gone stale)."""
+        idle = self.idle.get((b.host, b.port))
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn, True
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(_Upstream, b.host, b.port)
+        return proto, False
+
+    def release(self, b: Backend, conn: _Upstream) -> None:
+        idle = self.idle.setdefault((b.host, b.port), [])
+        if len(idle) < MAX_IDLE_PER_BACKEND and not conn.closed:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for c in conns:
+                c.close()
+        self.idle.clear()
+
+
+class Gateway:
+    """Routing, access and forwarding for each request; holds the table, pool and metrics."""
+
+    def __init__(self, recorder: Recorder, access: AccessCheck) -> None:
+        self.table = Table()
+        self.pool = Pool()
+        self.recorder = recorder
+        self.access = access
+        self.ejected: dict[str, float] = {}
+        self._allowed: dict[tuple[str, str], tuple[int, float]] = {}  # → (status, expiry)
+
+    async def handle(self, req: Request) -> bytes:
+        start = time.perf_counter()
+        keep = req.keep_alive
+        alias_name = node_id = None
+        token = None
+        for k, v in req.headers:
+            lk = k.lower()
+            if lk == b"x-node-alias":
+                alias_name = v.decode("latin-1").strip()
+            elif lk == b"x-node-id":
+                node_id = v.decode("latin-1").strip()
+            elif lk == b"authorization":
+                scheme, _, value = v.decode("latin-1").partition(" ")
+                token = value.strip() if scheme.lower() == "bearer" else None
+        path = req.url
+        if alias_name is None and node_id is None:
+            if path.startswith(b"/alias/") or path.startswith(b"/node/"):
+                which, _, rest = path[1:].partition(b"/")
+                name, slash, below = rest.partition(b"/")
+                name, _, query = name.partition(b"?")
+                path = b"/" + below if slash else b"/"
+                if query:
+                    path += b"?" + query
+                if which == b"alias":
+                    alias_name = name.decode("latin-1")
+                else:
+                    node_id = name.decode("latin-1")
+            else:
+                return self.own(req)
+        if req.too_big:
+            return error(413, "the request body is over 16 MB, the most a node accepts", False)
+        alias: AliasRoute | None = None
+        node: NodeRoute | None = None
+        if alias_name is not None:
+            if alias_name.startswith("datasphere.user."):
+                alias_name = alias_name[len("datasphere.user.") :]
+            alias = self.table.aliases.get(alias_name)
+            if alias is None:
+                return error(404, f"no alias named {alias_name!r}", keep)
+            project_id, public = alias.project_id, alias.public
+        else:
+            node = self.table.nodes.get(node_id or "")
+            if node is None:
+                return error(404, f"no running node {node_id!r}", keep)
+            project_id, public = node.project_id, False
+        consumed = False
+        if not public:
+            denied = await self._authorize(token, project_id)
+            if denied:
+                return denied
+            consumed = True
+        status, out, served = await self._forward(req, path, alias, node, consumed)
+        elapsed = time.perf_counter() - start
+        if alias is not None:
+            self.recorder.record(
+                "alias:" + alias.alias_id, "alias", alias.alias_id, alias.name, status, elapsed
+            )
+        if served is not None:
+            self.recorder.record(
+                "node:" + served.node_id, "node", served.node_id, served.name, status, elapsed
+            )
+        return out
+
+    async def _authorize(self, token: str | None, project_id: str) -> bytes | None:
+        if not token:
+            return error(401, "this endpoint is private: pass Authorization: Bearer <Atoll API token>")
+        key = (token, project_id)
+        now = time.monotonic()
+        cached = self._allowed.get(key)
+        if cached is None or cached[1] < now:
+            status = await self.access(token, project_id)
+            if len(self._allowed) > 10000:
+                self._allowed.clear()
+            self._allowed[key] = cached = (status, now + 10.0)
+        if cached[0] == 401:
+            return error(401, "the API token is unknown, expired or revoked")
+        if cached[0] == 403:
+            return error(403, "this endpoint needs a role on its project")
+        return None
+
+    async def _forward(
+        self, req: Request, path: bytes, alias: AliasRoute | None, node: NodeRoute | None, consumed: bool
+    ) -> tuple[int, bytes, NodeRoute | None]:
+        """(status, the response, the node that answered or was last tried)."""
+        served: NodeRoute | None = node
+        head = [req.method + b" " + path + b" HTTP/1.1\r\n"]
+        for k, v in req.headers:
+            lk = k.lower()
+            if lk in _HOP or lk in _ROUTING or (consumed and lk == b"authorization"):
+                continue
+            head.append(k + b": " + v + b"\r\n")
+        tail = b"content-length: %d\r\n\r\n" % len(req.body)
+        tried: set[str] = set()
+        for _ in range(3):
+            if alias is not None:
+                picked = alias.choose(self.ejected, tried)
+                if picked is None:
+                    break
+                target, b = picked
+            else:
+                assert node is not None
+                target, b = node, node.pick(self.ejected, tried)  # type: ignore[assignment]
+                if b is None:
+                    break
+            served = target
+            tried.add(b.instance_id)
+            try:
+                conn, reused = await self.pool.acquire(b)
+            except OSError:
+                self.ejected[b.instance_id] = time.monotonic() + EJECT_S
+                continue
+            data = b"".join((*head, b"host: %s:%d\r\n" % (b.host.encode(), b.port), tail, req.body))
+            try:
+                status, headers, body, keep = await asyncio.wait_for(conn.send(data), UPSTREAM_TIMEOUT_S)
+            except UpstreamClosed as e:
+                if e.answered:
+                    return (
+                        502,
+                        error(502, "the instance closed the connection mid-response", req.keep_alive),
+                        served,
+                    )
+                if not reused:
+                    self.ejected[b.instance_id] = time.monotonic() + EJECT_S
+                if reused:
+                    tried.discard(b.instance_id)  # a stale pooled connection: the instance may be fine
+                continue
+            except TimeoutError:
+                conn.close()
+                return 504, error(504, f"the instance did not answer in {UPSTREAM_TIMEOUT_S:.0f} s"), served
+            except OverflowError as e:
+                return 502, error(502, str(e), req.keep_alive), served
+            except RuntimeError as e:
+                return 502, error(502, str(e), req.keep_alive), served
+            if keep:
+                self.pool.release(b, conn)
+            else:
+                conn.close()
+            out = [(k, v) for k, v in headers if k.lower() not in _HOP]
+            return status, _response(status, out, body, req.keep_alive), served
+        what = f"alias {alias.name!r}" if alias is not None else f"node {node.name if node else '?'!r}"
+        return 503, error(503, f"{what} has no healthy instance to take the request", req.keep_alive), served
+
+    def own(self, req: Request) -> bytes:
+        path = req.url.partition(b"?")[0]
+        if path == b"/metrics" and req.method == b"GET":
+            body = self.recorder.exposition()
+            return _response(200, [(b"content-type", b"text/plain; version=0.0.4")], body, req.keep_alive)
+        if path == b"/healthz":
+            return _response(
+                200, [(b"content-type", b"application/json")], b'{"status":"ok"}', req.keep_alive
+            )
+        return error(
+            404,
+            "name a deployment: the x-node-alias or x-node-id header, or the path /alias/<name>/…",
+            req.keep_alive,
+        )
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parse requests, answer them in order (pipelining included)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Request] = deque()
+        self.busy = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.too_big = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fatal(error(501, "WebSocket and other upgrades are not proxied to nodes", False))
+        except httptools.HttpParserError:
+            self._fatal(error(400, "malformed HTTP request", False))
+
+    def _fatal(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > MAX_BODY:
+            self.too_big = True
+            self.body = []
+        elif not self.too_big:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        p = self.parser
+        req = Request(
+            p.get_method(),
+            self.url,
+            self.headers,
+            b"".join(self.body),
+            p.should_keep_alive(),
+            self.too_big,
+            p.get_http_version() == "1.1",
+        )
+        self.queue.append(req)
+        if len(self.queue) > 32 and self.transport is not None:
+            self.transport.pause_reading()
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        if not self.queue or self.transport is None or self.transport.is_closing():
+            self.busy = False
+            return
+        self.busy = True
+        req = self.queue.popleft()
+        task = asyncio.get_running_loop().create_task(self.gw.handle(req))
+        task.add_done_callback(lambda t: self._done(t, req))
+
+    def _done(self, task: asyncio.Task[bytes], req: Request) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            out = task.result()
+        except Exception:
+            log.exception("gateway request failed")
+            out = error(500, "the gateway failed on this request", False)
+            req.keep_alive = False
+        self.transport.write(out)
+        if not req.keep_alive or req.too_big:
+            self.transport.close()
+            return
+        self.transport.resume_reading()
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None

@@ -1,0 +1,150 @@
+"""Per-node and per-alias request metrics of the gateway (spec §6.4 names).
+
+Counting is a few dict and list operations per request. ``/metrics`` renders the running totals
+in Prometheus text format (through prometheus-client, so scrapers get the standard exposition):
+``node_requests``, ``node_http_codes`` (label ``code``), ``node_request_durations`` (a histogram,
+seconds) with labels ``node_id`` and ``node_name``, and the ``alias_*`` series with ``alias_name``.
+The current 10-second bucket is also written to the store every few seconds (``DeployMetric``)
+for the node and alias pages' charts.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import delete, select
+
+from atoll.domain.deploy_metrics import BUCKET_S, LATENCY_BUCKETS
+from atoll.store.db import Database
+from atoll.store.models import DeployMetric
+
+KEEP_DAYS = 7
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    codes: dict[int, int] = field(default_factory=dict)
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    seconds: float = 0.0
+
+    def add(self, code: int, seconds: float) -> None:
+        self.requests += 1
+        self.codes[code] = self.codes.get(code, 0) + 1
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
+@dataclass
+class _Labels:
+    kind: str  # node | alias
+    id: str
+    name: str
+
+
+class Recorder:
+    def __init__(self, gateway_id: str) -> None:
+        self.gateway_id = gateway_id
+        self.totals: dict[str, Stats] = {}  # "node:<id>" / "alias:<id>" → since the start
+        self.window: dict[str, Stats] = {}  # ... in the current bucket
+        self.window_at = _bucket_start()
+        self.names: dict[str, _Labels] = {}
+
+    def record(self, key: str, kind: str, target_id: str, name: str, code: int, seconds: float) -> None:
+        st = self.totals.get(key)
+        if st is None:
+            st = self.totals[key] = Stats()
+            self.names[key] = _Labels(kind, target_id, name)
+        st.add(code, seconds)
+        w = self.window.get(key)
+        if w is None:
+            w = self.window[key] = Stats()
+        w.add(code, seconds)
+
+    # --- Prometheus exposition ------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self))
+        return generate_latest(registry)
+
+    # --- rollups into the store -------------------------------------------------------------
+
+    def take_window(self) -> tuple[datetime, dict[str, Stats], bool]:
+        """The current bucket's stats; a new bucket begins when the clock passed its end
+        (third value True: the returned bucket is complete and its window was reset)."""
+        at, window = self.window_at, self.window
+        now_at = _bucket_start()
+        if now_at != at:
+            self.window, self.window_at = {}, now_at
+            return at, window, True
+        return at, dict(window), False
+
+
+def flush(db: Database, gateway_id: str, at: datetime, window: dict[str, Stats], prune: bool) -> None:
+    """Write (or rewrite) this gateway's rows for the bucket starting ``at``."""
+    if not window and not prune:
+        return
+    with db.transaction() as s:
+        existing = {
+            m.target: m
+            for m in s.scalars(
+                select(DeployMetric).where(DeployMetric.bucket_at == at, DeployMetric.gateway == gateway_id)
+            )
+        }
+        for key, st in window.items():
+            row = existing.get(key)
+            if row is None:
+                row = DeployMetric(target=key, gateway=gateway_id, bucket_at=at)
+                s.add(row)
+            row.requests = st.requests
+            row.codes = {str(k): v for k, v in st.codes.items()}
+            row.buckets = list(st.buckets)
+            row.seconds = st.seconds
+        if prune:
+            cutoff = datetime.fromtimestamp(at.timestamp() - KEEP_DAYS * 86400, UTC)
+            s.execute(delete(DeployMetric).where(DeployMetric.bucket_at < cutoff))
+
+
+def _bucket_start() -> datetime:
+    now = datetime.now(UTC).timestamp()
+    return datetime.fromtimestamp(now - now % BUCKET_S, UTC)
+
+
+class _Collector(Collector):
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def collect(self) -> Iterator[Metric]:
+        for kind, labels in (("node", ["node_id", "node_name"]), ("alias", ["alias_name"])):
+            requests = CounterMetricFamily(f"{kind}_requests", f"Requests to the {kind}", labels=labels)
+            codes = CounterMetricFamily(
+                f"{kind}_http_codes", f"Responses by HTTP code, per {kind}", labels=[*labels, "code"]
+            )
+            durations = HistogramMetricFamily(
+                f"{kind}_request_durations",
+                f"Request latency through the gateway (s), per {kind}",
+                labels=labels,
+            )
+            for key, st in list(self.rec.totals.items()):
+                lab = self.rec.names[key]
+                if lab.kind != kind:
+                    continue
+                values = [lab.id, lab.name] if kind == "node" else [lab.name]
+                requests.add_metric(values, st.requests)
+                for code, n in sorted(st.codes.items()):
+                    codes.add_metric([*values, str(code)], n)
+                cumulative, acc = [], 0
+                for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), st.buckets, strict=True):
+                    acc += n
+                    cumulative.append((bound, acc))
+                durations.add_metric(values, cumulative, st.seconds)
+            yield requests
+            yield codes
+            yield durations

@@ -1,0 +1,52 @@
+"""Nodes from a command, aliases through the gateway process: routing, auth, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.deploy.conftest import HEALTH, create_node, gateway_ready, service_command, wait_healthy
+from tests.support.server import RunningServer
+
+
+def test_command_node_answers_through_alias_and_node_routes(server: RunningServer, project: dict[str, Any]) -> None:
+    pid = project["id"]
+    n = create_node(
+        server, pid, "svc-a", command=service_command(), env={"VERSION": "a"}, healthCheck=HEALTH,
+        configuration="s1.1",
+    )
+    assert n["status"] == "Created" and n["kind"] == "command"
+    wait_healthy(server, pid, n["id"])
+    with server.api() as api:
+        r = api.post(f"/projects/{pid}/aliases", json={"name": "svc", "nodes": [{"nodeId": n["id"], "weight": 100}]})
+        assert r.status_code == 201, r.text
+    gateway_ready(server, "svc", server.admin_token)
+    auth = {"authorization": f"Bearer {server.admin_token}"}
+    r = httpx.get(server.gateway_url + "/hello?x=1", headers={"x-node-alias": "svc", **auth})
+    assert r.status_code == 200 and r.json()["version"] == "a" and r.json()["path"] == "/hello?x=1"
+    assert r.json()["auth"] is None  # the Atoll token stays at the gateway
+    r = httpx.get(server.gateway_url + "/alias/svc/deep/path", headers=auth)
+    assert r.json()["path"] == "/deep/path"
+    r = httpx.get(server.gateway_url + "/x", headers={"x-node-alias": "datasphere.user.svc", **auth})
+    assert r.status_code == 200
+    r = httpx.get(server.gateway_url + "/", headers={"x-node-id": n["id"], **auth})
+    assert r.status_code == 200 and r.json()["version"] == "a"
+    r = httpx.post(server.gateway_url + "/alias/svc/", content=b"x" * 1000, headers=auth)
+    assert r.json()["len"] == 1000
+    # private: no token, a bad token
+    r = httpx.get(server.gateway_url + "/", headers={"x-node-alias": "svc"})
+    assert r.status_code == 401 and "Bearer" in r.json()["error"]
+    r = httpx.get(server.gateway_url + "/", headers={"x-node-alias": "svc", "authorization": "Bearer nope"})
+    assert r.status_code == 401
+    r = httpx.get(server.gateway_url + "/", headers={"x-node-alias": "nope", **auth})
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = httpx.get(server.gateway_url + "/")
+    assert r.status_code == 404 and "x-node-alias" in r.json()["error"]
+    # 16 MB cap
+    r = httpx.post(server.gateway_url + "/alias/svc/", content=b"x" * (16 * 1024 * 1024 + 1), headers=auth)
+    assert r.status_code == 413 and "16 MB" in r.json()["error"]
+    # metrics
+    m = httpx.get(server.gateway_url + "/metrics").text
+    assert 'alias_requests_total{alias_name="svc"}' in m
+    assert f'node_http_codes_total{{code="200",node_id="{n["id"]}",node_name="svc-a"}}' in m
