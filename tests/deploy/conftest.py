@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,8 +34,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/slow"):
             time.sleep(0.3)
-        self._send(200, {"version": os.environ.get("VERSION", ""), "instance": os.environ["ATOLL_INSTANCE_ID"],
-                         "path": self.path, "auth": self.headers.get("authorization")})
+        me = os.environ["ATOLL_INSTANCE_ID"]
+        self._send(200, {"version": os.environ.get("VERSION", ""), "path": self.path,
+                         "instance": me, "auth": self.headers.get("authorization")})
     def do_POST(self):
         n = int(self.headers.get("content-length", 0))
         data = self.rfile.read(n)
@@ -48,7 +48,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve
 
 
 def service_command() -> list[str]:
-    return [sys.executable.replace("/.venv/bin/python", "/.venv/bin/python"), "-c", SERVICE]
+    return [sys.executable, "-c", SERVICE]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,9 @@ def node(server: RunningServer, project_id: str, ref: str) -> dict[str, Any]:
         return dict(r.json())
 
 
-def wait_healthy(server: RunningServer, project_id: str, ref: str, count: int = 1, timeout: float = 120) -> dict:
+def wait_healthy(
+    server: RunningServer, project_id: str, ref: str, count: int = 1, timeout: float = 120
+) -> dict:
     def check() -> dict[str, Any] | None:
         n = node(server, project_id, ref)
         healthy = [i for i in n["instances"] if i["status"] == "Healthy"]
@@ -116,4 +118,3 @@ def gateway_ready(server: RunningServer, alias: str, token: str, timeout: float 
 
 
 HEALTH = {"path": "/health", "intervalS": 0.5, "timeoutS": 1, "healthyThreshold": 1, "unhealthyThreshold": 1}
-_ = Path

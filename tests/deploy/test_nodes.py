@@ -10,16 +10,25 @@ from tests.deploy.conftest import HEALTH, create_node, gateway_ready, service_co
 from tests.support.server import RunningServer
 
 
-def test_command_node_answers_through_alias_and_node_routes(server: RunningServer, project: dict[str, Any]) -> None:
+def test_command_node_answers_through_alias_and_node_routes(
+    server: RunningServer, project: dict[str, Any]
+) -> None:
     pid = project["id"]
     n = create_node(
-        server, pid, "svc-a", command=service_command(), env={"VERSION": "a"}, healthCheck=HEALTH,
+        server,
+        pid,
+        "svc-a",
+        command=service_command(),
+        env={"VERSION": "a"},
+        healthCheck=HEALTH,
         configuration="s1.1",
     )
     assert n["status"] == "Created" and n["kind"] == "command"
     wait_healthy(server, pid, n["id"])
     with server.api() as api:
-        r = api.post(f"/projects/{pid}/aliases", json={"name": "svc", "nodes": [{"nodeId": n["id"], "weight": 100}]})
+        r = api.post(
+            f"/projects/{pid}/aliases", json={"name": "svc", "nodes": [{"nodeId": n["id"], "weight": 100}]}
+        )
         assert r.status_code == 201, r.text
     gateway_ready(server, "svc", server.admin_token)
     auth = {"authorization": f"Bearer {server.admin_token}"}
