@@ -66,6 +66,9 @@ class Workload:
     # the same workload (limits, user, logs, stop); only the start is faster. Runtimes without
     # warm pools start it fresh.
     warm: str | None = None
+    # The image a container runtime (docker) runs the command in, present on its daemon; the local
+    # runtime ignores it.
+    image: str | None = None
 
 
 class WorkloadState(StrEnum):

@@ -1,0 +1,405 @@
+"""The Docker runtime: workloads as containers, through the Docker Engine API (the `docker` SDK).
+
+A node can run "from any image" and a job with `env.docker`: `Workload.image` names an image that
+is already on the daemon (built, loaded or imported there; this runtime never pulls from a
+registry). The container is the runtime's state: it is named `atoll-<workload id>` and labelled
+`atoll.workload=<id>`, so any DockerRuntime over the same daemon (a restarted server) finds it.
+
+How a Workload maps onto a container:
+  command      argv, no shell, under Docker's init (tini) as PID 1, which reaps zombies and passes
+               a stop signal to the command's whole process group (TINI_KILL_PROCESS_GROUP), as
+               the local runtime signals its group
+  env          the local runtime's environment (workload_env), except PATH, left to the image
+               unless the caller sets it, and CUDA_VISIBLE_DEVICES with GPUs (the container sees
+               only its devices, numbered from 0)
+  workdir      bind-mounted at the same path and used as the working dir (and HOME); mounts are
+               bind mounts at workdir/target
+  ports        published on 127.0.0.1 only, host port = container port (the default bridge)
+  resources    NanoCpus, Memory (= memory+swap: no swap), PidsLimit; GPUs by device request
+  run_as       the container's user "uid:gid"
+Logs are copied into the LogStore by docker_logs.LogFollower (see there) and outlive the container.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Mount
+
+from atoll.runtime.base import (
+    LOG_STREAMS,
+    LogChunk,
+    UnknownWorkload,
+    Usage,
+    Workload,
+    WorkloadExists,
+    WorkloadState,
+    WorkloadStatus,
+)
+from atoll.runtime.docker_logs import STREAMS, LogFollower
+from atoll.runtime.local import workload_env
+from atoll.runtime.shim import Redactor
+from atoll.storage.logs import LogStore, check_id, system_line
+
+log = logging.getLogger("atoll.runtime.docker")
+DEFAULT_URL = "unix:///var/run/docker.sock"
+LABEL = "atoll.workload"
+_SECRETS_LABEL = "atoll.runtime.secret-env"  # names of the env vars whose values logs redact
+_BASE_LABEL = "atoll.runtime.log-base"  # store sizes at create: an earlier workload's logs, not ours
+_MIB = 1 << 20
+_LOST_AFTER_S = 60.0  # a container created but never started this long ago: its start was cut off
+_LIVE = ("running", "paused", "restarting")  # container states of a RUNNING workload
+_DRAIN_S = 10.0  # how long status() waits for the output of a finished container to be stored
+
+
+class ImageNotAvailable(ValueError):
+    """The workload's image is not on the Docker daemon (and this runtime does not pull)."""
+
+
+def _parse_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 times ("2026-11-24T03:58:00.123456789Z") as unix time; None for the zero time."""
+    if not value or value.startswith("0001-"):
+        return None
+    date, _, frac = value.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(date, "%Y-%m-%dT%H:%M:%S"))
+    return secs + (float("0." + frac) if frac else 0.0)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    # Like the local runtime: the workdir belongs to the workload's user (links are not followed).
+    os.chown(root, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+
+def _mounts(w: Workload) -> list[Mount]:
+    root = w.workdir.resolve()
+    mounts = [Mount(str(root), str(root), type="bind")]
+    for m in w.mounts:
+        target = Path(m.target)
+        if target.is_absolute() or ".." in target.parts or not target.parts:
+            raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
+        mounts.append(Mount(str(root / target), str(Path(m.source).resolve()), type="bind"))
+    return mounts
+
+
+def _environment(w: Workload) -> dict[str, str]:
+    env = workload_env(w)
+    if "PATH" not in w.env and "PATH" not in w.secret_env:
+        del env["PATH"]  # the image knows where its programs are
+    if w.gpu_ids:
+        del env["CUDA_VISIBLE_DEVICES"]
+    env["TINI_KILL_PROCESS_GROUP"] = "1"
+    return env
+
+
+class DockerRuntime:
+    """Runs Workloads as containers on one Docker daemon (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, log_store: LogStore, base_url: str = DEFAULT_URL, timeout: int = 60) -> None:
+        """`base_url`: the daemon's API address, e.g. "unix:///var/run/docker.sock"."""
+        self.log_store = log_store
+        self.base_url = base_url
+        self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        self._version = self.client.api.api_version
+        self._followers: dict[str, LogFollower] = {}
+        self._stops: dict[str, str] = {}  # workload id -> the signal a stop asked for (this server)
+        self._usage: dict[str, Usage] = {}  # last usage seen: a finished container has no stats
+        self._done: set[str] = set()  # containers whose outcome is in the system log
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop following logs and close the API client (at server shutdown); containers run on."""
+        with self._lock:
+            followers, self._followers = list(self._followers.values()), {}
+        for f in followers:
+            f.close()
+        self.client.close()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _api(self) -> Any:
+        return docker.APIClient(base_url=self.base_url, version=self._version)
+
+    def _container(self, workload_id: str) -> Any:
+        try:
+            c = self.client.containers.get(f"atoll-{check_id(workload_id)}")
+        except NotFound:
+            raise UnknownWorkload(workload_id) from None
+        if c.labels.get(LABEL) != workload_id:
+            raise UnknownWorkload(workload_id)  # someone else's container with our name
+        return c
+
+    def _follow(self, workload_id: str, c: Any) -> LogFollower:
+        """The container's log follower, started (or resumed where the store ends) if none runs."""
+        with self._lock:
+            f = self._followers.get(workload_id)
+            if f is not None and (f.alive or f.complete) and f.container_id == c.id:
+                return f
+            env = dict(e.split("=", 1) for e in c.attrs["Config"].get("Env") or [] if "=" in e)
+            names = [n for n in c.labels.get(_SECRETS_LABEL, "").split(",") if n]
+            base = dict(p.split("=", 1) for p in c.labels.get(_BASE_LABEL, "").split(",") if "=" in p)
+            skip = {s: max(0, self.log_store.size(workload_id, s) - int(base.get(s, 0))) for s in STREAMS}
+            f = LogFollower(
+                self._api, c.id, workload_id, self.log_store, [env.get(n, "") for n in names], skip
+            )
+            self._followers[workload_id] = f.start()
+            return f
+
+    def _finish_line(self, workload_id: str, c: Any, detail: str) -> None:
+        """The outcome in the system log, once per container (also across server restarts)."""
+        mark = f"(container {c.id[:12]} finished"
+        with self._lock:
+            if c.id in self._done:
+                return
+            data, _ = self.log_store.read(workload_id, "system", 0, 1 << 30)
+            if mark.encode() not in data:
+                self.append_system_log(
+                    workload_id, f"{detail} {mark} at {c.attrs['State'].get('FinishedAt')})"
+                )
+            self._done.add(c.id)
+
+    def _status_of(self, workload_id: str, c: Any) -> WorkloadStatus:
+        s = c.attrs["State"]
+        pid = s.get("Pid") or None
+        started, finished = _parse_time(s.get("StartedAt")), _parse_time(s.get("FinishedAt"))
+        status, short = s.get("Status"), c.id[:12]
+        if status == "created":
+            if s.get("Error"):
+                return WorkloadStatus(
+                    workload_id, WorkloadState.FAILED, detail=f"could not start: {s['Error']}"
+                )
+            created = _parse_time(c.attrs.get("Created")) or time.time()
+            if time.time() - created > _LOST_AFTER_S:
+                detail = "lost: its container was created but never started (the start was cut off)"
+                return WorkloadStatus(workload_id, WorkloadState.LOST, detail=detail)
+            return WorkloadStatus(workload_id, WorkloadState.STARTING, detail=f"container {short} created")
+        if status in _LIVE:
+            detail = f"running in container {short}"
+            return WorkloadStatus(workload_id, WorkloadState.RUNNING, pid, started_at=started, detail=detail)
+        raw: int | None = s.get("ExitCode")
+        code, sig = raw, None
+        # Docker's init (tini) exits with 128 + n when the command was killed by signal n.
+        if raw is not None and 128 < raw < 128 + signal.NSIG:
+            code, sig = None, raw - 128
+        detail = f"killed by signal {sig} ({_signal_name(sig)})" if sig else f"exited with code {code}"
+        if s.get("OOMKilled"):
+            mb = (c.attrs["HostConfig"].get("Memory") or 0) // _MIB
+            detail += f"; memory limit of {mb} MB exceeded (the kernel's OOM killer ended a process)"
+        if s.get("Error"):
+            detail += f"; {s['Error']}"
+        if workload_id in self._stops:
+            detail = f"stopped on request ({self._stops[workload_id]}): {detail}"
+        state = WorkloadState.EXITED if code == 0 else WorkloadState.FAILED
+        return WorkloadStatus(workload_id, state, pid, code, sig, started, finished, detail)
+
+    # --- the Runtime protocol ---------------------------------------------------------------
+
+    def start(self, w: Workload) -> WorkloadStatus:
+        """Create and start the workload's container; returns its status once started.
+
+        Raises ValueError for a bad spec, ImageNotAvailable (a ValueError) when `w.image` is not on
+        the daemon, WorkloadExists when a container of this id exists (forget() it first).
+        """
+        check_id(w.id)
+        if not w.command or not all(isinstance(a, str) for a in w.command):
+            raise ValueError("workload command must be a non-empty list of strings")
+        if not w.image:
+            raise ValueError(f"workload {w.id!r}: the docker runtime needs an image (Workload.image)")
+        with contextlib.suppress(NotFound):  # checked first, so a duplicate touches nothing
+            self.client.containers.get(f"atoll-{w.id}")
+            raise WorkloadExists(f"workload {w.id!r} is already known to the docker runtime")
+        try:
+            self.client.images.get(w.image)
+        except ImageNotFound:
+            raise ImageNotAvailable(
+                f"image {w.image!r} is not on the Docker daemon at {self.base_url}: images must be "
+                "built or loaded there first (docker build / docker load / docker import); "
+                "Atoll does not pull from registries"
+            ) from None
+        env = _environment(w)
+        w.workdir.mkdir(parents=True, exist_ok=True)
+        mounts = _mounts(w)
+        if w.run_as is not None:
+            _chown_tree(w.workdir, *w.run_as)
+        labels = {f"atoll.{k}": v for k, v in w.labels.items()}
+        labels[LABEL] = w.id
+        labels[_SECRETS_LABEL] = ",".join(sorted(w.secret_env))
+        labels[_BASE_LABEL] = ",".join(f"{s}={self.log_store.size(w.id, s)}" for s in STREAMS)
+        r = w.resources
+        ids = [str(i) for i in w.gpu_ids]
+        gpus = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])] if ids else []
+        try:
+            c: Any = self.client.containers.create(
+                w.image,
+                list(w.command),
+                name=f"atoll-{w.id}",
+                environment=env,
+                working_dir=str(w.workdir.resolve()),
+                mounts=mounts,
+                ports={f"{p}/tcp": ("127.0.0.1", p) for p in w.ports},
+                nano_cpus=int(r.cpus * 1e9),
+                mem_limit=r.memory_mb * _MIB,
+                memswap_limit=r.memory_mb * _MIB,
+                pids_limit=r.max_pids,
+                user=f"{w.run_as[0]}:{w.run_as[1]}" if w.run_as else None,
+                device_requests=gpus,
+                labels=labels,
+                init=True,
+                detach=True,
+            )
+        except APIError as e:
+            if e.status_code == 409:
+                raise WorkloadExists(f"workload {w.id!r} is already known to the docker runtime") from None
+            raise
+        cmd = " ".join(w.command).encode()
+        shown = Redactor(list(w.secret_env.values())).redact(cmd).decode(errors="replace")
+        limits = f"cpus {r.cpus:g}, memory {r.memory_mb} MB, pids {r.max_pids}" + (
+            f", gpus {','.join(ids)}" if ids else ""
+        )
+        try:
+            c.start()
+        except APIError as e:
+            self.append_system_log(w.id, f"could not start container {c.id[:12]}: {e.explanation}")
+            return self.status(w.id)
+        c.reload()
+        self.append_system_log(
+            w.id,
+            f"started container {c.id[:12]} from {w.image}, pid {c.attrs['State'].get('Pid')}: "
+            f"{shown[:500]} (limits: {limits})",
+        )
+        self._follow(w.id, c)
+        return self.status(w.id)
+
+    def status(self, workload_id: str) -> WorkloadStatus:
+        """The container's status; once it finished, only after its output is stored (and the outcome
+        written to the system log). Raises UnknownWorkload."""
+        c = self._container(workload_id)
+        st = self._status_of(workload_id, c)
+        if (
+            st.state in (WorkloadState.EXITED, WorkloadState.FAILED)
+            and c.attrs["State"].get("Status") != "created"
+        ):
+            if self._follow(workload_id, c).join(_DRAIN_S):
+                self._finish_line(workload_id, c, st.detail)
+            else:  # the next call resumes it
+                log.warning("output of workload %s is not completely stored yet", workload_id)
+        return st
+
+    def stop(self, workload_id: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> WorkloadStatus:
+        """Send `sig` to the command's process group (through tini), wait up to `grace` seconds,
+        then SIGKILL the container. Idempotent: a finished workload's status is returned unchanged."""
+        c = self._container(workload_id)
+        st = self._status_of(workload_id, c)
+        if st.state.finished:
+            return self.status(workload_id)
+        name = _signal_name(sig)
+        if workload_id not in self._stops:
+            self._stops[workload_id] = name
+            self.append_system_log(workload_id, f"stop requested: {name}, then SIGKILL after {grace:g} s")
+        if st.state is WorkloadState.STARTING:
+            sig, grace = signal.SIGKILL, 0.0  # nothing to signal gracefully yet
+        deadline = time.monotonic() + grace
+        with contextlib.suppress(APIError):
+            c.kill(signal=int(sig))
+        while time.monotonic() < deadline:
+            c.reload()
+            if c.attrs["State"].get("Status") not in _LIVE:
+                break
+            time.sleep(0.05)
+        c.reload()
+        if c.attrs["State"].get("Status") in (*_LIVE, "created"):
+            with contextlib.suppress(APIError):
+                c.kill(signal="SIGKILL")
+            with contextlib.suppress(APIError):
+                c.wait(timeout=10)
+        return self.status(workload_id)
+
+    def logs(
+        self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
+    ) -> LogChunk:
+        """Read a stream from a byte offset; served from the LogStore, so also after forget()."""
+        if stream not in LOG_STREAMS:
+            raise ValueError(f"unknown log stream {stream!r}; use one of {', '.join(LOG_STREAMS)}")
+        try:
+            # The state before the data: if it was final then, the data read after is complete.
+            finished = self.status(workload_id).state.finished
+        except UnknownWorkload:
+            if not self.log_store.exists(workload_id):
+                raise
+            finished = True
+        data, nxt = self.log_store.read(workload_id, stream, offset, limit)
+        return LogChunk(data, nxt, finished and nxt >= self.log_store.size(workload_id, stream))
+
+    def usage(self, workload_id: str) -> Usage:
+        """CPU seconds and memory from the container's stats while it runs; after it ended, the last
+        figures this server saw (the daemon keeps none)."""
+        c = self._container(workload_id)
+        if c.attrs["State"].get("Status") != "running":
+            return self._usage.get(workload_id, Usage(0.0, 0, 0, 0))
+        s = c.stats(stream=False, one_shot=True)
+        mem = s.get("memory_stats") or {}
+        # Like `docker stats`: resident memory without the reclaimable page cache.
+        cache = (mem.get("stats") or {}).get("total_inactive_file", 0)
+        now = max(0, int(mem.get("usage", 0)) - int(cache))
+        prev = self._usage.get(workload_id)
+        peak = max(int(mem.get("max_usage", 0)), now, prev.max_memory_bytes if prev else 0)
+        cpu = float(((s.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0)) / 1e9
+        u = Usage(cpu, now, peak, int((s.get("pids_stats") or {}).get("current", 0)))
+        self._usage[workload_id] = u
+        return u
+
+    def adopt(self) -> list[WorkloadStatus]:
+        """Every container with the Atoll label: running ones are followed again (their logs resume
+        where the store ends), finished ones have the rest of their output stored and their
+        outcome reported."""
+        found = []
+        for c in self.client.containers.list(all=True, filters={"label": LABEL}):
+            wid = c.labels.get(LABEL, "")
+            with contextlib.suppress(UnknownWorkload, ValueError):
+                if c.name == f"atoll-{wid}":
+                    if c.attrs["State"].get("Status") in _LIVE:
+                        self._follow(wid, c)
+                    found.append(self.status(wid))
+        return sorted(found, key=lambda st: st.id)
+
+    def forget(self, workload_id: str) -> None:
+        """Kill the container if it still runs and remove it; logs stay. A no-op for an unknown id."""
+        try:
+            c = self._container(workload_id)
+        except UnknownWorkload:
+            return
+        if not self._status_of(workload_id, c).state.finished:
+            self.stop(workload_id, signal.SIGKILL, grace=0)
+        with contextlib.suppress(NotFound):
+            c.remove(force=True)
+        with self._lock:
+            f = self._followers.pop(workload_id, None)
+        if f is not None:
+            f.close()
+        self._stops.pop(workload_id, None)
+        self._usage.pop(workload_id, None)
+
+    def append_system_log(self, workload_id: str, line: str) -> None:
+        """Add a timestamped line to the workload's "system" stream (kept like the other logs)."""
+        self.log_store.append(workload_id, "system", system_line(line))
