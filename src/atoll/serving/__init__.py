@@ -1,0 +1,50 @@
+"""Atoll's built-in model server and the model directory format it reads.
+
+`python -m atoll.serving --model NAME=DIR ...` serves model directories (see `atoll.models`) over
+the Open Inference Protocol v2 (HTTP/REST, as Triton and KServe speak it), so that
+`tritonclient.http` works unchanged.
+
+This package runs inside users' environments, which do not have Atoll's dependencies: it imports
+only the standard library, numpy and the packages in `SERVING_REQUIREMENTS` (this file: only the
+standard library). ML libraries are imported when a model of their format is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# What an environment needs, on top of the model's own libraries (meta.json "libraries"), to run
+# `python -m atoll.serving`. uvloop (optional, faster) has no Windows wheels.
+SERVING_REQUIREMENTS: list[str] = [
+    "numpy",
+    "httptools",
+    "uvloop; sys_platform != 'win32'",
+]
+
+# Packages each format needs in the server, whatever the notebook that saved it had installed.
+FORMAT_PACKAGES: dict[str, list[str]] = {
+    "sklearn": ["scikit-learn", "joblib"],
+    "onnx": ["onnxruntime"],
+    "xgboost": ["xgboost"],
+    "lightgbm": ["lightgbm"],
+    "catboost": ["catboost"],
+    "torchscript": ["torch"],
+    "noop": [],
+}
+
+
+def requirements(metas: list[dict[str, Any]]) -> list[str]:
+    """Pip requirements of a server for these models' meta.json: SERVING_REQUIREMENTS, each
+    model's "libraries" pinned to the versions that saved it, and its format's runtime."""
+    pinned: dict[str, str] = {}
+    for meta in metas:
+        for name, version in (meta.get("libraries") or {}).items():
+            pinned[_canonical(name)] = f"{name}=={version}" if version else str(name)
+        for name in FORMAT_PACKAGES.get(str(meta.get("format")), []):
+            pinned.setdefault(_canonical(name), name)
+    return [*SERVING_REQUIREMENTS, *(pinned[k] for k in sorted(pinned))]
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
