@@ -229,6 +229,71 @@ def _job(w: World, output: bool = False) -> str:
         return job.id
 
 
+_ECHO: list[int] = []
+
+
+def _echo_port() -> int:
+    """A tiny HTTP server on loopback, standing in for a node's instance (started once)."""
+    if not _ECHO:
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        _ECHO.append(srv.server_address[1])
+    return _ECHO[0]
+
+
+def _node(w: World, healthy: bool = False) -> str:
+    """A node of the world project (not started: controllers do not run here)."""
+    from atoll.store.models import Node, NodeInstance
+
+    with w.db.transaction() as s:
+        node = Node(
+            project_id=w.project,
+            name=w.next_name("node"),
+            kind="command",
+            spec={"command": ["true"], "env": {}, "healthCheck": {"path": "/"}},
+            configuration="c1.4",
+        )
+        s.add(node)
+        s.flush()
+        if healthy:
+            s.add(NodeInstance(node_id=node.id, project_id=w.project, status="Healthy", port=_echo_port()))
+        return node.id
+
+
+def _model(w: World) -> str:
+    from atoll.store.models import Model
+
+    with w.db.transaction() as s:
+        m = Model(project_id=w.project, name=w.next_name("m"), version=1, format="noop", meta={}, files={})
+        s.add(m)
+        s.flush()
+        return m.id
+
+
+def _alias(w: World) -> str:
+    from atoll.store.models import Alias
+
+    node = _node(w)
+    with w.db.transaction() as s:
+        a = Alias(project_id=w.project, name=w.next_name("al"), nodes=[{"nodeId": node, "weight": 100}])
+        s.add(a)
+        s.flush()
+        return a.name
+
+
 V = "/api/v1"
 CASES: dict[tuple[str, str], Case] = {
     # auth and the caller's own account
@@ -575,6 +640,93 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", f"{V}/invites/{{token}}"): Case("public", "any", None, _w(lambda w: f"{V}/invites/{_invite(w)}")),
     ("POST", f"{V}/invites/{{token}}/accept"): Case(
         "public", "any", None, lambda w, p: (f"{V}/invites/{_invite(w)}/accept", {})
+    ),
+    # deploy (spec §6, §8.1): visible to project Viewers; creating and changing needs Developer
+    ("GET", f"{V}/projects/{{project_id}}/models"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/models")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/models/{{model}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/models/{_model(w)}")
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/models/{{model}}"): Case(
+        "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/models/{_model(w)}")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/nodes"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/nodes", {"name": w.next_name("n"), "command": ["true"]}),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}")
+    ),
+    ("PATCH", f"{V}/projects/{{project_id}}/nodes/{{node}}"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/nodes/{_node(w)}", {"description": "x"}),
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/nodes/{{node}}:suspend"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/nodes/{_node(w)}:suspend", None),
+        raw=True,  # no body
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/nodes/{{node}}:resume"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/nodes/{_node(w)}:resume", None),
+        raw=True,  # no body
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/nodes/{{node}}"): Case(
+        "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/logs"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/logs")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/metrics"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/metrics")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/nodes/{{node}}:request"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (
+            f"{V}/projects/{w.project}/nodes/{_node(w, healthy=True)}:request",
+            {"method": "GET", "path": "/"},
+        ),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/aliases"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/aliases")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/aliases"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (
+            f"{V}/projects/{w.project}/aliases",
+            {"name": w.next_name("a"), "nodes": [{"nodeId": _node(w), "weight": 100}]},
+        ),
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/aliases/{{alias}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/aliases/{_alias(w)}")
+    ),
+    ("PATCH", f"{V}/projects/{{project_id}}/aliases/{{alias}}"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{w.project}/aliases/{_alias(w)}", {"public": True}),
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/aliases/{{alias}}"): Case(
+        "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/aliases/{_alias(w)}")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/aliases/{{alias}}/metrics"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/aliases/{_alias(w)}/metrics")
     ),
     # configurations
     ("GET", f"{V}/configurations"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/configurations")),

@@ -32,7 +32,11 @@ def problem(
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(x) for x in loc if x not in ("body", "query", "path", "header", "cookie")]
+    # The first element says where (body, query…); the rest is the field, which may itself be
+    # named "path" or "body" (a test request's fields are).
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    parts = [str(x) for x in loc]
     out = ""
     for p in parts:
         if p.isdigit():

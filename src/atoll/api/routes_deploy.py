@@ -243,7 +243,7 @@ def test_request(project_id: str, node: str, body: d.TestRequest, ctx: CtxDep) -
     """Send one test request to a Healthy instance of the node (the Request tab)."""
     if not body.path.startswith("/"):
         raise Invalid("path must start with /", field="path")
-    n = deploy.get_node(ctx.db, ctx.me, project_id, node)
+    n = deploy.get_node(ctx.db, ctx.me, project_id, node, Action.PROJECT_USE)
     inst = next((i for i in deploy.instances(ctx.db, n) if i.status == "Healthy"), None)
     if inst is None or inst.port is None:
         raise Conflict(f"node {n.name!r} has no Healthy instance to send the request to")

@@ -194,8 +194,10 @@ def list_nodes(db: Session, p: Principal, project_id: str) -> list[Node]:
     return list(db.scalars(select(Node).where(Node.project_id == project.id).order_by(Node.name)))
 
 
-def get_node(db: Session, p: Principal, project_id: str, ref: str) -> Node:
-    return find_node(db, tenancy.get_project(db, p, project_id), ref)
+def get_node(
+    db: Session, p: Principal, project_id: str, ref: str, action: Action = Action.PROJECT_VIEW
+) -> Node:
+    return find_node(db, tenancy.get_project(db, p, project_id, action), ref)
 
 
 def instances(db: Session, node: Node, *, finished: bool = False) -> list[NodeInstance]:
