@@ -71,7 +71,11 @@ def model_dirs(
             }
         )
     )
-    return {"iris": root / "iris", "iris-onnx": root / "iris-onnx", "echo": noop}
+    text = root / "echo-text"
+    text.mkdir()
+    spec = [{"name": "text", "datatype": "BYTES", "shape": [-1, 2]}]
+    (text / "meta.json").write_text(json.dumps({"format": "noop", "inputs": spec, "outputs": spec}))
+    return {"iris": root / "iris", "iris-onnx": root / "iris-onnx", "echo": noop, "echo-text": text}
 
 
 @dataclass

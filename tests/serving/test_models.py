@@ -263,3 +263,22 @@ def test_load_latest_and_explicit_versions(
     monkeypatch.delenv("ATOLL_MODELS_DIR")
     with pytest.raises(RuntimeError, match="ATOLL_MODELS_DIR is not set"):
         atoll.models.load("churn")
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm", "catboost"])
+def test_boosting_native_formats(library: str, tmp_path: Path, iris_like: Data) -> None:
+    """Runs where the library is installed (it is not one of Atoll's dependencies)."""
+    lib = pytest.importorskip(library)
+    target = iris_like.x @ np.array([1.0, -2.0, 0.5, 3.0])
+    model = {
+        "xgboost": lambda: lib.XGBRegressor(n_estimators=5),
+        "lightgbm": lambda: lib.LGBMRegressor(n_estimators=5, verbose=-1),
+        "catboost": lambda: lib.CatBoostRegressor(iterations=5, verbose=False),
+    }[library]().fit(iris_like.x, target)
+    meta = serialize(model, tmp_path / "b")
+    assert meta["format"] == library and meta["inputs"][0]["shape"] == [-1, 4]
+    assert any(name.startswith(library) for name in meta["libraries"])
+    x = iris_like.x[:10].astype(np.float32 if meta["inputs"][0]["datatype"] == "FP32" else np.float64)
+    (served,) = load_for_serving(tmp_path / "b", read_meta(tmp_path / "b"))([x])
+    np.testing.assert_allclose(np.ravel(served), model.predict(x), rtol=1e-5)
+    assert deserialize(tmp_path / "b") is not None

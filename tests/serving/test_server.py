@@ -54,7 +54,7 @@ def test_health_and_metadata(client: triton.InferenceServerClient, server: Serve
     assert client.get_model_metadata("echo")["versions"] == ["4"]  # from meta.json "version"
     assert client.is_model_ready("iris") and client.is_model_ready("echo", "4")
     assert not client.is_model_ready("nope") and not client.is_model_ready("iris", "2")
-    assert "serving models iris(1), iris-onnx(1), echo(4) on 127.0.0.1:" in server.log()
+    assert "serving models iris(1), iris-onnx(1), echo(4), echo-text(1) on 127.0.0.1:" in server.log()
 
 
 def test_sklearn_binary_and_json(
@@ -108,6 +108,18 @@ def test_noop_echoes(client: triton.InferenceServerClient) -> None:
     np.testing.assert_array_equal(client.infer("echo", [infer_input("x", x, "FP32")]).as_numpy("y"), x)
 
 
+def test_bytes_tensors_binary_and_json(client: triton.InferenceServerClient) -> None:
+    words = np.array([["héllo".encode(), b""], [b"a,b", b"x" * 300]], dtype=object)
+    for binary in (True, False):
+        result = client.infer(
+            "echo-text",
+            [infer_input("text", words, "BYTES", binary=binary)],
+            outputs=[triton.InferRequestedOutput("text", binary_data=binary)],
+        )
+        expected = words if binary else np.vectorize(bytes.decode, otypes=[object])(words)
+        np.testing.assert_array_equal(result.as_numpy("text"), expected)
+
+
 def test_errors(client: triton.InferenceServerClient, server: Server, iris_like: Data) -> None:
     x = iris_like.x[:2]
 
@@ -153,6 +165,7 @@ def test_errors(client: triton.InferenceServerClient, server: Server, iris_like:
         code, answer = call("POST", url, payload)
         assert code == 400 and message in json.loads(answer)["error"]
     assert call("GET", url)[0] == 405 and call("GET", server.url + "/v2/nothing")[0] == 404
+    assert call("GET", server.url + "/v2/health/live", headers={"X-Big": "x" * 70_000})[0] == 431
     assert "Traceback" not in server.log()
 
 

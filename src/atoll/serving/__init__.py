@@ -22,14 +22,16 @@ SERVING_REQUIREMENTS: list[str] = [
     "uvloop; sys_platform != 'win32'",
 ]
 
-# Packages each format needs in the server, whatever the notebook that saved it had installed.
-FORMAT_PACKAGES: dict[str, list[str]] = {
-    "sklearn": ["scikit-learn", "joblib"],
-    "onnx": ["onnxruntime"],
-    "xgboost": ["xgboost"],
-    "lightgbm": ["lightgbm"],
-    "catboost": ["catboost"],
-    "torchscript": ["torch"],
+# What each format needs in the server, whatever the environment that saved it had: each entry
+# lists alternative distributions of one module; the first is installed when the model's
+# "libraries" name none of them.
+FORMAT_PACKAGES: dict[str, list[tuple[str, ...]]] = {
+    "sklearn": [("scikit-learn",), ("joblib",)],
+    "onnx": [("onnxruntime", "onnxruntime-gpu")],
+    "xgboost": [("xgboost", "xgboost-cpu")],
+    "lightgbm": [("lightgbm",)],
+    "catboost": [("catboost",)],
+    "torchscript": [("torch",)],
     "noop": [],
 }
 
@@ -39,10 +41,12 @@ def requirements(metas: list[dict[str, Any]]) -> list[str]:
     model's "libraries" pinned to the versions that saved it, and its format's runtime."""
     pinned: dict[str, str] = {}
     for meta in metas:
-        for name, version in (meta.get("libraries") or {}).items():
-            pinned[_canonical(name)] = f"{name}=={version}" if version else str(name)
-        for name in FORMAT_PACKAGES.get(str(meta.get("format")), []):
-            pinned.setdefault(_canonical(name), name)
+        libraries = {_canonical(n): str(v) for n, v in (meta.get("libraries") or {}).items()}
+        for name, version in libraries.items():
+            pinned[name] = f"{name}=={version}" if version else name
+        for alternatives in FORMAT_PACKAGES.get(str(meta.get("format")), []):
+            if not any(_canonical(a) in pinned for a in alternatives):
+                pinned[alternatives[0]] = alternatives[0]
     return [*SERVING_REQUIREMENTS, *(pinned[k] for k in sorted(pinned))]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from atoll.serving.formats import Format, Run, _in_modules, n_features_input, need
-from atoll.serving.signature import tensor, versions
+from atoll.serving.signature import distribution_versions, tensor
 
 
 def _class(meta: dict[str, Any], module: str, default: str) -> Any:
@@ -39,10 +39,10 @@ class XGBoost(Format):
         obj.save_model(str(path))
 
     def libraries(self, obj: Any) -> dict[str, str]:
-        libs = versions("xgboost", "numpy")
+        modules = {"xgboost", "numpy"}
         if type(obj).__name__ != "Booster":
-            libs.update(versions("scikit-learn"))  # the XGB* estimators are scikit-learn estimators
-        return libs
+            modules.add("sklearn")  # the XGB* estimators are scikit-learn estimators
+        return distribution_versions(modules)
 
     def load(self, path: Path, meta: dict[str, Any]) -> Any:
         need("xgboost", "xgboost", "an XGBoost model")
@@ -85,7 +85,7 @@ class LightGBM(Format):
         booster.save_model(str(path))
 
     def libraries(self, obj: Any) -> dict[str, str]:
-        return versions("lightgbm", "numpy")
+        return distribution_versions({"lightgbm", "numpy"})
 
     def load(self, path: Path, meta: dict[str, Any]) -> Any:
         lgb = need("lightgbm", "lightgbm", "a LightGBM model")
@@ -116,7 +116,7 @@ class CatBoost(Format):
         obj.save_model(str(path), format="cbm")
 
     def libraries(self, obj: Any) -> dict[str, str]:
-        return versions("catboost", "numpy")
+        return distribution_versions({"catboost", "numpy"})
 
     def load(self, path: Path, meta: dict[str, Any]) -> Any:
         need("catboost", "catboost", "a CatBoost model")
@@ -154,7 +154,7 @@ class TorchScript(Format):
         torch.jit.save(obj, str(path))
 
     def libraries(self, obj: Any) -> dict[str, str]:
-        return versions("torch", "numpy")
+        return distribution_versions({"torch", "numpy"})
 
     def load(self, path: Path, meta: dict[str, Any]) -> Any:
         torch = need("torch", "torch", "a TorchScript model")

@@ -25,7 +25,6 @@ from atoll.serving.signature import (
     outputs_from_sample,
     sample_inputs,
     tensor,
-    versions,
 )
 
 META_FILE = "meta.json"
@@ -178,7 +177,7 @@ class Onnx(Format):
         path.write_bytes(obj.SerializeToString())
 
     def libraries(self, obj: Any) -> dict[str, str]:
-        return versions("onnxruntime", "numpy")
+        return distribution_versions({"onnxruntime", "numpy"})
 
     def load(self, path: Path, meta: dict[str, Any]) -> Any:
         return need("onnx", "onnx", "loading an ONNX model").load(str(path))

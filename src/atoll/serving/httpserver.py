@@ -23,10 +23,12 @@ log = logging.getLogger("atoll.serving")
 Headers = dict[bytes, bytes]
 Reply = tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]  # status, body, content type, extra headers
 Handler = Callable[[str, str, Headers, bytes], Reply]
+MAX_HEAD = 64 * 1024  # request line + headers
 
 REASONS = {
     100: b"Continue", 200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
-    413: b"Payload Too Large", 415: b"Unsupported Media Type", 500: b"Internal Server Error",
+    413: b"Payload Too Large", 415: b"Unsupported Media Type", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
     503: b"Service Unavailable",
 }  # fmt: skip
 
@@ -45,6 +47,7 @@ class _Connection(asyncio.Protocol):
         self.headers: Headers = {}
         self.chunks: list[bytes] = []
         self.size = 0
+        self.head_size = 0
         self.too_large = False
 
     # asyncio.Protocol
@@ -79,15 +82,25 @@ class _Connection(asyncio.Protocol):
         self.headers = {}
         self.chunks = []
         self.size = 0
+        self.head_size = 0
         self.too_large = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.lower()] = value
+        self._count_head(len(name) + len(value))
+
+    def _count_head(self, n: int) -> None:
+        self.head_size += n
+        if self.head_size > MAX_HEAD:
+            self._refuse(431, f"the request line and headers are over {MAX_HEAD} bytes")
 
     def on_headers_complete(self) -> None:
+        if self.transport.is_closing():
+            return
         length = self.headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.server.max_body:
             self.too_large = True

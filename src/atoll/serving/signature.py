@@ -139,9 +139,3 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def versions(*dists: str) -> dict[str, str]:
-    """name → installed version, for those installed here (a server adds the rest unpinned)."""
-    found = {d: _version(d) for d in dists}
-    return {d: v for d, v in found.items() if v}
