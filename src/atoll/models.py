@@ -96,6 +96,7 @@ def save(
     while True:
         answer = _read_result(result)
         if answer is not None:
+            result.unlink(missing_ok=True)  # read once: the outbox need not keep it
             if "error" in answer:
                 raise RuntimeError(f"Atoll did not register model {name!r}: {answer['error']}")
             return answer

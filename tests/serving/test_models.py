@@ -172,8 +172,8 @@ class Reader:
                     result = (
                         {**self.answer, "name": meta["name"]} if "error" not in self.answer else self.answer
                     )
-                    (self.outbox / f"{entry.name}.result.json").write_text(json.dumps(result))
                     shutil.rmtree(entry)
+                    (self.outbox / f"{entry.name}.result.json").write_text(json.dumps(result))
             time.sleep(0.01)
 
     def __enter__(self) -> Reader:
@@ -201,7 +201,7 @@ def test_save_returns_what_atoll_answers(outbox: Path, logreg: LogisticRegressio
     assert meta["name"] == "churn" and meta["description"] == "logistic regression"
     assert meta["format"] == "sklearn" and meta["files"] == ["meta.json", "model.joblib"]
     assert "source" in meta and meta["size"] > 0
-    assert not [p for p in outbox.iterdir() if p.name.startswith(".tmp-")]
+    assert list(outbox.iterdir()) == []  # no staging dir left, the answer read and removed
 
 
 def test_save_error_and_timeout(outbox: Path, logreg: LogisticRegression) -> None:
