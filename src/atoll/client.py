@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from platformdirs import user_config_dir
@@ -31,6 +32,8 @@ API_PREFIX = "/api/v1"
 CONFIG_DIR_ENV = "ATOLL_CONFIG_DIR"
 URL_ENV = "ATOLL_URL"
 TOKEN_ENV = "ATOLL_TOKEN"  # noqa: S105 - the variable's name, not a secret
+GATEWAY_URL_ENV = "ATOLL_GATEWAY_URL"
+DEFAULT_GATEWAY_PORT = 8801  # the default of the server's ATOLL_GATEWAY_PORT
 
 Json = Any  # what json.loads returns
 
@@ -166,6 +169,18 @@ def resolve_token(token: str | None = None, config: Mapping[str, Any] | None = N
     return str(chosen) if chosen else None
 
 
+def resolve_gateway_url(server_url: str, gateway: str | None = None) -> str:
+    """The deploy gateway's URL: argument, then ``ATOLL_GATEWAY_URL``, then the server's host
+    on port 8801 (the gateway's default port; the API does not publish where it listens)."""
+    chosen = gateway or os.environ.get(GATEWAY_URL_ENV)
+    if chosen:
+        return str(chosen).strip().rstrip("/")
+    parts = urlsplit(server_url)
+    host = parts.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme or 'http'}://{host}:{DEFAULT_GATEWAY_PORT}"
+
+
 class Client:
     """A thin, typed wrapper over the REST API at ``{url}/api/v1``.
 
@@ -280,3 +295,43 @@ class Client:
             raise AtollError.from_response(response)
         data = response.json()
         return data if isinstance(data, dict) else {"status": str(data)}
+
+    def gateway_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: Mapping[str, str],
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        gateway: str | None = None,
+        send_token: bool = True,
+        timeout: float = 120.0,
+    ) -> httpx.Response:
+        """Call a deployed alias or node through the gateway, as model users do.
+
+        ``route`` names the deployment (``{"x-node-alias": name}`` or ``{"x-node-id": id}``);
+        the client's token goes along as ``Authorization: Bearer`` unless ``send_token`` is
+        false or ``headers`` carry their own. Any HTTP status comes back as the response.
+        """
+        url = resolve_gateway_url(self.url, gateway)
+        sent = {"User-Agent": "atoll-client", **route}
+        if send_token and self.token:
+            sent["Authorization"] = f"Bearer {self.token}"
+        for k, v in (headers or {}).items():
+            for old in [h for h in sent if h.lower() == k.lower()]:
+                del sent[old]
+            sent[k] = v
+        try:
+            with httpx.Client(timeout=timeout) as http:
+                return http.request(method, url + path, content=content, headers=sent)
+        except httpx.TimeoutException as e:
+            raise AtollError(
+                f"the gateway at {url} did not answer in {timeout:.0f} s", title="Timeout"
+            ) from e
+        except httpx.HTTPError as e:
+            raise AtollError(
+                f"cannot reach the deploy gateway at {url} ({e})",
+                title="Connection failed",
+                hint=f"pass --gateway URL or set {GATEWAY_URL_ENV}",
+            ) from e

@@ -123,3 +123,10 @@ from atoll.cli import jobs  # noqa: E402 -- kept beside its registration
 projects.app.add_typer(jobs.app, name="job")
 app.add_typer(jobs.app, name="job")
 app.command("generate-requirements")(jobs.generate_requirements)
+
+# Deploy (spec §6, §8.1): `atoll node ...`, `atoll alias ...`, `atoll model ...`.
+from atoll.cli import aliases, models, nodes  # noqa: E402 -- kept beside its registration
+
+app.add_typer(nodes.app, name="node")
+app.add_typer(aliases.app, name="alias")
+app.add_typer(models.app, name="model")
