@@ -105,12 +105,14 @@ def wait_healthy(
         raise
 
 
-def gateway_ready(server: RunningServer, alias: str, token: str, timeout: float = 10) -> None:
+def gateway_ready(
+    server: RunningServer, alias: str, token: str, timeout: float = 10, path: str = "/"
+) -> None:
     """The gateway follows the store within a second: wait until it routes the alias."""
 
     def check() -> bool:
         r = httpx.get(
-            server.gateway_url + "/", headers={"x-node-alias": alias, "authorization": f"Bearer {token}"}
+            server.gateway_url + path, headers={"x-node-alias": alias, "authorization": f"Bearer {token}"}
         )
         return r.status_code == 200
 

@@ -325,13 +325,9 @@ class NodeController:
         self, models: list[Model], port: int, env: dict[str, str], node_id: str, project_id: str
     ) -> tuple[list[str], dict[str, str]]:
         """The model server's command: an environment with the models' libraries, their files."""
-        from atoll.serving import SERVING_REQUIREMENTS
+        from atoll.serving import requirements
 
-        libraries: dict[str, str] = {}
-        for m in models:
-            for name, version in (m.meta.get("libraries") or {}).items():
-                libraries[str(name)] = str(version)
-        reqs = [*SERVING_REQUIREMENTS, *(f"{n}=={v}" for n, v in sorted(libraries.items()))]
+        reqs = requirements([model_registry.model_meta(m) for m in models])
         environment = self.envs.build(current_version(), reqs)
         root = self.data_dir / "models"
         args: list[str] = []

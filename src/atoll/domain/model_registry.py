@@ -99,7 +99,8 @@ def register(
         meta=kept,
         files=files,
         size=size,
-        source=str(meta.get("source") or source)[:256],
+        # Who saved it (Atoll knows: "job job-…", "notebook") and from what (the SDK's guess).
+        source=(f"{source}: {meta['source']}" if meta.get("source") else source)[:256],
         created_by=created_by,
     )
     db.add(model)

@@ -15,11 +15,11 @@ import re
 from typing import Any
 
 # What an environment needs, on top of the model's own libraries (meta.json "libraries"), to run
-# `python -m atoll.serving`. uvloop (optional, faster) has no Windows wheels.
+# `python -m atoll.serving` (uvloop: optional, faster; the server runs on Linux).
 SERVING_REQUIREMENTS: list[str] = [
     "numpy",
     "httptools",
-    "uvloop; sys_platform != 'win32'",
+    "uvloop",
 ]
 
 # What each format needs in the server, whatever the environment that saved it had: each entry
