@@ -125,7 +125,10 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__, "database": prepared.db.backend})
+        body = {"status": "ok", "version": __version__, "database": prepared.db.backend}
+        if settings.gateway_port:
+            body["gatewayUrl"] = settings.gateway_url  # where aliases and nodes are called
+        return JSONResponse(body)
 
     from atoll.web.routes import router as web_router
 

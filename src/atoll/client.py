@@ -171,7 +171,8 @@ def resolve_token(token: str | None = None, config: Mapping[str, Any] | None = N
 
 def resolve_gateway_url(server_url: str, gateway: str | None = None) -> str:
     """The deploy gateway's URL: argument, then ``ATOLL_GATEWAY_URL``, then the server's host
-    on port 8801 (the gateway's default port; the API does not publish where it listens)."""
+    on port 8801 (the gateway's default port). Client.gateway_request asks the server first
+    (``/healthz`` says where its gateway listens)."""
     chosen = gateway or os.environ.get(GATEWAY_URL_ENV)
     if chosen:
         return str(chosen).strip().rstrip("/")
@@ -296,6 +297,15 @@ class Client:
         data = response.json()
         return data if isinstance(data, dict) else {"status": str(data)}
 
+    def _gateway_url(self) -> str | None:
+        """Where the server says its gateway is (``/healthz``), if it says."""
+        try:
+            with httpx.Client(timeout=5) as http:
+                r = http.get(self.url.rstrip("/") + "/healthz")
+            return str(r.json().get("gatewayUrl") or "") or None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
     def gateway_request(
         self,
         method: str,
@@ -314,7 +324,7 @@ class Client:
         the client's token goes along as ``Authorization: Bearer`` unless ``send_token`` is
         false or ``headers`` carry their own. Any HTTP status comes back as the response.
         """
-        url = resolve_gateway_url(self.url, gateway)
+        url = resolve_gateway_url(self.url, gateway or os.environ.get(GATEWAY_URL_ENV) or self._gateway_url())
         sent = {"User-Agent": "atoll-client", **route}
         if send_token and self.token:
             sent["Authorization"] = f"Bearer {self.token}"

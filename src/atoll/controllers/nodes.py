@@ -290,7 +290,8 @@ class NodeController:
             )
             workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
         elif kind == "command":
-            command = list(spec["command"])
+            # No shell runs it: $PORT (and ${PORT}) in an argument is the instance's port.
+            command = [a.replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in spec["command"]]
         else:
             raise RuntimeError("image nodes need the Docker runtime, which this server does not run")
         env["ATOLL_PROJECT_ID"] = project_id
