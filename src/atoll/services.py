@@ -20,8 +20,10 @@ from atoll.controllers.notebooks import ActivityBoard, NotebookController
 from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
+from atoll.runtime.docker import DockerRuntime
 from atoll.runtime.inventory import Inventory
 from atoll.runtime.local import LocalRuntime
+from atoll.runtime.router import RuntimeRouter
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
 from atoll.storage.logs import LogStore
@@ -66,7 +68,11 @@ class Services:
         self.logs = LogStore(data / "logs")
         self.blobs = BlobStore(data / "blobs")
         self.envs = EnvironmentBuilder(settings.envs_dir or data / "envs")
-        self.runtime = LocalRuntime(data / "runtime", self.logs)
+        self.local_runtime = LocalRuntime(data / "runtime", self.logs)
+        self.docker: DockerRuntime | None = None
+        if settings.docker_host:  # nodes from images (and any workload with an image) run there
+            self.docker = DockerRuntime(self.logs, base_url=settings.docker_host)
+        self.runtime = RuntimeRouter(self.local_runtime, self.docker)
         uid_base = settings.workload_uid_base
         why_not = separation_unavailable(data, uid_base)
         if why_not:
@@ -142,9 +148,11 @@ class Services:
             (
                 "nodes",
                 self._nodes_tick,
-                lambda: min(0.25, self.settings.controller_tick_s)
-                if self.nodes.active
-                else self.settings.controller_tick_s,
+                lambda: (
+                    min(0.25, self.settings.controller_tick_s)
+                    if self.nodes.active
+                    else self.settings.controller_tick_s
+                ),
             ),
         ]
         for name, tick, interval in loops:
@@ -174,3 +182,5 @@ class Services:
                 await t
         self._tasks.clear()
         await asyncio.to_thread(self.notebooks.close)
+        if self.docker is not None:
+            await asyncio.to_thread(self.docker.close)

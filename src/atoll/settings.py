@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # The deploy gateway (aliases and nodes), a process of its own beside `atoll up`, on this port
     # of the same host; 0: none.
     gateway_port: int = Field(default=8801, ge=0, le=65535)
+    # A Docker daemon (e.g. unix:///var/run/docker.sock) for nodes from images; empty: none, and
+    # image nodes are refused at start with that reason.
+    docker_host: str = ""
     # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
     public_gateway_url: str = ""
 

@@ -73,7 +73,7 @@ def test_out_of_memory_is_an_error_that_says_so(
     job = wait_for(api, _submit_to(api, fresh_project["id"], cfg)["id"])
     assert job["status"] == "ERROR", job
     assert "allocated" not in read_log(api, job["id"])
-    if app.state.services.runtime.limits.mechanism.startswith("cgroup"):
+    if app.state.services.local_runtime.limits.mechanism.startswith("cgroup"):
         assert "memory limit" in job["statusDetails"], job  # the kernel's OOM killer, named
     else:  # rlimits only: the allocation itself fails inside the program
         assert "MemoryError" in read_log(api, job["id"], "stderr")

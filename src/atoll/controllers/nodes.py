@@ -282,6 +282,8 @@ class NodeController:
                 s.expunge(m)
         port = pick_port()
         env = {"PATH": DEFAULT_PATH, **spec.get("env", {})}
+        image: str | None = None
+        container_port = port
         home = self.project_home(project_id, run_as)
         workdir = home
         if kind == "model":
@@ -292,8 +294,13 @@ class NodeController:
         elif kind == "command":
             # No shell runs it: $PORT (and ${PORT}) in an argument is the instance's port.
             command = [a.replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in spec["command"]]
-        else:
-            raise RuntimeError("image nodes need the Docker runtime, which this server does not run")
+        else:  # an image: its own server on spec port, published on the instance's port
+            command = list(spec.get("command") or [])
+            image, container_port = spec["image"], int(spec["port"])
+            if "PATH" not in spec.get("env", {}):
+                env.pop("PATH")  # the image knows where its programs are
+            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
+            workdir.mkdir(parents=True, exist_ok=True)
         env["ATOLL_PROJECT_ID"] = project_id
         env["ATOLL_NODE_ID"] = node_id
         env["ATOLL_INSTANCE_ID"] = instance_id
@@ -312,7 +319,15 @@ class NodeController:
                 kind="node",
                 owner_id=node.created_by or "",
                 configurations=[node.configuration],
-                spec=WorkloadSpec(command=command, workdir=workdir, env=env, mounts=[], ports=[port]),
+                spec=WorkloadSpec(
+                    command=command,
+                    workdir=workdir,
+                    env=env,
+                    mounts=[],
+                    ports=[port],
+                    image=image,
+                    container_ports=[container_port] if image else [],
+                ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,
             )

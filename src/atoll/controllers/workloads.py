@@ -250,6 +250,8 @@ class WorkloadController:
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
             run_as=run_as,
             warm=spec.get("warm"),
+            image=spec.get("image"),
+            container_ports=tuple(spec.get("containerPorts", [])),
         )
         # A stop (a cancel) may have come in since the queue was read: take the row's lock and look
         # again, so a workload stopped before its start never starts (PostgreSQL waits here for a

@@ -117,6 +117,8 @@ def _spec(db: Session, project: Project, inp: NodeInput, old: dict[str, Any] | N
         "image": inp.image if "image" in inp.given else old.get("image"),
     }
     named = [k for k, v in sources.items() if v]
+    if sources["image"] and named == ["command", "image"]:
+        named = ["image"]  # an image with a command: the command runs in the image
     if len(named) != 1:
         raise Invalid(
             "a node runs exactly one of: models (saved models on the model server), command (a "
@@ -151,6 +153,11 @@ def _spec(db: Session, project: Project, inp: NodeInput, old: dict[str, Any] | N
                 f"image must be an image reference such as repo/name:tag (got {image!r})", field="image"
             )
         spec["image"] = image
+        cmd = sources["command"]
+        if cmd:
+            if not isinstance(cmd, list) or not all(isinstance(a, str) and a for a in cmd):
+                raise Invalid("command must be a list of arguments", field="command")
+            spec["command"] = cmd
         port = inp.port if inp.port is not None else old.get("port")
         if port is None:
             raise Invalid("port: the port the image's server listens on is required", field="port")

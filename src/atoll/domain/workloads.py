@@ -34,6 +34,8 @@ class WorkloadSpec:
     # database never holds them in clear, and the runtime redacts them from logs like secrets.
     sealed_env: dict[str, str] = field(default_factory=dict)
     warm: str | None = None  # a runtime warm pool that may start it (see runtime.base.Workload)
+    image: str | None = None  # run in a container of this image (the Docker runtime)
+    container_ports: list[int] = field(default_factory=list)  # inside the container, per port
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class WorkloadSpec:
             "withSecrets": self.with_secrets,
             "sealedEnv": self.sealed_env,
             **({"warm": self.warm} if self.warm else {}),
+            **({"image": self.image, "containerPorts": self.container_ports} if self.image else {}),
         }
 
 

@@ -56,6 +56,9 @@ class Workload:
     secret_env: dict[str, str] = field(default_factory=dict)  # env vars whose values logs redact
     mounts: tuple[Mount, ...] = ()
     ports: tuple[int, ...] = ()  # allocated by the caller; exported as PORT, PORT_1, ...
+    # For a container: the ports inside it that ports[i] (on the host's loopback) publish; empty:
+    # the same numbers. The local runtime has no "inside" and ignores it.
+    container_ports: tuple[int, ...] = ()
     gpu_ids: tuple[int, ...] = ()  # CUDA_VISIBLE_DEVICES ("" when empty, so no GPU leaks in)
     labels: dict[str, str] = field(default_factory=dict)
     # (uid, gid) the command runs as; None: the server's own user. A root server gives each

@@ -107,6 +107,10 @@ def _environment(w: Workload) -> dict[str, str]:
         del env["PATH"]  # the image knows where its programs are
     if w.gpu_ids:
         del env["CUDA_VISIBLE_DEVICES"]
+    for i, port in enumerate(w.container_ports):  # inside, a program listens on the container's port
+        env[f"PORT_{i}"] = str(port)
+        if i == 0:
+            env["PORT"] = str(port)
     env["TINI_KILL_PROCESS_GROUP"] = "1"
     return env
 
@@ -222,8 +226,8 @@ class DockerRuntime:
         the daemon, WorkloadExists when a container of this id exists (forget() it first).
         """
         check_id(w.id)
-        if not w.command or not all(isinstance(a, str) for a in w.command):
-            raise ValueError("workload command must be a non-empty list of strings")
+        if not all(isinstance(a, str) for a in w.command):
+            raise ValueError("workload command must be a list of strings")
         if not w.image:
             raise ValueError(f"workload {w.id!r}: the docker runtime needs an image (Workload.image)")
         with contextlib.suppress(NotFound):  # checked first, so a duplicate touches nothing
@@ -252,12 +256,16 @@ class DockerRuntime:
         try:
             c: Any = self.client.containers.create(
                 w.image,
-                list(w.command),
+                # No command: the image runs as built (its own CMD and WORKDIR).
+                list(w.command) or None,
                 name=f"atoll-{w.id}",
                 environment=env,
-                working_dir=str(w.workdir.resolve()),
+                working_dir=str(w.workdir.resolve()) if w.command else None,
                 mounts=mounts,
-                ports={f"{p}/tcp": ("127.0.0.1", p) for p in w.ports},
+                ports={
+                    f"{inside}/tcp": ("127.0.0.1", host)
+                    for host, inside in zip(w.ports, w.container_ports or w.ports, strict=False)
+                },
                 nano_cpus=int(r.cpus * 1e9),
                 mem_limit=r.memory_mb * _MIB,
                 memswap_limit=r.memory_mb * _MIB,

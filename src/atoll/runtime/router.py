@@ -1,0 +1,90 @@
+"""One Runtime over the local runtime and, when a Docker daemon is configured, the Docker one:
+a Workload with an image runs as a container, every other one as local processes.
+
+Controllers hold this and never ask which runtime runs what; a workload's later calls (status,
+stop, logs) go to the runtime that knows it.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from atoll.runtime.base import LogChunk, Runtime, UnknownWorkload, Usage, Workload, WorkloadStatus
+from atoll.runtime.local import LocalRuntime
+
+
+class NoDocker(ValueError):
+    """A workload names an image, and this server runs no Docker runtime."""
+
+
+class RuntimeRouter:
+    name = "local"
+
+    def __init__(self, local: LocalRuntime, docker: Runtime | None = None) -> None:
+        self.local = local
+        self.docker = docker
+        self._docker_ids: set[str] = set()
+
+    def _of(self, workload_id: str) -> Runtime:
+        if self.docker is None or workload_id not in self._docker_ids:
+            try:
+                self.local.status(workload_id)
+                return self.local
+            except UnknownWorkload:
+                if self.docker is None:
+                    raise
+        self.docker.status(workload_id)  # raises UnknownWorkload when neither knows it
+        self._docker_ids.add(workload_id)
+        return self.docker
+
+    def start(self, w: Workload) -> WorkloadStatus:
+        if not w.image:
+            return self.local.start(w)
+        if self.docker is None:
+            raise NoDocker(
+                f"image {w.image!r}: this server runs no Docker runtime (set ATOLL_DOCKER_HOST, "
+                "e.g. unix:///var/run/docker.sock)"
+            )
+        st = self.docker.start(w)
+        self._docker_ids.add(w.id)
+        return st
+
+    def stop(self, workload_id: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> WorkloadStatus:
+        return self._of(workload_id).stop(workload_id, sig, grace)
+
+    def status(self, workload_id: str) -> WorkloadStatus:
+        return self._of(workload_id).status(workload_id)
+
+    def logs(
+        self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
+    ) -> LogChunk:
+        return self._of(workload_id).logs(workload_id, stream, offset, limit)
+
+    def usage(self, workload_id: str) -> Usage:
+        return self._of(workload_id).usage(workload_id)
+
+    def adopt(self) -> list[WorkloadStatus]:
+        found = list(self.local.adopt())
+        if self.docker is not None:
+            theirs = self.docker.adopt()
+            self._docker_ids.update(st.id for st in theirs)
+            found += theirs
+        return found
+
+    def forget(self, workload_id: str) -> None:
+        try:
+            self._of(workload_id).forget(workload_id)
+        finally:
+            self._docker_ids.discard(workload_id)
+
+    def append_system_log(self, workload_id: str, line: str) -> None:
+        self._of(workload_id).append_system_log(workload_id, line)
+
+    # The local runtime's warm pools (see LocalRuntime.keep_warm), so WarmPools callers find them.
+    def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
+        return self.local.keep_warm(key, python, modules, count)
+
+    def close_warm(self) -> None:
+        self.local.close_warm()

@@ -1,0 +1,76 @@
+"""A node from a Docker image (spec §6.1 "From Docker image"): two containers of one image, each
+published on its own loopback port, balanced by the gateway. Needs a real dockerd (skips when
+this machine cannot run one)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import FAST, gateway_ready, wait_for, wait_healthy
+from tests.notebooks.conftest import new_project
+from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.server import RunningServer, start_server
+
+
+@pytest.fixture(scope="module")
+def docker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Dockerd]]:
+    with contextlib.ExitStack() as stack:
+        try:
+            d = stack.enter_context(running_dockerd())
+        except DockerUnavailable as e:
+            pytest.skip(f"Docker is not available here: {e}")
+        srv = start_server(
+            tmp_path_factory.mktemp("docker-nodes") / "data", extra_env={**FAST, "ATOLL_DOCKER_HOST": d.url}
+        )
+        stack.callback(srv.stop)
+        yield srv, d
+
+
+def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[RunningServer, Dockerd]) -> None:
+    server, d = docker_server
+    pid = new_project(server, "images")["id"]
+    body: dict[str, Any] = {
+        "name": "web",
+        "image": d.image,
+        "command": ["python3", "-m", "http.server", "8000", "--bind", "0.0.0.0"],
+        "port": 8000,
+        "minInstances": 2,
+        "configuration": "s1.1",
+        "healthCheck": {"path": "/", "intervalS": 0.5},
+    }
+    with server.api() as api:
+        r = api.post(f"/projects/{pid}/nodes", json=body)
+        assert r.status_code == 201, r.text
+        node = r.json()
+        assert node["kind"] == "image"
+        bad = api.post(f"/projects/{pid}/nodes", json={**body, "name": "noport", "port": None})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "port"
+    node = wait_healthy(server, pid, node["id"], count=2, timeout=120)
+    ports = {i["port"] for i in node["instances"]}
+    assert len(ports) == 2  # one loopback port per container, both onto the image's port 8000
+    names = {c.name for c in d.client().containers.list()}
+    assert {f"atoll-{i['workloadId']}" for i in node["instances"]} <= names
+    with server.api() as api:
+        r = api.post(
+            f"/projects/{pid}/aliases", json={"name": "web", "nodes": [{"nodeId": node["id"], "weight": 100}]}
+        )
+        assert r.status_code == 201, r.text
+    gateway_ready(server, "web", server.admin_token)
+    for _ in range(6):
+        r = httpx.get(
+            server.gateway_url + "/alias/web/", headers={"authorization": f"Bearer {server.admin_token}"}
+        )
+        assert r.status_code == 200 and "Directory listing" in r.text
+    with server.api() as api:
+        assert api.post(f"/projects/{pid}/nodes/{node['id']}:suspend").status_code == 200
+    ours = {f"atoll-{i['workloadId']}" for i in node["instances"]}
+
+    def stopped() -> bool:
+        return not [c for c in d.client().containers.list() if c.name in ours]
+
+    wait_for("the containers stopped", stopped, timeout=60)
