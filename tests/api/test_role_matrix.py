@@ -692,6 +692,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/metrics"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/metrics")
     ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/telemetry"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/telemetry")
+    ),
     ("POST", f"{V}/projects/{{project_id}}/nodes/{{node}}:request"): Case(
         "project.use",
         "path",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import numpy as np
@@ -105,4 +104,12 @@ def test_sklearn_model_from_a_job_answers_tritonclient(
     assert answer.as_numpy(out["name"]).tolist() == result["expected"]
     with pytest.raises(InferenceServerException):
         client.infer("nope", [tensor], headers=alias_headers)
-    time.sleep(0.1)
+
+    def scraped() -> str:
+        with server.api() as api:
+            text = api.get(f"/projects/{pid}/nodes/{node['id']}/telemetry").text
+        return text if "nv_inference_request_success" in text and node["id"] in text else ""
+
+    # the model server's own (Triton-named) metrics, scraped with the node's labels added
+    text = wait_for("the instance's telemetry", scraped, timeout=30, every=0.5)
+    assert 'model="churn"' in text and "instance_id=" in text

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -217,6 +218,20 @@ def node_metrics(
     """Requests/s, latency percentiles and HTTP codes through the gateway, per 10 s."""
     n = deploy.get_node(ctx.db, ctx.me, project_id, node)
     return _metrics(ctx.db, f"node:{n.id}", minutes)
+
+
+@router.get(
+    "/projects/{project_id}/nodes/{node}/telemetry",
+    response_class=PlainTextResponse,
+    openapi_extra=act(Action.PROJECT_VIEW),
+)
+def node_telemetry(project_id: str, node: str, ctx: CtxDep) -> PlainTextResponse:
+    """The instances' own metrics (Prometheus text), as last scraped from their telemetry path,
+    with ``node_id`` and ``instance_id`` labels; a model node's are its server's Triton metrics."""
+    n = deploy.get_node(ctx.db, ctx.me, project_id, node)
+    return PlainTextResponse(
+        ctx.services.nodes.telemetry.exposition(n.id), media_type="text/plain; version=0.0.4"
+    )
 
 
 def _metrics(db: Session, target: str, minutes: int) -> d.MetricsOut:

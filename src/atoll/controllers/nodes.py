@@ -24,6 +24,7 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.telemetry import TelemetryBoard
 from atoll.domain import deploy, model_registry
 from atoll.domain.workloads import FINISHED_STATES, WorkloadSpec, request_stop, run_identity, submit
 from atoll.envs.build import EnvironmentBuilder
@@ -74,6 +75,7 @@ class NodeController:
         self._checked: dict[str, float] = {}  # instance id → time.monotonic() of its last check
         self._not_before: dict[str, float] = {}  # instance id → when a crashed one may start again
         self._http = httpx.Client(trust_env=False)
+        self.telemetry = TelemetryBoard()
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -85,6 +87,11 @@ class NodeController:
             checks: list[_Check] = []
             for node in nodes:
                 checks.extend(self._reconcile(s, node, now))
+            scrapes, live = self._telemetry_due(s, nodes)
+        if scrapes:
+            self.telemetry.keep_only(live)
+            for node_id, inst_id, url in scrapes:
+                self._checker.submit(self.telemetry.scrape, self._http, node_id, inst_id, url)
         if checks:
             results = list(self._checker.map(self._check, checks))
             with self.db.transaction() as s:
@@ -126,6 +133,22 @@ class NodeController:
             log.info("node %s: new instance %s (revision %s)", node.id, inst.id, node.revision)
         self._node_status(s, node, insts)
         return checks
+
+    def _telemetry_due(self, s: Session, nodes: list[Node]) -> tuple[list[tuple[str, str, str]], set[str]]:
+        """(node, instance, URL) of the Healthy instances whose metrics are due for a scrape: the
+        node's telemetry path, or a model server's /metrics (Triton's names)."""
+        due: list[tuple[str, str, str]] = []
+        live: set[str] = set()
+        for node in nodes:
+            tel = node.spec.get("telemetry") or ({"path": "/metrics"} if node.kind == "model" else None)
+            if not tel or node.desired != "RUN":
+                continue
+            for inst in deploy.instances(s, node):
+                if inst.status == "Healthy" and inst.port is not None:
+                    live.add(inst.id)
+                    if self.telemetry.due(inst.id):
+                        due.append((node.id, inst.id, f"http://127.0.0.1:{inst.port}{tel['path']}"))
+        return due, live
 
     def _node_status(self, s: Session, node: Node, insts: list[NodeInstance]) -> None:
         if node.desired == "DELETE":
