@@ -12,16 +12,17 @@ the transaction, in parallel, and are written back in a second one.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from atoll.controllers.telemetry import TelemetryBoard
@@ -34,12 +35,15 @@ from atoll.notebooks.server import pick_port
 from atoll.runtime.local import DEFAULT_PATH
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
-from atoll.store.models import Model, Node, NodeInstance, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.models import DeployMetric, Model, Node, NodeInstance, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.nodes")
 DRAIN_S = 1.5  # the gateway re-reads its routes every 0.25 s: it has let go well before this
 READY_CHECK_S = 0.25  # until an instance first turns Healthy, look this often (not every interval)
 MAX_BACKOFF_S = 30.0
+PER_INSTANCE = 4.0  # requests in flight per instance above which a node grows towards its maximum
+LOAD_WINDOW_S = 30.0
+SCALE_DOWN_S = 60.0
 
 
 @dataclass
@@ -74,6 +78,7 @@ class NodeController:
         self._busy: set[str] = set()
         self._checked: dict[str, float] = {}  # instance id → time.monotonic() of its last check
         self._not_before: dict[str, float] = {}  # instance id → when a crashed one may start again
+        self._low_since: dict[str, float] = {}  # node id → since when it needs fewer instances
         self._http = httpx.Client(trust_env=False)
         self.telemetry = TelemetryBoard()
 
@@ -113,7 +118,7 @@ class NodeController:
                 )
             self._node_status(s, node, insts)
             return checks
-        want = node.min_instances
+        want = self._wanted(s, node, len([i for i in live if i.revision == node.revision]), now)
         current = [i for i in live if i.revision == node.revision]
         old = [i for i in live if i.revision != node.revision]
         healthy_current = [i for i in current if i.status == "Healthy"]
@@ -133,6 +138,33 @@ class NodeController:
             log.info("node %s: new instance %s (revision %s)", node.id, inst.id, node.revision)
         self._node_status(s, node, insts)
         return checks
+
+    def _wanted(self, s: Session, node: Node, running: int, now: datetime) -> int:
+        """How many instances the node should run: ``minInstances``, and up to ``maxInstances``
+        while the requests in flight through the gateway (Little's law over the last 30 s: the
+        sum of their latencies / 30 s) exceed ``PER_INSTANCE`` per instance. It scales down one
+        at a time, after the load has stayed low for ``SCALE_DOWN_S``."""
+        lo, hi = node.min_instances, node.max_instances
+        if hi <= lo:
+            return lo
+        since = now - timedelta(seconds=LOAD_WINDOW_S)
+        busy = s.scalar(
+            select(func.coalesce(func.sum(DeployMetric.seconds), 0.0)).where(
+                DeployMetric.target == f"node:{node.id}",
+                DeployMetric.bucket_at >= since - timedelta(seconds=10),
+            )
+        )
+        in_flight = float(busy or 0.0) / LOAD_WINDOW_S
+        needed = max(lo, min(hi, math.ceil(in_flight / PER_INSTANCE)))
+        current = max(lo, min(hi, running))
+        if needed >= current:
+            self._low_since.pop(node.id, None)
+            return needed
+        low = self._low_since.setdefault(node.id, time.monotonic())
+        if time.monotonic() - low >= SCALE_DOWN_S:
+            self._low_since[node.id] = time.monotonic()
+            return current - 1
+        return current
 
     def _telemetry_due(self, s: Session, nodes: list[Node]) -> tuple[list[tuple[str, str, str]], set[str]]:
         """(node, instance, URL) of the Healthy instances whose metrics are due for a scrape: the
