@@ -74,3 +74,33 @@ def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[Running
         return not [c for c in d.client().containers.list() if c.name in ours]
 
     wait_for("the containers stopped", stopped, timeout=60)
+
+
+def test_job_with_env_docker_runs_in_a_container(docker_server: tuple[RunningServer, Dockerd]) -> None:
+    """env.docker (spec §5.4): the job's command runs in the image; outputs come back as usual."""
+    server, d = docker_server
+    pid = new_project(server, "docker-jobs")["id"]
+    config = (
+        "name: in-docker\n"
+        "cmd: cat /etc/debian_version > release.txt && echo in-container\n"
+        f"env:\n  docker: {d.image}\n"
+        "outputs:\n  - release.txt\n"
+        "cloud-instance-types: s1.1\n"
+    )
+    with server.api() as api:
+        r = api.post(f"/projects/{pid}/jobs", json={"config": config})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job"]["id"]
+        assert api.post(f"/jobs/{job_id}/execute").status_code == 200
+        job = wait_for(
+            "the job",
+            lambda: (j := api.get(f"/jobs/{job_id}").json())["status"] in ("SUCCESS", "ERROR") and j,
+            timeout=120,
+        )
+        system = api.get(f"/jobs/{job_id}/logs", params={"stream": "system"}).json()["data"]
+        assert job["status"] == "SUCCESS", f"{job['statusDetails']}\n{system}"
+        assert f"running in a container of image {d.image}" in system
+        assert "in-container" in api.get(f"/jobs/{job_id}/logs").json()["data"]
+        out = job["outputFiles"][0]
+        release = api.get(f"/jobs/{job_id}/files/{out['sha256']}").text
+        assert release.strip()[:2].isdigit()  # Debian's version, from inside the image

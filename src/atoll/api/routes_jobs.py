@@ -64,6 +64,7 @@ def create_job(project_id: str, body: s.JobCreate, ctx: CtxDep) -> s.JobCreated:
         python=body.python.model_dump(exclude_none=True) if body.python else None,
         env_vars=body.env_vars,
         data_ttl_days=body.data_ttl_days,
+        served=lifecycle.SERVED | ({"docker"} if ctx.services.docker is not None else set()),
     )
     return _created(ctx, job)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import stat
 import zipfile
@@ -323,6 +324,24 @@ class JobController:
         if home:
             env["DS_PROJECT_HOME"] = home
         cmd = render_cmd(cfg, paths, project_home=home)
+        docker = cfg.env.docker
+        if docker is not None:
+            # env.docker (spec §5.4): the command runs in a container of the image, which must be
+            # on the Docker daemon already (no registry pulls here). The job's dir is bind-mounted
+            # at its own path, so inputs, outputs and the progress file are where the command
+            # expects them; the project disk and atoll.models are not mounted into containers.
+            image = docker if isinstance(docker, str) else docker.image
+            say(f"running in a container of image {image}")
+            env.pop("PATH", None)  # the image's own
+            spec = workloads.WorkloadSpec(
+                command=["sh", "-c", f"cd {shlex.quote(str(work))} && {cmd}"],
+                workdir=base,
+                env={k: v for k, v in env.items() if not k.startswith("ATOLL_MODEL") and k != "PYTHONPATH"},
+                mounts=[],
+                ports=[],
+                image=image,
+            )
+            return spec, cfg
         spec = workloads.WorkloadSpec(command=["bash", "-c", cmd], workdir=work, env=env, mounts=[], ports=[])
         return spec, cfg
 

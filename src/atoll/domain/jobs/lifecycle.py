@@ -159,13 +159,15 @@ def create_job(
     data_ttl_days: int | None = DEFAULT_TTL_DAYS,
     parent: Job | None = None,
     config: JobConfig | None = None,
+    served: frozenset[str] = SERVED,
 ) -> Job:
-    """Validate and record a job in CREATING; it runs once its files are uploaded and it is executed."""
+    """Validate and record a job in CREATING; it runs once its files are uploaded and it is executed.
+    ``served``: what this installation serves of config.yaml (``docker`` where a Docker daemon is)."""
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     if config is None:
         config, _warnings = parse_config(config_yaml)
         config = _default_instance_type(config, config_yaml, project)
-    for field, message in unsupported_keys(config, SERVED):
+    for field, message in unsupported_keys(config, served):
         raise Invalid(message, field=field)  # the message already starts with the field
     for i, instance_type in enumerate(config.cloud_instance_types):
         if db.get(Configuration, instance_type) is None:
