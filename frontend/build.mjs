@@ -8,6 +8,8 @@ const out = join(here, "..", "src", "atoll", "web", "static", "vendor");
 const assets = {
   "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
   "pico.min.css": "node_modules/@picocss/pico/css/pico.min.css",
+  "uPlot.iife.min.js": "node_modules/uplot/dist/uPlot.iife.min.js",
+  "uPlot.min.css": "node_modules/uplot/dist/uPlot.min.css",
 };
 mkdirSync(out, { recursive: true });
 for (const [name, src] of Object.entries(assets)) {

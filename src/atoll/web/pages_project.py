@@ -24,6 +24,7 @@ TABS = [
     ("overview", "Overview"),
     ("notebook", "Notebook"),
     ("jobs", "Jobs"),
+    ("deploy", "Deploy"),
     ("members", "Members"),
     ("settings", "Settings"),
 ]
@@ -105,6 +106,10 @@ def project_page(
         from atoll.web.pages_jobs import STATUS_CLASS, recent_jobs
 
         values.update(jobs=recent_jobs(ctx.db, ctx, project), status_class=STATUS_CLASS)
+    elif tab == "deploy":
+        from atoll.web.pages_deploy import deploy_view
+
+        values.update(deploy_view(ctx, project, error))
     elif tab == "notebook":
         from atoll.web.pages_notebooks import notebook_view
 

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from atoll.web import (
     pages_auth,
     pages_community,
+    pages_deploy,
     pages_home,
     pages_jobs,
     pages_members,
@@ -21,5 +22,6 @@ for _module in (
     pages_members,
     pages_jobs,
     pages_notebooks,
+    pages_deploy,
 ):
     router.include_router(_module.router)
