@@ -25,17 +25,14 @@ import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
-from atoll.domain import deploy, model_registry
-from atoll.domain.workloads import FINISHED_STATES, WorkloadSpec, request_stop, run_identity, submit
+from atoll.domain import deploy
+from atoll.domain.workloads import FINISHED_STATES, request_stop
 from atoll.envs.build import EnvironmentBuilder
-from atoll.envs.interpreter import current_version
-from atoll.envs.sdk import sdk_path
-from atoll.notebooks.server import pick_port
-from atoll.runtime.local import DEFAULT_PATH
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
-from atoll.store.models import DeployMetric, Model, Node, NodeInstance, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.models import DeployMetric, Node, NodeInstance, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.nodes")
 DRAIN_S = 1.5  # the gateway re-reads its routes every 0.25 s: it has let go well before this
@@ -81,6 +78,7 @@ class NodeController:
         self._low_since: dict[str, float] = {}  # node id → since when it needs fewer instances
         self._http = httpx.Client(trust_env=False)
         self.telemetry = TelemetryBoard()
+        self.starter = InstanceStarter(db, blobs, envs, data_dir, project_home, uid_base, notify)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -302,7 +300,7 @@ class NodeController:
 
         def work() -> None:
             try:
-                self._start(instance_id)
+                self.starter.start(instance_id)
             except Exception as e:
                 log.exception("instance %s could not be started", instance_id)
                 self._start_failed(instance_id, str(getattr(e, "detail", e)))
@@ -320,97 +318,6 @@ class NodeController:
                 inst.restarts += 1
                 restarts = inst.restarts
         self._not_before[instance_id] = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** min(restarts, 5))
-
-    def _start(self, instance_id: str) -> None:
-        with self.db.transaction() as s:
-            inst = s.get(NodeInstance, instance_id)
-            node = s.get(Node, inst.node_id) if inst else None
-            if inst is None or node is None or inst.workload_id or inst.status in ("Deleting", "Deleted"):
-                return
-            project_id, node_id, kind, spec = node.project_id, node.id, node.kind, dict(node.spec)
-            run_as = run_identity(s, project_id, self.uid_base)
-            models = [s.get(Model, mid) for mid in spec.get("models", [])]
-            if any(m is None for m in models):
-                raise RuntimeError("a model this node serves was deleted")
-            for m in models:
-                assert m is not None
-                s.expunge(m)
-        port = pick_port()
-        env = {"PATH": DEFAULT_PATH, **spec.get("env", {})}
-        image: str | None = None
-        container_port = port
-        home = self.project_home(project_id, run_as)
-        workdir = home
-        if kind == "model":
-            command, env = self._model_server(
-                [m for m in models if m is not None], port, env, node_id, project_id
-            )
-            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
-        elif kind == "command":
-            # No shell runs it: $PORT (and ${PORT}) in an argument is the instance's port.
-            command = [a.replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in spec["command"]]
-        else:  # an image: its own server on spec port, published on the instance's port
-            command = list(spec.get("command") or [])
-            image, container_port = spec["image"], int(spec["port"])
-            if "PATH" not in spec.get("env", {}):
-                env.pop("PATH")  # the image knows where its programs are
-            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
-            workdir.mkdir(parents=True, exist_ok=True)
-        env["ATOLL_PROJECT_ID"] = project_id
-        env["ATOLL_NODE_ID"] = node_id
-        env["ATOLL_INSTANCE_ID"] = instance_id
-        env["DS_PROJECT_HOME"] = str(home)
-        with self.db.transaction() as s:
-            inst = s.get(NodeInstance, instance_id)
-            node = s.get(Node, node_id)
-            project = s.get(Project, project_id)
-            if inst is None or node is None or project is None or inst.workload_id:
-                return
-            if inst.status in ("Deleting", "Deleted") or node.desired != "RUN":
-                return
-            wl = submit(
-                s,
-                project,
-                kind="node",
-                owner_id=node.created_by or "",
-                configurations=[node.configuration],
-                spec=WorkloadSpec(
-                    command=command,
-                    workdir=workdir,
-                    env=env,
-                    mounts=[],
-                    ports=[port],
-                    image=image,
-                    container_ports=[container_port] if image else [],
-                ),
-                stop_signal=int(signal.SIGTERM),
-                stop_grace_s=10.0,
-            )
-            inst.workload_id, inst.port = wl.id, port
-            inst.workload_ids = [*inst.workload_ids[-9:], wl.id]
-            inst.status = "Created" if inst.status == "Undefined" else inst.status
-            inst.detail = "waiting for the scheduler"
-        self.notify("workloads")
-
-    def _model_server(
-        self, models: list[Model], port: int, env: dict[str, str], node_id: str, project_id: str
-    ) -> tuple[list[str], dict[str, str]]:
-        """The model server's command: an environment with the models' libraries, their files."""
-        from atoll.serving import requirements
-
-        reqs = requirements([model_registry.model_meta(m) for m in models])
-        environment = self.envs.build(current_version(), reqs)
-        root = self.data_dir / "models"
-        args: list[str] = []
-        for m in models:
-            path = model_registry.materialize(self.blobs, m, root / m.id)
-            args += ["--model", f"{m.name}={path}"]
-        workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
-        workdir.mkdir(parents=True, exist_ok=True)
-        env = environment.activate(env)
-        env["PYTHONPATH"] = str(sdk_path(self.data_dir))
-        command = [str(environment.python), "-m", "atoll.serving", "--host", "127.0.0.1", "--port", str(port)]
-        return command + args, env
 
 
 def _worst_first(insts: list[NodeInstance]) -> list[NodeInstance]:
