@@ -71,7 +71,7 @@ def _crumbs(ctx: WebCtx, project: Project, label: str) -> list[dict[str, str]]:
 
 def _configurations(ctx: WebCtx, project: Project, can_use: bool) -> list[dict[str, Any]]:
     """The catalogue for the create and change forms (only people who may use them see them)."""
-    from atoll.web.pages_project import _configurations as listed
+    from atoll.web.pages_project import configuration_choices as listed
 
     return listed(ctx, queries.community_of(ctx.db, project)) if can_use else []
 

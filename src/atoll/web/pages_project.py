@@ -37,7 +37,7 @@ LIMITS = [
 ]
 
 
-def _configurations(ctx: WebCtx, c: Community) -> list[dict[str, Any]]:
+def configuration_choices(ctx: WebCtx, c: Community) -> list[dict[str, Any]]:
     """Every catalogue entry, with whether it runs here and whether the community allows it."""
     inv = ctx.inventory
     out = []
@@ -115,14 +115,14 @@ def project_page(
 
         values.update(
             notebook_view(ctx, project),
-            configurations=_configurations(ctx, c),
+            configurations=configuration_choices(ctx, c),
             chosen=project.default_configuration or DEFAULT_CONFIGURATION,
         )
     elif tab == "settings":
         values.update(
             can_update=access.can(ctx.db, me, Action.PROJECT_UPDATE, project),
             can_set_limits=access.can(ctx.db, me, Action.PROJECT_SET_LIMITS, project),
-            configurations=_configurations(ctx, c),
+            configurations=configuration_choices(ctx, c),
             stale_modes=tenancy.STALE_EXEC_MODES,
             limit_fields=LIMITS,
             labels_text=forms.labels_text(project.labels),
