@@ -167,7 +167,7 @@ def test_killed_instance_is_restarted_and_no_request_fails(
 
         wait_for("the killed instance back Healthy", watch, timeout=60)
         load.settle()
-    assert "Unhealthy" in seen or "Preparing" in seen or "Created" in seen or "Started" in seen, seen
+    assert "Unhealthy" in seen, seen  # out of balancing until it passes its health check again
     assert load.failures == [], load.failures[:5]
 
 
