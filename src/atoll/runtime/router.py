@@ -27,7 +27,11 @@ class RuntimeRouter:
         self.docker = docker
         self._docker_ids: set[str] = set()
 
-    def _of(self, workload_id: str) -> Runtime:
+    def _of(self, workload_id: str, *, logs: bool = False) -> Runtime:
+        """The runtime that knows the workload. ``logs``: a forgotten workload's logs are still
+        served from the log store both runtimes share, through the local runtime."""
+        if logs and workload_id not in self._docker_ids:
+            return self.local
         if self.docker is None or workload_id not in self._docker_ids:
             try:
                 self.local.status(workload_id)
@@ -60,7 +64,7 @@ class RuntimeRouter:
     def logs(
         self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
     ) -> LogChunk:
-        return self._of(workload_id).logs(workload_id, stream, offset, limit)
+        return self._of(workload_id, logs=True).logs(workload_id, stream, offset, limit)
 
     def usage(self, workload_id: str) -> Usage:
         return self._of(workload_id).usage(workload_id)
