@@ -58,11 +58,14 @@ AccessCheck = Callable[[str, str], Awaitable[int]]
 class Request:
     method: bytes
     url: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: list[tuple[bytes, bytes]]  # names lowercased (HTTP names are case-insensitive)
     body: bytes
     keep_alive: bool
     too_big: bool
     http11: bool
+    alias: str | None = None  # x-node-alias
+    node: str | None = None  # x-node-id
+    token: str | None = None  # the bearer token of Authorization
 
 
 def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
@@ -82,6 +85,24 @@ def error(status: int, message: str, keep_alive: bool = True) -> bytes:
     return _response(status, [(b"content-type", b"application/json")], body, keep_alive)
 
 
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]  # status, headers, body, keep-alive
+
+
+def _request_head(req: Request, path: bytes, consumed: bool) -> tuple[bytes, bytes]:
+    """The request line and headers for the instance (hop-by-hop, routing and, when Atoll
+    consumed it, Authorization dropped), and the framing that ends them."""
+    parts = [req.method + b" " + path + b" HTTP/1.1\r\n"]
+    for k, v in req.headers:
+        if k in _HOP or k in _ROUTING or (consumed and k == b"authorization"):
+            continue
+        parts.append(k + b": " + v + b"\r\n")
+    return b"".join(parts), b"content-length: %d\r\n\r\n" % len(req.body)
+
+
+def _upstream_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bytes:
+    return _response(status, [(k, v) for k, v in headers if k.lower() not in _HOP], body, keep)
+
+
 class UpstreamClosed(Exception):
     def __init__(self, answered: bool) -> None:
         super().__init__("the instance closed the connection")
@@ -94,7 +115,8 @@ class _Upstream(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.fut: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]] | None = None
+        self.done: Callable[[Answer | Exception], None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.parser: httptools.HttpResponseParser | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
@@ -105,16 +127,44 @@ class _Upstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes, bool]]:
+    def send(self, data: bytes, done: Callable[[Answer | Exception], None]) -> None:
+        """Send one request; ``done`` gets the answer (or why there is none) exactly once."""
         assert self.transport is not None
-        self.fut = asyncio.get_running_loop().create_future()
+        self.done = done
         self.parser = httptools.HttpResponseParser(self)
         self.headers, self.body, self.size, self.answered = [], [], 0, False
+        self.timer = asyncio.get_running_loop().call_later(UPSTREAM_TIMEOUT_S, self._timeout)
         self.transport.write(data)
-        return self.fut
+
+    def request(self, data: bytes) -> asyncio.Future[Answer]:
+        """``send`` as a future, for coroutines."""
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(result: Answer | Exception) -> None:
+            if fut.done():
+                return
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+        self.send(data, done)
+        return fut
+
+    def _timeout(self) -> None:
+        self._fail(TimeoutError())
+        self.close()
+
+    def _finish(self, result: Answer | Exception) -> None:
+        done, self.done = self.done, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if done is not None:
+            done(result)
 
     def data_received(self, data: bytes) -> None:
-        if self.fut is None or self.parser is None:
+        if self.done is None or self.parser is None:
             self.close()  # nothing was asked: a confused upstream
             return
         self.answered = True
@@ -140,16 +190,11 @@ class _Upstream(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        fut, self.fut = self.fut, None
         assert self.parser is not None
-        keep = self.parser.should_keep_alive()
-        if fut is not None and not fut.done():
-            fut.set_result((self.status, self.headers, b"".join(self.body), keep))
+        self._finish((self.status, self.headers, b"".join(self.body), self.parser.should_keep_alive()))
 
     def _fail(self, exc: Exception) -> None:
-        fut, self.fut = self.fut, None
-        if fut is not None and not fut.done():
-            fut.set_exception(exc)
+        self._finish(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -177,6 +222,14 @@ class Pool:
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_connection(_Upstream, b.host, b.port)
         return proto, False
+
+    def idle_one(self, b: Backend) -> _Upstream | None:
+        idle = self.idle.get((b.host, b.port))
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
 
     def release(self, b: Backend, conn: _Upstream) -> None:
         idle = self.idle.setdefault((b.host, b.port), [])
@@ -206,17 +259,7 @@ class Gateway:
     async def handle(self, req: Request) -> bytes:
         start = time.perf_counter()
         keep = req.keep_alive
-        alias_name = node_id = None
-        token = None
-        for k, v in req.headers:
-            lk = k.lower()
-            if lk == b"x-node-alias":
-                alias_name = v.decode("latin-1").strip()
-            elif lk == b"x-node-id":
-                node_id = v.decode("latin-1").strip()
-            elif lk == b"authorization":
-                scheme, _, value = v.decode("latin-1").partition(" ")
-                token = value.strip() if scheme.lower() == "bearer" else None
+        alias_name, node_id, token = req.alias, req.node, req.token
         path = req.url
         if alias_name is None and node_id is None:
             if path.startswith(b"/alias/") or path.startswith(b"/node/"):
@@ -266,6 +309,70 @@ class Gateway:
             )
         return out
 
+    def fast(self, req: Request, reply: Callable[[Request, bytes | None], None]) -> bool:
+        """The common case without a coroutine: a known route, an access answer in memory, an
+        idle pooled connection to a Healthy instance. Anything else (or a failure before the
+        instance answered) returns False or hands the request to ``reply(req, None)``, which
+        takes the general path."""
+        if req.too_big:
+            return False
+        alias: AliasRoute | None = None
+        if req.alias is not None:
+            alias = self.table.aliases.get(req.alias)
+            if alias is None:
+                return False
+            project_id, public = alias.project_id, alias.public
+            picked = alias.choose(self.ejected, set())
+            if picked is None:
+                return False
+            node, b = picked
+        elif req.node is not None:
+            found = self.table.nodes.get(req.node)
+            if found is None:
+                return False
+            node, project_id, public = found, found.project_id, False
+            b_or_none = node.pick(self.ejected, set())
+            if b_or_none is None:
+                return False
+            b = b_or_none
+        else:
+            return False
+        if not public:
+            cached = self._allowed.get((req.token or "", project_id))
+            if cached is None or cached[0] != 200 or cached[1] < time.monotonic():
+                return False
+        conn = self.pool.idle_one(b)
+        if conn is None:
+            return False
+        start = time.perf_counter()
+        head, tail = _request_head(req, req.url, not public)
+        data = b"".join((head, b"host: %s:%d\r\n" % (b.host.encode(), b.port), tail, req.body))
+
+        def done(result: Answer | Exception) -> None:
+            if isinstance(result, Exception):
+                if isinstance(result, UpstreamClosed) and not result.answered:
+                    reply(req, None)  # a stale pooled connection or a vanished instance: retry
+                    return
+                status = 504 if isinstance(result, TimeoutError) else 502
+                out = error(status, str(result) or "the instance did not answer", req.keep_alive)
+            else:
+                status, headers, body, keep = result
+                if keep:
+                    self.pool.release(b, conn)
+                else:
+                    conn.close()
+                out = _upstream_response(status, headers, body, req.keep_alive)
+            elapsed = time.perf_counter() - start
+            if alias is not None:
+                self.recorder.record(
+                    "alias:" + alias.alias_id, "alias", alias.alias_id, alias.name, status, elapsed
+                )
+            self.recorder.record("node:" + node.node_id, "node", node.node_id, node.name, status, elapsed)
+            reply(req, out)
+
+        conn.send(data, done)
+        return True
+
     async def _authorize(self, token: str | None, project_id: str) -> bytes | None:
         if not token:
             return error(401, "this endpoint is private: pass Authorization: Bearer <Atoll API token>")
@@ -288,13 +395,7 @@ class Gateway:
     ) -> tuple[int, bytes, NodeRoute | None]:
         """(status, the response, the node that answered or was last tried)."""
         served: NodeRoute | None = node
-        head = [req.method + b" " + path + b" HTTP/1.1\r\n"]
-        for k, v in req.headers:
-            lk = k.lower()
-            if lk in _HOP or lk in _ROUTING or (consumed and lk == b"authorization"):
-                continue
-            head.append(k + b": " + v + b"\r\n")
-        tail = b"content-length: %d\r\n\r\n" % len(req.body)
+        head, tail = _request_head(req, path, consumed)
         tried: set[str] = set()
         for _ in range(3):
             if alias is not None:
@@ -314,9 +415,9 @@ class Gateway:
             except OSError:
                 self.ejected[b.instance_id] = time.monotonic() + EJECT_S
                 continue
-            data = b"".join((*head, b"host: %s:%d\r\n" % (b.host.encode(), b.port), tail, req.body))
+            data = b"".join((head, b"host: %s:%d\r\n" % (b.host.encode(), b.port), tail, req.body))
             try:
-                status, headers, body, keep = await asyncio.wait_for(conn.send(data), UPSTREAM_TIMEOUT_S)
+                status, headers, body, keep = await conn.request(data)
             except UpstreamClosed as e:
                 if e.answered:
                     return (
@@ -340,8 +441,7 @@ class Gateway:
                 self.pool.release(b, conn)
             else:
                 conn.close()
-            out = [(k, v) for k, v in headers if k.lower() not in _HOP]
-            return status, _response(status, out, body, req.keep_alive), served
+            return status, _upstream_response(status, headers, body, req.keep_alive), served
         what = f"alias {alias.name!r}" if alias is not None else f"node {node.name if node else '?'!r}"
         return 503, error(503, f"{what} has no healthy instance to take the request", req.keep_alive), served
 
@@ -374,6 +474,9 @@ class ClientConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.url = b""
+        self.r_alias: str | None = None
+        self.r_node: str | None = None
+        self.r_token: str | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.size = 0
@@ -402,7 +505,16 @@ class ClientConnection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
         self.headers.append((name, value))
+        if name[:2] == b"x-":
+            if name == b"x-node-alias":
+                self.r_alias = value.decode("latin-1").strip()
+            elif name == b"x-node-id":
+                self.r_node = value.decode("latin-1").strip()
+        elif name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            self.r_token = token.strip() if scheme.lower() == "bearer" else None
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -422,6 +534,9 @@ class ClientConnection(asyncio.Protocol):
             p.should_keep_alive(),
             self.too_big,
             p.get_http_version() == "1.1",
+            self.r_alias,
+            self.r_node,
+            self.r_token,
         )
         self.queue.append(req)
         if len(self.queue) > 32 and self.transport is not None:
@@ -435,18 +550,31 @@ class ClientConnection(asyncio.Protocol):
             return
         self.busy = True
         req = self.queue.popleft()
+        if self.gw.fast(req, self.reply):
+            return
+        self.slow(req)
+
+    def slow(self, req: Request) -> None:
+        """The general path, a coroutine: access checks, connecting, retries, errors."""
         task = asyncio.get_running_loop().create_task(self.gw.handle(req))
         task.add_done_callback(lambda t: self._done(t, req))
 
     def _done(self, task: asyncio.Task[bytes], req: Request) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
         try:
             out = task.result()
         except Exception:
             log.exception("gateway request failed")
             out = error(500, "the gateway failed on this request", False)
             req.keep_alive = False
+        self.reply(req, out)
+
+    def reply(self, req: Request, out: bytes | None) -> None:
+        """Answer ``req`` (None: the fast path gave it up; take the general one)."""
+        if out is None:
+            self.slow(req)
+            return
+        if self.transport is None or self.transport.is_closing():
+            return
         self.transport.write(out)
         if not req.keep_alive or req.too_big:
             self.transport.close()

@@ -57,15 +57,22 @@ class Recorder:
         self.names: dict[str, _Labels] = {}
 
     def record(self, key: str, kind: str, target_id: str, name: str, code: int, seconds: float) -> None:
-        st = self.totals.get(key)
-        if st is None:
-            st = self.totals[key] = Stats()
-            self.names[key] = _Labels(kind, target_id, name)
-        st.add(code, seconds)
+        """Count one request (the hot path: one Stats.add; totals are folded in per bucket)."""
         w = self.window.get(key)
         if w is None:
             w = self.window[key] = Stats()
+            if key not in self.names:
+                self.names[key] = _Labels(kind, target_id, name)
         w.add(code, seconds)
+
+    def current_totals(self) -> dict[str, Stats]:
+        """Totals since the start: the folded buckets plus the current one."""
+        out: dict[str, Stats] = {}
+        for source in (self.totals, self.window):
+            for key, st in list(source.items()):
+                acc = out.setdefault(key, Stats())
+                _fold(acc, st)
+        return out
 
     # --- Prometheus exposition ------------------------------------------------------------
 
@@ -83,8 +90,18 @@ class Recorder:
         now_at = _bucket_start()
         if now_at != at:
             self.window, self.window_at = {}, now_at
+            for key, st in window.items():
+                _fold(self.totals.setdefault(key, Stats()), st)
             return at, window, True
         return at, dict(window), False
+
+
+def _fold(acc: Stats, st: Stats) -> None:
+    acc.requests += st.requests
+    for code, n in st.codes.items():
+        acc.codes[code] = acc.codes.get(code, 0) + n
+    acc.buckets = [a + b for a, b in zip(acc.buckets, st.buckets, strict=True)]
+    acc.seconds += st.seconds
 
 
 def flush(db: Database, gateway_id: str, at: datetime, window: dict[str, Stats], prune: bool) -> None:
@@ -132,7 +149,7 @@ class _Collector(Collector):
                 f"Request latency through the gateway (s), per {kind}",
                 labels=labels,
             )
-            for key, st in list(self.rec.totals.items()):
+            for key, st in self.rec.current_totals().items():
                 lab = self.rec.names[key]
                 if lab.kind != kind:
                     continue
