@@ -249,3 +249,38 @@ def test_suspend_from_the_node_page(page: Page, deployed: dict[str, Any]) -> Non
     expect(page.get_by_test_id("node-status")).to_have_text("Suspended", timeout=30_000)
     expect(page.get_by_role("button", name="Resume")).to_be_visible()
     expect(page.get_by_test_id("instances")).to_contain_text("No instances")
+
+
+def test_models_tab_lists_saved_versions(page: Page, server: RunningServer, deployed: dict[str, Any]) -> None:
+    """A model saved through the outbox (what atoll.models.save writes) shows on the Models tab."""
+    import json
+    import os
+    import uuid
+
+    pid = deployed["project"]
+    box = server.data_dir / "projects" / pid / "model-outbox" / "ui-test"
+    box.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "name": "echo",
+        "format": "noop",
+        "description": "a no-op model",
+        "inputs": [{"name": "input__0", "datatype": "FP32", "shape": [-1, 4]}],
+        "outputs": [{"name": "output__0", "datatype": "FP32", "shape": [-1, 4]}],
+    }
+    key = uuid.uuid4().hex
+    tmp = box / f".tmp-{key}"
+    tmp.mkdir()
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    os.rename(tmp, box / key)
+    deadline = time.monotonic() + 30
+    while not (box / f"{key}.result.json").exists():
+        assert time.monotonic() < deadline, "the model was not registered"
+        time.sleep(0.2)
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/projects/{pid}?tab=models")
+    table = page.get_by_test_id("models")
+    expect(table).to_contain_text("echo")
+    expect(table).to_contain_text("a no-op model")
+    expect(table).to_contain_text("input__0 FP32 [-1, 4]")
+    page.goto(f"/projects/{pid}?tab=deploy")
+    expect(page.get_by_role("link", name="Models", exact=True).first).to_be_visible()

@@ -25,6 +25,7 @@ TABS = [
     ("notebook", "Notebook"),
     ("jobs", "Jobs"),
     ("deploy", "Deploy"),
+    ("models", "Models"),
     ("members", "Members"),
     ("settings", "Settings"),
 ]
@@ -106,7 +107,7 @@ def project_page(
         from atoll.web.pages_jobs import STATUS_CLASS, recent_jobs
 
         values.update(jobs=recent_jobs(ctx.db, ctx, project), status_class=STATUS_CLASS)
-    elif tab == "deploy":
+    elif tab in ("deploy", "models"):
         from atoll.web.pages_deploy import deploy_view
 
         values.update(deploy_view(ctx, project, error))
