@@ -113,3 +113,46 @@ def test_sklearn_model_from_a_job_answers_tritonclient(
     # the model server's own (Triton-named) metrics, scraped with the node's labels added
     text = wait_for("the instance's telemetry", scraped, timeout=30, every=0.5)
     assert 'model="churn"' in text and "instance_id=" in text
+
+
+def test_outbox_refuses_links_to_files_the_workload_may_not_read(
+    server: RunningServer, project: dict[str, Any]
+) -> None:
+    """A model directory is the workload's to write; Atoll (maybe root) must not follow a link in
+    it to, say, the installation's secret key and hand that back as a model file."""
+    import os
+    import uuid
+
+    pid = project["id"]
+    box = server.data_dir / "projects" / pid / "model-outbox" / "attacker"
+    box.mkdir(parents=True, exist_ok=True)
+    secret = server.data_dir / "secret.key"
+    assert secret.exists()
+
+    def drop(build: Any) -> dict[str, Any]:
+        key = uuid.uuid4().hex
+        tmp = box / f".tmp-{key}"
+        tmp.mkdir()
+        build(tmp)
+        os.rename(tmp, box / key)
+        result = box / f"{key}.result.json"
+        wait_for("Atoll's answer", result.exists, timeout=30)
+        return dict(json.loads(result.read_text()))
+
+    meta = {"name": "stolen", "format": "sklearn", "file": "model.joblib", "inputs": [], "outputs": []}
+
+    def linked_file(d: Any) -> None:
+        (d / "meta.json").write_text(json.dumps(meta))
+        (d / "model.joblib").symlink_to(secret)
+
+    def linked_meta(d: Any) -> None:
+        (d / "meta.json").symlink_to(secret)
+
+    assert "link" in drop(linked_file)["error"]
+    assert "link" in drop(linked_meta)["error"]
+    key = uuid.uuid4().hex
+    (box / key).symlink_to(server.data_dir, target_is_directory=True)
+    wait_for("Atoll's answer", (box / f"{key}.result.json").exists, timeout=30)
+    assert "link" in json.loads((box / f"{key}.result.json").read_text())["error"]
+    with server.api() as api:
+        assert not [m for m in api.get(f"/projects/{pid}/models").json() if m["name"] == "stolen"]

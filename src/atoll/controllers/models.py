@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -71,12 +72,27 @@ class ModelInbox:
             for entry in box.iterdir():
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir() and not (box / f"{entry.name}.result.json").exists():
+                if entry.is_symlink():  # only what the workload wrote, never where a link points
+                    self._refuse(entry, "a model directory must not be a symbolic link")
+                elif entry.is_dir() and not (box / f"{entry.name}.result.json").exists():
                     self._ingest(box.parent.parent.name, box.name, entry)
                 elif (
                     entry.name.endswith(".result.json") and time.time() - entry.stat().st_mtime > RESULT_TTL_S
                 ):
                     entry.unlink(missing_ok=True)
+
+    def _refuse(self, entry: Path, why: str) -> None:
+        self._answer(entry, {"error": why})
+        entry.unlink(missing_ok=True)
+
+    def _answer(self, entry: Path, result: dict[str, object]) -> None:
+        # The outbox is the workload's to write: create the answer exclusively, never through a
+        # link it may have planted under that name.
+        tmp = entry.with_name(f".{entry.name}.{secrets.token_hex(6)}.result")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(result))
+        os.replace(tmp, entry.with_name(f"{entry.name}.result.json"))
 
     def _ingest(self, project_id: str, source: str, entry: Path) -> None:
         result: dict[str, object]
@@ -97,10 +113,7 @@ class ModelInbox:
         except Exception as e:  # a broken model directory must not stop the others
             log.exception("could not register the model in %s", entry)
             result = {"error": f"could not register the model: {e}"}
-        tmp = entry.with_name(f".{entry.name}.result")
-        tmp.write_text(json.dumps(result))
-        tmp.chmod(0o644)
-        os.replace(tmp, entry.with_name(f"{entry.name}.result.json"))
+        self._answer(entry, result)
         shutil.rmtree(entry, ignore_errors=True)
 
 

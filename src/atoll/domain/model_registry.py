@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -42,10 +42,15 @@ def check_name(name: str, field: str = "name") -> str:
 def read_meta(model_dir: Path) -> dict[str, Any]:
     """The model directory's meta.json, checked: a known format, and its file present in the dir."""
     path = model_dir / "meta.json"
+    # The directory was written by a workload: a link could point Atoll (which may be root) at a
+    # file the workload may not read. Only plain files count.
+    if model_dir.is_symlink() or path.is_symlink():
+        raise Invalid("the model directory and meta.json must not be symbolic links", field="meta")
     if not path.is_file() or path.stat().st_size > MAX_META_BYTES:
         raise Invalid("the model directory has no meta.json (or it is over 256 KiB)", field="meta")
     try:
-        meta = json.loads(path.read_text())
+        with _open_plain(path) as f:
+            meta = json.loads(f.read(MAX_META_BYTES + 1).decode())
     except (ValueError, UnicodeDecodeError) as e:
         raise Invalid(f"meta.json is not valid JSON: {e}", field="meta") from e
     if not isinstance(meta, dict):
@@ -59,15 +64,31 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
             not isinstance(file, str)
             or "/" in file
             or file.startswith(".")
+            or (model_dir / file).is_symlink()
             or not (model_dir / file).is_file()
         ):
-            raise Invalid("meta.file must name the model file in the model directory", field="meta.file")
+            raise Invalid(
+                "meta.file must name the model file (a plain file, not a link) in the model directory",
+                field="meta.file",
+            )
     for key in ("inputs", "outputs"):
         if not isinstance(meta.get(key, []), list):
             raise Invalid(f"meta.{key} must be a list of tensors", field=f"meta.{key}")
     if not isinstance(meta.get("libraries", {}), dict):
         raise Invalid("meta.libraries must map package names to versions", field="meta.libraries")
     return meta
+
+
+def _open_plain(path: Path) -> BinaryIO:
+    """Open a file a workload wrote, refusing a symbolic link in its place (O_NOFOLLOW: checked
+    by the kernel at open, so it cannot be swapped in after a check)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise Invalid(
+            f"cannot read {path.name} of the model (a link, or gone): {e.strerror}", field="meta"
+        ) from e
+    return os.fdopen(fd, "rb")
 
 
 def register(
@@ -78,7 +99,8 @@ def register(
     files: dict[str, str] = {}
     size = 0
     if meta["format"] != "noop":
-        digest, n = blobs.put_file(model_dir / meta["file"])
+        with _open_plain(model_dir / meta["file"]) as f:
+            digest, n = blobs.put_stream(iter(lambda: f.read(1 << 20), b""))
         files[meta["file"]] = digest
         size += n
         if db.get(Blob, digest) is None:
