@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -154,5 +155,13 @@ def test_outbox_refuses_links_to_files_the_workload_may_not_read(
     (box / key).symlink_to(server.data_dir, target_is_directory=True)
     wait_for("Atoll's answer", (box / f"{key}.result.json").exists, timeout=30)
     assert "link" in json.loads((box / f"{key}.result.json").read_text())["error"]
+    # a link in place of a whole outbox is not read either
+    elsewhere = server.data_dir.parent / "elsewhere"
+    planted = elsewhere / uuid.uuid4().hex
+    planted.mkdir(parents=True)
+    (planted / "meta.json").write_text(json.dumps({**meta, "format": "noop"}))
+    (box.parent / "linked-box").symlink_to(elsewhere, target_is_directory=True)
+    time.sleep(2.0)  # several rounds of the reader
+    assert not list(elsewhere.glob("*.result.json"))
     with server.api() as api:
         assert not [m for m in api.get(f"/projects/{pid}/models").json() if m["name"] == "stolen"]

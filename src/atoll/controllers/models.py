@@ -33,10 +33,12 @@ RESULT_TTL_S = 3600
 def outbox(projects_root: Path, project_id: str, source: str, run_as: tuple[int, int] | None) -> Path:
     """The outbox of one job or notebook server, writable by the project's user."""
     box = projects_root / project_id / "model-outbox" / source
+    if box.is_symlink():  # the project's user may write in model-outbox/: never chown through a link
+        box.unlink()
     box.mkdir(parents=True, exist_ok=True)
     if run_as is not None:
-        os.chown(box.parent, *run_as)
-        os.chown(box, *run_as)
+        os.chown(box.parent, *run_as, follow_symlinks=False)
+        os.chown(box, *run_as, follow_symlinks=False)
     return box
 
 
@@ -67,7 +69,7 @@ class ModelInbox:
 
     def tick(self) -> None:
         for box in self.projects_root.glob("*/model-outbox/*"):
-            if not box.is_dir():
+            if box.is_symlink() or not box.is_dir():  # a link would lead the reader elsewhere
                 continue
             for entry in box.iterdir():
                 if entry.name.startswith("."):
