@@ -52,7 +52,10 @@ from pathlib import Path
 
 import httpx
 from gateway_atoll import BODY, ENVS, PATH, Atoll, answers, instance_pgid, wait_for
-from gateway_procs import (
+from gateway_profile import profile_gateway
+from gateway_ray import RayServe
+from gateway_wrk import Wrk, WrkResult, lua_script, run, warm_up, wrk_executable
+from procs import (
     BenchError,
     Process,
     cpu_seconds,
@@ -61,9 +64,6 @@ from gateway_procs import (
     group_cpu_seconds,
     machine_busy_seconds,
 )
-from gateway_profile import profile_gateway
-from gateway_ray import RayServe
-from gateway_wrk import Wrk, WrkResult, lua_script, run, warm_up, wrk_executable
 
 BENCH_DIR = Path(__file__).resolve().parent
 THROUGHPUT_TARGET = 0.70

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_procs import BenchError, Process, children, cmdline, free_port, kill_group
+from procs import BenchError, Process, children, cmdline, free_port, kill_group
 
 from atoll.envs.build import usable_by_others
 from atoll.runtime.shim import is_same_process, read_json

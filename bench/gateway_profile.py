@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 from gateway_atoll import BODY, PATH, Atoll, wait_for
-from gateway_procs import BenchError, Process, free_port
 from gateway_wrk import lua_script, run
+from procs import BenchError, Process, free_port
 
 from atoll.gateway import serve
 from atoll.settings import Settings

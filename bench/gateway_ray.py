@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
-from gateway_procs import BenchError, Process, cpu_seconds, free_port, with_marker
+from procs import BenchError, Process, cpu_seconds, free_port, with_marker
 
 from atoll.envs.build import EnvironmentBuilder
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_procs import BenchError, Process
+from procs import BenchError, Process
 
 MARK = "WRKJSON "
 

@@ -49,7 +49,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -63,6 +62,7 @@ from typing import Any
 
 import httpx
 import websockets
+from procs import BenchError, Process, free_port, kill_group
 
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.server import (
@@ -90,77 +90,6 @@ WARMUP_TIMEOUT_S = 1800.0  # the first Atoll start may build the notebook enviro
 # Targets from issue 4.
 WARM_POOL_TARGET_S = 2.0
 PLAIN_MARGIN_S = 1.0
-
-
-class BenchError(Exception):
-    """A contender could not be measured; the message says why."""
-
-
-# -- processes -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Process:
-    """A subprocess in its own session (so its process group is its own), logging to a file."""
-
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    cwd: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self, what: str) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise BenchError(f"{what} exited with code {self.proc.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM the process group, SIGKILL it if it is still there after ``grace_s``."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            kill_group(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
-        kill_group(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived its leader
-        if self.proc.poll() is None:
-            self.proc.wait(timeout=5)
-
-
-def kill_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # -- the first cell --------------------------------------------------------------------------------

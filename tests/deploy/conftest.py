@@ -105,6 +105,19 @@ def wait_healthy(
         raise
 
 
+def set_alias(
+    server: RunningServer, project_id: str, name: str, weights: dict[str, int], *, create: bool = False
+) -> None:
+    """Create an alias (``create``) or change its nodes: ``weights`` maps node ids to shares."""
+    body = {"nodes": [{"nodeId": k, "weight": v} for k, v in weights.items()]}
+    with server.api() as api:
+        if create:
+            r = api.post(f"/projects/{project_id}/aliases", json={"name": name, **body})
+        else:
+            r = api.patch(f"/projects/{project_id}/aliases/{name}", json=body)
+        assert r.status_code == (201 if create else 200), r.text
+
+
 def gateway_ready(
     server: RunningServer, alias: str, token: str, timeout: float = 10, path: str = "/"
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy.conftest import FAST, gateway_ready, wait_for, wait_healthy
+from tests.deploy.conftest import FAST, gateway_ready, set_alias, wait_for, wait_healthy
 from tests.notebooks.conftest import new_project
 from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
 from tests.support.server import RunningServer, start_server
@@ -55,11 +55,7 @@ def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[Running
     assert len(ports) == 2  # one loopback port per container, both onto the image's port 8000
     names = {c.name for c in d.client().containers.list()}
     assert {f"atoll-{i['workloadId']}" for i in node["instances"]} <= names
-    with server.api() as api:
-        r = api.post(
-            f"/projects/{pid}/aliases", json={"name": "web", "nodes": [{"nodeId": node["id"], "weight": 100}]}
-        )
-        assert r.status_code == 201, r.text
+    set_alias(server, pid, "web", {node["id"]: 100}, create=True)
     gateway_ready(server, "web", server.admin_token)
     for _ in range(6):
         r = httpx.get(

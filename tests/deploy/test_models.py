@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.deploy.conftest import create_node, gateway_ready, wait_for, wait_healthy
+from tests.deploy.conftest import create_node, gateway_ready, set_alias, wait_for, wait_healthy
 from tests.support.server import RunningServer
 
 TRAIN = b"""
@@ -89,9 +89,7 @@ def test_sklearn_model_from_a_job_answers_tritonclient(
     )
     assert answer.as_numpy(out["name"]).tolist() == result["expected"]
     # JSON tensors too, and the same through an alias
-    with server.api() as api:
-        body = {"name": "churn", "nodes": [{"nodeId": node["id"], "weight": 100}]}
-        assert api.post(f"/projects/{pid}/aliases", json=body).status_code == 201
+    set_alias(server, pid, "churn", {node["id"]: 100}, create=True)
     gateway_ready(server, "churn", server.admin_token, path="/v2/health/ready")
     tensor = triton.InferInput(inp["name"], list(probe.shape), inp["datatype"])
     tensor.set_data_from_numpy(probe, binary_data=False)

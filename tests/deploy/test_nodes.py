@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.deploy.conftest import HEALTH, create_node, gateway_ready, service_command, wait_healthy
+from tests.deploy.conftest import HEALTH, create_node, gateway_ready, service_command, set_alias, wait_healthy
 from tests.support.server import RunningServer
 
 
@@ -25,11 +25,7 @@ def test_command_node_answers_through_alias_and_node_routes(
     )
     assert n["status"] == "Created" and n["kind"] == "command"
     wait_healthy(server, pid, n["id"])
-    with server.api() as api:
-        r = api.post(
-            f"/projects/{pid}/aliases", json={"name": "svc", "nodes": [{"nodeId": n["id"], "weight": 100}]}
-        )
-        assert r.status_code == 201, r.text
+    set_alias(server, pid, "svc", {n["id"]: 100}, create=True)
     gateway_ready(server, "svc", server.admin_token)
     auth = {"authorization": f"Bearer {server.admin_token}"}
     r = httpx.get(server.gateway_url + "/hello?x=1", headers={"x-node-alias": "svc", **auth})

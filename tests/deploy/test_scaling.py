@@ -11,6 +11,7 @@ from tests.deploy.conftest import (
     gateway_ready,
     node,
     service_command,
+    set_alias,
     wait_for,
     wait_healthy,
 )
@@ -24,9 +25,7 @@ def test_node_scales_up_under_load(server: RunningServer, project: dict[str, Any
         server, pid, "elastic", command=service_command(), healthCheck=HEALTH, minInstances=1, maxInstances=2
     )
     wait_healthy(server, pid, n["id"])
-    with server.api() as api:
-        body = {"name": "elastic", "nodes": [{"nodeId": n["id"], "weight": 100}]}
-        assert api.post(f"/projects/{pid}/aliases", json=body).status_code == 201
+    set_alias(server, pid, "elastic", {n["id"]: 100}, create=True)
     gateway_ready(server, "elastic", server.admin_token)
     headers = {"x-node-alias": "elastic", "authorization": f"Bearer {server.admin_token}"}
     # 12 clients, each request 0.3 s: about 12 in flight, over the 4 an instance should carry

@@ -18,6 +18,7 @@ from tests.deploy.conftest import (
     gateway_ready,
     node,
     service_command,
+    set_alias,
     wait_for,
     wait_healthy,
 )
@@ -69,16 +70,6 @@ class Load:
         wait_for(f"{n} requests", lambda: self.total() >= start + n, timeout=60)
 
 
-def _alias(server: RunningServer, pid: str, name: str, weights: dict[str, int], create: bool = False) -> None:
-    body = {"nodes": [{"nodeId": k, "weight": v} for k, v in weights.items()]}
-    with server.api() as api:
-        if create:
-            r = api.post(f"/projects/{pid}/aliases", json={"name": name, **body})
-        else:
-            r = api.patch(f"/projects/{pid}/aliases/{name}", json=body)
-        assert r.status_code in (200, 201), r.text
-
-
 def test_alias_switch_and_node_deletion_fail_no_request(
     server: RunningServer, project: dict[str, Any]
 ) -> None:
@@ -91,16 +82,16 @@ def test_alias_switch_and_node_deletion_fail_no_request(
     )
     wait_healthy(server, pid, v1["id"])
     wait_healthy(server, pid, v2["id"])
-    _alias(server, pid, "switch", {v1["id"]: 100, v2["id"]: 0}, create=True)
+    set_alias(server, pid, "switch", {v1["id"]: 100, v2["id"]: 0}, create=True)
     gateway_ready(server, "switch", server.admin_token)
     headers = {"x-node-alias": "switch", "authorization": f"Bearer {server.admin_token}"}
     with Load(server.gateway_url + "/", headers) as load:
         load.settle()
         assert set(load.ok) == {"v1"}
-        _alias(server, pid, "switch", {v1["id"]: 50, v2["id"]: 50})
+        set_alias(server, pid, "switch", {v1["id"]: 50, v2["id"]: 50})
         wait_for("both versions answering", lambda: load.ok["v2"] > 50)
         load.settle()
-        _alias(server, pid, "switch", {v1["id"]: 0, v2["id"]: 100})
+        set_alias(server, pid, "switch", {v1["id"]: 0, v2["id"]: 100})
         time.sleep(1.0)  # the gateway follows the store within a second
         before = Counter(load.ok)
         load.settle()
@@ -121,7 +112,7 @@ def test_alias_switch_and_node_deletion_fail_no_request(
 def test_delete_refused_while_alias_sends_traffic(server: RunningServer, project: dict[str, Any]) -> None:
     pid = project["id"]
     n = create_node(server, pid, "held", command=service_command(), healthCheck=HEALTH)
-    _alias(server, pid, "holder", {n["id"]: 100}, create=True)
+    set_alias(server, pid, "holder", {n["id"]: 100}, create=True)
     with server.api() as api:
         r = api.delete(f"/projects/{pid}/nodes/{n['id']}")
         assert r.status_code == 409 and "holder" in r.json()["detail"]
@@ -146,7 +137,7 @@ def test_killed_instance_is_restarted_and_no_request_fails(
         minInstances=2,
     )
     n = wait_healthy(server, pid, n["id"], count=2)
-    _alias(server, pid, "killme", {n["id"]: 100}, create=True)
+    set_alias(server, pid, "killme", {n["id"]: 100}, create=True)
     gateway_ready(server, "killme", server.admin_token)
     victim = n["instances"][0]
     headers = {"x-node-alias": "killme", "authorization": f"Bearer {server.admin_token}"}
@@ -193,7 +184,7 @@ def test_rolling_update_replaces_instances_without_failures(
         minInstances=2,
     )
     wait_healthy(server, pid, n["id"], count=2)
-    _alias(server, pid, "rolling", {n["id"]: 100}, create=True)
+    set_alias(server, pid, "rolling", {n["id"]: 100}, create=True)
     gateway_ready(server, "rolling", server.admin_token)
     headers = {"x-node-alias": "rolling", "authorization": f"Bearer {server.admin_token}"}
     most = 0

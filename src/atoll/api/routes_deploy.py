@@ -18,10 +18,9 @@ from sqlalchemy.orm import Session
 
 from atoll.api import schemas_deploy as d
 from atoll.api.common import act
-from atoll.api.deps import CtxDep
+from atoll.api.deps import Ctx, CtxDep
 from atoll.api.routes_jobs import STREAMS
 from atoll.api.schemas import LogChunkOut
-from atoll.controllers.models import remove_materialized
 from atoll.domain import deploy, deploy_metrics, model_registry
 from atoll.domain.access import Action
 from atoll.domain.errors import Conflict, Invalid, NotFound
@@ -59,7 +58,7 @@ def delete_model(project_id: str, model: str, ctx: CtxDep) -> None:
     m = model_registry.get_model(ctx.db, ctx.me, project_id, model)
     model_registry.delete_model(ctx.db, ctx.me, project_id, m.id)
     ctx.commit(None)
-    remove_materialized(ctx.services.jobs.projects_root, m)
+    model_registry.remove_materialized(ctx.services.jobs.projects_root, m)
 
 
 # --- nodes -------------------------------------------------------------------------------------
@@ -70,6 +69,13 @@ def node_out(db: Session, node: Node) -> d.NodeOut:
     out.suspended = node.desired == "SUSPEND"
     out.spec = {k: v for k, v in node.spec.items() if k != "modelRefs"}
     out.instances = [d.InstanceOut.model_validate(i) for i in deploy.instances(db, node)]
+    return out
+
+
+def _changed(ctx: Ctx, node: Node) -> d.NodeOut:
+    """Commit a change to a node and have the node controller act on it now."""
+    out = ctx.commit(node_out(ctx.db, node))
+    ctx.services.wake("nodes")
     return out
 
 
@@ -108,9 +114,7 @@ def list_nodes(project_id: str, ctx: CtxDep) -> list[d.NodeOut]:
 def create_node(project_id: str, body: d.NodeCreate, ctx: CtxDep) -> d.NodeOut:
     """Deploy saved models, a command or an image; instances start in the background."""
     node = deploy.create_node(ctx.db, ctx.me, project_id, _node_input(body))
-    out = ctx.commit(node_out(ctx.db, node))
-    ctx.services.wake("nodes")
-    return out
+    return _changed(ctx, node)
 
 
 @router.get(
@@ -126,9 +130,7 @@ def get_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
 def update_node(project_id: str, node: str, body: d.NodeUpdate, ctx: CtxDep) -> d.NodeOut:
     """Change a node; a change to what runs is rolled out one instance at a time."""
     n = deploy.update_node(ctx.db, ctx.me, project_id, node, _node_input(body))
-    out = ctx.commit(node_out(ctx.db, n))
-    ctx.services.wake("nodes")
-    return out
+    return _changed(ctx, n)
 
 
 @router.post(
@@ -139,9 +141,7 @@ def update_node(project_id: str, node: str, body: d.NodeUpdate, ctx: CtxDep) -> 
 def suspend_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
     """Stop the node's instances and their billing; resume brings them back."""
     n = deploy.suspend_node(ctx.db, ctx.me, project_id, node)
-    out = ctx.commit(node_out(ctx.db, n))
-    ctx.services.wake("nodes")
-    return out
+    return _changed(ctx, n)
 
 
 @router.post(
@@ -151,9 +151,7 @@ def suspend_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
 )
 def resume_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
     n = deploy.resume_node(ctx.db, ctx.me, project_id, node)
-    out = ctx.commit(node_out(ctx.db, n))
-    ctx.services.wake("nodes")
-    return out
+    return _changed(ctx, n)
 
 
 @router.delete(
@@ -165,9 +163,7 @@ def resume_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
 def delete_node(project_id: str, node: str, ctx: CtxDep) -> d.NodeOut:
     """Delete a node (refused while an alias gives it a share); its instances stop shortly."""
     n = deploy.delete_node(ctx.db, ctx.me, project_id, node)
-    out = ctx.commit(node_out(ctx.db, n))
-    ctx.services.wake("nodes")
-    return out
+    return _changed(ctx, n)
 
 
 @router.get(

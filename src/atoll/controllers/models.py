@@ -24,7 +24,7 @@ from atoll.domain import model_registry
 from atoll.domain.errors import DomainError
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
-from atoll.store.models import Job, Model, NotebookServer
+from atoll.store.models import Job, NotebookServer
 
 log = logging.getLogger("atoll.models")
 RESULT_TTL_S = 3600
@@ -128,9 +128,3 @@ def _who(s: Session, source: str) -> tuple[str | None, str]:
         server = s.get(NotebookServer, source)
         return (server.opened_by if server else None), "notebook"
     return None, source
-
-
-def remove_materialized(projects_root: Path, model: Model) -> None:
-    shutil.rmtree(
-        projects_root / model.project_id / "models" / model.name / str(model.version), ignore_errors=True
-    )

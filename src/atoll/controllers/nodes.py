@@ -88,9 +88,12 @@ class NodeController:
             nodes = list(s.scalars(select(Node)))
             self.active = bool(nodes)
             checks: list[_Check] = []
+            seen: list[tuple[Node, list[NodeInstance]]] = []
             for node in nodes:
-                checks.extend(self._reconcile(s, node, now))
-            scrapes, live = self._telemetry_due(s, nodes)
+                insts = deploy.instances(s, node)
+                checks.extend(self._reconcile(s, node, insts, now))
+                seen.append((node, insts))
+            scrapes, live = self._telemetry_due(seen)
         if scrapes:
             self.telemetry.keep_only(live)
             for node_id, inst_id, url in scrapes:
@@ -101,8 +104,7 @@ class NodeController:
                 for c, (ok, detail) in zip(checks, results, strict=True):
                     self._apply_check(s, c.instance_id, ok, detail)
 
-    def _reconcile(self, s: Session, node: Node, now: datetime) -> list[_Check]:
-        insts = deploy.instances(s, node)
+    def _reconcile(self, s: Session, node: Node, insts: list[NodeInstance], now: datetime) -> list[_Check]:
         checks: list[_Check] = []
         for inst in insts:
             check = self._follow(s, node, inst, now)
@@ -164,16 +166,18 @@ class NodeController:
             return current - 1
         return current
 
-    def _telemetry_due(self, s: Session, nodes: list[Node]) -> tuple[list[tuple[str, str, str]], set[str]]:
+    def _telemetry_due(
+        self, seen: list[tuple[Node, list[NodeInstance]]]
+    ) -> tuple[list[tuple[str, str, str]], set[str]]:
         """(node, instance, URL) of the Healthy instances whose metrics are due for a scrape: the
         node's telemetry path, or a model server's /metrics (Triton's names)."""
         due: list[tuple[str, str, str]] = []
         live: set[str] = set()
-        for node in nodes:
+        for node, insts in seen:
             tel = node.spec.get("telemetry") or ({"path": "/metrics"} if node.kind == "model" else None)
             if not tel or node.desired != "RUN":
                 continue
-            for inst in deploy.instances(s, node):
+            for inst in insts:
                 if inst.status == "Healthy" and inst.port is not None:
                     live.add(inst.id)
                     if self.telemetry.due(inst.id):

@@ -23,9 +23,6 @@ from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
 from atoll.store.models import Alias, Node, NodeInstance, Project, utcnow
 
-NODE_STATUSES = ("Created", "Healthy", "Unhealthy", "Suspended", "Deleting")
-INSTANCE_STATUSES = ("Undefined", "Created", "Started", "Preparing", "Healthy", "Unhealthy", "Deleting")
-LIVE_INSTANCE = (*INSTANCE_STATUSES,)  # everything but "Deleted"
 MAX_INSTANCES = 16
 MAX_MODELS = 16
 ALIAS_PREFIX = "datasphere.user."  # DataSphere's alias names carry it; accepted and dropped

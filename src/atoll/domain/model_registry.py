@@ -160,6 +160,13 @@ def materialize(blobs: BlobStore, model: Model, dest: Path) -> Path:
     return dest
 
 
+def remove_materialized(projects_root: Path, model: Model) -> None:
+    """Remove a deleted version from the project's models dir (what ``atoll.models.load`` reads)."""
+    shutil.rmtree(
+        projects_root / model.project_id / "models" / model.name / str(model.version), ignore_errors=True
+    )
+
+
 # --- reading, by callers with a role -----------------------------------------------------------
 
 

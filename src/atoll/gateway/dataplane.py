@@ -48,6 +48,7 @@ _HOP = frozenset(
     }
 )
 _ROUTING = frozenset({b"x-node-alias", b"x-node-id"})
+_NOTHING_TRIED: frozenset[str] = frozenset()  # the fast path tries one instance
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 # (token, project id) → allowed? ; the check itself runs in a worker thread (it reads the store)
@@ -298,16 +299,16 @@ class Gateway:
                 return denied
             consumed = True
         status, out, served = await self._forward(req, path, alias, node, consumed)
-        elapsed = time.perf_counter() - start
-        if alias is not None:
-            self.recorder.record(
-                "alias:" + alias.alias_id, "alias", alias.alias_id, alias.name, status, elapsed
-            )
-        if served is not None:
-            self.recorder.record(
-                "node:" + served.node_id, "node", served.node_id, served.name, status, elapsed
-            )
+        self._record(alias, served, status, time.perf_counter() - start)
         return out
+
+    def _record(self, alias: AliasRoute | None, node: NodeRoute | None, status: int, elapsed: float) -> None:
+        """Count a request for its alias (if it came through one) and the node that took it."""
+        rec = self.recorder.record
+        if alias is not None:
+            rec("alias:" + alias.alias_id, "alias", alias.alias_id, alias.name, status, elapsed)
+        if node is not None:
+            rec("node:" + node.node_id, "node", node.node_id, node.name, status, elapsed)
 
     def fast(self, req: Request, reply: Callable[[Request, bytes | None], None]) -> bool:
         """The common case without a coroutine: a known route, an access answer in memory, an
@@ -322,7 +323,7 @@ class Gateway:
             if alias is None:
                 return False
             project_id, public = alias.project_id, alias.public
-            picked = alias.choose(self.ejected, set())
+            picked = alias.choose(self.ejected, _NOTHING_TRIED)
             if picked is None:
                 return False
             node, b = picked
@@ -331,7 +332,7 @@ class Gateway:
             if found is None:
                 return False
             node, project_id, public = found, found.project_id, False
-            b_or_none = node.pick(self.ejected, set())
+            b_or_none = node.pick(self.ejected, _NOTHING_TRIED)
             if b_or_none is None:
                 return False
             b = b_or_none
@@ -362,12 +363,7 @@ class Gateway:
                 else:
                     conn.close()
                 out = _upstream_response(status, headers, body, req.keep_alive)
-            elapsed = time.perf_counter() - start
-            if alias is not None:
-                self.recorder.record(
-                    "alias:" + alias.alias_id, "alias", alias.alias_id, alias.name, status, elapsed
-                )
-            self.recorder.record("node:" + node.node_id, "node", node.node_id, node.name, status, elapsed)
+            self._record(alias, node, status, time.perf_counter() - start)
             reply(req, out)
 
         conn.send(data, done)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -34,7 +35,7 @@ class NodeRoute:
     backends: list[Backend]
     _next: int = 0
 
-    def pick(self, ejected: dict[str, float], tried: set[str]) -> Backend | None:
+    def pick(self, ejected: dict[str, float], tried: AbstractSet[str]) -> Backend | None:
         """Round robin over the instances not ejected and not already tried for this request."""
         n = len(self.backends)
         now = 0.0
@@ -60,7 +61,7 @@ class AliasRoute:
     public: bool
     nodes: list[tuple[NodeRoute, int]] = field(default_factory=list)
 
-    def choose(self, ejected: dict[str, float], tried: set[str]) -> tuple[NodeRoute, Backend] | None:
+    def choose(self, ejected: dict[str, float], tried: AbstractSet[str]) -> tuple[NodeRoute, Backend] | None:
         """A node by weight among those with an instance to take the request, then its instance.
         A node with none left gives its share to the others, so a request never goes nowhere
         while some node could answer it."""

@@ -9,11 +9,14 @@ them in a worker thread.
 from __future__ import annotations
 
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from atoll.storage.logs import LogStore
 
 LOG_STREAMS = ("stdout", "stderr", "system")
 
@@ -129,6 +132,30 @@ class LogChunk:
     data: bytes
     offset: int
     eof: bool
+
+
+def read_log(
+    store: LogStore,
+    status: Callable[[str], WorkloadStatus],
+    workload_id: str,
+    stream: str,
+    offset: int,
+    limit: int,
+) -> LogChunk:
+    """A runtime's ``logs()`` over the LogStore it writes to: logs outlive the runtime's state, so a
+    forgotten workload's logs are still served (and are at their end). Raises UnknownWorkload if
+    neither exists."""
+    if stream not in LOG_STREAMS:
+        raise ValueError(f"unknown log stream {stream!r}; use one of {', '.join(LOG_STREAMS)}")
+    try:
+        # Read the state before the data: if it was final then, the data read after is complete.
+        finished = status(workload_id).state.finished
+    except UnknownWorkload:
+        if not store.exists(workload_id):
+            raise
+        finished = True
+    data, nxt = store.read(workload_id, stream, offset, limit)
+    return LogChunk(data, nxt, finished and nxt >= store.size(workload_id, stream))
 
 
 class UnknownWorkload(LookupError):

@@ -37,7 +37,6 @@ from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from atoll.runtime.base import (
-    LOG_STREAMS,
     LogChunk,
     UnknownWorkload,
     Usage,
@@ -45,6 +44,7 @@ from atoll.runtime.base import (
     WorkloadExists,
     WorkloadState,
     WorkloadStatus,
+    read_log,
 )
 from atoll.runtime.docker_logs import STREAMS, LogFollower
 from atoll.runtime.local import workload_env
@@ -347,17 +347,7 @@ class DockerRuntime:
         self, workload_id: str, stream: str = "stdout", offset: int = 0, limit: int = 1 << 20
     ) -> LogChunk:
         """Read a stream from a byte offset; served from the LogStore, so also after forget()."""
-        if stream not in LOG_STREAMS:
-            raise ValueError(f"unknown log stream {stream!r}; use one of {', '.join(LOG_STREAMS)}")
-        try:
-            # The state before the data: if it was final then, the data read after is complete.
-            finished = self.status(workload_id).state.finished
-        except UnknownWorkload:
-            if not self.log_store.exists(workload_id):
-                raise
-            finished = True
-        data, nxt = self.log_store.read(workload_id, stream, offset, limit)
-        return LogChunk(data, nxt, finished and nxt >= self.log_store.size(workload_id, stream))
+        return read_log(self.log_store, self.status, workload_id, stream, offset, limit)
 
     def usage(self, workload_id: str) -> Usage:
         """CPU seconds and memory from the container's stats while it runs; after it ended, the last

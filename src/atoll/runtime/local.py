@@ -38,7 +38,6 @@ from typing import Any
 import atoll
 from atoll.runtime import cgroups
 from atoll.runtime.base import (
-    LOG_STREAMS,
     LogChunk,
     UnknownWorkload,
     Usage,
@@ -46,6 +45,7 @@ from atoll.runtime.base import (
     WorkloadExists,
     WorkloadState,
     WorkloadStatus,
+    read_log,
 )
 from atoll.runtime.inventory import LimitSupport, detect_limits
 from atoll.runtime.shim import is_same_process, proc_stat, read_json, start_time, write_json
@@ -584,17 +584,7 @@ class LocalRuntime:
     ) -> LogChunk:
         """Read a stream from a byte offset. Logs outlive the runtime state: a forgotten workload's
         logs are still served (and are at their end). Raises UnknownWorkload if neither exists."""
-        if stream not in LOG_STREAMS:
-            raise ValueError(f"unknown log stream {stream!r}; use one of {', '.join(LOG_STREAMS)}")
-        try:
-            # Read the state before the data: if it was final then, the data read after is complete.
-            finished = self.status(workload_id).state.finished
-        except UnknownWorkload:
-            if not self.log_store.exists(workload_id):
-                raise
-            finished = True
-        data, nxt = self.log_store.read(workload_id, stream, offset, limit)
-        return LogChunk(data, nxt, finished and nxt >= self.log_store.size(workload_id, stream))
+        return read_log(self.log_store, self.status, workload_id, stream, offset, limit)
 
     def usage(self, workload_id: str) -> Usage:
         """CPU seconds and memory of the workload: from its cgroups where it has them, else summed

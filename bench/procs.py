@@ -1,4 +1,4 @@
-"""Processes for bench/gateway.py: started in their own session, stopped by process group, and
+"""Processes for the benchmarks: started in their own session, stopped by process group, and
 their CPU time read from /proc (to say where a request's CPU goes)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ RAY_WORKER_PORTS = range(10002, 20000)  # Ray's (MACHINE-NOTES): keep every port
 
 
 class BenchError(Exception):
-    """A step of the benchmark failed; the message says which and why."""
+    """A step of the benchmark failed (or a contender could not be measured); the message says why."""
 
 
 def free_port() -> int:
@@ -57,6 +57,9 @@ class Process:
                 start_new_session=True,
             )
         return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     @property
     def pid(self) -> int:
