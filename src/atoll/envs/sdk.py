@@ -8,6 +8,7 @@ modules import nothing but the standard library (and, for the server, what its e
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import atoll
@@ -23,8 +24,8 @@ def sdk_path(data_dir: Path) -> Path:
         return root
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    tmp = root / f".atoll-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
+    # A name of its own per call: several threads (jobs, notebooks, nodes) may get here at once.
+    tmp = root / f".atoll-{secrets.token_hex(8)}"
     tmp.symlink_to(PACKAGE, target_is_directory=True)
     os.replace(tmp, link)
     return root
