@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     app.state.settings = settings
     app.state.db = prepared.db
     app.state.secret_box = box
-    app.state.inventory = inventory_fn
+    app.state.inventory = services.inventory  # the cluster's, on the ray runtime
     app.state.services = services
     from atoll.web.context import error_page
 

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
@@ -24,6 +25,9 @@ from atoll.runtime.docker import DockerRuntime
 from atoll.runtime.inventory import Inventory
 from atoll.runtime.local import LocalRuntime
 from atoll.runtime.router import RuntimeRouter
+
+if TYPE_CHECKING:
+    from atoll.runtime.ray import RayRuntime
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
 from atoll.storage.logs import LogStore
@@ -43,6 +47,22 @@ def separation_unavailable(data: Path, uid_base: int) -> str:
             hint = "put ATOLL_DATA_DIR elsewhere (e.g. /var/lib/atoll)"
             return f"{parent} is not traversable by other users: {hint}"
     return ""
+
+
+def _ray_runtime(settings: Settings, logs: LogStore, data: Path) -> RayRuntime:
+    """Connect to the Ray cluster ATOLL_RAY_ADDRESS names (Ray is imported only here)."""
+    if not settings.ray_address:
+        raise ValueError("ATOLL_RUNTIME=ray needs ATOLL_RAY_ADDRESS (the Ray head's host:port)")
+    from atoll.runtime.ray import RayRuntime
+
+    return RayRuntime(
+        settings.ray_address,
+        logs,
+        data / "runtime-ray",
+        str(settings.ray_node_dir or data / "ray-node"),
+        namespace=settings.ray_namespace,
+        node_ip=settings.ray_node_ip or None,
+    )
 
 
 def _protect(data: Path, separate_users: bool) -> None:
@@ -72,7 +92,12 @@ class Services:
         self.docker: DockerRuntime | None = None
         if settings.docker_host:  # nodes from images (and any workload with an image) run there
             self.docker = DockerRuntime(self.logs, base_url=settings.docker_host)
-        self.runtime = RuntimeRouter(self.local_runtime, self.docker)
+        self.ray: RayRuntime | None = None
+        if settings.runtime == "ray":
+            self.ray = _ray_runtime(settings, self.logs, data)
+            inventory = self.ray.inventory
+        self.inventory = inventory
+        self.runtime = RuntimeRouter(self.local_runtime, self.docker, self.ray)
         uid_base = settings.workload_uid_base
         why_not = separation_unavailable(data, uid_base)
         if why_not:
@@ -184,3 +209,5 @@ class Services:
         await asyncio.to_thread(self.notebooks.close)
         if self.docker is not None:
             await asyncio.to_thread(self.docker.close)
+        if self.ray is not None:
+            await asyncio.to_thread(self.ray.close)

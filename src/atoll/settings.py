@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field
@@ -82,6 +83,19 @@ class Settings(BaseSettings):
     docker_host: str = ""
     # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
     public_gateway_url: str = ""
+    # Where workloads run: "local" (this machine) or "ray" (a Ray cluster; see docs/ray.md).
+    runtime: Literal["local", "ray"] = "local"
+    # The Ray cluster's GCS address (host:port of the head). Ray has no authentication: keep it on
+    # a private network that only Atoll and the cluster's nodes reach.
+    ray_address: str = ""
+    # The Ray namespace Atoll's actors live in (one per Atoll installation sharing a cluster).
+    ray_namespace: str = "atoll"
+    # The address of the Ray node on this machine the server connects through (Ray drivers need a
+    # local raylet); empty: Ray's own guess.
+    ray_node_ip: str = ""
+    # The directory on each Ray node where workloads' state and logs live until the server has
+    # copied them (default: <data dir>/ray-node).
+    ray_node_dir: Path | None = None
 
     @cached_property
     def resolved_database_url(self) -> str:

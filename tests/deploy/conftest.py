@@ -36,14 +36,15 @@ class H(http.server.BaseHTTPRequestHandler):
             time.sleep(0.3)
         me = os.environ["ATOLL_INSTANCE_ID"]
         self._send(200, {"version": os.environ.get("VERSION", ""), "path": self.path,
-                         "instance": me, "auth": self.headers.get("authorization")})
+                         "instance": me, "host": os.environ["HOST"],
+                         "auth": self.headers.get("authorization")})
     def do_POST(self):
         n = int(self.headers.get("content-length", 0))
         data = self.rfile.read(n)
         self._send(200, {"version": os.environ.get("VERSION", ""), "len": len(data)})
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer.daemon_threads = True
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+http.server.ThreadingHTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 """
 
 

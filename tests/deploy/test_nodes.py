@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import httpx
 
-from tests.deploy.conftest import HEALTH, create_node, gateway_ready, service_command, set_alias, wait_healthy
+from tests.deploy.conftest import (
+    HEALTH,
+    create_node,
+    gateway_ready,
+    service_command,
+    set_alias,
+    wait_for,
+    wait_healthy,
+)
 from tests.support.server import RunningServer
 
 
@@ -55,3 +64,22 @@ def test_command_node_answers_through_alias_and_node_routes(
     m = httpx.get(server.gateway_url + "/metrics").text
     assert 'alias_requests_total{alias_name="svc"}' in m
     assert f'node_http_codes_total{{code="200",node_id="{n["id"]}",node_name="svc-a"}}' in m
+
+
+def test_requests_take_turns_over_every_instance(server: RunningServer, project: dict[str, Any]) -> None:
+    """Round robin: one client's requests, one after another, go to each instance in turn (the
+    fast path that reuses pooled connections must not make an instance without one skip its turn)."""
+    pid = project["id"]
+    n = create_node(server, pid, "turns", command=service_command(), healthCheck=HEALTH, minInstances=3)
+    n = wait_healthy(server, pid, n["id"], count=3)
+    headers = {"x-node-id": n["id"], "authorization": f"Bearer {server.admin_token}"}
+    with httpx.Client(base_url=server.gateway_url, headers=headers, timeout=10) as client:
+        wait_for(
+            "the gateway to route to all three instances",
+            lambda: len({client.get("/").json()["instance"] for _ in range(9)}) == 3,
+            timeout=15,
+        )
+        got = Counter(client.get("/").json()["instance"] for _ in range(30))
+    assert sorted(got.values()) == [10, 10, 10], got
+    with server.api() as api:
+        api.delete(f"/projects/{pid}/nodes/{n['id']}").raise_for_status()

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -163,10 +164,12 @@ def test_killed_instance_is_restarted_and_no_request_fails(
 
 
 def _workload_pid(server: RunningServer, workload_id: str) -> int:
-    """The pid of a workload's command, from the local runtime's state (the process to kill)."""
+    """The pid of a workload's command, from the local runtime's state (the process to kill): the
+    server's own, or on the ray runtime the one of the Ray node it runs on (same machine here)."""
     import json
 
-    state = json.loads((server.data_dir / "runtime" / workload_id / "started.json").read_text())
+    root = Path(server.env["ATOLL_RAY_NODE_DIR"]) if "ATOLL_RAY_NODE_DIR" in server.env else server.data_dir
+    state = json.loads((root / "runtime" / workload_id / "started.json").read_text())
     return int(state["pid"])
 
 

@@ -63,9 +63,9 @@ def test_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         api = httpx.Client(base_url=srv.url + V, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         a = _wait(api, ids[0], ("SUCCESS", "ERROR", "CANCELLED"))
         b = _wait(api, ids[1], ("SUCCESS", "ERROR", "CANCELLED"))
-        assert a["status"] == "SUCCESS", a
+        assert a["status"] == "SUCCESS", (a["statusDetails"], b["statusDetails"])
         assert _log(api, ids[0]) == "before\nafter\n"
-        assert b["status"] == "ERROR" and b["returnCode"] == 4, b
+        assert b["status"] == "ERROR" and b["returnCode"] == 4, b["statusDetails"]
         # Nothing is left behind: no supervisor or job process of ours still runs.
         assert _our_processes(data) == []
     finally:

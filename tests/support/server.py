@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,14 @@ import httpx
 from tests.support.postgres import free_port
 
 ADMIN_PASSWORD = "admin-pass-1234"
+
+# Settings every server started from here gets, by its data dir, before the caller's extra_env:
+# tests/ray sets the Ray runtime here for its package, so the acceptance tests it re-runs (and
+# the restarts inside them) all place their workloads on the Ray cluster.
+runtime_env: Callable[[Path], dict[str, str]] | None = None
+# Called after stop() (not kill(): a crash leaves its workloads to the next start): tests/ray
+# releases the stopped server's Ray actors here, which would otherwise hold the cluster's room.
+after_stop: Callable[[RunningServer], None] | None = None
 
 
 @dataclass
@@ -51,6 +60,8 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
+        if after_stop is not None:
+            after_stop(self)
 
 
 def start_server(
@@ -65,6 +76,7 @@ def start_server(
         "ATOLL_HOST": "127.0.0.1",
         "ATOLL_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "ATOLL_LOG_LEVEL": "warning",
+        **(runtime_env(data_dir) if runtime_env is not None else {}),
         **(extra_env or {}),
     }
     if database_url:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from atoll.controllers.scheduler import ConfigInfo, Pool, ProjectState, Request, schedule
+from atoll.controllers.scheduler import Cluster, ConfigInfo, Pool, ProjectState, Request, schedule
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CATALOG = {
@@ -79,3 +79,39 @@ def test_fair_across_communities() -> None:
     # A already uses a vCPU: B's later job goes before A's queued ones.
     assert decisions["b1"] == "start"
     assert sorted(decisions.values()) == ["start", "start", "wait"]
+
+
+def _cluster(elastic: bool = False) -> Cluster:
+    return Cluster(
+        [
+            Pool(cpus=4, memory_gb=16, gpus={0: "Tesla V100"}, host="gpu-node"),
+            Pool(cpus=2, memory_gb=16, host="cpu-node"),
+        ],
+        elastic=elastic,
+    )
+
+
+def test_on_a_cluster_cpu_work_fills_machines_without_gpus_first() -> None:
+    cluster = _cluster()
+    d1, d2, d3 = schedule(
+        [req("w1", "s1.2"), req("w2", "s1.2", t=1), req("w3", "g1.1", t=2)], cluster, CATALOG, {}, {}
+    )
+    assert (d1.action, d1.host) == ("start", "cpu-node")
+    assert (d2.action, d2.host) == ("start", "gpu-node")  # the CPU machine is full
+    assert (d3.action, d3.host, d3.gpu_ids) == ("start", "gpu-node", (0,))
+
+
+def test_on_a_cluster_a_workload_must_fit_one_machine() -> None:
+    # c1.4 needs 32 GB: the cluster has 32 GB in all, but 16 GB per machine.
+    (d,) = schedule([req("w1", "c1.4")], _cluster(), CATALOG, {}, {})
+    assert d.action == "fail" and "more than any machine of this installation has" in d.reason
+    # Machines may join an elastic cluster (Ray): it waits with the reason instead.
+    (d,) = schedule([req("w1", "c1.4")], _cluster(elastic=True), CATALOG, {}, {})
+    assert d.action == "wait" and "no node of the cluster has that: waiting for one" in d.reason
+
+
+def test_running_work_is_held_on_its_machine() -> None:
+    cluster = _cluster()
+    cluster.hold(CATALOG["s1.2"], [], "cpu-node")
+    (d,) = schedule([req("w1", "s1.2")], cluster, CATALOG, {}, {})
+    assert (d.action, d.host) == ("start", "gpu-node")

@@ -21,7 +21,7 @@ from atoll.api.common import act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.routes_jobs import STREAMS
 from atoll.api.schemas import LogChunkOut
-from atoll.domain import deploy, deploy_metrics, model_registry
+from atoll.domain import deploy, deploy_metrics, model_registry, workloads
 from atoll.domain.access import Action
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.store.models import Alias, Node
@@ -68,7 +68,10 @@ def node_out(db: Session, node: Node) -> d.NodeOut:
     out = d.NodeOut.model_validate(node)
     out.suspended = node.desired == "SUSPEND"
     out.spec = {k: v for k, v in node.spec.items() if k != "modelRefs"}
-    out.instances = [d.InstanceOut.model_validate(i) for i in deploy.instances(db, node)]
+    out.instances = [
+        d.InstanceOut.model_validate(i).model_copy(update={"host": workloads.host_of(db, i.workload_id)})
+        for i in deploy.instances(db, node)
+    ]
     return out
 
 
@@ -258,6 +261,7 @@ def test_request(project_id: str, node: str, body: d.TestRequest, ctx: CtxDep) -
     inst = next((i for i in deploy.instances(ctx.db, n) if i.status == "Healthy"), None)
     if inst is None or inst.port is None:
         raise Conflict(f"node {n.name!r} has no Healthy instance to send the request to")
+    host = workloads.host_of(ctx.db, inst.workload_id)
     content: bytes | None = None
     headers = dict(body.headers)
     if body.body is not None:
@@ -270,7 +274,7 @@ def test_request(project_id: str, node: str, body: d.TestRequest, ctx: CtxDep) -
     with httpx.Client(trust_env=False, timeout=60) as client:
         try:
             r = client.request(
-                body.method, f"http://127.0.0.1:{inst.port}{body.path}", content=content, headers=headers
+                body.method, f"http://{host}:{inst.port}{body.path}", content=content, headers=headers
             )
         except httpx.HTTPError as e:
             raise Conflict(f"the instance did not answer: {type(e).__name__}") from e

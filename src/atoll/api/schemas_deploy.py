@@ -80,6 +80,7 @@ class InstanceOut(ApiModel):
     workload_id: str | None
     created_at: Timestamp
     healthy_at: Timestamp | None = None
+    host: str = "127.0.0.1"  # where it listens: its Ray node's address on the ray runtime
 
 
 class NodeOut(ApiModel):

@@ -120,6 +120,37 @@ def _compute(pool_cpus: float, pool_memory_gb: float, gpus_override: str | None)
     }
 
 
+def _cluster(runtime: str, address: str, namespace: str, node_ip: str) -> dict[str, Any]:
+    """The Ray cluster the ray runtime places workloads on: its alive nodes and their resources."""
+    if runtime != "ray":
+        return {"runtime": runtime, "ok": True, "nodes": [], "message": "workloads run on this machine"}
+    from atoll.runtime.ray import RayUnavailable, cluster_inventory, connect
+
+    try:
+        inv = cluster_inventory(connect(address, namespace, node_ip or None))
+    except RayUnavailable as e:
+        return {"runtime": runtime, "address": address, "ok": False, "nodes": [], "message": str(e)}
+    nodes = [
+        {
+            "id": h.name,
+            "address": h.address,
+            "cpus": h.cpus,
+            "memoryGb": h.memory_gb,
+            "gpus": [g.name for g in h.gpus],
+        }
+        for h in inv.hosts
+    ]
+    return {
+        "runtime": runtime,
+        "address": address,
+        "ok": bool(nodes),
+        "nodes": nodes,
+        "message": f"{len(nodes)} node(s), {inv.cpus:g} CPUs, {inv.memory_gb:g} GB, {len(inv.gpus)} GPU(s)"
+        if nodes
+        else "the cluster has no alive node",
+    }
+
+
 def _limits() -> dict[str, Any]:
     from atoll.runtime import inventory
 
@@ -157,9 +188,11 @@ def report(url: str | None = None) -> dict[str, Any]:
         "/"
     )
     database = _database(settings.resolved_database_url)
+    cluster = _cluster(settings.runtime, settings.ray_address, settings.ray_namespace, settings.ray_node_ip)
     return {
         "version": __version__,
-        "ok": bool(database["ok"]),
+        "ok": bool(database["ok"] and cluster["ok"]),
+        "cluster": cluster,
         "database": database,
         "dataDir": _data_dir(settings.data_dir),
         "limits": _limits(),
@@ -200,6 +233,13 @@ def _print_table(r: dict[str, Any]) -> None:
         ("gpus", _mark(True), gpus or comp["gpuNote"]),
         ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
     ]
+    cl = r["cluster"]
+    if cl["runtime"] == "ray":
+        rows.append(("ray cluster", _mark(cl["ok"]), f"{cl['address']}: {cl['message']}"))
+        for n in cl["nodes"]:
+            gpus = f", GPUs: {', '.join(n['gpus'])}" if n["gpus"] else ""
+            detail = f"{n['address']} ({n['id'][:12]}): {n['cpus']:g} CPUs, {n['memoryGb']:g} GB{gpus}"
+            rows.append(("  ray node", _mark(True), detail))
     table = Table(show_edge=False, box=None, pad_edge=False, header_style="bold")
     for header in ("CHECK", "STATUS", "DETAIL"):
         table.add_column(header, overflow="fold")

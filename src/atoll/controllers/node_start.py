@@ -127,5 +127,6 @@ class InstanceStarter:
         workdir.mkdir(parents=True, exist_ok=True)
         env = environment.activate(env)
         env["PYTHONPATH"] = str(sdk_path(self.data_dir))
-        command = [str(environment.python), "-m", "atoll.serving", "--host", "127.0.0.1", "--port", str(port)]
+        # It binds to $HOST: 127.0.0.1, or its Ray node's address on a cluster.
+        command = [str(environment.python), "-m", "atoll.serving", "--port", str(port)]
         return command + args, env

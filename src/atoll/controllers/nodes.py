@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
 from atoll.domain import deploy
-from atoll.domain.workloads import FINISHED_STATES, request_stop
+from atoll.domain.workloads import FINISHED_STATES, host_of, request_stop
 from atoll.envs.build import EnvironmentBuilder
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
@@ -93,7 +93,7 @@ class NodeController:
                 insts = deploy.instances(s, node)
                 checks.extend(self._reconcile(s, node, insts, now))
                 seen.append((node, insts))
-            scrapes, live = self._telemetry_due(seen)
+            scrapes, live = self._telemetry_due(s, seen)
         if scrapes:
             self.telemetry.keep_only(live)
             for node_id, inst_id, url in scrapes:
@@ -167,7 +167,7 @@ class NodeController:
         return current
 
     def _telemetry_due(
-        self, seen: list[tuple[Node, list[NodeInstance]]]
+        self, s: Session, seen: list[tuple[Node, list[NodeInstance]]]
     ) -> tuple[list[tuple[str, str, str]], set[str]]:
         """(node, instance, URL) of the Healthy instances whose metrics are due for a scrape: the
         node's telemetry path, or a model server's /metrics (Triton's names)."""
@@ -181,7 +181,8 @@ class NodeController:
                 if inst.status == "Healthy" and inst.port is not None:
                     live.add(inst.id)
                     if self.telemetry.due(inst.id):
-                        due.append((node.id, inst.id, f"http://127.0.0.1:{inst.port}{tel['path']}"))
+                        host = host_of(s, inst.workload_id)
+                        due.append((node.id, inst.id, f"http://{host}:{inst.port}{tel['path']}"))
         return due, live
 
     def _node_status(self, s: Session, node: Node, insts: list[NodeInstance]) -> None:
@@ -250,7 +251,7 @@ class NodeController:
         if time.monotonic() - last < every:
             return None
         self._checked[inst.id] = time.monotonic()
-        return _Check(inst.id, f"http://127.0.0.1:{inst.port}{hc['path']}", float(hc["timeoutS"]))
+        return _Check(inst.id, f"http://{wl.host}:{inst.port}{hc['path']}", float(hc["timeoutS"]))
 
     def _retire(self, s: Session, inst: NodeInstance, now: datetime, why: str) -> None:
         if inst.workload_id is None:

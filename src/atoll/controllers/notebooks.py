@@ -413,7 +413,7 @@ class NotebookController:
             server_id=server.id,
             project_id=server.project_id,
             workload_id=wl.id,
-            url=f"http://127.0.0.1:{server.port}{nbs.base_path(server.project_id).rstrip('/')}",
+            url=f"http://{wl.host}:{server.port}{nbs.base_path(server.project_id).rstrip('/')}",
             token=self.box.open(server.token),
             state=server.state,
             started_at=_ts(server.started_at),

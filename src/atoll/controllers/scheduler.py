@@ -7,7 +7,10 @@ stays small. Rules (spec §3, §5.2, §7.2):
   pool (vCPU, memory, GPUs of its type) — if it can never fit, it is skipped;
 - the project's balance must be > 0, and the project's running hourly price plus this one
   must stay within `maxUnitsPerHour`;
-- the queue is fair across communities: the community using the fewest vCPUs goes next.
+- the queue is fair across communities: the community using the fewest vCPUs goes next;
+- on a cluster, a Workload runs on one machine (a Ray node): it fits when some machine has room
+  for all of it; machines without GPUs are filled first, so GPU machines stay free for GPU work;
+  on an elastic cluster (machines may join) work that fits no machine waits instead of failing.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class ConfigInfo:
 
 @dataclass
 class Pool:
-    """The compute pool and what running Workloads hold of it."""
+    """One machine's share of the compute pool and what running Workloads hold of it."""
 
     cpus: float
     memory_gb: float
@@ -41,6 +44,7 @@ class Pool:
     used_cpus: float = 0.0
     used_memory_gb: float = 0.0
     used_gpus: set[int] = field(default_factory=set)
+    host: str = ""  # the machine's name in its cluster ("" for the only one)
 
     def _gpus_of(self, gpu_type: str, free_only: bool) -> list[int]:
         t = gpu_type.lower()
@@ -78,6 +82,42 @@ class Pool:
 
 
 @dataclass
+class Cluster:
+    """Several machines (Pools); a Workload is placed on one of them."""
+
+    machines: list[Pool]
+    elastic: bool = False  # machines may join: what fits none now waits
+
+    @property
+    def cpus(self) -> float:
+        return sum(m.cpus for m in self.machines)
+
+    @property
+    def used_cpus(self) -> float:
+        return sum(m.used_cpus for m in self.machines)
+
+    def ever_fits(self, c: ConfigInfo) -> bool:
+        return any(m.ever_fits(c) for m in self.machines)
+
+    def fits_now(self, c: ConfigInfo) -> bool:
+        return any(m.fits_now(c) for m in self.machines)
+
+    def place(self, c: ConfigInfo) -> tuple[str, list[int]]:
+        """Take room for ``c`` on the first machine it fits, those without GPUs first for work that
+        needs none; returns (host, gpu ids)."""
+        order = sorted(self.machines, key=lambda m: bool(m.gpus) != bool(c.gpu_count))
+        m = next(m for m in order if m.fits_now(c))
+        return m.host, m.take(c)
+
+    def hold(self, c: ConfigInfo, gpu_ids: list[int], host: str = "") -> None:
+        """Account for a Workload running on ``host`` (an unknown host: a machine that left)."""
+        for m in self.machines:
+            if m.host == host:
+                m.hold(c, gpu_ids)
+                return
+
+
+@dataclass
 class ProjectState:
     balance: int | None = None
     max_units_per_hour: int | None = None
@@ -101,9 +141,10 @@ class Decision:
     configuration: str | None = None
     gpu_ids: tuple[int, ...] = ()
     reason: str = ""
+    host: str = ""  # the machine it is placed on (see Cluster)
 
 
-def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: ProjectState) -> Decision:
+def _decide(req: Request, pool: Cluster, catalog: dict[str, ConfigInfo], proj: ProjectState) -> Decision:
     if proj.balance is not None and proj.balance <= 0:
         return Decision(req.workload_id, "fail", reason="project balance is insufficient")
     unusable: list[str] = []
@@ -127,9 +168,13 @@ def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: Proj
             continue
         if not pool.ever_fits(c):
             gpus = f", {c.gpu_count}× {c.gpu_type}" if c.gpu_count else ""
-            unusable.append(
-                f"{name}: needs {c.vcpu:g} vCPU, {c.ram_gb:g} GB{gpus}, more than this installation has"
-            )
+            need = f"{name}: needs {c.vcpu:g} vCPU, {c.ram_gb:g} GB{gpus}"
+            if pool.elastic:
+                waiting.append(f"{need} on one machine, and no node of the cluster has that: waiting for one")
+            elif len(pool.machines) > 1:
+                unusable.append(f"{need} on one machine, more than any machine of this installation has")
+            else:
+                unusable.append(f"{need}, more than this installation has")
             continue
         if limit is not None and proj.running_units_per_hour + c.units_per_hour > limit:
             waiting.append(
@@ -141,9 +186,9 @@ def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: Proj
             free = max(pool.cpus - pool.used_cpus, 0.0)
             waiting.append(f"{name}: waiting for capacity ({free:g} of {pool.cpus:g} vCPU free)")
             continue
-        gpu_ids = pool.take(c)
+        host, gpu_ids = pool.place(c)
         proj.running_units_per_hour += c.units_per_hour
-        return Decision(req.workload_id, "start", name, tuple(gpu_ids))
+        return Decision(req.workload_id, "start", name, tuple(gpu_ids), host=host)
     if waiting:
         return Decision(req.workload_id, "wait", reason="; ".join(waiting + unusable))
     hint = " (choose one that is available here: `atoll config list`)"
@@ -153,12 +198,14 @@ def _decide(req: Request, pool: Pool, catalog: dict[str, ConfigInfo], proj: Proj
 
 def schedule(
     queue: list[Request],
-    pool: Pool,
+    pool: Pool | Cluster,
     catalog: dict[str, ConfigInfo],
     projects: dict[str, ProjectState],
     community_cpus: dict[str, float],
 ) -> list[Decision]:
     """Decide for every queued request, fairly across communities (least vCPUs in use first)."""
+    if isinstance(pool, Pool):
+        pool = Cluster([pool])
     by_community: dict[str, list[Request]] = {}
     for req in sorted(queue, key=lambda r: (r.created_at, r.workload_id)):
         by_community.setdefault(req.community_id, []).append(req)

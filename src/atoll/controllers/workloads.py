@@ -16,7 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.controllers.metering import bill, meter
-from atoll.controllers.scheduler import ConfigInfo, Decision, Pool, ProjectState, Request, schedule
+from atoll.controllers.scheduler import (
+    Cluster,
+    ConfigInfo,
+    Decision,
+    Pool,
+    ProjectState,
+    Request,
+    schedule,
+)
 from atoll.domain.secrets import SecretBox, project_env
 from atoll.domain.tenancy import restrictions_of
 from atoll.domain.workloads import run_identity
@@ -64,6 +72,7 @@ class WorkloadController:
         # Stops wait up to their grace period: they run beside the loop, not in it.
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
         self._stopping: set[str] = set()
+        self._addresses: dict[str, str] = {}  # machine name -> address, from the last inventory
 
     # --- startup ------------------------------------------------------------------------
 
@@ -177,18 +186,26 @@ class WorkloadController:
             return
         inv = self.inventory()
         catalog = self._catalog(s)
-        pool = Pool(
-            cpus=inv.cpus * self.overcommit,
-            memory_gb=inv.memory_gb * self.overcommit,
-            gpus={g.index: g.name for g in inv.gpus},
+        pool = Cluster(
+            [
+                Pool(
+                    cpus=m.cpus * self.overcommit,
+                    memory_gb=m.memory_gb * self.overcommit,
+                    gpus={g.index: g.name for g in m.gpus},
+                    host=m.name,
+                )
+                for m in inv.machines()
+            ],
+            elastic=inv.elastic,
         )
+        self._addresses = {m.name: m.address for m in inv.machines()}
         projects: dict[str, ProjectState] = {}
         community_cpus: dict[str, float] = {}
         for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
             c = catalog.get(wl.configuration or "")
             if c is None:
                 continue
-            pool.hold(c, list(wl.gpu_ids or []))
+            pool.hold(c, list(wl.gpu_ids or []), wl.node)
             community_cpus[wl.community_id] = community_cpus.get(wl.community_id, 0.0) + c.vcpu
             ps = projects.setdefault(wl.project_id, ProjectState())
             ps.running_units_per_hour += c.units_per_hour
@@ -252,6 +269,7 @@ class WorkloadController:
             warm=spec.get("warm"),
             image=spec.get("image"),
             container_ports=tuple(spec.get("containerPorts", [])),
+            node=d.host,
         )
         # A stop (a cancel) may have come in since the queue was read: take the row's lock and look
         # again, so a workload stopped before its start never starts (PostgreSQL waits here for a
@@ -263,6 +281,8 @@ class WorkloadController:
             return  # _apply_stops closes it on the next tick
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
+        wl.node = d.host
+        wl.host = self._addresses.get(d.host, "127.0.0.1") if not workload.image else "127.0.0.1"
         wl.wait_reason = ""
         try:
             st = self.runtime.start(workload)

@@ -115,3 +115,10 @@ def run_identity(db: Session, project_id: str, uid_base: int) -> tuple[int, int]
             rid = db.scalar(select(RunIdentity.id).where(RunIdentity.project_id == project_id))
     assert rid is not None
     return uid_base + rid, uid_base + rid
+
+
+def host_of(db: Session, workload_id: str | None) -> str:
+    """The address a workload's ports are reached at (its cluster machine's; 127.0.0.1 locally)."""
+    if not workload_id:
+        return "127.0.0.1"
+    return db.scalar(select(WorkloadRow.host).where(WorkloadRow.id == workload_id)) or "127.0.0.1"

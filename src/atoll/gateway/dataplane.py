@@ -341,9 +341,11 @@ class Gateway:
         if not public:
             cached = self._allowed.get((req.token or "", project_id))
             if cached is None or cached[0] != 200 or cached[1] < time.monotonic():
+                node.unpick()  # the slow path picks the same instance
                 return False
         conn = self.pool.idle_one(b)
         if conn is None:
+            node.unpick()  # the slow path picks it again and connects
             return False
         start = time.perf_counter()
         head, tail = _request_head(req, req.url, not public)

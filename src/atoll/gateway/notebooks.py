@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from atoll.controllers.notebooks import ActivityBoard
-from atoll.domain import access, auth, tenancy
+from atoll.domain import access, auth, tenancy, workloads
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.domain.errors import DomainError
@@ -115,12 +115,13 @@ class NotebookGateway:
             if token is None:
                 token = self._tokens[server.id] = self.box.open(server.token)
             port, pid = server.port, project.id
+            host = workloads.host_of(s, server.workload_id)
         if method not in SAFE_METHODS:
             self.activity.touch(pid, f"{method} request")
         elif navigation:
             self.activity.touch(pid, "page opened")
         return Upstream(
-            base_url=f"http://127.0.0.1:{port}{nbs.base_path(pid).rstrip('/')}",
+            base_url=f"http://{host}:{port}{nbs.base_path(pid).rstrip('/')}",
             headers={"Authorization": f"token {token}"},
             on_client_message=(lambda: self.activity.touch(pid, "websocket message")) if websocket else None,
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from atoll.store.db import Database
-from atoll.store.models import Alias, Node, NodeInstance
+from atoll.store.models import Alias, Node, NodeInstance, WorkloadRow
 
 EJECT_S = 2.0  # an instance that refused a connection is skipped this long (until the table knows)
 
@@ -51,6 +51,11 @@ class NodeRoute:
                     continue
             return b
         return None
+
+    def unpick(self) -> None:
+        """Take the last pick back (it was not used), so the next pick returns the same instance:
+        a request the fast path hands to the slow one must not skip an instance's turn."""
+        self._next -= 1
 
 
 @dataclass(eq=False)
@@ -91,7 +96,8 @@ def load(db: Database) -> Table:
     with db.session() as s:
         nodes = s.execute(select(Node.id, Node.name, Node.project_id).where(Node.desired == "RUN")).all()
         insts = s.execute(
-            select(NodeInstance.id, NodeInstance.node_id, NodeInstance.port)
+            select(NodeInstance.id, NodeInstance.node_id, NodeInstance.port, WorkloadRow.host)
+            .outerjoin(WorkloadRow, WorkloadRow.id == NodeInstance.workload_id)
             .where(NodeInstance.status == "Healthy", NodeInstance.port.is_not(None))
             .order_by(NodeInstance.id)
         ).all()
@@ -100,10 +106,10 @@ def load(db: Database) -> Table:
     table = Table(signature=signature)
     for node_id, name, project_id in nodes:
         table.nodes[node_id] = NodeRoute(node_id, name, project_id, [])
-    for inst_id, node_id, port in insts:
+    for inst_id, node_id, port, host in insts:
         route = table.nodes.get(node_id)
         if route is not None:
-            route.backends.append(Backend(inst_id, "127.0.0.1", int(port or 0)))
+            route.backends.append(Backend(inst_id, host or "127.0.0.1", int(port or 0)))
     for alias_id, name, project_id, public, entries in aliases:
         a = AliasRoute(alias_id, name, project_id, bool(public))
         for e in entries or []:

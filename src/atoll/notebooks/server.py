@@ -98,6 +98,16 @@ def _write_config(config_dir: Path) -> None:
         "token": "",
     }
     (labconfig / "page_config.json").write_text(json.dumps(page_config, indent=2) + "\n")
+    # The address to listen on is the workload's HOST (127.0.0.1 here; a Ray node's own address on
+    # a cluster, where the gateway reaches it from another machine). Jupyter serves only Host
+    # headers of loopback addresses unless remote access is on: it is for a node's address, and
+    # the token still guards every request (only the gateway has it).
+    (config_dir / "jupyter_server_config.py").write_text(
+        "import ipaddress, os\n"
+        "host = os.environ.get('HOST', '127.0.0.1')\n"
+        "c.ServerApp.ip = host\n"
+        "c.ServerApp.allow_remote_access = not ipaddress.ip_address(host).is_loopback\n"
+    )
 
 
 def jupyter_command(
@@ -124,15 +134,12 @@ def jupyter_command(
         "-m",
         "jupyterlab",
         "--no-browser",
-        "--ip=127.0.0.1",  # only the gateway on this machine talks to it
         f"--port={port}",
         "--ServerApp.port_retries=0",  # the gateway routes to this exact port: fail, don't wander
         "--ServerApp.password=",
         f"--ServerApp.base_url={_normalize_base_url(base_url)}",
         f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.open_browser=False",
-        # Only Host: 127.0.0.1/localhost is served (DNS rebinding); the gateway sends exactly that.
-        "--ServerApp.allow_remote_access=False",
         # No phoning home: no news/update checks, no extension manager listing PyPI.
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

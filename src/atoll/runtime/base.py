@@ -75,6 +75,9 @@ class Workload:
     # The image a container runtime (docker) runs the command in, present on its daemon; the local
     # runtime ignores it.
     image: str | None = None
+    # The cluster node the scheduler placed it on (a Ray node id); "": the runtime's own machine or
+    # choice. The local and Docker runtimes ignore it.
+    node: str = ""
 
 
 class WorkloadState(StrEnum):

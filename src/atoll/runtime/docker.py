@@ -111,6 +111,7 @@ def _environment(w: Workload) -> dict[str, str]:
         env[f"PORT_{i}"] = str(port)
         if i == 0:
             env["PORT"] = str(port)
+    env["HOST"] = "0.0.0.0"  # inside the container: its published ports reach what listens there
     env["TINI_KILL_PROCESS_GROUP"] = "1"
     return env
 

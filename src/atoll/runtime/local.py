@@ -64,14 +64,16 @@ WARM_RETRY_S = 60.0  # after a warm process failed to load its modules, before t
 def workload_env(w: Workload) -> dict[str, str]:
     """The complete environment of a workload's command.
 
-    A minimal base (PATH, HOME = workdir, LANG, PYTHONUNBUFFERED so Python output reaches the log
-    as it is printed), then `env`, then `secret_env`; then what the runtime owns and callers cannot
-    override: CUDA_VISIBLE_DEVICES from gpu_ids ("" when none, so no GPU leaks in), PORT / PORT_<i>
-    (PORT = PORT_0 = ports[0], PORT_1 = ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own
+    A minimal base (PATH, HOST = 127.0.0.1 where its servers listen, HOME = workdir, LANG,
+    PYTHONUNBUFFERED so Python output reaches the log as it is printed), then `env`, then
+    `secret_env`; then what the runtime owns and callers cannot override: CUDA_VISIBLE_DEVICES
+    from gpu_ids ("" when none, so no GPU leaks in), PORT / PORT_<i> (PORT = PORT_0 = ports[0],
+    PORT_1 = ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own
     environment never leaks in.
     """
     env = {
         "PATH": DEFAULT_PATH,
+        "HOST": "127.0.0.1",  # the address its servers bind to (a Ray node's own, on Ray)
         "HOME": str(w.workdir),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",

@@ -1,5 +1,6 @@
-"""One Runtime over the local runtime and, when a Docker daemon is configured, the Docker one:
-a Workload with an image runs as a container, every other one as local processes.
+"""One Runtime over the local runtime (or, with ATOLL_RUNTIME=ray, the Ray one) and, when a Docker
+daemon is configured, the Docker one: a Workload with an image runs as a container, every other
+one as processes of the default runtime (local or Ray).
 
 Controllers hold this and never ask which runtime runs what; a workload's later calls (status,
 stop, logs) go to the runtime that knows it.
@@ -20,22 +21,26 @@ class NoDocker(ValueError):
 
 
 class RuntimeRouter:
-    name = "local"
-
-    def __init__(self, local: LocalRuntime, docker: Runtime | None = None) -> None:
-        self.local = local
+    def __init__(
+        self, local: LocalRuntime, docker: Runtime | None = None, ray: Runtime | None = None
+    ) -> None:
+        # Workloads without an image run on the default runtime: Ray when given, else the local one
+        # (whose warm pools serve only then).
+        self._local = local
+        self.default: Runtime = ray if ray is not None else local
+        self.name = self.default.name
         self.docker = docker
         self._docker_ids: set[str] = set()
 
     def _of(self, workload_id: str, *, logs: bool = False) -> Runtime:
         """The runtime that knows the workload. ``logs``: a forgotten workload's logs are still
-        served from the log store both runtimes share, through the local runtime."""
+        served from the log store the runtimes share, through the default runtime."""
         if logs and workload_id not in self._docker_ids:
-            return self.local
+            return self.default
         if self.docker is None or workload_id not in self._docker_ids:
             try:
-                self.local.status(workload_id)
-                return self.local
+                self.default.status(workload_id)
+                return self.default
             except UnknownWorkload:
                 if self.docker is None:
                     raise
@@ -45,7 +50,7 @@ class RuntimeRouter:
 
     def start(self, w: Workload) -> WorkloadStatus:
         if not w.image:
-            return self.local.start(w)
+            return self.default.start(w)
         if self.docker is None:
             raise NoDocker(
                 f"image {w.image!r}: this server runs no Docker runtime (set ATOLL_DOCKER_HOST, "
@@ -70,7 +75,7 @@ class RuntimeRouter:
         return self._of(workload_id).usage(workload_id)
 
     def adopt(self) -> list[WorkloadStatus]:
-        found = list(self.local.adopt())
+        found = list(self.default.adopt())
         if self.docker is not None:
             theirs = self.docker.adopt()
             self._docker_ids.update(st.id for st in theirs)
@@ -86,9 +91,12 @@ class RuntimeRouter:
     def append_system_log(self, workload_id: str, line: str) -> None:
         self._of(workload_id).append_system_log(workload_id, line)
 
-    # The local runtime's warm pools (see LocalRuntime.keep_warm), so WarmPools callers find them.
+    # The local runtime's warm pools (see LocalRuntime.keep_warm), so WarmPools callers find them;
+    # on Ray there are none (workloads start on other machines).
     def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
-        return self.local.keep_warm(key, python, modules, count)
+        if self.default is not self._local:
+            return 0
+        return self._local.keep_warm(key, python, modules, count)
 
     def close_warm(self) -> None:
-        self.local.close_warm()
+        self._local.close_warm()

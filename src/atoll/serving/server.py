@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import threading
@@ -42,7 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m atoll.serving",
         description="Serve Atoll model directories over the Open Inference Protocol v2 (Triton's HTTP API).",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="address to bind (default: $HOST, which Atoll sets, else 127.0.0.1)",
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
         "--model", dest="models", type=_model_arg, action="append", required=True, metavar="NAME=DIR",

@@ -270,6 +270,10 @@ class WorkloadRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # command, workdir, env (no secrets), ports
     gpu_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     runtime: Mapped[str] = mapped_column(String(16), default="local")
+    # Where it runs: the cluster machine (a Ray node id; "" on one machine) and the address its
+    # ports are reached at (notebooks and node instances are routed there).
+    node: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    host: Mapped[str] = mapped_column(String(255), default="127.0.0.1", server_default="127.0.0.1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,91 @@
+"""The Ray side of the Ray runtime: one actor per Workload, holding its resources on one Ray node
+and running it there with that node's local runtime.
+
+So a workload on Ray is supervised exactly as on one machine (its own session and process group,
+cgroup limits or rlimits, the per-project user, secret redaction, stop with signal and grace,
+usage from /proc): the actor is a thin host around ``LocalRuntime``, whose state and logs live in
+a directory of the node (``node_dir``). The control plane reads the logs from here and copies
+them into its own log store (see ``atoll.runtime.ray``), so they outlive the node and the cluster.
+
+The actor is named after the workload and detached, so it survives the server that created it;
+the server finds it again by name after a restart. The workload starts in the actor's constructor:
+a detached actor's creation belongs to the cluster, not to the server, so a server that dies
+right after asking still gets its workload started (a method call would die with its caller).
+
+Ray pickles this class by reference: every Ray node runs the same Atoll version as the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from atoll.runtime.base import LOG_STREAMS, UnknownWorkload, Workload, WorkloadStatus
+from atoll.runtime.local import LocalRuntime
+from atoll.storage.logs import LogStore
+
+
+def _node_ip() -> str:
+    import ray  # imported here: this module is also imported where Ray is not installed
+
+    return str(ray.util.get_node_ip_address())
+
+
+def _gpu_ids() -> tuple[int, ...]:
+    import ray
+
+    ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+    return tuple(int(i) for i in ids)
+
+
+class WorkloadHost:
+    """Runs one Workload on the node the actor was placed on (see the module docstring)."""
+
+    def __init__(self, node_dir: str, w: Workload) -> None:
+        """Start ``w`` here: HOST is this node's address (servers bind to it, the gateway connects to
+        it) and the GPUs are the ones Ray assigned to this actor."""
+        root = Path(node_dir)
+        self.runtime = LocalRuntime(root / "runtime", LogStore(root / "logs"))
+        self.address = _node_ip()
+        self.workload_id = w.id
+        w = dataclasses.replace(
+            w, env={**w.env, "HOST": self.address}, gpu_ids=_gpu_ids() or w.gpu_ids[:0], warm=None
+        )
+        self.started = self.runtime.start(w)
+
+    def start_status(self) -> WorkloadStatus:
+        """What the start in the constructor gave (the call waits for the actor to exist)."""
+        return self.started
+
+    def poll(self, offsets: dict[str, int], limit: int = 1 << 20) -> dict[str, Any]:
+        """The status and what each log stream holds past ``offsets``; ``drained`` is True when the
+        workload has finished and every byte of its logs has been returned."""
+        st = self.runtime.status(self.workload_id)  # read before the data: see read_log
+        store = self.runtime.log_store
+        chunks: dict[str, bytes] = {}
+        drained = st.state.finished
+        for stream in LOG_STREAMS:
+            start = offsets.get(stream, 0)
+            data, nxt = store.read(self.workload_id, stream, start, limit)
+            if data:
+                chunks[stream] = data
+            if nxt < store.size(self.workload_id, stream):
+                drained = False
+        return {"status": st, "chunks": chunks, "drained": drained}
+
+    def stop(self, sig: int, grace: float) -> WorkloadStatus:
+        return self.runtime.stop(self.workload_id, sig, grace)
+
+    def usage(self) -> Any:
+        return self.runtime.usage(self.workload_id)
+
+    def forget(self) -> None:
+        """Kill what still runs and drop the node's state and logs of it (the server has copied them)."""
+        if not self.workload_id:
+            return
+        try:
+            self.runtime.forget(self.workload_id)
+        except UnknownWorkload:
+            pass
+        self.runtime.log_store.delete(self.workload_id)
