@@ -275,34 +275,10 @@ async def bench_atoll(
                 if warm:  # untimed: a user who opens a notebook finds the pool refilled
                     await poll_until(pool_loaded, WARMUP_TIMEOUT_S, "a warm JupyterLab process")
                 t0 = time.perf_counter()
-                resp = await client.post(
-                    api + "/open", headers=headers, json={"configuration": CONFIGURATION}
-                )
-                if resp.status_code == 404:
-                    raise BenchError(
-                        f"POST {api}/open → 404: does this Atoll have the notebook API yet? {resp.text[:300]}"
-                    )
-                if resp.status_code not in (200, 201, 202):
-                    raise BenchError(f"POST {api}/open → HTTP {resp.status_code}: {resp.text[:500]}")
                 timeout = WARMUP_TIMEOUT_S if warmup else SERVER_TIMEOUT_S
-                notebook: dict[str, Any] = resp.json()
-
-                async def ready() -> bool:
-                    nonlocal notebook
-                    if notebook.get("state") == "READY":
-                        return True
-                    r = await client.get(api, headers=headers)
-                    r.raise_for_status()
-                    notebook = r.json()
-                    if notebook.get("state") in ("FAILED", "STOPPED"):
-                        raise BenchError(
-                            f"the notebook went {notebook['state']}: "
-                            f"{notebook.get('detail') or notebook.get('stopReason')}\n"
-                            f"{server.log_tail()}"
-                        )
-                    return notebook.get("state") == "READY"
-
-                await poll_until(ready, timeout, "notebook READY", lambda: server.check_alive("atoll up"))
+                notebook = await atoll_open(
+                    client, headers, api, timeout, server.log_tail, lambda: server.check_alive("atoll up")
+                )
                 answered = time.perf_counter() - t0
                 await first_cell(client, base, headers, time.monotonic() + timeout)
                 elapsed = time.perf_counter() - t0
@@ -353,6 +329,43 @@ async def atoll_project(client: httpx.AsyncClient, headers: dict[str, str]) -> s
     )
     resp.raise_for_status()
     return str(resp.json()["id"])
+
+
+async def atoll_open(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    api: str,
+    timeout: float,
+    log_tail: Callable[[], str],
+    alive: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Open the project's notebook (``api``: its /notebook URL) and wait until it is READY; the
+    notebook as last seen (its timeline says how long each phase took)."""
+    resp = await client.post(api + "/open", headers=headers, json={"configuration": CONFIGURATION})
+    if resp.status_code == 404:
+        raise BenchError(
+            f"POST {api}/open → 404: does this Atoll have the notebook API yet? {resp.text[:300]}"
+        )
+    if resp.status_code not in (200, 201, 202):
+        raise BenchError(f"POST {api}/open → HTTP {resp.status_code}: {resp.text[:500]}")
+    notebook: dict[str, Any] = resp.json()
+
+    async def ready() -> bool:
+        nonlocal notebook
+        if notebook.get("state") == "READY":
+            return True
+        r = await client.get(api, headers=headers)
+        r.raise_for_status()
+        notebook = r.json()
+        if notebook.get("state") in ("FAILED", "STOPPED"):
+            raise BenchError(
+                f"the notebook went {notebook['state']}: "
+                f"{notebook.get('detail') or notebook.get('stopReason')}\n{log_tail()}"
+            )
+        return notebook.get("state") == "READY"
+
+    await poll_until(ready, timeout, "notebook READY", alive)
+    return notebook
 
 
 async def atoll_stop(client: httpx.AsyncClient, headers: dict[str, str], api: str) -> None:

@@ -66,13 +66,12 @@ from procs import BenchError, Process, cmdline, with_marker
 
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.server import jupyter_command, notebook_environment
-from atoll.runtime.local import LocalRuntime
-from atoll.runtime.ray_local import LocalRayCluster, free_port
-from atoll.storage.logs import LogStore
+from atoll.runtime.ray_local import LocalRayCluster, free_port, reap, release
 from notebooks import (
     CONFIGURATION,
     POLL_S,
     atoll_executable,
+    atoll_open,
     atoll_project,
     atoll_stop,
     first_cell,
@@ -189,22 +188,6 @@ def idle(timeout):
     return None
 
 
-def release(namespace):
-    """Stop the workloads a stopped Atoll server left on the cluster (its detached actors)."""
-    n = 0
-    for item in ray.util.list_named_actors(all_namespaces=True):
-        if item["namespace"] != namespace:
-            continue
-        actor = ray.get_actor(item["name"], namespace=namespace)
-        try:
-            ray.get(actor.forget.remote(), timeout=30)
-        except Exception:
-            pass
-        ray.kill(actor, no_restart=True)
-        n += 1
-    return n
-
-
 labs = {}
 res = {"cpus": cpus, "memory": memory}
 reply.write(json.dumps({"ready": True}) + "\n")
@@ -236,8 +219,6 @@ for line in sys.stdin:
             out = {}
         elif op == "idle":
             out = {"waited": idle(req["timeout"])}
-        elif op == "release":
-            out = {"released": release(req["namespace"])}
         else:
             out = {"error": f"unknown op {op}"}
     except Exception as e:
@@ -356,9 +337,6 @@ class Driver:
             return time.monotonic() - t0, answered
         finally:
             await self.call(op="lab-stop", id=lab_id, wait_s=90)
-
-    async def release(self, namespace: str) -> int:
-        return int((await self.call(op="release", namespace=namespace, wait_s=300))["released"])
 
     async def stop(self) -> None:
         if self.proc is None:
@@ -485,27 +463,8 @@ class Atoll:
         c, h = self.client, self.headers
         api = f"/api/v1/projects/{self.project_id}/notebook"
         t0 = time.monotonic()
-        r = await c.post(api + "/open", headers=h, json={"configuration": CONFIGURATION})
-        if r.status_code not in (200, 201, 202):
-            raise BenchError(f"{self.name}: notebook open → HTTP {r.status_code}: {r.text[:500]}")
-        self.notebook_open = True
-        notebook: dict[str, Any] = r.json()
-
-        async def ready() -> bool:
-            nonlocal notebook
-            if notebook.get("state") == "READY":
-                return True
-            got = await c.get(api, headers=h)
-            got.raise_for_status()
-            notebook = got.json()
-            if notebook.get("state") in ("FAILED", "STOPPED"):
-                raise BenchError(
-                    f"{self.name}: the notebook went {notebook['state']}: "
-                    f"{notebook.get('detail') or notebook.get('stopReason')}\n{self.log_tail()}"
-                )
-            return notebook.get("state") == "READY"
-
-        await poll_until(ready, timeout, f"{self.name}: notebook READY", self.check_alive)
+        self.notebook_open = True  # from here on, a failure stops it (see stop())
+        await atoll_open(c, h, api, timeout, self.log_tail, self.check_alive)
         answered = time.monotonic() - t0
         await first_cell(c, f"{self.url}/nb/{self.project_id}/", h, time.monotonic() + timeout)
         elapsed = time.monotonic() - t0
@@ -523,16 +482,6 @@ class Atoll:
             await self.client.aclose()
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
-
-
-def reap(root: Path) -> None:
-    """Kill the workloads a local runtime under ``root`` (``runtime/``, ``logs/``) still runs: a
-    server's own, or a Ray node's (Atoll's actors run them there in sessions of their own)."""
-    if not (root / "runtime").is_dir():
-        return
-    rt = LocalRuntime(root / "runtime", LogStore(root / "logs"))
-    for st in rt.adopt():
-        rt.forget(st.id)
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -702,11 +651,8 @@ async def bench(args: argparse.Namespace, workdir: Path, samples: Samples) -> No
         for server in reversed(servers):
             with contextlib.suppress(Exception):
                 await server.stop()
-        if driver.proc is not None and driver.proc.returncode is None:
-            with contextlib.suppress(Exception):
-                released = await driver.release(namespace)  # the ray server's actors, if any are left
-                if released:
-                    print(f"  released {released} actor(s) the ray runtime server left", flush=True)
+        with contextlib.suppress(Exception):  # the ray server's actors, if any are left
+            await asyncio.to_thread(release, cluster.address, namespace, HEAD)
         await driver.stop()
         await asyncio.to_thread(cluster.stop)
         for root in (node_dir, *(s.data_dir for s in servers)):

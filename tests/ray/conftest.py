@@ -10,48 +10,16 @@ fits the cluster's total but no one node.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from atoll.runtime.local import LocalRuntime
-from atoll.runtime.ray_local import LocalRayCluster
-from atoll.storage.logs import LogStore
+from atoll.runtime.ray_local import LocalRayCluster, reap, release
 from tests.support import server as server_support
 
 GB = 1024**3
 HEAD, GPU_NODE = "127.0.0.2", "127.0.0.3"
-
-
-def reap(node_dir: Path) -> None:
-    """Kill what workloads the cluster's nodes still ran (their supervisors live in sessions of
-    their own, beyond the Ray processes stopped), through the runtime that started them."""
-    if not (node_dir / "runtime").exists():
-        return
-    rt = LocalRuntime(node_dir / "runtime", LogStore(node_dir / "logs"))
-    for st in rt.adopt():
-        rt.forget(st.id)
-
-
-RELEASE = """
-import sys, ray
-ray.init(address=sys.argv[1], namespace=sys.argv[2], _node_ip_address=sys.argv[3], log_to_driver=False)
-for name in ray.util.list_named_actors():
-    actor = ray.get_actor(name)
-    try:
-        ray.get(actor.forget.remote(), timeout=30)
-    finally:
-        ray.kill(actor, no_restart=True)
-"""
-
-
-def release(address: str, namespace: str) -> None:
-    """Stop every workload of a stopped server (its Ray namespace) and free the room they held,
-    as a Ray driver of its own (this test process never joins the cluster)."""
-    subprocess.run([sys.executable, "-c", RELEASE, address, namespace, HEAD], check=True, timeout=120)
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -75,7 +43,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRayCl
             }
 
         server_support.runtime_env = env
-        server_support.after_stop = lambda srv: release(cluster.address, srv.env["ATOLL_RAY_NAMESPACE"])
+        server_support.after_stop = lambda srv: release(cluster.address, srv.env["ATOLL_RAY_NAMESPACE"], HEAD)
         yield cluster
     finally:
         server_support.runtime_env = None

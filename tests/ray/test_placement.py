@@ -6,7 +6,6 @@ pass on Ray (imported below: they run here, on this package's Ray-backed server)
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from tests.e2e.conftest import admin, server  # noqa: F401 - fixtures of the imported tests
 from tests.e2e.test_cli_jobs import (  # noqa: F401 - re-run on the ray runtime
@@ -26,10 +25,12 @@ from tests.support.server import RunningServer
 WHERE = 'echo "host=$HOST gpus=[$CUDA_VISIBLE_DEVICES]"'
 
 
-def _config(root: Path, name: str, configuration: str, cmd: str = WHERE) -> None:
-    (root / "config.yaml").write_text(
-        f"name: {name}\ncmd: '{cmd}'\ncloud-instance-types: [{configuration}]\n"
+def _execute(c: ProjectCli, name: str, configuration: str) -> str:
+    """Start a job printing where it runs on ``configuration``, without waiting; its id."""
+    (c.cwd / "config.yaml").write_text(
+        f"name: {name}\ncmd: '{WHERE}'\ncloud-instance-types: [{configuration}]\n"
     )
+    return c.ok("job", "execute", "-p", PROJECT, "-c", "config.yaml", "--async").out.strip()
 
 
 def _stdout(c: ProjectCli, job_id: str) -> str:
@@ -41,10 +42,8 @@ def test_placement_follows_the_configurations_resources(
     cli: ProjectCli,  # noqa: F811
     server: RunningServer,  # noqa: F811
 ) -> None:
-    _config(cli.cwd, "cpu-work", "s1.1")
-    cpu_job = cli.ok("job", "execute", "-p", PROJECT, "-c", "config.yaml", "--async").out.strip()
-    _config(cli.cwd, "t4-work", "gt4.1")
-    gpu_job = cli.ok("job", "execute", "-p", PROJECT, "-c", "config.yaml", "--async").out.strip()
+    cpu_job = _execute(cli, "cpu-work", "s1.1")
+    gpu_job = _execute(cli, "t4-work", "gt4.1")
     assert _wait(server, cpu_job)["status"] == "SUCCESS"
     assert _wait(server, gpu_job)["status"] == "SUCCESS"
     # CPU work goes to the node without GPUs; the T4 configuration to the node that has a T4, with
@@ -58,8 +57,7 @@ def test_a_configuration_no_node_can_host_stays_queued_with_the_reason(
     server: RunningServer,  # noqa: F811
 ) -> None:
     # c1.4 needs 32 GB on one machine: the cluster has 40 GB, but 20 GB per node.
-    _config(cli.cwd, "too-big", "c1.4")
-    job_id = cli.ok("job", "execute", "-p", PROJECT, "-c", "config.yaml", "--async").out.strip()
+    job_id = _execute(cli, "too-big", "c1.4")
     deadline = time.monotonic() + 30
     job = _job(server, job_id)
     while "no node of the cluster" not in job["statusDetails"] and time.monotonic() < deadline:

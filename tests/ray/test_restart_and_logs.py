@@ -7,13 +7,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from atoll.runtime.ray_local import LocalRayCluster
+from atoll.runtime.ray_local import LocalRayCluster, reap
 from tests.jobs.test_restart import (  # noqa: F401 - re-run on the ray runtime
     _log,
     _wait,
     test_jobs_survive_a_server_restart,
 )
-from tests.ray.conftest import GB, HEAD, reap
+from tests.ray.conftest import GB, HEAD
 from tests.support.server import start_server
 
 

@@ -68,9 +68,10 @@ def node_out(db: Session, node: Node) -> d.NodeOut:
     out = d.NodeOut.model_validate(node)
     out.suspended = node.desired == "SUSPEND"
     out.spec = {k: v for k, v in node.spec.items() if k != "modelRefs"}
+    insts = deploy.instances(db, node)
+    hosts = workloads.hosts_of(db, (i.workload_id for i in insts))
     out.instances = [
-        d.InstanceOut.model_validate(i).model_copy(update={"host": workloads.host_of(db, i.workload_id)})
-        for i in deploy.instances(db, node)
+        d.InstanceOut.model_validate(i).model_copy(update={"host": hosts[i.workload_id]}) for i in insts
     ]
     return out
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
 from atoll.domain import deploy
-from atoll.domain.workloads import FINISHED_STATES, host_of, request_stop
+from atoll.domain.workloads import FINISHED_STATES, hosts_of, request_stop
 from atoll.envs.build import EnvironmentBuilder
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
@@ -171,7 +171,7 @@ class NodeController:
     ) -> tuple[list[tuple[str, str, str]], set[str]]:
         """(node, instance, URL) of the Healthy instances whose metrics are due for a scrape: the
         node's telemetry path, or a model server's /metrics (Triton's names)."""
-        due: list[tuple[str, str, str]] = []
+        due: list[tuple[Node, NodeInstance, str]] = []
         live: set[str] = set()
         for node, insts in seen:
             tel = node.spec.get("telemetry") or ({"path": "/metrics"} if node.kind == "model" else None)
@@ -181,9 +181,14 @@ class NodeController:
                 if inst.status == "Healthy" and inst.port is not None:
                     live.add(inst.id)
                     if self.telemetry.due(inst.id):
-                        host = host_of(s, inst.workload_id)
-                        due.append((node.id, inst.id, f"http://{host}:{inst.port}{tel['path']}"))
-        return due, live
+                        due.append((node, inst, tel["path"]))
+        if not due:
+            return [], live
+        hosts = hosts_of(s, (inst.workload_id for _, inst, _ in due))
+        return [
+            (node.id, inst.id, f"http://{hosts[inst.workload_id]}:{inst.port}{path}")
+            for node, inst, path in due
+        ], live
 
     def _node_status(self, s: Session, node: Node, insts: list[NodeInstance]) -> None:
         if node.desired == "DELETE":

@@ -45,6 +45,7 @@ class Pool:
     used_memory_gb: float = 0.0
     used_gpus: set[int] = field(default_factory=set)
     host: str = ""  # the machine's name in its cluster ("" for the only one)
+    address: str = "127.0.0.1"  # where workloads on it are reached
 
     def _gpus_of(self, gpu_type: str, free_only: bool) -> list[int]:
         t = gpu_type.lower()
@@ -102,12 +103,12 @@ class Cluster:
     def fits_now(self, c: ConfigInfo) -> bool:
         return any(m.fits_now(c) for m in self.machines)
 
-    def place(self, c: ConfigInfo) -> tuple[str, list[int]]:
+    def place(self, c: ConfigInfo) -> tuple[Pool, list[int]]:
         """Take room for ``c`` on the first machine it fits, those without GPUs first for work that
-        needs none; returns (host, gpu ids)."""
+        needs none; returns (the machine, gpu ids)."""
         order = sorted(self.machines, key=lambda m: bool(m.gpus) != bool(c.gpu_count))
         m = next(m for m in order if m.fits_now(c))
-        return m.host, m.take(c)
+        return m, m.take(c)
 
     def hold(self, c: ConfigInfo, gpu_ids: list[int], host: str = "") -> None:
         """Account for a Workload running on ``host`` (an unknown host: a machine that left)."""
@@ -142,6 +143,7 @@ class Decision:
     gpu_ids: tuple[int, ...] = ()
     reason: str = ""
     host: str = ""  # the machine it is placed on (see Cluster)
+    address: str = "127.0.0.1"  # ... and where workloads there are reached
 
 
 def _decide(req: Request, pool: Cluster, catalog: dict[str, ConfigInfo], proj: ProjectState) -> Decision:
@@ -186,9 +188,11 @@ def _decide(req: Request, pool: Cluster, catalog: dict[str, ConfigInfo], proj: P
             free = max(pool.cpus - pool.used_cpus, 0.0)
             waiting.append(f"{name}: waiting for capacity ({free:g} of {pool.cpus:g} vCPU free)")
             continue
-        host, gpu_ids = pool.place(c)
+        machine, gpu_ids = pool.place(c)
         proj.running_units_per_hour += c.units_per_hour
-        return Decision(req.workload_id, "start", name, tuple(gpu_ids), host=host)
+        return Decision(
+            req.workload_id, "start", name, tuple(gpu_ids), host=machine.host, address=machine.address
+        )
     if waiting:
         return Decision(req.workload_id, "wait", reason="; ".join(waiting + unusable))
     hint = " (choose one that is available here: `atoll config list`)"

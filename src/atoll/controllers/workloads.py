@@ -72,7 +72,6 @@ class WorkloadController:
         # Stops wait up to their grace period: they run beside the loop, not in it.
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
         self._stopping: set[str] = set()
-        self._addresses: dict[str, str] = {}  # machine name -> address, from the last inventory
 
     # --- startup ------------------------------------------------------------------------
 
@@ -193,12 +192,12 @@ class WorkloadController:
                     memory_gb=m.memory_gb * self.overcommit,
                     gpus={g.index: g.name for g in m.gpus},
                     host=m.name,
+                    address=m.address,
                 )
                 for m in inv.machines()
             ],
             elastic=inv.elastic,
         )
-        self._addresses = {m.name: m.address for m in inv.machines()}
         projects: dict[str, ProjectState] = {}
         community_cpus: dict[str, float] = {}
         for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
@@ -282,7 +281,7 @@ class WorkloadController:
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
         wl.node = d.host
-        wl.host = self._addresses.get(d.host, "127.0.0.1") if not workload.image else "127.0.0.1"
+        wl.host = "127.0.0.1" if workload.image else d.address  # images run on this machine's Docker
         wl.wait_reason = ""
         try:
             st = self.runtime.start(workload)

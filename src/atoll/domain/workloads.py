@@ -7,6 +7,8 @@ through the scheduler, starts them on the runtime, meters them and records how t
 from __future__ import annotations
 
 import os
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +119,15 @@ def run_identity(db: Session, project_id: str, uid_base: int) -> tuple[int, int]
     return uid_base + rid, uid_base + rid
 
 
+def hosts_of(db: Session, workload_ids: Iterable[str | None]) -> dict[str | None, str]:
+    """The address each workload's ports are reached at (its cluster machine's; 127.0.0.1 locally,
+    and for an id that is None or unknown), in one query."""
+    ids = {i for i in workload_ids if i}
+    found = dict(
+        db.execute(select(WorkloadRow.id, WorkloadRow.host).where(WorkloadRow.id.in_(ids))).tuples().all()
+    )
+    return defaultdict(lambda: "127.0.0.1", {k: v or "127.0.0.1" for k, v in found.items()})
+
+
 def host_of(db: Session, workload_id: str | None) -> str:
-    """The address a workload's ports are reached at (its cluster machine's; 127.0.0.1 locally)."""
-    if not workload_id:
-        return "127.0.0.1"
-    return db.scalar(select(WorkloadRow.host).where(WorkloadRow.id == workload_id)) or "127.0.0.1"
+    return hosts_of(db, [workload_id])[workload_id]

@@ -48,7 +48,6 @@ MIB = 1024 * 1024
 PUMP_INTERVAL_S = 0.5
 CALL_TIMEOUT_S = 30.0
 ACCELERATOR_PREFIX = "accelerator_type:"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class RayUnavailable(RuntimeError):
@@ -207,8 +206,6 @@ class RayRuntime:
 
     def start(self, w: Workload) -> WorkloadStatus:
         check_id(w.id)
-        if not _NAME.match(w.id):
-            raise ValueError(f"invalid workload id {w.id!r}")
         with self._lock:
             known = w.id in self._w
         if known or self._actor_exists(w.id):
@@ -365,11 +362,9 @@ class RayRuntime:
     def adopt(self) -> list[WorkloadStatus]:
         found = []
         for name in self.ray.util.list_named_actors():
-            if not _NAME.match(name):
-                continue
             try:
                 found.append(self.status(name))
-            except UnknownWorkload:
+            except (UnknownWorkload, ValueError):  # gone meanwhile, or not a workload id
                 continue
         return found
 

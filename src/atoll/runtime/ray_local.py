@@ -24,6 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atoll.runtime.local import LocalRuntime
+from atoll.storage.logs import LogStore
+
 WORKER_PORTS = range(10002, 20000)
 
 
@@ -181,3 +184,42 @@ class LocalRayCluster:
         self.nodes.clear()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def reap(node_dir: Path) -> None:
+    """Kill what workloads a node dir's local runtime still runs (their supervisors live in sessions
+    of their own, beyond the Ray processes a stop reaches), through the runtime that started them."""
+    if not (node_dir / "runtime").is_dir():
+        return
+    rt = LocalRuntime(node_dir / "runtime", LogStore(node_dir / "logs"))
+    for st in rt.adopt():
+        rt.forget(st.id)
+
+
+def release(address: str, namespace: str, node_ip: str) -> None:
+    """Stop every workload a stopped Atoll server left in its Ray namespace and free the room they
+    held: the ray runtime's own forget(), from a Ray driver in a subprocess of its own (the caller
+    does not join the cluster)."""
+    subprocess.run(
+        [sys.executable, "-m", "atoll.runtime.ray_local", "release", address, namespace, node_ip],
+        check=True,
+        timeout=300,
+    )
+
+
+def _release_main(address: str, namespace: str, node_ip: str) -> None:
+    from atoll.runtime.ray import RayRuntime
+
+    with tempfile.TemporaryDirectory(prefix="atoll-ray-release-") as tmp:
+        rt = RayRuntime(address, LogStore(Path(tmp) / "logs"), Path(tmp) / "state", tmp, namespace, node_ip)
+        try:
+            for st in rt.adopt():
+                rt.forget(st.id)
+        finally:
+            rt.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5 or sys.argv[1] != "release":
+        sys.exit("usage: python -m atoll.runtime.ray_local release ADDRESS NAMESPACE NODE_IP")
+    _release_main(*sys.argv[2:])
