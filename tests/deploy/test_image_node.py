@@ -53,7 +53,7 @@ def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[Running
     node = wait_healthy(server, pid, node["id"], count=2, timeout=120)
     ports = {i["port"] for i in node["instances"]}
     assert len(ports) == 2  # one loopback port per container, both onto the image's port 8000
-    names = {c.name for c in d.client().containers.list()}
+    names = _running(d)
     assert {f"atoll-{i['workloadId']}" for i in node["instances"]} <= names
     set_alias(server, pid, "web", {node["id"]: 100}, create=True)
     gateway_ready(server, "web", server.admin_token)
@@ -67,7 +67,7 @@ def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[Running
     ours = {f"atoll-{i['workloadId']}" for i in node["instances"]}
 
     def stopped() -> bool:
-        return not [c for c in d.client().containers.list() if c.name in ours]
+        return not _running(d) & ours
 
     wait_for("the containers stopped", stopped, timeout=60)
 
@@ -100,3 +100,9 @@ def test_job_with_env_docker_runs_in_a_container(docker_server: tuple[RunningSer
         out = job["outputFiles"][0]
         release = api.get(f"/jobs/{job_id}/files/{out['sha256']}").text
         assert release.strip()[:2].isdigit()  # Debian's version, from inside the image
+
+
+def _running(d: Dockerd) -> set[str]:
+    """Names of the running containers, from one list call (docker-py's containers.list() inspects
+    each one after listing, and fails on a container removed in between)."""
+    return {name.lstrip("/") for c in d.client().api.containers() for name in c["Names"]}
