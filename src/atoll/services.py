@@ -65,6 +65,12 @@ def _ray_runtime(settings: Settings, logs: LogStore, data: Path) -> RayRuntime:
     )
 
 
+def _disk_gb(path: Path) -> float:
+    """The size of the filesystem holding ``path``, in GB (working storage's default pool)."""
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize / 1024**3
+
+
 def _protect(data: Path, separate_users: bool) -> None:
     """Owner-only for what holds Atoll's state; when workloads run as other users, they may pass
     through the data dir (0711, no listing) to reach their own job and project dirs only."""
@@ -91,7 +97,7 @@ class Services:
         self.local_runtime = LocalRuntime(data / "runtime", self.logs)
         self.docker: DockerRuntime | None = None
         if settings.docker_host:  # nodes from images (and any workload with an image) run there
-            self.docker = DockerRuntime(self.logs, base_url=settings.docker_host)
+            self.docker = DockerRuntime(self.logs, base_url=settings.docker_host, gpus=settings.docker_gpus)
         self.ray: RayRuntime | None = None
         if settings.runtime == "ray":
             self.ray = _ray_runtime(settings, self.logs, data)
@@ -111,13 +117,21 @@ class Services:
             inventory,
             settings.pool_overcommit,
             settings.controller_tick_s,
-            uid_base,
+            storage_gb=settings.pool_storage_gb or _disk_gb(data),
+            uid_base=uid_base,
             notify=lambda kind: self.wake(
                 "notebooks" if kind.startswith("notebook") else "nodes" if kind == "node" else "jobs"
             ),
         )
         self.jobs = JobController(
-            db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
+            db,
+            self.blobs,
+            self.logs,
+            self.envs,
+            data / "jobs",
+            data / "projects",
+            uid_base,
+            datasets_root=data / "datasets",
         )
         self.activity = ActivityBoard()
         self.notebooks = NotebookController(

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     pool_cpus: float = 0
     pool_memory_gb: float = 0
     pool_overcommit: float = 1.0
+    # Extended working storage (a job's `working-storage`, spec §5.2) that running jobs may reserve
+    # on each machine, in GB. 0 means the size of the filesystem holding the data dir. Reservations
+    # are thin: the space is not set aside on disk, a job is stopped if it writes past its size.
+    pool_storage_gb: float = 0
     # Admin-editable catalogue file; the shipped catalogue is used when empty.
     catalog_file: str = ""
     # Tests and offline machines: treat this GPU list as detected (e.g. "NVIDIA A100,NVIDIA A100").
@@ -81,6 +85,11 @@ class Settings(BaseSettings):
     # A Docker daemon (e.g. unix:///var/run/docker.sock) for nodes from images; empty: none, and
     # image nodes are refused at start with that reason.
     docker_host: str = ""
+    # How the Docker runtime hands a workload its GPUs: "request" asks the daemon for the devices
+    # (needs the NVIDIA Container Toolkit); "env" only sets NVIDIA_VISIBLE_DEVICES and
+    # CUDA_VISIBLE_DEVICES (a daemon whose default runtime is nvidia, or GPUs declared with
+    # ATOLL_GPUS_OVERRIDE on a machine without them, as the tests do).
+    docker_gpus: Literal["request", "env"] = "request"
     # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
     public_gateway_url: str = ""
     # Where workloads run: "local" (this machine) or "ray" (a Ray cluster; see docs/ray.md).

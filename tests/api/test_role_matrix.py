@@ -283,6 +283,16 @@ def _model(w: World) -> str:
         return m.id
 
 
+def _dataset(w: World) -> str:
+    from atoll.store.models import Dataset
+
+    with w.db.transaction() as s:
+        d = Dataset(project_id=w.project, name=w.next_name("ds"), size_gb=1, labels={})
+        s.add(d)
+        s.flush()
+        return d.id
+
+
 def _alias(w: World) -> str:
     from atoll.store.models import Alias
 
@@ -650,6 +660,16 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("DELETE", f"{V}/projects/{{project_id}}/models/{{model}}"): Case(
         "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/models/{_model(w)}")
+    ),
+    # datasets made by jobs' output-datasets: visible to Viewers, deleted by Developers
+    ("GET", f"{V}/projects/{{project_id}}/datasets"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/datasets")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/datasets/{{dataset}}"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/datasets/{_dataset(w)}")
+    ),
+    ("DELETE", f"{V}/projects/{{project_id}}/datasets/{{dataset}}"): Case(
+        "project.use", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/datasets/{_dataset(w)}")
     ),
     ("GET", f"{V}/projects/{{project_id}}/nodes"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes")

@@ -15,13 +15,13 @@ from atoll.api import schemas as s
 from atoll.api.common import PageSize, PageToken, act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.pagination import page
-from atoll.domain import tenancy
+from atoll.domain import datasets, tenancy
 from atoll.domain.access import Action
 from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.lifecycle import FileRef
 from atoll.storage.logs import LogStore
-from atoll.store.models import Job
+from atoll.store.models import Dataset, Job
 
 router = APIRouter(tags=["jobs"])
 STREAMS = ("stdout", "stderr", "system")
@@ -31,6 +31,7 @@ def job_out(job: Job) -> s.JobOut:
     out = s.JobOut.model_validate(job)
     out.output_files = [s.OutputFile.model_validate(o) for o in job.files.get("outputs", [])]
     out.file_errors = list(job.files.get("fileErrors", []))
+    out.output_datasets = [s.OutputDatasetOut.model_validate(d) for d in job.files.get("outputDatasets", [])]
     return out
 
 
@@ -216,3 +217,45 @@ def download_file(job_id: str, sha256: str, ctx: CtxDep) -> FileResponse:
     path = ctx.services.blobs.path(sha256)
     name = os.path.basename(out["path"]) + (".zip" if out.get("isDir") else "")
     return FileResponse(path, filename=name, media_type="application/octet-stream")
+
+
+# --- datasets (made by jobs' output-datasets, mounted by their datasets) ------------------------
+
+
+@router.get(
+    "/projects/{project_id}/datasets",
+    response_model=s.Page[s.DatasetOut],
+    openapi_extra=act(Action.PROJECT_VIEW),
+    tags=["datasets"],
+)
+def list_datasets(
+    project_id: str, ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
+) -> s.Page[s.DatasetOut]:
+    rows, nxt = page(
+        ctx.db, datasets.datasets_query(ctx.db, ctx.me, project_id), Dataset, page_size, page_token
+    )
+    return s.Page(items=[s.DatasetOut.model_validate(d) for d in rows], next_page_token=nxt)
+
+
+@router.get(
+    "/projects/{project_id}/datasets/{dataset}",
+    response_model=s.DatasetOut,
+    openapi_extra=act(Action.PROJECT_VIEW),
+    tags=["datasets"],
+)
+def get_dataset(project_id: str, dataset: str, ctx: CtxDep) -> s.DatasetOut:
+    """A dataset by id or by name."""
+    return s.DatasetOut.model_validate(datasets.get_dataset(ctx.db, ctx.me, project_id, dataset))
+
+
+@router.delete(
+    "/projects/{project_id}/datasets/{dataset}",
+    status_code=204,
+    openapi_extra=act(Action.PROJECT_USE),
+    tags=["datasets"],
+)
+def delete_dataset(project_id: str, dataset: str, ctx: CtxDep) -> None:
+    """Delete a dataset and its files (refused while a job that mounts it runs)."""
+    gone = datasets.delete_dataset(ctx.db, ctx.me, project_id, dataset)
+    ctx.commit(None)
+    datasets.remove_files(ctx.services.jobs.datasets_root, gone)

@@ -460,6 +460,27 @@ class OutputFile(ApiModel):
     is_dir: bool = False
 
 
+class OutputDatasetOut(ApiModel):
+    name: str
+    id: str | None = Field(default=None, description="The dataset made; null when it was not made")
+    size_bytes: int | None = None
+    desc: str = ""
+    error: str | None = Field(default=None, description="Why it was not made")
+
+
+class DatasetOut(ApiModel):
+    id: str
+    project_id: str
+    name: str
+    description: str
+    labels: dict[str, str]
+    size_gb: int = Field(description="The size its config declared: the most it may hold")
+    size_bytes: int = Field(description="What its files hold")
+    job_id: str | None = Field(description="The job whose output-datasets made it")
+    created_by_id: str | None = Field(default=None, validation_alias="created_by")
+    created_at: Timestamp
+
+
 class JobOut(ApiModel):
     id: str
     project_id: str
@@ -482,6 +503,9 @@ class JobOut(ApiModel):
     config: str = Field(validation_alias="config_yaml")
     output_files: list[OutputFile] = Field(default_factory=list)
     file_errors: list[dict[str, str]] = Field(default_factory=list)
+    output_datasets: list[OutputDatasetOut] = Field(
+        default_factory=list, description="What each of the config's output-datasets became"
+    )
 
 
 class JobCreated(ApiModel):

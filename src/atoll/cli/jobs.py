@@ -29,6 +29,7 @@ from rich.progress import (
 )
 
 from atoll.cli import resolve
+from atoll.cli.datasets import gb
 from atoll.cli.output import (
     Column,
     Format,
@@ -268,6 +269,15 @@ def _finish(jc: JobClient, job: Job, dest: Path) -> None:
         info("outputs: " + ", ".join(describe_outputs(paths, dest)))
     for e in job.get("fileErrors") or []:
         warn(f"output {e.get('path')} was not saved ({e.get('error')})")
+    made = [d for d in job.get("outputDatasets") or [] if d.get("id")]
+    if made:  # as DataSphere's CLI reports them
+        info(
+            "Created datasets:\n"
+            + "\n".join(f"* {d['id']} ({d['name']}) size: {gb(d['sizeBytes'])}" for d in made)
+        )
+    for d in job.get("outputDatasets") or []:
+        if d.get("error"):
+            warn(f"output dataset {d['name']} was not created: {d['error']}")
     message = failure_message(job)
     if message:
         fail(message)

@@ -130,3 +130,8 @@ from atoll.cli import aliases, models, nodes  # noqa: E402 -- kept beside its re
 app.add_typer(nodes.app, name="node")
 app.add_typer(aliases.app, name="alias")
 app.add_typer(models.app, name="model")
+
+# Datasets made by jobs (spec §4.6, §5.2): `atoll dataset ...`.
+from atoll.cli import datasets  # noqa: E402 -- kept beside its registration
+
+app.add_typer(datasets.app, name="dataset")

@@ -8,12 +8,14 @@ files) run in worker threads so one job never holds up the others.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
 import shutil
 import stat
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -21,9 +23,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
 
 from atoll.controllers.models import workload_env as model_env
-from atoll.domain import workloads
+from atoll.domain import datasets, workloads
 from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.config import JobConfig, PipOptions
@@ -35,12 +38,13 @@ from atoll.envs.sdk import sdk_path
 from atoll.storage.blobs import BlobStore
 from atoll.storage.logs import LogStore, system_line
 from atoll.store.db import Database
-from atoll.store.models import Job, Project, WorkloadRow, new_id, utcnow
+from atoll.store.models import Dataset, Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 ACTIVE_STATUSES = ("PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 MAX_RESULTS_BYTES = 1024**3
+STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
 MAX_ARCHIVE_ENTRIES = 100_000  # spec §5.8: all results of a job ≤ 1 GB
 
 
@@ -72,6 +76,17 @@ def _safe_extract(archive: Path, dest: Path) -> None:
                 (root / info.filename).chmod(mode)
 
 
+def _tree_bytes(root: Path) -> int:
+    """How much the files under ``root`` hold (apparent sizes: a sparse file counts whole; links are
+    not followed)."""
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 def _zip_dir(src: Path, dest: Path) -> None:
     """Zip the regular files under `src`; links, FIFOs and devices are left out (never followed)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
@@ -93,8 +108,10 @@ class JobController:
         root: Path,
         projects_root: Path,
         uid_base: int = 0,
+        datasets_root: Path | None = None,
     ) -> None:
         self.uid_base = uid_base
+        self.datasets_root = datasets_root or root.parent / "datasets"  # one dir per dataset
         self.db = db
         self.blobs = blobs
         self.logs = logs
@@ -103,6 +120,7 @@ class JobController:
         self.projects_root = projects_root
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-jobs")
         self._busy: set[str] = set()
+        self._storage_checked: dict[str, float] = {}  # job id -> when its working dir was measured
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -152,7 +170,10 @@ class JobController:
                         )
                         .execution_options(synchronize_session=False)
                     )
+                elif wl.state == "RUNNING" and (job.config.get("working_storage") or {}).get("size_gb"):
+                    self._check_storage(job, wl)
                 elif wl.state in workloads.FINISHED_STATES:
+                    self._storage_checked.pop(job.id, None)
                     self._busy.add(job.id)
                     if job.status != "CANCELLING":
                         job.status = "UPLOADING_OUTPUT"
@@ -160,6 +181,21 @@ class JobController:
         for fn, job_id in later:
             self._pool.submit(fn, job_id)
         self._cleanup_expired()
+
+    def _check_storage(self, job: Job, wl: WorkloadRow) -> None:
+        """Stop a job that writes more than its working storage (checked every few seconds)."""
+        now = time.monotonic()
+        if now - self._storage_checked.get(job.id, 0.0) < STORAGE_CHECK_S or wl.desired != "RUN":
+            return
+        self._storage_checked[job.id] = now
+        size_gb = int(job.config["working_storage"]["size_gb"])
+        used = _tree_bytes(self.job_dir(job.id))
+        if used > size_gb * 1024**3:
+            wl.desired = "STOP"
+            wl.stop_signal = 9
+            wl.stop_grace_s = 0.0
+            wl.stop_reason = f"working storage of {size_gb} GB exceeded ({used / 1024**3:.1f} GB written)"
+            self._storage_checked.pop(job.id, None)
 
     def _read_progress(self, job: Job) -> None:
         path = self.job_dir(job.id) / "progress.json"
@@ -288,8 +324,27 @@ class JobController:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if out.var:
                 paths[out.var] = str(dest)
+        docker = cfg.env.docker
+        mounts: list[tuple[str, str]] = []  # (source, target under the job dir): containers only
+        for od in cfg.output_datasets:  # filled by the job, made datasets when it succeeds
+            dest = base / "output-datasets" / od.var
+            dest.mkdir(parents=True)
+            paths[od.var] = str(dest)
+        for m in cfg.datasets:  # read-only: sealed, owned by Atoll
+            dest = base / "datasets" / m.id
+            dest.parent.mkdir(exist_ok=True)
+            source = self.datasets_root / m.id
+            if not source.is_dir():
+                raise PrepareFailed(f"the files of dataset {m.id} are gone")
+            if docker is None:
+                dest.symlink_to(source)
+            else:
+                dest.mkdir()
+                mounts.append((str(source), f"datasets/{m.id}"))
+            paths[m.name] = str(dest)
         env: dict[str, str] = {"PATH": BASE_PATH, **files.get("envVars", {})}
         python = files.get("python")
+        site: Path | None = None
         if python:
             n = len(python["requirements"])
             say(f"building the Python {python['version']} environment ({n} requirements)")
@@ -306,6 +361,14 @@ class JobController:
             environment = self.envs.build(python["version"], python["requirements"], pip)
             env = environment.activate(env)
             say(f"environment ready: {environment.key[:12]}")
+            if docker is not None:
+                # In a container the image's python3 runs; the environment's packages are mounted
+                # read-only beside the job and put on its path.
+                (base / ".python-env").mkdir()
+                mounts.append((str(environment.path), ".python-env"))
+                found = sorted(environment.path.glob("lib/python*/site-packages"))
+                if found:
+                    site = base / ".python-env" / found[0].relative_to(environment.path)
         env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
         # atoll.models.save/load (the job's own PYTHONPATH, if any, comes first)
         sdk_env = model_env(self.projects_root, sdk_path(self.root.parent), project_id, job_id, run_as)
@@ -314,6 +377,10 @@ class JobController:
         )
         env.update(sdk_env)
         home = str(self.project_home(project_id, run_as)) if cfg.attach_project_disk else None
+        if home and docker is not None:
+            (base / "project-home").mkdir()
+            mounts.append((home, "project-home"))
+            home = str(base / "project-home")
         if run_as is not None:
             # The job's own dir belongs to the project's user; Atoll's other files stay unreadable.
             for dirpath, dirnames, filenames in os.walk(base):
@@ -324,25 +391,36 @@ class JobController:
         if home:
             env["DS_PROJECT_HOME"] = home
         cmd = render_cmd(cfg, paths, project_home=home)
-        docker = cfg.env.docker
+        storage = cfg.working_storage.size_gb if cfg.working_storage else 0
+        if storage:
+            say(f"working storage: {storage} GB reserved on the machine")
         if docker is not None:
             # env.docker (spec §5.4): the command runs in a container of the image, which must be
             # on the Docker daemon already (no registry pulls here). The job's dir is bind-mounted
             # at its own path, so inputs, outputs and the progress file are where the command
-            # expects them; the project disk and atoll.models are not mounted into containers.
+            # expects them; the project disk, datasets and the Python environment are mounted
+            # under it; atoll.models is not available in containers.
             image = docker if isinstance(docker, str) else docker.image
             say(f"running in a container of image {image}")
-            env.pop("PATH", None)  # the image's own
+            for name in ("PATH", "VIRTUAL_ENV", "PYTHONPATH"):
+                env.pop(name, None)  # the image's own
+            if site is not None:
+                env["PYTHONPATH"] = str(site)
+                version = site.parent.name.removeprefix("python")
+                say(f"its packages are on PYTHONPATH: the image's python3 must be {version}")
             spec = workloads.WorkloadSpec(
                 command=["sh", "-c", f"cd {shlex.quote(str(work))} && {cmd}"],
                 workdir=base,
-                env={k: v for k, v in env.items() if not k.startswith("ATOLL_MODEL") and k != "PYTHONPATH"},
-                mounts=[],
+                env={k: v for k, v in env.items() if not k.startswith("ATOLL_MODEL")},
+                mounts=mounts,
                 ports=[],
                 image=image,
+                storage_gb=storage,
             )
             return spec, cfg
-        spec = workloads.WorkloadSpec(command=["bash", "-c", cmd], workdir=work, env=env, mounts=[], ports=[])
+        spec = workloads.WorkloadSpec(
+            command=["bash", "-c", cmd], workdir=work, env=env, mounts=[], ports=[], storage_gb=storage
+        )
         return spec, cfg
 
     # --- finishing ----------------------------------------------------------------------
@@ -357,14 +435,18 @@ class JobController:
                 cfg = lifecycle.job_config(job)
                 cancelled = job.status == "CANCELLING"
                 exit_code, reason = wl.exit_code, wl.stop_reason
+                project_id, created_by, log_id = job.project_id, job.created_by, job.workload_id
             outputs, errors = ([], []) if cancelled else self._collect(job_id, cfg)
+            made: list[dict[str, Any]] = []
+            if cfg.output_datasets and not cancelled and exit_code == 0 and not reason:
+                made = self._make_datasets(job_id, project_id, created_by, log_id, cfg)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 assert job is not None
                 for o in outputs:
                     lifecycle.record_blob(s, job.project_id, o["sha256"], o["size"])
                 self._read_progress(job)
-                job.files = {**job.files, "outputs": outputs, "fileErrors": errors}
+                job.files = {**job.files, "outputs": outputs, "fileErrors": errors, "outputDatasets": made}
                 job.return_code = exit_code
                 job.finished_at = utcnow()
                 job.data_size_bytes += sum(o["size"] for o in outputs)
@@ -388,6 +470,59 @@ class JobController:
                     lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
+
+    def _make_datasets(
+        self, job_id: str, project_id: str, created_by: str | None, log_id: str, cfg: JobConfig
+    ) -> list[dict[str, Any]]:
+        """Turn each ``output-datasets`` directory of a job that succeeded into a dataset; returns
+        what each became: ``{name, id, sizeBytes}`` or ``{name, error}``."""
+        out: list[dict[str, Any]] = []
+        owner = (os.getuid(), os.getgid()) if self.uid_base else None
+        self.datasets_root.mkdir(exist_ok=True)
+        self.datasets_root.chmod(0o711 if self.uid_base else 0o700)
+        for od in cfg.output_datasets:
+            src = self.job_dir(job_id) / "output-datasets" / od.var
+            ds_id = Dataset.new_id()
+            dest = self.datasets_root / ds_id
+            try:
+                if src.is_symlink() or not src.is_dir():
+                    raise PrepareFailed(f"${{{od.var}}} is not a directory any more")
+                src.rename(dest)
+                sealed = datasets.seal(dest, owner)
+                if sealed.dropped:
+                    shown = ", ".join(sealed.dropped[:5])
+                    line = f"dataset {od.name}: left out (not plain files): {shown}"
+                    self.logs.append(log_id, "system", system_line(line))
+                if sealed.size_bytes > od.size_gb * 1024**3:
+                    raise PrepareFailed(
+                        f"it holds {sealed.size_bytes} bytes, more than its declared size of {od.size_gb} GB"
+                    )
+                with self.db.transaction() as s:
+                    s.add(
+                        Dataset(
+                            id=ds_id,
+                            project_id=project_id,
+                            name=od.name,
+                            description=od.description[:256],
+                            labels=dict(od.labels),
+                            size_gb=od.size_gb,
+                            size_bytes=sealed.size_bytes,
+                            job_id=job_id,
+                            created_by=created_by,
+                        )
+                    )
+            except (PrepareFailed, OSError, IntegrityError) as e:
+                datasets.remove_files(self.datasets_root, ds_id)
+                why = "a dataset of that name exists" if isinstance(e, IntegrityError) else str(e)
+                self.logs.append(log_id, "system", system_line(f"dataset {od.name} was not created: {why}"))
+                out.append({"name": od.name, "error": why})
+                continue
+            gb = sealed.size_bytes / 1024**3
+            self.logs.append(
+                log_id, "system", system_line(f"created dataset {ds_id} ({od.name}), size {gb:.2f} GB")
+            )
+            out.append({"name": od.name, "id": ds_id, "sizeBytes": sealed.size_bytes, "desc": od.description})
+        return out
 
     def _collect(self, job_id: str, cfg: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         work = self.job_dir(job_id) / "work"

@@ -8,6 +8,9 @@ stays small. Rules (spec §3, §5.2, §7.2):
 - the project's balance must be > 0, and the project's running hourly price plus this one
   must stay within `maxUnitsPerHour`;
 - the queue is fair across communities: the community using the fewest vCPUs goes next;
+- extended working storage (a job's `working-storage`) is reserved on the machine it runs on, out
+  of the machine's storage for it (admin-set); a job waits while the reservations of running
+  work leave too little;
 - on a cluster, a Workload runs on one machine (a Ray node): it fits when some machine has room
   for all of it; machines without GPUs are filled first, so GPU machines stay free for GPU work;
   on an elastic cluster (machines may join) work that fits no machine waits instead of failing.
@@ -46,6 +49,8 @@ class Pool:
     used_gpus: set[int] = field(default_factory=set)
     host: str = ""  # the machine's name in its cluster ("" for the only one)
     address: str = "127.0.0.1"  # where workloads on it are reached
+    storage_gb: float = 0.0  # what extended working storage may reserve here (GB)
+    used_storage_gb: float = 0.0
 
     def _gpus_of(self, gpu_type: str, free_only: bool) -> list[int]:
         t = gpu_type.lower()
@@ -55,31 +60,34 @@ class Pool:
             if t in n.lower() and not (free_only and i in self.used_gpus)
         ]
 
-    def ever_fits(self, c: ConfigInfo) -> bool:
+    def ever_fits(self, c: ConfigInfo, storage_gb: float = 0.0) -> bool:
         if c.gpu_count and len(self._gpus_of(c.gpu_type, False)) < c.gpu_count:
+            return False
+        if storage_gb > self.storage_gb + 1e-9:
             return False
         return c.vcpu <= self.cpus + 1e-9 and c.ram_gb <= self.memory_gb + 1e-9
 
-    def fits_now(self, c: ConfigInfo) -> bool:
+    def fits_now(self, c: ConfigInfo, storage_gb: float = 0.0) -> bool:
         if c.gpu_count and len(self._gpus_of(c.gpu_type, True)) < c.gpu_count:
+            return False
+        if storage_gb and self.used_storage_gb + storage_gb > self.storage_gb + 1e-9:
             return False
         return (
             self.used_cpus + c.vcpu <= self.cpus + 1e-9
             and self.used_memory_gb + c.ram_gb <= self.memory_gb + 1e-9
         )
 
-    def take(self, c: ConfigInfo) -> list[int]:
+    def take(self, c: ConfigInfo, storage_gb: float = 0.0) -> list[int]:
         gpu_ids = self._gpus_of(c.gpu_type, True)[: c.gpu_count] if c.gpu_count else []
-        self.used_cpus += c.vcpu
-        self.used_memory_gb += c.ram_gb
-        self.used_gpus.update(gpu_ids)
+        self.hold(c, gpu_ids, storage_gb)
         return gpu_ids
 
-    def hold(self, c: ConfigInfo, gpu_ids: list[int]) -> None:
+    def hold(self, c: ConfigInfo, gpu_ids: list[int], storage_gb: float = 0.0) -> None:
         """Account for a Workload that is already running."""
         self.used_cpus += c.vcpu
         self.used_memory_gb += c.ram_gb
         self.used_gpus.update(gpu_ids)
+        self.used_storage_gb += storage_gb
 
 
 @dataclass
@@ -97,24 +105,24 @@ class Cluster:
     def used_cpus(self) -> float:
         return sum(m.used_cpus for m in self.machines)
 
-    def ever_fits(self, c: ConfigInfo) -> bool:
-        return any(m.ever_fits(c) for m in self.machines)
+    def ever_fits(self, c: ConfigInfo, storage_gb: float = 0.0) -> bool:
+        return any(m.ever_fits(c, storage_gb) for m in self.machines)
 
-    def fits_now(self, c: ConfigInfo) -> bool:
-        return any(m.fits_now(c) for m in self.machines)
+    def fits_now(self, c: ConfigInfo, storage_gb: float = 0.0) -> bool:
+        return any(m.fits_now(c, storage_gb) for m in self.machines)
 
-    def place(self, c: ConfigInfo) -> tuple[Pool, list[int]]:
+    def place(self, c: ConfigInfo, storage_gb: float = 0.0) -> tuple[Pool, list[int]]:
         """Take room for ``c`` on the first machine it fits, those without GPUs first for work that
         needs none; returns (the machine, gpu ids)."""
         order = sorted(self.machines, key=lambda m: bool(m.gpus) != bool(c.gpu_count))
-        m = next(m for m in order if m.fits_now(c))
-        return m, m.take(c)
+        m = next(m for m in order if m.fits_now(c, storage_gb))
+        return m, m.take(c, storage_gb)
 
-    def hold(self, c: ConfigInfo, gpu_ids: list[int], host: str = "") -> None:
+    def hold(self, c: ConfigInfo, gpu_ids: list[int], host: str = "", storage_gb: float = 0.0) -> None:
         """Account for a Workload running on ``host`` (an unknown host: a machine that left)."""
         for m in self.machines:
             if m.host == host:
-                m.hold(c, gpu_ids)
+                m.hold(c, gpu_ids, storage_gb)
                 return
 
 
@@ -133,6 +141,7 @@ class Request:
     community_id: str
     configurations: tuple[str, ...]
     created_at: datetime
+    storage_gb: float = 0.0  # extended working storage to reserve on the machine
 
 
 @dataclass(frozen=True)
@@ -168,9 +177,11 @@ def _decide(req: Request, pool: Cluster, catalog: dict[str, ConfigInfo], proj: P
                 f"{name}: costs {c.units_per_hour} units/hour, over the project's maxUnitsPerHour {limit}"
             )
             continue
-        if not pool.ever_fits(c):
+        storage = req.storage_gb
+        if not pool.ever_fits(c, storage):
             gpus = f", {c.gpu_count}× {c.gpu_type}" if c.gpu_count else ""
-            need = f"{name}: needs {c.vcpu:g} vCPU, {c.ram_gb:g} GB{gpus}"
+            disk = f" and {storage:g} GB of working storage" if storage else ""
+            need = f"{name}: needs {c.vcpu:g} vCPU, {c.ram_gb:g} GB{gpus}{disk}"
             if pool.elastic:
                 waiting.append(f"{need} on one machine, and no node of the cluster has that: waiting for one")
             elif len(pool.machines) > 1:
@@ -184,11 +195,16 @@ def _decide(req: Request, pool: Cluster, catalog: dict[str, ConfigInfo], proj: P
                 f"maxUnitsPerHour {limit}"
             )
             continue
-        if not pool.fits_now(c):
-            free = max(pool.cpus - pool.used_cpus, 0.0)
-            waiting.append(f"{name}: waiting for capacity ({free:g} of {pool.cpus:g} vCPU free)")
+        if not pool.fits_now(c, storage):
+            if pool.fits_now(c):
+                waiting.append(
+                    f"{name}: waiting for working storage ({storage:g} GB; running jobs hold the rest)"
+                )
+            else:
+                free = max(pool.cpus - pool.used_cpus, 0.0)
+                waiting.append(f"{name}: waiting for capacity ({free:g} of {pool.cpus:g} vCPU free)")
             continue
-        machine, gpu_ids = pool.place(c)
+        machine, gpu_ids = pool.place(c, storage)
         proj.running_units_per_hour += c.units_per_hour
         return Decision(
             req.workload_id, "start", name, tuple(gpu_ids), host=machine.host, address=machine.address

@@ -49,6 +49,10 @@ def _ts(unix: float | None) -> datetime | None:
     return datetime.fromtimestamp(unix, UTC) if unix else None
 
 
+def _storage(wl: WorkloadRow) -> float:
+    return float(wl.spec.get("storageGb", 0))
+
+
 class WorkloadController:
     def __init__(
         self,
@@ -58,6 +62,7 @@ class WorkloadController:
         inventory: Callable[[], Inventory],
         overcommit: float = 1.0,
         tick_s: float = 1.0,
+        storage_gb: float = 0.0,
         uid_base: int = 0,
         notify: Callable[[str], None] = lambda _kind: None,
     ) -> None:
@@ -67,6 +72,7 @@ class WorkloadController:
         self.box = box
         self.inventory = inventory
         self.overcommit = overcommit
+        self.storage_gb = storage_gb  # per machine, for working-storage reservations
         self.tick_s = tick_s
         self.uid_base = uid_base
         # Stops wait up to their grace period: they run beside the loop, not in it.
@@ -193,6 +199,7 @@ class WorkloadController:
                     gpus={g.index: g.name for g in m.gpus},
                     host=m.name,
                     address=m.address,
+                    storage_gb=self.storage_gb,
                 )
                 for m in inv.machines()
             ],
@@ -204,7 +211,7 @@ class WorkloadController:
             c = catalog.get(wl.configuration or "")
             if c is None:
                 continue
-            pool.hold(c, list(wl.gpu_ids or []), wl.node)
+            pool.hold(c, list(wl.gpu_ids or []), wl.node, _storage(wl))
             community_cpus[wl.community_id] = community_cpus.get(wl.community_id, 0.0) + c.vcpu
             ps = projects.setdefault(wl.project_id, ProjectState())
             ps.running_units_per_hour += c.units_per_hour
@@ -221,7 +228,14 @@ class WorkloadController:
                 allowed = restrictions_of(community)["allowedConfigurations"]
                 ps.allowed = set(allowed) if allowed is not None else None
         requests = [
-            Request(wl.id, wl.project_id, wl.community_id, tuple(wl.configurations), as_utc(wl.created_at))
+            Request(
+                wl.id,
+                wl.project_id,
+                wl.community_id,
+                tuple(wl.configurations),
+                as_utc(wl.created_at),
+                _storage(wl),
+            )
             for wl in queued
         ]
         by_id = {wl.id: wl for wl in queued}

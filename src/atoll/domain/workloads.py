@@ -38,6 +38,7 @@ class WorkloadSpec:
     warm: str | None = None  # a runtime warm pool that may start it (see runtime.base.Workload)
     image: str | None = None  # run in a container of this image (the Docker runtime)
     container_ports: list[int] = field(default_factory=list)  # inside the container, per port
+    storage_gb: int = 0  # extended working storage the scheduler reserves on its machine
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class WorkloadSpec:
             "sealedEnv": self.sealed_env,
             **({"warm": self.warm} if self.warm else {}),
             **({"image": self.image, "containerPorts": self.container_ports} if self.image else {}),
+            **({"storageGb": self.storage_gb} if self.storage_gb else {}),
         }
 
 

@@ -101,12 +101,20 @@ def _mounts(w: Workload) -> list[Mount]:
     return mounts
 
 
-def _environment(w: Workload) -> dict[str, str]:
+def _environment(w: Workload, gpus_by_env: bool) -> dict[str, str]:
     env = workload_env(w)
     if "PATH" not in w.env and "PATH" not in w.secret_env:
         del env["PATH"]  # the image knows where its programs are
-    if w.gpu_ids:
-        del env["CUDA_VISIBLE_DEVICES"]
+    if not w.gpu_ids:
+        # CUDA images set NVIDIA_VISIBLE_DEVICES=all: on a daemon whose default runtime is nvidia,
+        # that would hand every GPU of the machine to a workload that was given none.
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+    elif gpus_by_env:
+        # The nvidia runtime shows only these devices, numbered from 0 inside the container.
+        env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(w.gpu_ids)))
+    else:
+        del env["CUDA_VISIBLE_DEVICES"]  # the device request numbers them from 0 inside
     for i, port in enumerate(w.container_ports):  # inside, a program listens on the container's port
         env[f"PORT_{i}"] = str(port)
         if i == 0:
@@ -121,8 +129,16 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, log_store: LogStore, base_url: str = DEFAULT_URL, timeout: int = 60) -> None:
-        """`base_url`: the daemon's API address, e.g. "unix:///var/run/docker.sock"."""
+    def __init__(
+        self, log_store: LogStore, base_url: str = DEFAULT_URL, timeout: int = 60, gpus: str = "request"
+    ) -> None:
+        """`base_url`: the daemon's API address, e.g. "unix:///var/run/docker.sock". `gpus`: "request"
+        asks the daemon for a workload's GPU devices (the NVIDIA Container Toolkit); "env" only sets
+        NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES (an nvidia default runtime does the rest)."""
+        if gpus not in ("request", "env"):
+            raise ValueError(f"gpus must be 'request' or 'env' (got {gpus!r})")
+        self.gpus_by_env = gpus == "env"
+        self._ncpu: float | None = None
         self.log_store = log_store
         self.base_url = base_url
         self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
@@ -218,6 +234,13 @@ class DockerRuntime:
         state = WorkloadState.EXITED if code == 0 else WorkloadState.FAILED
         return WorkloadStatus(workload_id, state, pid, code, sig, started, finished, detail)
 
+    def _daemon_cpus(self) -> float:
+        """The daemon's CPU count: a quota over it is refused (an overcommitted pool may admit a
+        configuration bigger than the machine; it then gets the whole machine)."""
+        if self._ncpu is None:
+            self._ncpu = float(self.client.info().get("NCPU") or 0) or float(os.cpu_count() or 1)
+        return self._ncpu
+
     # --- the Runtime protocol ---------------------------------------------------------------
 
     def start(self, w: Workload) -> WorkloadStatus:
@@ -242,7 +265,7 @@ class DockerRuntime:
                 "built or loaded there first (docker build / docker load / docker import); "
                 "Atoll does not pull from registries"
             ) from None
-        env = _environment(w)
+        env = _environment(w, self.gpus_by_env)
         w.workdir.mkdir(parents=True, exist_ok=True)
         mounts = _mounts(w)
         if w.run_as is not None:
@@ -253,7 +276,7 @@ class DockerRuntime:
         labels[_BASE_LABEL] = ",".join(f"{s}={self.log_store.size(w.id, s)}" for s in STREAMS)
         r = w.resources
         ids = [str(i) for i in w.gpu_ids]
-        gpus = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])] if ids else []
+        gpus = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])] if ids and not self.gpus_by_env else []
         try:
             c: Any = self.client.containers.create(
                 w.image,
@@ -267,7 +290,7 @@ class DockerRuntime:
                     f"{inside}/tcp": ("127.0.0.1", host)
                     for host, inside in zip(w.ports, w.container_ports or w.ports, strict=False)
                 },
-                nano_cpus=int(r.cpus * 1e9),
+                nano_cpus=int(min(r.cpus, self._daemon_cpus()) * 1e9),
                 mem_limit=r.memory_mb * _MIB,
                 memswap_limit=r.memory_mb * _MIB,
                 pids_limit=r.max_pids,

@@ -411,6 +411,29 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class Dataset(Base):
+    """A read-only dataset of a project (spec §4.6), made by a job's ``output-datasets`` from the
+    directory it wrote; its files live under the data dir's ``datasets/<id>``."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    # 20 lowercase letters and digits, like DataSphere's resource IDs (config.yaml checks the form)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: Dataset.new_id())
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(String(256), default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    size_gb: Mapped[int] = mapped_column(Integer)  # the size the config declared
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # what its files take
+    job_id: Mapped[str | None] = mapped_column(String(32), default=None)  # the job that made it
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    @staticmethod
+    def new_id() -> str:
+        return "ds" + secrets.token_hex(9)
+
+
 class Node(Base):
     """A deployed service (spec §6.1): instances of a model server, a command or an image.
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Select, select, update
 from sqlalchemy.orm import Session
 
-from atoll.domain import tenancy, workloads
+from atoll.domain import datasets, tenancy, workloads
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.jobs.capabilities import unsupported_keys
@@ -28,7 +28,7 @@ from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, u
 TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 ACTIVE = ("CREATING", "PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 # What this installation serves of config.yaml (the rest is refused with a clear message).
-SERVED = frozenset({"project-disk", "graceful-shutdown"})
+SERVED = frozenset({"project-disk", "graceful-shutdown", "working-storage", "output-datasets", "datasets"})
 DEFAULT_TTL_DAYS = 14
 MAX_TTL_DAYS = 36500
 MAX_FILE_BYTES = 5 * 1024**3
@@ -175,6 +175,8 @@ def create_job(
                 f"unknown configuration {instance_type!r}; see `atoll config list`",
                 field=f"cloud-instance-types[{i}]",
             )
+    datasets.check_names_free(db, project.id, [d.name for d in config.output_datasets])
+    datasets.resolve_mounts(db, project.id, [m.id for m in config.datasets])
     _check_files(inputs, "inputs")
     _check_files(modules, "modules")
     for i, m in enumerate(modules):
