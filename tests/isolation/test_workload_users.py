@@ -108,3 +108,41 @@ def test_python_environments_run_as_project_users(api: TestClient) -> None:
     err = api.get(f"{V}/jobs/{j['id']}/logs", params={"stream": "stderr"}).json()["data"]
     assert j["status"] == "SUCCESS", (j, out, err)
     assert out.startswith("True ") and "/envs/" in out
+
+
+def test_datasets_are_read_only_and_only_their_project_reads_them(api: TestClient) -> None:
+    data = api.app_root / "data"  # type: ignore[attr-defined]
+    a, b = _project(api, "iso-ds-a"), _project(api, "iso-ds-b")
+    cfg = "cmd: echo secret > ${OUT}/a.txt\noutput-datasets:\n  - {name: d, var: OUT, size: 1Gb}\n"
+    job = api.post(f"{V}/projects/{a}/jobs", json={"config": cfg + "cloud-instance-types: [s1.1]\n"}).json()
+    api.post(f"{V}/jobs/{job['job']['id']}/execute")
+    deadline = time.monotonic() + 60
+    while (j := api.get(f"{V}/jobs/{job['job']['id']}").json())["status"] not in ("SUCCESS", "ERROR"):
+        assert time.monotonic() < deadline, j
+        time.sleep(0.2)
+    ds = j["outputDatasets"][0]["id"]
+    assert ds, j
+    mount = f"datasets:\n  - {ds}: {{var: D}}\ncloud-instance-types: [s1.1]\n"
+
+    def run_mounted(cmd: str) -> tuple[dict[str, Any], str]:
+        body = {"config": f"cmd: {cmd}\n" + mount}
+        created = api.post(f"{V}/projects/{a}/jobs", json=body).json()["job"]
+        api.post(f"{V}/jobs/{created['id']}/execute")
+        end = time.monotonic() + 60
+        while (k := api.get(f"{V}/jobs/{created['id']}").json())["status"] not in ("SUCCESS", "ERROR"):
+            assert time.monotonic() < end, k
+            time.sleep(0.2)
+        logs = [
+            api.get(f"{V}/jobs/{k['id']}/logs", params={"stream": s}).json()["data"]
+            for s in ("stdout", "stderr")
+        ]
+        return k, "".join(logs)
+
+    job, out = run_mounted("cat ${D}/a.txt")
+    assert job["status"] == "SUCCESS" and out == "secret\n", (job, out)
+    for cmd in ("echo x > ${D}/a.txt", "touch ${D}/new.txt", "rm ${D}/a.txt"):
+        job, out = run_mounted(cmd)
+        assert job["status"] == "ERROR" and "Permission denied" in out, (cmd, out)
+    # Another project's workloads cannot read it, even knowing where it is.
+    job, out = _run(api, b, f"cat {data / 'datasets' / ds / 'a.txt'}")
+    assert job["status"] == "ERROR" and "Permission denied" in out, out

@@ -477,9 +477,11 @@ class JobController:
         """Turn each ``output-datasets`` directory of a job that succeeded into a dataset; returns
         what each became: ``{name, id, sizeBytes}`` or ``{name, error}``."""
         out: list[dict[str, Any]] = []
-        owner = (os.getuid(), os.getgid()) if self.uid_base else None
+        with self.db.transaction() as s:
+            run_as = run_identity(s, project_id, self.uid_base)
+        group = run_as[1] if run_as else None  # the project's jobs read it through their group
         self.datasets_root.mkdir(exist_ok=True)
-        self.datasets_root.chmod(0o711 if self.uid_base else 0o700)
+        self.datasets_root.chmod(0o711 if run_as else 0o700)
         for od in cfg.output_datasets:
             src = self.job_dir(job_id) / "output-datasets" / od.var
             ds_id = Dataset.new_id()
@@ -488,7 +490,7 @@ class JobController:
                 if src.is_symlink() or not src.is_dir():
                     raise PrepareFailed(f"${{{od.var}}} is not a directory any more")
                 src.rename(dest)
-                sealed = datasets.seal(dest, owner)
+                sealed = datasets.seal(dest, group)
                 if sealed.dropped:
                     shown = ", ".join(sealed.dropped[:5])
                     line = f"dataset {od.name}: left out (not plain files): {shown}"

@@ -110,12 +110,13 @@ class Sealed:
     dropped: list[str]  # entries that were neither files nor directories (links, FIFOs...)
 
 
-def seal(path: Path, owner: tuple[int, int] | None) -> Sealed:
+def seal(path: Path, group: int | None) -> Sealed:
     """Make the tree at ``path`` (written by a workload) a dataset: only plain files and dirs are
-    kept (links and special files are removed, never followed), everything becomes owned by
-    ``owner`` (Atoll itself) and read-only for everyone else."""
+    kept (links and special files are removed, never followed); everything becomes owned by Atoll
+    and read-only: readable by ``group`` (the project's workloads' gid) and nobody else."""
     size = 0
     dropped: list[str] = []
+    owner = None if group is None else (os.getuid(), group)
     for dirpath, dirnames, filenames in os.walk(path):  # does not follow links
         for name in dirnames + filenames:
             entry = Path(dirpath) / name
@@ -129,10 +130,10 @@ def seal(path: Path, owner: tuple[int, int] | None) -> Sealed:
             size += st.st_size
             if owner is not None:
                 os.chown(entry, *owner, follow_symlinks=False)
-            entry.chmod(0o444)
+            entry.chmod(0o440)
         dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).is_dir()]
     for dirpath, _dirnames, _files in os.walk(path, topdown=False):
         if owner is not None:
             os.chown(dirpath, *owner, follow_symlinks=False)
-        os.chmod(dirpath, 0o555)  # noqa: S103 - readable by the project's jobs (other uids), by design
+        os.chmod(dirpath, 0o550)  # noqa: S103 - group: the project's workloads read it
     return Sealed(size, dropped)
