@@ -115,3 +115,22 @@ def test_running_work_is_held_on_its_machine() -> None:
     cluster.hold(CATALOG["s1.2"], [], "cpu-node")
     (d,) = schedule([req("w1", "s1.2")], cluster, CATALOG, {}, {})
     assert (d.action, d.host) == ("start", "gpu-node")
+
+
+def test_working_storage_is_reserved_per_machine() -> None:
+    def wreq(wid: str, gb: float, t: int = 0) -> Request:
+        return Request(wid, "p1", "c1", ("s1.1",), T0 + timedelta(seconds=t), storage_gb=gb)
+
+    pool = Pool(cpus=8, memory_gb=32, storage_gb=150)
+    d1, d2, d3, d4 = schedule(
+        [wreq("w1", 100), wreq("w2", 100, 1), wreq("w3", 50, 2), wreq("w4", 200, 3)], pool, CATALOG, {}, {}
+    )
+    assert d1.action == "start" and d3.action == "start"  # 100 + 50 of 150
+    assert d2.action == "wait" and "waiting for working storage (100 GB" in d2.reason
+    assert d4.action == "fail" and "200 GB of working storage, more than this installation has" in d4.reason
+    # Running work holds its reservation; a cluster places the job where the storage is free.
+    busy = Pool(cpus=8, memory_gb=32, storage_gb=150, host="a")
+    busy.hold(CATALOG["s1.1"], [], 120)
+    free = Pool(cpus=8, memory_gb=32, storage_gb=150, host="b")
+    (d,) = schedule([wreq("w5", 100)], Cluster([busy, free]), CATALOG, {}, {})
+    assert (d.action, d.host) == ("start", "b")
