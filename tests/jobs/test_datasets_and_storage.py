@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from atoll.app import create_app
 from tests.api.conftest import make_settings
 from tests.jobs.conftest import Submit, V, read_log, wait_for
+from tests.support.server import ADMIN_PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,10 @@ def test_output_dataset_is_made_read_only_and_mounted_by_later_jobs(
         job["id"],
     )
     assert api.get(f"{V}/projects/{project['id']}/datasets/words").json()["id"] == ds_id
+    # The job's page in the web UI (signed in with a session cookie) lists what was made.
+    assert api.post(f"{V}/auth/sessions", json={"username": "admin", "password": ADMIN_PASSWORD}).is_success
+    page = api.get(f"/jobs/{job['id']}")
+    assert page.status_code == 200 and "Output datasets" in page.text and ds_id in page.text
     # Sealed: the link the job left is gone (never followed), files and dirs are read-only.
     root = Path(app.state.settings.data_dir) / "datasets" / ds_id
     assert sorted(p.name for p in root.iterdir()) == ["sub"]

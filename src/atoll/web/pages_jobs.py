@@ -44,6 +44,7 @@ def job_view(ctx: WebCtx, job: Job) -> dict[str, Any]:
         "status_class": STATUS_CLASS.get(job.status, ""),
         "outputs": job.files.get("outputs", []),
         "file_errors": job.files.get("fileErrors", []),
+        "datasets": job.files.get("outputDatasets", []),
         "logs": {s: _tail(ctx, job, s) for s in ("stdout", "stderr", "system")},
         "can_cancel": job.status not in lifecycle.TERMINAL
         and access.can(
