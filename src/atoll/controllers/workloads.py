@@ -66,7 +66,10 @@ class WorkloadController:
         uid_base: int = 0,
         notify: Callable[[str], None] = lambda _kind: None,
     ) -> None:
-        self.notify = notify  # told the kind of each workload it starts (its controller may wait on it)
+        # Told the kind of each workload that started or ended (its controller waits on it), once
+        # the change is committed: a controller woken earlier would read the old state.
+        self.notify = notify
+        self._changed: set[str] = set()
         self.db = db
         self.runtime = runtime
         self.box = box
@@ -111,6 +114,12 @@ class WorkloadController:
             self._apply_stops(s)
         with self.db.transaction() as s:
             self._admit(s)
+        self._tell()
+
+    def _tell(self) -> None:
+        kinds, self._changed = self._changed, set()
+        for kind in kinds:
+            self.notify(kind)
 
     def _poll(self, s: Session) -> None:
         for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
@@ -146,6 +155,7 @@ class WorkloadController:
         if not wl.stop_reason and state != "EXITED":
             wl.stop_reason = detail
         self._stopping.discard(wl.id)
+        self._changed.add(wl.kind)
         try:
             if wl.stop_reason:
                 self.runtime.append_system_log(wl.id, f"stopped: {wl.stop_reason}")
@@ -160,6 +170,7 @@ class WorkloadController:
             )
         ):
             if wl.state == "QUEUED":
+                self._changed.add(wl.kind)
                 wl.state = "FAILED"
                 wl.finished_at = utcnow()
                 wl.stop_reason = wl.stop_reason or "cancelled before it started"
@@ -247,6 +258,7 @@ class WorkloadController:
             wl.wait_reason = d.reason
             return
         if d.action == "fail":
+            self._changed.add(wl.kind)
             wl.state = "FAILED"
             wl.finished_at = utcnow()
             wl.stop_reason = d.reason
@@ -308,4 +320,4 @@ class WorkloadController:
         wl.state = "RUNNING"
         wl.started_at = _ts(st.started_at) or utcnow()
         wl.runtime = self.runtime.name
-        self.notify(wl.kind)
+        self._changed.add(wl.kind)
