@@ -184,3 +184,12 @@ def test_spec_example_config_runs_unchanged(
     with server.api() as api:
         system = api.get(f"/jobs/{job['id']}/logs", params={"stream": "system"}).json()["data"]
     assert "working storage: 150 GB reserved" in system and "running in a container" in system, system
+
+    # A later container job mounts the dataset by id: read-only, even for root in the container.
+    mount = (
+        f"cmd: ls -ld ${{D}} && touch ${{D}}/x\nenv:\n  docker: {server.image}\n"  # type: ignore[attr-defined]
+        f"datasets:\n  - {dataset['id']}: {{var: D}}\ncloud-instance-types: [s1.1]\n"
+    )
+    (tmp_path / "mount.yaml").write_text(mount)
+    r = cli.run("job", "execute", "-p", "spec/example", "-c", "mount.yaml")
+    assert r.code != 0 and "Read-only file system" in r.err, str(r)

@@ -325,7 +325,7 @@ class JobController:
             if out.var:
                 paths[out.var] = str(dest)
         docker = cfg.env.docker
-        mounts: list[tuple[str, str]] = []  # (source, target under the job dir): containers only
+        mounts: list[tuple[str, ...]] = []  # (source, target under the job dir[, "ro"]): containers
         for od in cfg.output_datasets:  # filled by the job, made datasets when it succeeds
             dest = base / "output-datasets" / od.var
             dest.mkdir(parents=True)
@@ -340,7 +340,7 @@ class JobController:
                 dest.symlink_to(source)
             else:
                 dest.mkdir()
-                mounts.append((str(source), f"datasets/{m.id}"))
+                mounts.append((str(source), f"datasets/{m.id}", "ro"))
             paths[m.name] = str(dest)
         env: dict[str, str] = {"PATH": BASE_PATH, **files.get("envVars", {})}
         python = files.get("python")
@@ -365,7 +365,7 @@ class JobController:
                 # In a container the image's python3 runs; the environment's packages are mounted
                 # read-only beside the job and put on its path.
                 (base / ".python-env").mkdir()
-                mounts.append((str(environment.path), ".python-env"))
+                mounts.append((str(environment.path), ".python-env", "ro"))
                 found = sorted(environment.path.glob("lib/python*/site-packages"))
                 if found:
                     site = base / ".python-env" / found[0].relative_to(environment.path)
@@ -479,10 +479,16 @@ class JobController:
         out: list[dict[str, Any]] = []
         with self.db.transaction() as s:
             run_as = run_identity(s, project_id, self.uid_base)
+            # Made already, by a finish a restart interrupted before the job's status was saved.
+            earlier = {d.name: d for d in s.scalars(select(Dataset).where(Dataset.job_id == job_id))}
         group = run_as[1] if run_as else None  # the project's jobs read it through their group
         self.datasets_root.mkdir(exist_ok=True)
         self.datasets_root.chmod(0o711 if run_as else 0o700)
         for od in cfg.output_datasets:
+            if od.name in earlier:
+                d = earlier[od.name]
+                out.append({"name": d.name, "id": d.id, "sizeBytes": d.size_bytes, "desc": d.description})
+                continue
             src = self.job_dir(job_id) / "output-datasets" / od.var
             ds_id = Dataset.new_id()
             dest = self.datasets_root / ds_id

@@ -286,7 +286,7 @@ class WorkloadController:
             workdir=Path(spec["workdir"]),
             env={**spec.get("env", {}), "ATOLL_CONFIGURATION": cfg.name},
             secret_env=secret_env,
-            mounts=tuple(Mount(Path(src), tgt) for src, tgt in spec.get("mounts", [])),
+            mounts=tuple(Mount(Path(m[0]), m[1], read_only="ro" in m[2:]) for m in spec.get("mounts", [])),
             ports=tuple(spec.get("ports", [])),
             gpu_ids=d.gpu_ids,
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},

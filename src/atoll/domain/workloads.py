@@ -29,7 +29,8 @@ class WorkloadSpec:
     command: list[str]
     workdir: Path
     env: dict[str, str]
-    mounts: list[tuple[str, str]]  # (source path, target relative to workdir)
+    # (source path, target relative to workdir[, "ro"]): "ro" mounts read-only (containers)
+    mounts: list[tuple[str, ...]]
     ports: list[int]
     with_secrets: bool = True  # the project's secrets become env vars
     # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the

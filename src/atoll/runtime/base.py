@@ -45,6 +45,7 @@ class Mount:
 
     source: Path
     target: str
+    read_only: bool = False  # containers mount it read-only; the local runtime links it as is
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,9 @@ def _mounts(w: Workload) -> list[Mount]:
         target = Path(m.target)
         if target.is_absolute() or ".." in target.parts or not target.parts:
             raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
-        mounts.append(Mount(str(root / target), str(Path(m.source).resolve()), type="bind"))
+        mounts.append(
+            Mount(str(root / target), str(Path(m.source).resolve()), type="bind", read_only=m.read_only)
+        )
     return mounts
 
 
