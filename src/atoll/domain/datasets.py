@@ -21,20 +21,10 @@ from sqlalchemy.orm import Session
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.domain.validation import check_resource_name
 from atoll.store.models import Dataset, Job
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _ID_RE = re.compile(r"^ds[0-9a-f]{18}$")
-
-
-def check_name(name: str, field: str = "name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise Invalid(
-            f"{field} must be 1-63 lowercase letters, digits, '-', '_' or '.', starting with a letter "
-            f"or digit (got {name!r})",
-            field=field,
-        )
-    return name
 
 
 def datasets_query(db: Session, p: Principal, project_id: str) -> Select[Dataset]:
@@ -83,7 +73,7 @@ def check_names_free(db: Session, project_id: str, names: list[str]) -> None:
         db.scalars(select(Dataset.name).where(Dataset.project_id == project_id, Dataset.name.in_(names)))
     )
     for i, name in enumerate(names):
-        check_name(name, f"output-datasets[{i}].name")
+        check_resource_name(name, f"output-datasets[{i}].name")
         if name in taken:
             raise Invalid(
                 f"output-datasets[{i}].name: the project already has a dataset named {name!r}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,22 +20,12 @@ from sqlalchemy.orm import Session
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.domain.validation import check_resource_name
 from atoll.storage.blobs import BlobStore
 from atoll.store.models import Blob, Model, Node, Project, ProjectBlob
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 FORMATS = ("sklearn", "onnx", "xgboost", "lightgbm", "catboost", "torchscript", "noop")
 MAX_META_BYTES = 256 * 1024
-
-
-def check_name(name: str, field: str = "name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise Invalid(
-            f"{field} must be 1-63 lowercase letters, digits, '-', '_' or '.', starting with a letter "
-            f"or digit (got {name!r})",
-            field=field,
-        )
-    return name
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
@@ -55,7 +44,7 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
         raise Invalid(f"meta.json is not valid JSON: {e}", field="meta") from e
     if not isinstance(meta, dict):
         raise Invalid("meta.json must hold an object", field="meta")
-    check_name(meta.get("name", ""), "meta.name")
+    check_resource_name(meta.get("name", ""), "meta.name")
     if meta.get("format") not in FORMATS:
         raise Invalid(f"meta.format must be one of {', '.join(FORMATS)}", field="meta.format")
     file = meta.get("file")

@@ -27,6 +27,20 @@ def check_name(value: str, field: str = "name") -> str:
     return value
 
 
+RESOURCE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def check_resource_name(value: str, field: str = "name") -> str:
+    """Names of a project's saved models and datasets (dots and underscores allowed)."""
+    if not isinstance(value, str) or not RESOURCE_NAME_RE.match(value):
+        raise Invalid(
+            f"{field} must be 1-63 lowercase letters, digits, '-', '_' or '.', starting with a letter "
+            f"or digit (got {value!r})",
+            field=field,
+        )
+    return value
+
+
 def check_username(value: str, field: str = "username") -> str:
     if not USERNAME_RE.match(value or ""):
         raise Invalid(
