@@ -77,7 +77,7 @@ def _protect(data: Path, separate_users: bool) -> None:
     for name in ("logs", "blobs", "runtime"):
         (data / name).mkdir(exist_ok=True)
         (data / name).chmod(0o700)
-    for name in ("jobs", "projects"):
+    for name in ("jobs", "projects", "datasets"):
         (data / name).mkdir(exist_ok=True)
         (data / name).chmod(0o711 if separate_users else 0o700)
     data.chmod(0o711 if separate_users else 0o700)
@@ -124,14 +124,7 @@ class Services:
             ),
         )
         self.jobs = JobController(
-            db,
-            self.blobs,
-            self.logs,
-            self.envs,
-            data / "jobs",
-            data / "projects",
-            uid_base,
-            datasets_root=data / "datasets",
+            db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
         )
         self.activity = ActivityBoard()
         self.notebooks = NotebookController(

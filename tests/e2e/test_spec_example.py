@@ -11,7 +11,6 @@ is there, so the fallback list picks g1.1.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from tests.deploy.conftest import ENV_CACHE
 from tests.e2e.cli import PYCACHE, Cli
 from tests.e2e.test_cli_jobs import ProjectCli
-from tests.support.docker import DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
 from tests.support.server import RunningServer, start_server
 
 # Spec §5.2's example; <Docker_image_ID> is filled in with the image on this daemon.
@@ -101,29 +100,34 @@ PARAMS = Path("/usr/share/params.json")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def dockerd() -> Iterator[Dockerd]:
+    try:
+        with running_dockerd() as d:
+            yield d
+    except DockerUnavailable as e:
+        pytest.skip(f"Docker is not available here: {e}")
+
+
+@pytest.fixture(scope="module")
+def server(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Atoll with a Docker daemon, a declared V100 and room for g1.1 and 150 GB of storage."""
-    with contextlib.ExitStack() as stack:
-        try:
-            d = stack.enter_context(running_dockerd())
-        except DockerUnavailable as e:
-            pytest.skip(f"Docker is not available here: {e}")
-        env = {
-            "PYTHONDONTWRITEBYTECODE": "",
-            "PYTHONPYCACHEPREFIX": str(PYCACHE),
-            "ATOLL_ENVS_DIR": str(ENV_CACHE),
-            "ATOLL_CONTROLLER_TICK_S": "0.2",
-            "ATOLL_DOCKER_HOST": d.url,
-            "ATOLL_DOCKER_GPUS": "env",
-            "ATOLL_GPUS_OVERRIDE": "Tesla V100-SXM2-32GB",
-            "ATOLL_POOL_CPUS": "16",
-            "ATOLL_POOL_MEMORY_GB": "64",
-            "ATOLL_POOL_STORAGE_GB": "200",
-        }
-        srv = start_server(tmp_path_factory.mktemp("spec-example") / "data", extra_env=env)
-        stack.callback(srv.stop)
-        srv.image = d.image  # type: ignore[attr-defined]
+    env = {
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONPYCACHEPREFIX": str(PYCACHE),
+        "ATOLL_ENVS_DIR": str(ENV_CACHE),
+        "ATOLL_CONTROLLER_TICK_S": "0.2",
+        "ATOLL_DOCKER_HOST": dockerd.url,
+        "ATOLL_DOCKER_GPUS": "env",
+        "ATOLL_GPUS_OVERRIDE": "Tesla V100-SXM2-32GB",
+        "ATOLL_POOL_CPUS": "16",
+        "ATOLL_POOL_MEMORY_GB": "64",
+        "ATOLL_POOL_STORAGE_GB": "200",
+    }
+    srv = start_server(tmp_path_factory.mktemp("spec-example") / "data", extra_env=env)
+    try:
         yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
@@ -140,7 +144,7 @@ def params_file() -> Iterator[Path]:
 
 
 def test_spec_example_config_runs_unchanged(
-    server: RunningServer, admin: Cli, tmp_path: Path, params_file: Path
+    server: RunningServer, dockerd: Dockerd, admin: Cli, tmp_path: Path, params_file: Path
 ) -> None:
     admin.ok("community", "create", "spec")
     project = admin.json("project", "create", "example", "-c", "spec")
@@ -153,7 +157,7 @@ def test_spec_example_config_runs_unchanged(
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "main.py").write_text(MAIN)
     (tmp_path / "src" / "utils.py").write_text(UTILS)
-    (tmp_path / "config.yaml").write_text(EXAMPLE.replace("IMAGE", server.image))  # type: ignore[attr-defined]
+    (tmp_path / "config.yaml").write_text(EXAMPLE.replace("IMAGE", dockerd.image))
     lr = json.loads(params_file.read_text())["lr"]
 
     cli = ProjectCli(admin, tmp_path)
@@ -187,7 +191,7 @@ def test_spec_example_config_runs_unchanged(
 
     # A later container job mounts the dataset by id: read-only, even for root in the container.
     mount = (
-        f"cmd: ls -ld ${{D}} && touch ${{D}}/x\nenv:\n  docker: {server.image}\n"  # type: ignore[attr-defined]
+        f"cmd: ls -ld ${{D}} && touch ${{D}}/x\nenv:\n  docker: {dockerd.image}\n"
         f"datasets:\n  - {dataset['id']}: {{var: D}}\ncloud-instance-types: [s1.1]\n"
     )
     (tmp_path / "mount.yaml").write_text(mount)

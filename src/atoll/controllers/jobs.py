@@ -108,10 +108,9 @@ class JobController:
         root: Path,
         projects_root: Path,
         uid_base: int = 0,
-        datasets_root: Path | None = None,
     ) -> None:
         self.uid_base = uid_base
-        self.datasets_root = datasets_root or root.parent / "datasets"  # one dir per dataset
+        self.datasets_root = root.parent / "datasets"  # beside the jobs' dirs: one dir per dataset
         self.db = db
         self.blobs = blobs
         self.logs = logs
@@ -170,8 +169,10 @@ class JobController:
                         )
                         .execution_options(synchronize_session=False)
                     )
-                elif wl.state == "RUNNING" and (job.config.get("working_storage") or {}).get("size_gb"):
-                    self._check_storage(job, wl)
+                elif wl.state == "RUNNING" and wl.desired == "RUN" and self._storage_due(job):
+                    # Measured in a worker, outside this transaction: a big tree takes a while.
+                    self._busy.add(job.id)
+                    later.append((self._check_storage, job.id))
                 elif wl.state in workloads.FINISHED_STATES:
                     self._storage_checked.pop(job.id, None)
                     self._busy.add(job.id)
@@ -182,20 +183,44 @@ class JobController:
             self._pool.submit(fn, job_id)
         self._cleanup_expired()
 
-    def _check_storage(self, job: Job, wl: WorkloadRow) -> None:
-        """Stop a job that writes more than its working storage (checked every few seconds)."""
+    def _storage_due(self, job: Job) -> bool:
+        """A job with working storage whose directory was last measured over STORAGE_CHECK_S ago."""
+        if not (job.config.get("working_storage") or {}).get("size_gb"):
+            return False
         now = time.monotonic()
-        if now - self._storage_checked.get(job.id, 0.0) < STORAGE_CHECK_S or wl.desired != "RUN":
-            return
+        if now - self._storage_checked.get(job.id, 0.0) < STORAGE_CHECK_S:
+            return False
         self._storage_checked[job.id] = now
-        size_gb = int(job.config["working_storage"]["size_gb"])
-        used = _tree_bytes(self.job_dir(job.id))
-        if used > size_gb * 1024**3:
-            wl.desired = "STOP"
-            wl.stop_signal = 9
-            wl.stop_grace_s = 0.0
-            wl.stop_reason = f"working storage of {size_gb} GB exceeded ({used / 1024**3:.1f} GB written)"
-            self._storage_checked.pop(job.id, None)
+        return True
+
+    def _check_storage(self, job_id: str) -> None:
+        """Stop a job that has written more than its working storage."""
+        try:
+            with self.db.session() as s:
+                job = s.get(Job, job_id)
+                if job is None or job.workload_id is None:
+                    return
+                size_gb, workload_id = int(job.config["working_storage"]["size_gb"]), job.workload_id
+            used = _tree_bytes(self.job_dir(job_id))
+            if used <= size_gb * 1024**3:
+                return
+            with self.db.transaction() as s:
+                s.execute(
+                    update(WorkloadRow)
+                    .where(WorkloadRow.id == workload_id, WorkloadRow.desired == "RUN")
+                    .values(
+                        desired="STOP",
+                        stop_signal=9,
+                        stop_grace_s=0.0,
+                        stop_reason=f"working storage of {size_gb} GB exceeded ({used / 1024**3:.1f} GB "
+                        "written)",
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            log.exception("measuring the working storage of job %s failed", job_id)
+        finally:
+            self._busy.discard(job_id)
 
     def _read_progress(self, job: Job) -> None:
         path = self.job_dir(job.id) / "progress.json"
@@ -482,8 +507,6 @@ class JobController:
             # Made already, by a finish a restart interrupted before the job's status was saved.
             earlier = {d.name: d for d in s.scalars(select(Dataset).where(Dataset.job_id == job_id))}
         group = run_as[1] if run_as else None  # the project's jobs read it through their group
-        self.datasets_root.mkdir(exist_ok=True)
-        self.datasets_root.chmod(0o711 if run_as else 0o700)
         for od in cfg.output_datasets:
             if od.name in earlier:
                 d = earlier[od.name]
