@@ -241,7 +241,8 @@ class Atoll:
 
     def node_requests(self) -> dict[str, float]:
         """The gateway's ``node_requests`` counters, by node name."""
-        text = httpx.get(self.gateway_url + "/metrics", timeout=5, trust_env=False).text
+        auth = {"authorization": f"Bearer {self.token}"}  # the admin's: /metrics needs a credential
+        text = httpx.get(self.gateway_url + "/metrics", headers=auth, timeout=5, trust_env=False).text
         out: dict[str, float] = {}
         for m in re.finditer(r'^node_requests_total\{[^}]*node_name="([^"]+)"[^}]*\} (\S+)$', text, re.M):
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))

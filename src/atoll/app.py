@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from atoll import __version__
-from atoll.api import problems
+from atoll.api import bounds, problems
+from atoll.api.body_limit import BodyLimit
 from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
@@ -62,6 +65,29 @@ def api_route_table() -> list[tuple[str, str, str | None]]:
 
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
+# Bodies with a bound of their own (atoll.api.body_limit); every other one gets MAX_BODY_BYTES.
+BODY_LIMITS = (
+    # Blob uploads stream to disk and are bounded per file by the endpoint (5 GB).
+    ("PUT", re.compile(rf"^{API_PREFIX}/projects/[^/]+/blobs/[^/]+$"), None),
+    # The node page's test console sends up to 16 MB on the instance's behalf.
+    ("POST", re.compile(rf"^{API_PREFIX}/projects/[^/]+/nodes/[^/]+:request$"), bounds.MAX_TEST_REQUEST),
+    ("*", re.compile(r"^/nb/"), None),  # JupyterLab's own (its uploads, saved notebooks)
+)
+
+
+class AtollApp(FastAPI):
+    """FastAPI with the security headers outside everything, so even a 500 carries them."""
+
+    public_https = False  # the public URL is https: HSTS on every response
+
+    def build_middleware_stack(self) -> ASGIApp:
+        from atoll.web.security_headers import SecurityHeaders
+
+        return SecurityHeaders(
+            super().build_middleware_stack(),
+            public_https=self.public_https,
+            docs_paths=[p for p in (self.docs_url, self.swagger_ui_oauth2_redirect_url) if p],
+        )
 
 
 @dataclass
@@ -100,7 +126,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
             await services.stop()
             await gateway.aclose()
 
-    app = FastAPI(
+    app = AtollApp(
         lifespan=lifespan,
         title="Atoll",
         version=__version__,
@@ -110,6 +136,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
         redoc_url=None,
     )
     app.state.settings = settings
+    app.public_https = settings.public_url.lower().startswith("https://")
     app.state.db = prepared.db
     app.state.secret_box = box
     app.state.inventory = services.inventory  # the cluster's, on the ray runtime
@@ -117,6 +144,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     from atoll.web.context import error_page
 
     problems.install(app, html_errors=error_page)
+    app.add_middleware(BodyLimit, default=bounds.MAX_BODY_BYTES, rules=BODY_LIMITS)
 
     api = APIRouter(prefix=API_PREFIX)
     for r in API_ROUTERS:

@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from atoll.app import create_app, prepare
+from atoll.domain.errors import DomainError
 from atoll.settings import Settings
 
 
@@ -29,8 +30,16 @@ def banner(settings: Settings, first_admin_line: str) -> str:
 
 
 def serve(settings: Settings | None = None) -> None:
+    # What Atoll writes in the data dir is its own unless it says otherwise (datasets and models
+    # are opened to their project's group, environments to every workload, by explicit modes).
+    os.umask(0o077)
     settings = settings or Settings()
-    prepared = prepare(settings)
+    try:
+        prepared = prepare(settings)
+    except DomainError as e:
+        # A setting to fix (e.g. a weak ATOLL_ADMIN_PASSWORD): one line that names it, no traceback.
+        print(f"error: {e.detail}", file=sys.stderr, flush=True)
+        sys.exit(1)
     first = ""
     if prepared.first_admin is not None:
         fa = prepared.first_admin

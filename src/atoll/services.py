@@ -28,25 +28,16 @@ from atoll.runtime.router import RuntimeRouter
 
 if TYPE_CHECKING:
     from atoll.runtime.ray import RayRuntime
+from atoll.runtime.isolation import in_force
+from atoll.runtime.netns import NetworkIsolation, ProjectNetworks
+from atoll.runtime.relay import LoopbackRelay
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
+from atoll.storage.layout import DataLayout
 from atoll.storage.logs import LogStore
 from atoll.store.db import Database
 
 log = logging.getLogger("atoll")
-
-
-def separation_unavailable(data: Path, uid_base: int) -> str:
-    """Why workloads cannot run as per-project users here ("" when they can)."""
-    if uid_base <= 0:
-        return "ATOLL_WORKLOAD_UID_BASE is 0"
-    if os.geteuid() != 0:
-        return "the server is not root, so it cannot switch users (run one Atoll per trusted team)"
-    for parent in data.resolve().parents:
-        if not parent.stat().st_mode & 0o001:
-            hint = "put ATOLL_DATA_DIR elsewhere (e.g. /var/lib/atoll)"
-            return f"{parent} is not traversable by other users: {hint}"
-    return ""
 
 
 def _ray_runtime(settings: Settings, logs: LogStore, data: Path) -> RayRuntime:
@@ -105,11 +96,19 @@ class Services:
         self.inventory = inventory
         self.runtime = RuntimeRouter(self.local_runtime, self.docker, self.ray)
         uid_base = settings.workload_uid_base
-        why_not = separation_unavailable(data, uid_base)
-        if why_not:
-            log.warning("workloads run as the server's own user: %s", why_not)
+        self.isolation = in_force(data, uid_base, settings.runtime, settings.network_isolation)
+        for what, ok, detail in self.isolation.rows():
+            if not ok:
+                log.warning("isolation between projects, %s: %s", what, detail)
+        if self.isolation.users:
             uid_base = 0
         self.separate_users = uid_base > 0
+        self.networks: NetworkIsolation | None = None
+        if not self.isolation.network:
+            self.networks = NetworkIsolation(
+                ProjectNetworks(data / "runtime", settings.network_cidr),
+                LoopbackRelay([settings.port, settings.gateway_port]),
+            )
         self.workloads = WorkloadController(
             db,
             self.runtime,
@@ -122,6 +121,8 @@ class Services:
             notify=lambda kind: self.wake(
                 "notebooks" if kind.startswith("notebook") else "nodes" if kind == "node" else "jobs"
             ),
+            layout=DataLayout(data),
+            networks=self.networks,
         )
         self.jobs = JobController(
             db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
@@ -214,6 +215,8 @@ class Services:
                 await t
         self._tasks.clear()
         await asyncio.to_thread(self.notebooks.close)
+        if self.networks is not None:
+            self.networks.close()
         if self.docker is not None:
             await asyncio.to_thread(self.docker.close)
         if self.ray is not None:

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     # The first admin account, created on an empty database.
     admin_username: str = "admin"
     admin_password: str = ""
+    # Sign-in protection (docs/access.md): failed password checks are counted per account name and
+    # per client address within a window; at the limit that account or address is locked out for
+    # signin_lockout_s, twice as long at each further lockout in a row, at most
+    # signin_lockout_max_s. A successful sign-in clears the account's count.
+    signin_account_failures: int = Field(default=20, ge=1)
+    signin_address_failures: int = Field(default=100, ge=1)
+    signin_window_s: float = Field(default=900, gt=0)
+    signin_lockout_s: float = Field(default=300, gt=0)
+    signin_lockout_max_s: float = Field(default=3600, gt=0)
     # Compute pool: how much the scheduler may hand out. 0 means "detect".
     pool_cpus: float = 0
     pool_memory_gb: float = 0
@@ -78,6 +87,11 @@ class Settings(BaseSettings):
     # A server running as root runs each project's workloads as its own uid, base + n, so they can
     # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
     workload_uid_base: int = 200000
+    # With per-project users: a network namespace per project on the local runtime ("auto": where
+    # the machine can, see `atoll doctor`; "off": workloads share the host's loopback).
+    network_isolation: Literal["auto", "off"] = "auto"
+    # The addresses projects' namespaces take their /30s from (host .1, project .2).
+    network_cidr: str = "10.231.0.0/16"
 
     # The deploy gateway (aliases and nodes), a process of its own beside `atoll up`, on this port
     # of the same host; 0: none.
@@ -92,6 +106,9 @@ class Settings(BaseSettings):
     docker_gpus: Literal["request", "env"] = "request"
     # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
     public_gateway_url: str = ""
+    # The bearer token Prometheus scrapes the gateway's /metrics with (an installation admin's API
+    # token works too); empty: one is generated into DATA_DIR/metrics-token (0600).
+    metrics_token: str = ""
     # Where workloads run: "local" (this machine) or "ray" (a Ray cluster; see docs/ray.md).
     runtime: Literal["local", "ray"] = "local"
     # The Ray cluster's GCS address (host:port of the head). Ray has no authentication: keep it on
@@ -144,3 +161,23 @@ class Settings(BaseSettings):
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+    @cached_property
+    def resolved_metrics_token(self) -> str:
+        """``metrics_token``, else the one kept in DATA_DIR/metrics-token (0600), created on first
+        use (atomically: the server and the gateway process may both ask at once)."""
+        if self.metrics_token:
+            return self.metrics_token
+        path = self.ensure_data_dir() / "metrics-token"
+        if not path.exists():
+            tmp = path.with_name(f".metrics-token.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+            try:
+                os.link(tmp, path)  # fails if another process got there first: theirs is the one
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()

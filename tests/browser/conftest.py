@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.support.server import RunningServer
 
@@ -33,9 +33,27 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
+# Console messages in which the browser reports a blocked script, style or request: Atoll's pages
+# run under a Content-Security-Policy (issue 14), and one of them must never trip it.
+CSP_VIOLATIONS: list[str] = []
+
+
+def _watch_csp(msg: ConsoleMessage) -> None:
+    if "Content Security Policy" in msg.text:
+        CSP_VIOLATIONS.append(f"{msg.location.get('url', '?')}: {msg.text}")
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violations() -> Iterator[None]:
+    CSP_VIOLATIONS.clear()
+    yield
+    assert not CSP_VIOLATIONS, "Content-Security-Policy violations:\n" + "\n".join(CSP_VIOLATIONS)
+
+
 def new_context(browser: Browser, server: RunningServer) -> BrowserContext:
     ctx = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     ctx.set_default_timeout(10_000)
+    ctx.on("console", _watch_csp)
     return ctx
 
 

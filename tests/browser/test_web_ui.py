@@ -266,7 +266,7 @@ def test_invite_link_creates_an_account_and_grants_the_role(
         gp.get_by_label("Password", exact=True).fill("short")
         gp.get_by_label("Password again").fill("short")
         gp.get_by_role("button", name="Create account and accept").click()
-        expect(gp.locator(".field-error")).to_contain_text("at least 8 characters")
+        expect(gp.locator(".field-error")).to_contain_text("at least 10 characters")
         gp.get_by_label("Password", exact=True).fill(USER_PASSWORD)
         gp.get_by_label("Password again").fill(USER_PASSWORD)
         gp.get_by_role("button", name="Create account and accept").click()

@@ -61,7 +61,7 @@ def test_command_node_answers_through_alias_and_node_routes(
     r = httpx.post(server.gateway_url + "/alias/svc/", content=b"x" * (16 * 1024 * 1024 + 1), headers=auth)
     assert r.status_code == 413 and "16 MB" in r.json()["error"]
     # metrics
-    m = httpx.get(server.gateway_url + "/metrics").text
+    m = httpx.get(server.gateway_url + "/metrics", headers=auth).text  # an installation admin's token
     assert 'alias_requests_total{alias_name="svc"}' in m
     assert f'node_http_codes_total{{code="200",node_id="{n["id"]}",node_name="svc-a"}}' in m
 

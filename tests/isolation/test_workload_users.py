@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from atoll.app import create_app
+from atoll.runtime.netns import ProjectNetworks
 from tests.api.conftest import make_settings
 from tests.support.server import ADMIN_PASSWORD
 
@@ -40,6 +41,7 @@ def api() -> Iterator[TestClient]:
             yield c
     finally:
         app.state.db.dispose()
+        ProjectNetworks(root / "data" / "runtime").remove_all()  # made for its projects, if it could
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,32 @@ class Kernel:
 
     def run(self, code: str, timeout: float = 120) -> str:
         return self.collect(self.send(code), timeout)[0]
+
+
+# --- the notebook server's secret (issue 14): read from the store as the gateway does ----------
+
+
+@dataclass
+class ServerSecret:
+    secret: str  # what the gateway sends upstream as `Authorization: token …`
+    url: str  # the JupyterLab server itself, with its base_url, e.g. http://127.0.0.1:PORT/nb/<p>
+
+
+def notebook_secret(server: RunningServer, project_id: str) -> ServerSecret:
+    """The project's live (else last) notebook server's secret and direct URL, from the store."""
+    from atoll.domain import notebooks as nbs
+    from atoll.domain import workloads
+    from atoll.domain.secrets import SecretBox
+    from atoll.store.db import Database
+
+    key = server.env.get("ATOLL_SECRET_KEY") or (server.data_dir / "secret.key").read_text().strip()
+    db = Database(server.env.get("ATOLL_DATABASE_URL") or f"sqlite:///{server.data_dir / 'atoll.db'}")
+    try:
+        with db.session() as s:
+            row = nbs.latest(s, project_id)
+            assert row is not None, f"project {project_id} never had a notebook server"
+            host = workloads.host_of(s, row.workload_id)
+            url = f"http://{host}:{row.port}{nbs.base_path(project_id).rstrip('/')}"
+            return ServerSecret(SecretBox(key.encode()).open(row.token), url)
+    finally:
+        db.engine.dispose()

@@ -23,24 +23,25 @@ from tests.notebooks.conftest import (
     Kernel,
     boot,
     new_project,
+    notebook_secret,
     open_and_wait,
     stop_all,
     stop_and_wait,
     wait_state,
 )
 from tests.runtime.conftest import wait_for
-from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
+from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server, user_password
 
 
 def make_user(server: RunningServer, name: str) -> str:
     """A member of the organization with no role on any project; returns their API token."""
     with server.api() as api:
         org = api.get("/organizations").json()["items"][0]["id"]
-        r = api.post("/users", json={"username": name, "password": "pw-" + name * 3, "organizationId": org})
+        body = {"username": name, "password": user_password(name), "organizationId": org}
+        r = api.post("/users", json=body)
         assert r.status_code == 201, r.text
-    r = httpx.post(
-        server.url + "/api/v1/auth/tokens", json={"username": name, "password": "pw-" + name * 3, "name": "t"}
-    )
+    creds = {"username": name, "password": user_password(name), "name": "t"}
+    r = httpx.post(server.url + "/api/v1/auth/tokens", json=creds)
     r.raise_for_status()
     return str(r.json()["token"])
 
@@ -65,7 +66,7 @@ def test_open_run_cell_and_only_developers_get_in(atoll: RunningServer) -> None:
     assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
     # The project's storage is the server's root and its working dir.
     assert kernel.run("import os; print(os.environ['DS_PROJECT_HOME'] == os.getcwd())").strip() == "True"
-    jupyter_token = kernel.run("print(os.environ['JUPYTER_TOKEN'])").strip()
+    jupyter_token = notebook_secret(atoll, pid).secret
     assert len(jupyter_token) == 64
     kernel.close()
 
@@ -358,7 +359,9 @@ def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
         assert out[1] == str(server.data_dir / "projects" / pid / "notebook-env" / "bin" / "python")
         assert out[2] == "True"
         assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
-        jupyter_token = kernel.run("print(os.environ['JUPYTER_TOKEN'])").strip()
+        jupyter_token = notebook_secret(server, pid).secret
+        # The warm process got the secret with its claim, and its kernels do not inherit it.
+        assert jupyter_token not in kernel.run("import os; print(os.environ)")
         kernel.close()
         # The same server as a fresh start: its own base URL and private config (no token in pages).
         lab = httpx.get(f"{server.url}{nb['url']}", headers=kernel.headers, timeout=30)

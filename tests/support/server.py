@@ -17,6 +17,12 @@ from tests.support.postgres import free_port
 
 ADMIN_PASSWORD = "admin-pass-1234"
 
+
+def user_password(username: str) -> str:
+    """A password for a test account that the password policy accepts (long, hard to guess)."""
+    return f"{username}-tidal-lantern-42"
+
+
 # Settings every server started from here gets, by its data dir, before the caller's extra_env:
 # tests/ray sets the Ray runtime here for its package, so the acceptance tests it re-runs (and
 # the restarts inside them) all place their workloads on the Ray cluster.

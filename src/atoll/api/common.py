@@ -8,6 +8,7 @@ from fastapi import Query
 from sqlalchemy.orm import Session
 
 from atoll.api import schemas as s
+from atoll.api.bounds import MAX_ID, MAX_PAGE_TOKEN
 from atoll.domain import auth, members
 from atoll.domain.access import ROLE_IDS, Action, ResourceType
 from atoll.domain.catalog import availability
@@ -27,8 +28,8 @@ def act(action: Action | str) -> dict[str, Any]:
 
 
 PageSize = Query(100, alias="pageSize", ge=1, le=1000)
-PageToken = Query(None, alias="pageToken")
-OrgFilter = Query(None, alias="organizationId", description="Only this organization's")
+PageToken = Query(None, alias="pageToken", max_length=MAX_PAGE_TOKEN)
+OrgFilter = Query(None, alias="organizationId", max_length=MAX_ID, description="Only this organization's")
 
 
 def token_out(tok: ApiToken) -> s.TokenOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,13 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from atoll.domain.errors import DomainError
+from atoll.domain.errors import DomainError, TooManyRequests
 
 PROBLEM = "application/problem+json"
 
 
 def problem(
-    status: int, title: str, detail: str, *, instance: str = "", errors: list[dict[str, str]] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    instance: str = "",
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"https://atoll.dev/problems/{title.lower().replace(' ', '-')}",
@@ -28,7 +35,12 @@ def problem(
         body["instance"] = instance
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+# What Pydantic puts in a location for the member of a union it tried ("constrained-str",
+# "function-after[…]"): not part of the field's name.
+_UNION_MEMBER = re.compile(r"^(constrained-)?(str|int|float|bool|list|dict)$|^function-[a-z]+\[.*\]$")
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -36,7 +48,10 @@ def _field(loc: tuple[Any, ...]) -> str:
     # named "path" or "body" (a test request's fields are).
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]
-    parts = [str(x) for x in loc]
+    if len(loc) > 1 and isinstance(loc[-1], str) and _UNION_MEMBER.match(loc[-1]):
+        loc = loc[:-1]
+    # A map's key is part of the location: a key refused for its length is shown cut short.
+    parts = [s if len(s := str(x)) <= 80 else s[:80] + "…" for x in loc]
     out = ""
     for p in parts:
         if p.isdigit():
@@ -64,7 +79,11 @@ def install(app: FastAPI, html_errors: HtmlErrors | None = None) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
-        return problem(exc.status, exc.title, exc.detail, instance=request.url.path, errors=errors)
+        # A 429 says when to come back (RFC 9110 §10.2.3), so clients need not guess.
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        return problem(
+            exc.status, exc.title, exc.detail, instance=request.url.path, errors=errors, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,14 +7,20 @@ from sqlalchemy import select
 
 from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, SELF, OrgFilter, PageSize, PageToken, act, token_out
-from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, CtxDep
+from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, Ctx, CtxDep
 from atoll.api.pagination import page
-from atoll.domain import access, auth, listing, members
+from atoll.domain import access, auth, listing, members, throttle
 from atoll.domain.access import Action, ResourceType
 from atoll.domain.errors import Invalid
 from atoll.store.models import AccessBinding, ApiToken, Organization, User
 
 router = APIRouter()
+
+
+def signin_guard(ctx: Ctx) -> throttle.Guard:
+    """The sign-in limits for this request's client address (behind a proxy on 127.0.0.1, the
+    address it forwards: uvicorn runs with proxy headers)."""
+    return throttle.guard(ctx.settings, ctx.request.client.host if ctx.request.client else None)
 
 
 def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int) -> None:
@@ -26,7 +32,7 @@ def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int)
 @router.post("/auth/sessions", response_model=s.SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
 def sign_in(body: s.SignIn, ctx: AnonCtxDep, response: Response) -> s.SessionOut:
     """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
-    user = auth.authenticate(ctx.db, body.username, body.password)
+    user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
     new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
     secure = ctx.settings.cookies_secure_for(ctx.request.url.scheme)
     set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
@@ -51,7 +57,7 @@ def sign_out(ctx: CtxDep, response: Response) -> None:
 )
 def token_login(body: s.TokenLogin, ctx: AnonCtxDep) -> s.NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
-    user = auth.authenticate(ctx.db, body.username, body.password)
+    user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
     tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
     return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
 
@@ -64,7 +70,9 @@ def whoami(ctx: CtxDep) -> s.UserOut:
 @router.put("/users/me/password", status_code=204, openapi_extra=act(SELF), tags=["users"])
 def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
     keep = ctx.web_session.id if ctx.web_session else None
-    auth.change_password(ctx.db, ctx.me.user, body.current_password, body.new_password, keep)
+    auth.change_password(
+        ctx.db, ctx.me.user, body.current_password, body.new_password, signin_guard(ctx), keep
+    )
     ctx.commit(None)
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 
 from atoll.api import schemas as s
+from atoll.api.bounds import MAX_ID
 from atoll.api.common import SELF, PageSize, PageToken, act, configuration_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
@@ -29,7 +30,7 @@ router = APIRouter()
 )
 def list_billing_accounts(
     ctx: CtxDep,
-    organization_id: str | None = Query(None, alias="organizationId"),
+    organization_id: str | None = Query(None, alias="organizationId", max_length=MAX_ID),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.BillingAccountOut]:
@@ -129,10 +130,13 @@ def billing_account_usage(
 def list_configurations(
     ctx: CtxDep,
     community_id: str | None = Query(
-        None, alias="communityId", description="Mark which ones the community allows"
+        None, alias="communityId", max_length=MAX_ID, description="Mark which ones the community allows"
     ),
     project_id: str | None = Query(
-        None, alias="projectId", description="Mark which ones the project's community allows"
+        None,
+        alias="projectId",
+        max_length=MAX_ID,
+        description="Mark which ones the project's community allows",
     ),
 ) -> list[s.ConfigurationOut]:
     """The catalogue with each configuration's availability on this installation."""

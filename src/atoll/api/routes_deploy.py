@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.api import schemas_deploy as d
+from atoll.api.bounds import MAX_ID, MAX_LOG_CHUNK, MAX_LOG_OFFSET
 from atoll.api.common import act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.routes_jobs import STREAMS
@@ -36,7 +37,9 @@ MAX_TEST_BODY = 16 * 1024 * 1024
 @router.get(
     "/projects/{project_id}/models", response_model=list[d.ModelOut], openapi_extra=act(Action.PROJECT_VIEW)
 )
-def list_models(project_id: str, ctx: CtxDep, name: str | None = None) -> list[d.ModelOut]:
+def list_models(
+    project_id: str, ctx: CtxDep, name: str | None = Query(None, max_length=MAX_ID)
+) -> list[d.ModelOut]:
     """Every version of the project's models, newest first per name."""
     return [
         d.ModelOut.model_validate(m) for m in model_registry.list_models(ctx.db, ctx.me, project_id, name)
@@ -58,7 +61,7 @@ def delete_model(project_id: str, model: str, ctx: CtxDep) -> None:
     m = model_registry.get_model(ctx.db, ctx.me, project_id, model)
     model_registry.delete_model(ctx.db, ctx.me, project_id, m.id)
     ctx.commit(None)
-    model_registry.remove_materialized(ctx.services.jobs.projects_root, m)
+    model_registry.remove_materialized(ctx.services.jobs.layout, m)
 
 
 # --- nodes -------------------------------------------------------------------------------------
@@ -179,10 +182,10 @@ def node_logs(
     project_id: str,
     node: str,
     ctx: CtxDep,
-    instance: str | None = None,
-    stream: str = "stdout",
-    offset: int = Query(0, ge=0, le=1 << 53),
-    limit: int = Query(1 << 20, ge=1, le=8 << 20),
+    instance: str | None = Query(None, max_length=MAX_ID),
+    stream: str = Query("stdout", max_length=16),
+    offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
+    limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK),
 ) -> LogChunkOut:
     """A slice of one instance's log (the first instance's unless ``instance`` names one); the
     log of its latest run, so a restarted instance shows why it crashed in its system stream."""

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from atoll.api import schemas as s
+from atoll.api.bounds import MAX_LOG_CHUNK, MAX_LOG_OFFSET
 from atoll.api.common import PageSize, PageToken, act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.pagination import page
@@ -181,9 +182,9 @@ def _utf8_complete(data: bytes) -> int:
 def read_logs(
     job_id: str,
     ctx: CtxDep,
-    stream: str = "stdout",
-    offset: int = Query(0, ge=0, le=1 << 53),
-    limit: int = Query(1 << 20, ge=1, le=8 << 20),
+    stream: str = Query("stdout", max_length=16),
+    offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
+    limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK),
 ) -> s.LogChunkOut:
     """A slice of the job's stdout, stderr or system log from a byte offset (attach resumes here)."""
     if stream not in STREAMS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from atoll.api import schemas as s
+from atoll.api.bounds import MAX_ID, MAX_NAME
 from atoll.api.common import (
     PageSize,
     PageToken,
@@ -101,8 +102,8 @@ def delete_organization(organization_id: str, ctx: CtxDep) -> None:
 )
 def list_communities(
     ctx: CtxDep,
-    organization_id: str | None = Query(None, alias="organizationId"),
-    name: str | None = None,
+    organization_id: str | None = Query(None, alias="organizationId", max_length=MAX_ID),
+    name: str | None = Query(None, max_length=MAX_NAME),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.CommunityOut]:
@@ -230,9 +231,9 @@ def set_restrictions(community_id: str, body: s.RestrictionsUpdate, ctx: CtxDep)
 )
 def list_projects(
     ctx: CtxDep,
-    community_id: str | None = Query(None, alias="communityId"),
-    project_name_pattern: str | None = Query(None, alias="projectNamePattern"),
-    owned_by_id: str | None = Query(None, alias="ownedById"),
+    community_id: str | None = Query(None, alias="communityId", max_length=MAX_ID),
+    project_name_pattern: str | None = Query(None, alias="projectNamePattern", max_length=4 * MAX_NAME),
+    owned_by_id: str | None = Query(None, alias="ownedById", max_length=MAX_ID),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> s.Page[s.ProjectOut]:

@@ -8,6 +8,29 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from atoll.api.bounds import (
+    MAX_CONFIG_CHARS,
+    MAX_ITEMS,
+    MAX_MODULES,
+    MAX_REQUIREMENTS,
+    MAX_SECRET_VALUE,
+    Amount,
+    Count,
+    Days,
+    Description,
+    EnvName,
+    EnvVars,
+    FileSize,
+    Id,
+    JobName,
+    Labels,
+    Name,
+    Password,
+    Short,
+    Text,
+    Units,
+    Username,
+)
 from atoll.store.models import as_utc
 
 T = TypeVar("T")
@@ -21,9 +44,15 @@ class ApiModel(BaseModel):
 
 
 class Input(ApiModel):
-    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
+    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    Strict: JSON's types are taken as sent (``true`` is not 1, ``"5"`` is not 5), and no number
+    is NaN or infinite; every field is bounded (``atoll.api.bounds``).
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, allow_inf_nan=False
+    )
 
 
 class Page(ApiModel, Generic[T]):
@@ -44,24 +73,24 @@ class UserOut(ApiModel):
 
 
 class UserCreate(Input):
-    username: str
-    password: str
+    username: str = Field(max_length=64)
+    password: Password
     email: str = Field(default="", max_length=254)
     display_name: str = Field(default="", max_length=128)
     is_admin: bool = False
-    organization_id: str | None = Field(
+    organization_id: Id | None = Field(
         default=None, description="Also make the user a member of this organization"
     )
 
 
 class PasswordChange(Input):
-    current_password: str
-    new_password: str
+    current_password: Password
+    new_password: Password
 
 
 class SignIn(Input):
-    username: str
-    password: str
+    username: Username
+    password: Password
 
 
 class SessionOut(ApiModel):
@@ -73,15 +102,15 @@ class SessionOut(ApiModel):
 class TokenLogin(Input):
     """Exchange a username and password for a personal API token (what `atoll login` does)."""
 
-    username: str
-    password: str
-    name: str = "cli"
-    expires_in_days: int | None = 90
+    username: Username
+    password: Password
+    name: str = Field(default="cli", max_length=64)
+    expires_in_days: Days | None = 90
 
 
 class TokenCreate(Input):
-    name: str
-    expires_in_days: int | None = 90
+    name: str = Field(max_length=64)
+    expires_in_days: Days | None = 90
 
 
 class TokenOut(ApiModel):
@@ -109,13 +138,13 @@ class OrganizationOut(ApiModel):
 
 
 class OrganizationCreate(Input):
-    name: str
-    description: str = ""
+    name: Name
+    description: Description = ""
 
 
 class OrganizationUpdate(Input):
-    name: str | None = None
-    description: str | None = None
+    name: Name | None = None
+    description: Description | None = None
 
 
 class GroupOut(ApiModel):
@@ -127,18 +156,18 @@ class GroupOut(ApiModel):
 
 
 class GroupCreate(Input):
-    organization_id: str
-    name: str
-    description: str = ""
+    organization_id: Id
+    name: Name
+    description: Description = ""
 
 
 class GroupUpdate(Input):
-    name: str | None = None
-    description: str | None = None
+    name: Name | None = None
+    description: Description | None = None
 
 
 class GroupMemberAdd(Input):
-    user: str = Field(description="User id or username")
+    user: Username = Field(description="User id or username")
 
 
 class BillingAccountOut(ApiModel):
@@ -153,17 +182,17 @@ class BillingAccountOut(ApiModel):
 
 
 class BillingAccountCreate(Input):
-    organization_id: str
-    name: str
-    description: str = ""
-    currency: str = "USD"
-    unit_price: float = 0.0000096
+    organization_id: Id
+    name: Name
+    description: Description = ""
+    currency: str = Field(default="USD", max_length=8)
+    unit_price: Amount = 0.0000096
 
 
 class BillingAccountUpdate(Input):
-    name: str | None = None
-    description: str | None = None
-    unit_price: float | None = None
+    name: Name | None = None
+    description: Description | None = None
+    unit_price: Amount | None = None
     active: bool | None = None
 
 
@@ -191,23 +220,23 @@ class CommunityOut(ApiModel):
 
 
 class CommunityCreate(Input):
-    organization_id: str
-    name: str
-    description: str = ""
-    labels: dict[str, Any] = Field(default_factory=dict)
-    zone_id: str | None = None
-    billing_account_id: str | None = None
+    organization_id: Id
+    name: Name
+    description: Description = ""
+    labels: Labels = Field(default_factory=dict)
+    zone_id: Name | None = None
+    billing_account_id: Id | None = None
 
 
 class CommunityUpdate(Input):
-    name: str | None = None
-    description: str | None = None
-    labels: dict[str, Any] | None = None
-    zone_id: str | None = None
+    name: Name | None = None
+    description: Description | None = None
+    labels: Labels | None = None
+    zone_id: Name | None = None
 
 
 class BillingLink(Input):
-    billing_account_id: str | None
+    billing_account_id: Id | None
 
 
 class Restrictions(ApiModel):
@@ -218,9 +247,9 @@ class Restrictions(ApiModel):
 
 
 class RestrictionsUpdate(Input):
-    allowed_configurations: list[str] | None = None
+    allowed_configurations: list[Short] | None = Field(default=None, max_length=1000)
     allow_all_configurations: bool = False
-    features: dict[str, bool] | None = None
+    features: dict[Name, bool] | None = Field(default=None, max_length=MAX_ITEMS)
 
 
 class ProjectSettings(ApiModel):
@@ -231,10 +260,10 @@ class ProjectSettings(ApiModel):
 
 
 class ProjectSettingsIn(Input):
-    default_configuration: str | None = None
-    vm_inactivity_timeout: str | int | None = None
-    stale_exec_timeout_mode: str | None = None
-    ide: str | None = None
+    default_configuration: Short | None = None
+    vm_inactivity_timeout: Short | Count | None = None
+    stale_exec_timeout_mode: Short | None = None
+    ide: Short | None = None
 
 
 class ProjectLimits(ApiModel):
@@ -244,9 +273,9 @@ class ProjectLimits(ApiModel):
 
 
 class ProjectLimitsIn(Input):
-    balance: int | None = None
-    max_units_per_hour: int | None = None
-    max_units_per_execution: int | None = None
+    balance: Units | None = None
+    max_units_per_hour: Units | None = None
+    max_units_per_execution: Units | None = None
 
 
 class ProjectOut(ApiModel):
@@ -262,18 +291,18 @@ class ProjectOut(ApiModel):
 
 
 class ProjectCreate(Input):
-    community_id: str
-    name: str
-    description: str = ""
-    labels: dict[str, Any] = Field(default_factory=dict)
+    community_id: Id
+    name: Name
+    description: Description = ""
+    labels: Labels = Field(default_factory=dict)
     settings: ProjectSettingsIn | None = None
     limits: ProjectLimitsIn | None = None
 
 
 class ProjectUpdate(Input):
-    name: str | None = None
-    description: str | None = None
-    labels: dict[str, Any] | None = None
+    name: Name | None = None
+    description: Description | None = None
+    labels: Labels | None = None
     settings: ProjectSettingsIn | None = None
 
 
@@ -294,14 +323,14 @@ class AccessBindingOut(ApiModel):
 
 class AccessBindingIn(Input):
     subject_type: Literal["user", "group"] = "user"
-    subject: str = Field(description="User id or username; group id or name")
-    role: str
+    subject: Username = Field(description="User id or username; group id or name")
+    role: Short
 
 
 class InviteCreate(Input):
-    role: str
-    expires_in_days: int = 7
-    max_uses: int = 1
+    role: Short
+    expires_in_days: Days = 7
+    max_uses: Count = 1
 
 
 class InviteOut(ApiModel):
@@ -332,8 +361,8 @@ class InviteInfo(ApiModel):
 class InviteAccept(Input):
     """Signed-in callers accept as themselves; others may create an account with the invite."""
 
-    username: str | None = None
-    password: str | None = None
+    username: str | None = Field(default=None, max_length=64)
+    password: Password | None = None
 
 
 # --- catalogue ------------------------------------------------------------------------------
@@ -359,18 +388,18 @@ class ConfigurationOut(ApiModel):
 
 
 class ConfigurationIn(Input):
-    description: str | None = None
-    vcpu: float | None = None
-    ram_gb: float | None = None
-    gpu_count: int | None = None
-    gpu_type: str | None = None
-    vram_gb: float | None = None
-    units_per_second: int | None = None
-    async_units_per_second: int | None = None
-    platform: str | None = None
-    access_tier: str | None = None
+    description: Description | None = None
+    vcpu: Amount | None = None
+    ram_gb: Amount | None = None
+    gpu_count: Count | None = None
+    gpu_type: Short | None = None
+    vram_gb: Amount | None = None
+    units_per_second: Count | None = None
+    async_units_per_second: Count | None = None
+    platform: str | None = Field(default=None, max_length=64)
+    access_tier: str | None = Field(default=None, max_length=16)
     enabled: bool | None = None
-    sort_order: int | None = None
+    sort_order: Count | None = None
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -387,61 +416,70 @@ class SecretOut(ApiModel):
 
 
 class SecretCreate(Input):
-    name: str
-    value: str
+    name: Name
+    value: str = Field(max_length=MAX_SECRET_VALUE)
 
 
 class SecretUpdate(Input):
-    name: str | None = None
-    value: str | None = None
+    name: Name | None = None
+    value: str | None = Field(default=None, max_length=MAX_SECRET_VALUE)
 
 
 # --- jobs -----------------------------------------------------------------------------------
 
 
 class FileRefIn(Input):
-    path: str
-    sha256: str
-    size: int
-    var: str | None = None
+    path: Text
+    sha256: str = Field(max_length=64)
+    size: FileSize
+    var: str | None = Field(default=None, max_length=50)
     is_dir: bool = False
     executable: bool = Field(default=False, description="Restore the executable bit (e.g. ./run.sh)")
 
 
 class PipOptionsIn(Input):
-    index_url: str | None = None
-    extra_index_urls: list[str] = Field(default_factory=list)
-    trusted_hosts: list[str] = Field(default_factory=list)
+    index_url: Text | None = None
+    extra_index_urls: list[Text] = Field(default_factory=list, max_length=MAX_ITEMS)
+    trusted_hosts: list[Text] = Field(default_factory=list, max_length=MAX_ITEMS)
     no_deps: bool = False
 
 
 class PythonEnvIn(Input):
-    version: str
-    requirements: list[str] = Field(default_factory=list)
+    version: Short
+    requirements: list[Text] = Field(default_factory=list, max_length=MAX_REQUIREMENTS)
     pip: PipOptionsIn | None = Field(default=None, description="pip options from a requirements file")
 
 
+VarName = Annotated[str, Field(max_length=50)]
+
+
 class JobCreate(Input):
-    config: str = Field(description="The config.yaml text, as written")
-    name: str | None = None
-    desc: str | None = None
-    inputs: list[FileRefIn] = Field(default_factory=list)
-    modules: list[FileRefIn] = Field(default_factory=list, description="Local Python modules (env.python)")
-    python: PythonEnvIn | None = None
-    env_vars: dict[str, str] = Field(
-        default_factory=dict, description="Values of env.vars copied from your env"
+    config: str = Field(
+        max_length=MAX_CONFIG_CHARS, description="The config.yaml text, as written (at most 64 KiB)"
     )
-    data_ttl_days: int | None = 14
+    name: JobName | None = None
+    desc: Text | None = None
+    inputs: list[FileRefIn] = Field(default_factory=list, max_length=MAX_ITEMS)
+    modules: list[FileRefIn] = Field(
+        default_factory=list, max_length=MAX_MODULES, description="Local Python modules (env.python)"
+    )
+    python: PythonEnvIn | None = None
+    env_vars: EnvVars = Field(default_factory=dict, description="Values of env.vars copied from your env")
+    data_ttl_days: Days | None = 14
 
 
 class JobFork(Input):
-    args: dict[str, str] | None = None
-    vars: dict[str, FileRefIn] | None = Field(default=None, description="New files for input variables")
-    output_vars: dict[str, str] | None = Field(default=None, description="New paths for output variables")
-    env_vars: dict[str, str] | None = None
-    name: str | None = None
-    desc: str | None = None
-    cloud_instance_types: list[str] | None = None
+    args: dict[VarName, Text] | None = Field(default=None, max_length=MAX_ITEMS)
+    vars: dict[VarName, FileRefIn] | None = Field(
+        default=None, max_length=MAX_ITEMS, description="New files for input variables"
+    )
+    output_vars: dict[VarName, Text] | None = Field(
+        default=None, max_length=MAX_ITEMS, description="New paths for output variables"
+    )
+    env_vars: EnvVars | None = None
+    name: JobName | None = None
+    desc: Text | None = None
+    cloud_instance_types: list[Short] | None = Field(default=None, max_length=MAX_ITEMS)
 
 
 class JobCancel(Input):
@@ -449,7 +487,7 @@ class JobCancel(Input):
 
 
 class DataTtl(Input):
-    days: int | None = Field(description="Days to keep the job's data after it ends; null keeps it forever")
+    days: Days | None = Field(description="Days to keep the job's data after it ends; null keeps it forever")
 
 
 class OutputFile(ApiModel):
@@ -559,10 +597,14 @@ class NotebookOut(ApiModel):
 class NotebookExecute(Input):
     """DataSphere's ``projects/{id}:execute`` body (cellId, spec and sparkConnectorId are not served)."""
 
-    notebook_id: str = Field(description="Path of the .ipynb in the project's storage, up to 200 characters")
-    input_variables: dict[str, Any] = Field(default_factory=dict, description="Become env vars of the run")
-    output_variable_names: list[str] = Field(
-        default_factory=list, description="Variables whose values come back"
+    notebook_id: str = Field(
+        max_length=200, description="Path of the .ipynb in the project's storage, up to 200 characters"
+    )
+    input_variables: dict[EnvName, Any] = Field(
+        default_factory=dict, max_length=MAX_ITEMS, description="Become env vars of the run"
+    )
+    output_variable_names: list[EnvName] = Field(
+        default_factory=list, max_length=MAX_ITEMS, description="Variables whose values come back"
     )
     configuration: str | None = Field(None, max_length=32, description="Default: the project's default")
 

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from atoll.api.bounds import (
+    MAX_COMMAND_ARGS,
+    MAX_HEADERS,
+    MAX_ITEMS,
+    MAX_TEXT,
+    Count,
+    Description,
+    EnvVars,
+    Id,
+    Name,
+    Port,
+    Seconds,
+    Short,
+    Text,
+)
 from atoll.api.schemas import ApiModel, Input, Timestamp
+
+# A command-line argument may hold a small script (`python -c "…"`).
+Arg = Annotated[str, Field(max_length=64 * 1024)]
+UrlPath = Annotated[str, Field(max_length=256)]
 
 
 class ModelOut(ApiModel):
@@ -24,48 +43,52 @@ class ModelOut(ApiModel):
 
 
 class HealthCheckIn(Input):
-    path: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    timeout_s: float | None = Field(default=None, alias="timeoutS")
-    interval_s: float | None = Field(default=None, alias="intervalS")
-    healthy_threshold: int | None = None
-    unhealthy_threshold: int | None = None
+    path: UrlPath | None = None
+    port: Port | None = None
+    timeout_s: Seconds | None = Field(default=None, alias="timeoutS")
+    interval_s: Seconds | None = Field(default=None, alias="intervalS")
+    healthy_threshold: Count | None = None
+    unhealthy_threshold: Count | None = None
 
     def as_spec(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump(by_alias=True).items() if v is not None}
 
 
 class TelemetryIn(Input):
-    path: str = "/metrics"
-    port: int | None = Field(default=None, ge=1, le=65535)
+    path: UrlPath = "/metrics"
+    port: Port | None = None
 
 
 class NodeCreate(Input):
-    name: str
-    description: str = ""
-    configuration: str | None = None
-    min_instances: int | None = None
-    max_instances: int | None = None
-    models: list[str] | None = Field(default=None, description="Model ids, names (latest) or name:version")
-    command: list[str] | None = Field(default=None, description="argv of a server listening on $PORT")
-    image: str | None = None
-    port: int | None = Field(default=None, description="The port an image's server listens on")
-    env: dict[str, str] | None = None
+    name: Name
+    description: Description = ""
+    configuration: Short | None = None
+    min_instances: Count | None = None
+    max_instances: Count | None = None
+    models: list[Text] | None = Field(
+        default=None, max_length=MAX_ITEMS, description="Model ids, names (latest) or name:version"
+    )
+    command: list[Arg] | None = Field(
+        default=None, max_length=MAX_COMMAND_ARGS, description="argv of a server listening on $PORT"
+    )
+    image: str | None = Field(default=None, max_length=512)
+    port: Port | None = Field(default=None, description="The port an image's server listens on")
+    env: EnvVars | None = None
     health_check: HealthCheckIn | None = None
     telemetry: TelemetryIn | None = None
 
 
 class NodeUpdate(Input):
-    name: str | None = None
-    description: str | None = None
-    configuration: str | None = None
-    min_instances: int | None = None
-    max_instances: int | None = None
-    models: list[str] | None = None
-    command: list[str] | None = None
-    image: str | None = None
-    port: int | None = None
-    env: dict[str, str] | None = None
+    name: Name | None = None
+    description: Description | None = None
+    configuration: Short | None = None
+    min_instances: Count | None = None
+    max_instances: Count | None = None
+    models: list[Text] | None = Field(default=None, max_length=MAX_ITEMS)
+    command: list[Arg] | None = Field(default=None, max_length=MAX_COMMAND_ARGS)
+    image: str | None = Field(default=None, max_length=512)
+    port: Port | None = None
+    env: EnvVars | None = None
     health_check: HealthCheckIn | None = None
     telemetry: TelemetryIn | None = None
 
@@ -104,20 +127,25 @@ class NodeOut(ApiModel):
 
 
 class AliasNodeIn(Input):
-    node_id: str
-    weight: int
+    node_id: Id
+    weight: Count
+
+
+# Alias names may carry DataSphere's "datasphere.user." prefix before the name itself.
+AliasName = Annotated[str, Field(max_length=128)]
+Metadata = Annotated[dict[Name, Text], Field(max_length=MAX_ITEMS)]
 
 
 class AliasCreate(Input):
-    name: str
-    nodes: list[AliasNodeIn]
-    metadata: dict[str, str] = Field(default_factory=dict)
+    name: AliasName
+    nodes: list[AliasNodeIn] = Field(max_length=MAX_ITEMS)
+    metadata: Metadata = Field(default_factory=dict)
     public: bool = False
 
 
 class AliasUpdate(Input):
-    nodes: list[AliasNodeIn] | None = None
-    metadata: dict[str, str] | None = None
+    nodes: list[AliasNodeIn] | None = Field(default=None, max_length=MAX_ITEMS)
+    metadata: Metadata | None = None
     public: bool | None = None
 
 
@@ -142,9 +170,11 @@ class AliasOut(ApiModel):
 
 class TestRequest(Input):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
-    path: str = "/"
-    body: Any = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    path: str = Field(default="/", max_length=MAX_TEXT)
+    body: Any = Field(default=None, description="A string is sent as is, anything else as JSON (≤16 MB)")
+    headers: dict[Annotated[str, Field(max_length=256)], Text] = Field(
+        default_factory=dict, max_length=MAX_HEADERS
+    )
 
 
 class TestResponse(ApiModel):

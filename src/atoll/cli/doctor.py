@@ -164,6 +164,16 @@ def _limits() -> dict[str, Any]:
     }
 
 
+def _isolation(settings: Any) -> list[dict[str, Any]]:
+    """The isolation between projects this machine gives, with these settings."""
+    from atoll.runtime.isolation import in_force
+
+    found = in_force(
+        settings.data_dir, settings.workload_uid_base, settings.runtime, settings.network_isolation
+    )
+    return [{"what": what, "inForce": ok, "detail": detail} for what, ok, detail in found.rows()]
+
+
 def _server(url: str) -> dict[str, Any]:
     try:
         with Client(url, anonymous=True) as c:
@@ -198,6 +208,7 @@ def report(url: str | None = None) -> dict[str, Any]:
         "limits": _limits(),
         "compute": _compute(settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override),
         "server": _server(server_url),
+        "isolation": _isolation(settings),
     }
 
 
@@ -233,6 +244,9 @@ def _print_table(r: dict[str, Any]) -> None:
         ("gpus", _mark(True), gpus or comp["gpuNote"]),
         ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
     ]
+    for iso in r["isolation"]:  # not a failure: a single-team install may run without it
+        status = "[green]isolated[/]" if iso["inForce"] else "[yellow]shared[/]"
+        rows.append((f"isolation: {iso['what']}", status, iso["detail"]))
     cl = r["cluster"]
     if cl["runtime"] == "ray":
         rows.append(("ray cluster", _mark(cl["ok"]), f"{cl['address']}: {cl['message']}"))

@@ -42,7 +42,7 @@ def create(
     ],
     password: Annotated[
         str | None,
-        typer.Option("--password", help="At least 8 characters (prompted for, hidden, if missing)"),
+        typer.Option("--password", help="At least 10 characters, not easy to guess (prompted if missing)"),
     ] = None,
     email: Annotated[str, typer.Option(help="E-mail address")] = "",
     display_name: Annotated[str, typer.Option(help="Name shown in the UI")] = "",

@@ -9,18 +9,21 @@ files) run in worker threads so one job never holds up the others.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shlex
 import shutil
 import stat
+import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +39,9 @@ from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.requirements import merge_pip_options
 from atoll.envs.sdk import sdk_path
 from atoll.storage.blobs import BlobStore
+from atoll.storage.layout import DataLayout
 from atoll.storage.logs import LogStore, system_line
+from atoll.storage.safepath import Tree, UnsafePath, move_dir, plain_file
 from atoll.store.db import Database
 from atoll.store.models import Dataset, Job, Project, WorkloadRow, new_id, utcnow
 
@@ -46,6 +51,7 @@ ACTIVE_STATUSES = ("PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 MAX_RESULTS_BYTES = 1024**3
 STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
 MAX_ARCHIVE_ENTRIES = 100_000  # spec §5.8: all results of a job ≤ 1 GB
+PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
 
 class PrepareFailed(Exception):
@@ -73,29 +79,23 @@ def _safe_extract(archive: Path, dest: Path) -> None:
             mode = (info.external_attr >> 16) & 0o777
             if mode and not info.is_dir():
                 # zipfile does not restore modes; scripts in a directory input stay executable
-                (root / info.filename).chmod(mode)
+                # (for the job's own user only: nothing in a job's dir is for others)
+                (root / info.filename).chmod(mode & 0o700)
 
 
-def _tree_bytes(root: Path) -> int:
-    """How much the files under ``root`` hold (apparent sizes: a sparse file counts whole; links are
-    not followed)."""
-    total = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
+def _limited(f: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The file's bytes, stopping with TooLarge past ``limit`` (a job's processes may still be
+    writing, so the size seen before reading is not a bound)."""
+    n = 0
+    while chunk := f.read(1 << 20):
+        n += len(chunk)
+        if n > limit:
+            raise TooLarge
+        yield chunk
 
 
-def _zip_dir(src: Path, dest: Path) -> None:
-    """Zip the regular files under `src`; links, FIFOs and devices are left out (never followed)."""
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
-        for dirpath, dirnames, filenames in os.walk(src):  # os.walk does not follow links
-            dirnames.sort()
-            for name in sorted(filenames):
-                f = Path(dirpath) / name
-                if stat.S_ISREG(f.lstat().st_mode):
-                    z.write(f, f.relative_to(src).as_posix())
+class TooLarge(Exception):
+    pass
 
 
 class JobController:
@@ -110,7 +110,8 @@ class JobController:
         uid_base: int = 0,
     ) -> None:
         self.uid_base = uid_base
-        self.datasets_root = root.parent / "datasets"  # beside the jobs' dirs: one dir per dataset
+        self.layout = DataLayout(root.parent)
+        self.datasets_root = self.layout.datasets
         self.db = db
         self.blobs = blobs
         self.logs = logs
@@ -122,17 +123,16 @@ class JobController:
         self._storage_checked: dict[str, float] = {}  # job id -> when its working dir was measured
 
     def job_dir(self, job_id: str) -> Path:
-        return self.root / job_id
+        return self.layout.job(job_id)
+
+    def _tree(self, job_id: str, run_as: tuple[int, int] | None) -> Tree:
+        """The job's dir, which its workload writes: reached only through the safe-path module."""
+        return Tree(self.job_dir(job_id), run_as[0] if run_as else None)
 
     def project_home(self, project_id: str, run_as: tuple[int, int] | None = None) -> Path:
         """The project's persistent storage (DS_PROJECT_HOME), owned by the project's user."""
-        home = self.projects_root / project_id / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        if run_as is not None:
-            home.parent.chmod(0o711)
-            os.chown(home, *run_as)
-            home.chmod(0o700)
-        return home
+        self.layout.ensure_project(project_id, run_as)
+        return self.layout.project_home(project_id)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -201,7 +201,8 @@ class JobController:
                 if job is None or job.workload_id is None:
                     return
                 size_gb, workload_id = int(job.config["working_storage"]["size_gb"]), job.workload_id
-            used = _tree_bytes(self.job_dir(job_id))
+            with self._tree(job_id, None) as tree:
+                used = tree.size()
             if used <= size_gb * 1024**3:
                 return
             with self.db.transaction() as s:
@@ -223,10 +224,13 @@ class JobController:
             self._busy.discard(job_id)
 
     def _read_progress(self, job: Job) -> None:
-        path = self.job_dir(job.id) / "progress.json"
+        # The job writes this file: a link, a FIFO or a huge file in its place must not make us
+        # read anything else, hang, or read for long. Only its last lines matter.
         try:
-            text = path.read_text().strip().splitlines()
-        except OSError:
+            with self._tree(job.id, None) as tree, tree.open_file("progress.json") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - PROGRESS_TAIL_BYTES))
+                text = f.read(PROGRESS_TAIL_BYTES).decode(errors="replace").strip().splitlines()
+        except (OSError, ValueError):
             return
         if text:
             try:
@@ -309,7 +313,7 @@ class JobController:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.blobs.path(sha), dest)
             if ref.get("executable"):
-                dest.chmod(0o755)
+                dest.chmod(0o700)
 
     def _var_path(self, job_id: str, kind: str, var: str, path: str) -> Path:
         return self.job_dir(job_id) / kind / var / Path(path).name
@@ -325,8 +329,8 @@ class JobController:
         run_as: tuple[int, int] | None = None,
     ) -> tuple[workloads.WorkloadSpec, JobConfig]:
         base = self.job_dir(job_id)
-        if base.exists():
-            shutil.rmtree(base)  # a retry after a restart starts clean
+        with Tree(self.layout.jobs) as jobs:
+            jobs.remove_all(job_id)  # a retry after a restart starts clean
         work = base / "work"
         work.mkdir(parents=True)
 
@@ -408,11 +412,9 @@ class JobController:
             home = str(base / "project-home")
         if run_as is not None:
             # The job's own dir belongs to the project's user; Atoll's other files stay unreadable.
-            for dirpath, dirnames, filenames in os.walk(base):
-                for name in dirnames + filenames:
-                    os.chown(os.path.join(dirpath, name), *run_as, follow_symlinks=False)
-            os.chown(base, *run_as)
-            base.chmod(0o700)
+            with Tree(base) as tree:
+                tree.chown_all(*run_as)
+                os.fchmod(tree.fd, 0o700)
         if home:
             env["DS_PROJECT_HOME"] = home
         cmd = render_cmd(cfg, paths, project_home=home)
@@ -461,10 +463,11 @@ class JobController:
                 cancelled = job.status == "CANCELLING"
                 exit_code, reason = wl.exit_code, wl.stop_reason
                 project_id, created_by, log_id = job.project_id, job.created_by, job.workload_id
-            outputs, errors = ([], []) if cancelled else self._collect(job_id, cfg)
+                run_as = run_identity(s, project_id, self.uid_base)
+            outputs, errors = ([], []) if cancelled else self._collect(job_id, cfg, run_as)
             made: list[dict[str, Any]] = []
             if cfg.output_datasets and not cancelled and exit_code == 0 and not reason:
-                made = self._make_datasets(job_id, project_id, created_by, log_id, cfg)
+                made = self._make_datasets(job_id, project_id, created_by, log_id, cfg, run_as)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 assert job is not None
@@ -497,13 +500,18 @@ class JobController:
             self._busy.discard(job_id)
 
     def _make_datasets(
-        self, job_id: str, project_id: str, created_by: str | None, log_id: str, cfg: JobConfig
+        self,
+        job_id: str,
+        project_id: str,
+        created_by: str | None,
+        log_id: str,
+        cfg: JobConfig,
+        run_as: tuple[int, int] | None,
     ) -> list[dict[str, Any]]:
         """Turn each ``output-datasets`` directory of a job that succeeded into a dataset; returns
         what each became: ``{name, id, sizeBytes}`` or ``{name, error}``."""
         out: list[dict[str, Any]] = []
         with self.db.transaction() as s:
-            run_as = run_identity(s, project_id, self.uid_base)
             # Made already, by a finish a restart interrupted before the job's status was saved.
             earlier = {d.name: d for d in s.scalars(select(Dataset).where(Dataset.job_id == job_id))}
         group = run_as[1] if run_as else None  # the project's jobs read it through their group
@@ -512,14 +520,16 @@ class JobController:
                 d = earlier[od.name]
                 out.append({"name": d.name, "id": d.id, "sizeBytes": d.size_bytes, "desc": d.description})
                 continue
-            src = self.job_dir(job_id) / "output-datasets" / od.var
             ds_id = Dataset.new_id()
-            dest = self.datasets_root / ds_id
             try:
-                if src.is_symlink() or not src.is_dir():
-                    raise PrepareFailed(f"${{{od.var}}} is not a directory any more")
-                src.rename(dest)
-                sealed = datasets.seal(dest, group)
+                # Moved only if it is still the job's own directory, reached without a link.
+                with self._tree(job_id, run_as) as job_tree, Tree(self.datasets_root) as root:
+                    try:
+                        moved = move_dir(job_tree, f"output-datasets/{od.var}", root, ds_id)
+                    except UnsafePath as e:
+                        raise PrepareFailed(f"${{{od.var}}} is not a directory any more") from e
+                    with moved:
+                        sealed = datasets.seal(moved, group)
                 if sealed.dropped:
                     shown = ", ".join(sealed.dropped[:5])
                     line = f"dataset {od.name}: left out (not plain files): {shown}"
@@ -555,35 +565,59 @@ class JobController:
             out.append({"name": od.name, "id": ds_id, "sizeBytes": sealed.size_bytes, "desc": od.description})
         return out
 
-    def _collect(self, job_id: str, cfg: JobConfig) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        work = self.job_dir(job_id) / "work"
+    def _collect(
+        self, job_id: str, cfg: JobConfig, run_as: tuple[int, int] | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """Store the job's declared outputs as blobs. The job's dir is the workload's: every path
+        is resolved beneath it without following a link at any component, only plain files (and
+        directories of them, zipped) are read, and nothing is written there."""
         outputs: list[dict[str, Any]] = []
         errors: list[dict[str, str]] = []
         total = 0
-        for out in cfg.outputs:
-            src = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
-            try:
-                st = src.lstat()
-            except OSError:
-                errors.append({"path": out.path, "error": "NOT_FOUND"})
-                continue
-            # Only plain files and directories: a link could point at Atoll's own files, a FIFO
-            # or a device would hang or flood the collector.
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
-                continue
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if is_dir:
-                archive = self.job_dir(job_id) / f".{Path(out.path).name}.zip"
-                _zip_dir(src, archive)
-                src = archive
-            size = src.stat().st_size
-            if total + size > MAX_RESULTS_BYTES:
-                errors.append({"path": out.path, "error": "TOO_LARGE"})
-                continue
-            sha, size = self.blobs.put_file(src)
-            total += size
-            outputs.append({"path": out.path, "var": out.var, "sha256": sha, "size": size, "isDir": is_dir})
+        with self._tree(job_id, run_as) as tree:
+            for out in cfg.outputs:
+                rel = f"outputs/{out.var}/{Path(out.path).name}" if out.var else f"work/{out.path}"
+                try:
+                    st = tree.lstat(rel)
+                except UnsafePath:
+                    errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
+                    continue
+                except OSError:
+                    errors.append({"path": out.path, "error": "NOT_FOUND"})
+                    continue
+                is_dir = stat.S_ISDIR(st.st_mode)
+                # Only plain files and directories: a link could point at Atoll's own files, a FIFO
+                # or a device would hang or flood the collector.
+                if not is_dir and not plain_file(st, tree.owner):
+                    errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
+                    continue
+                room = MAX_RESULTS_BYTES - total
+                try:
+                    if is_dir:  # zipped in Atoll's own temp dir, never in the job's
+                        fd, tmp = tempfile.mkstemp(dir=self.blobs.root / "tmp", suffix=".zip")
+                        os.close(fd)
+                        try:
+                            tree.zip_dir(rel, Path(tmp), max_bytes=room, max_entries=MAX_ARCHIVE_ENTRIES)
+                            with open(tmp, "rb") as f:
+                                sha, size = self.blobs.put_stream(_limited(f, room))
+                        finally:
+                            os.unlink(tmp)
+                    else:
+                        with tree.open_file(rel) as f:
+                            sha, size = self.blobs.put_stream(_limited(f, room))
+                except (TooLarge, UnsafePath) as e:
+                    too_big = isinstance(e, TooLarge) or e.errno == errno.EFBIG
+                    errors.append(
+                        {"path": out.path, "error": "TOO_LARGE" if too_big else "NOT_A_REGULAR_FILE"}
+                    )
+                    continue
+                except OSError:
+                    errors.append({"path": out.path, "error": "NOT_FOUND"})
+                    continue
+                total += size
+                outputs.append(
+                    {"path": out.path, "var": out.var, "sha256": sha, "size": size, "isDir": is_dir}
+                )
         return outputs, errors
 
     # --- data TTL -----------------------------------------------------------------------
@@ -591,7 +625,8 @@ class JobController:
     def _cleanup_expired(self) -> None:
         with self.db.transaction() as s:
             for job in lifecycle.expired_jobs(s, datetime.now(UTC)):
-                shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
+                with Tree(self.layout.jobs) as jobs, contextlib.suppress(OSError):
+                    jobs.remove_all(job.id)
                 if job.workload_id:
                     self.logs.delete(job.workload_id)
                 job.data_cleared = True

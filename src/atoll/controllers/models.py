@@ -10,11 +10,11 @@ and answers with ``<uuid>.result.json``, which ``save()`` waits for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import secrets
-import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from atoll.domain import model_registry
 from atoll.domain.errors import DomainError
 from atoll.storage.blobs import BlobStore
+from atoll.storage.layout import DataLayout, checked
+from atoll.storage.safepath import Tree
 from atoll.store.db import Database
 from atoll.store.models import Job, NotebookServer
 
@@ -32,21 +34,27 @@ RESULT_TTL_S = 3600
 
 def outbox(projects_root: Path, project_id: str, source: str, run_as: tuple[int, int] | None) -> Path:
     """The outbox of one job or notebook server, writable by the project's user."""
-    box = projects_root / project_id / "model-outbox" / source
-    if box.is_symlink():  # the project's user may write in model-outbox/: never chown through a link
-        box.unlink()
-    box.mkdir(parents=True, exist_ok=True)
-    if run_as is not None:
-        os.chown(box.parent, *run_as, follow_symlinks=False)
-        os.chown(box, *run_as, follow_symlinks=False)
-    return box
+    layout = DataLayout(projects_root.parent)
+    layout.ensure_project(project_id, run_as)
+    project = layout.project(project_id)
+    # model-outbox/ is the project's user's: reached, made and handed over without following a
+    # link it may have planted there.
+    with Tree(project) as t, t.sub("model-outbox", create=True) as boxes:
+        with boxes.sub(checked(source, "outbox"), create=True) as box:
+            if run_as is not None:
+                os.fchown(boxes.fd, *run_as)
+                os.fchown(box.fd, *run_as)
+    return layout.outbox(project_id, source)
 
 
-def models_dir(projects_root: Path, project_id: str) -> Path:
-    """Where the project's registered models are materialized (read-only for its workloads)."""
-    d = projects_root / project_id / "models"
+def models_dir(projects_root: Path, project_id: str, group: int | None = None) -> Path:
+    """Where the project's registered models are materialized: Atoll's, read-only for the
+    project's workloads (through their group), closed to everyone else."""
+    d = DataLayout(projects_root.parent).models(project_id)
     d.mkdir(parents=True, exist_ok=True)
-    d.chmod(0o755)
+    if group is not None:
+        os.chown(d, -1, group, follow_symlinks=False)
+    d.chmod(0o750 if group is not None else 0o700)
     return d
 
 
@@ -56,7 +64,7 @@ def workload_env(
     """The env vars that let a job or notebook use ``atoll.models``."""
     return {
         "ATOLL_MODEL_OUTBOX": str(outbox(projects_root, project_id, source, run_as)),
-        "ATOLL_MODELS_DIR": str(models_dir(projects_root, project_id)),
+        "ATOLL_MODELS_DIR": str(models_dir(projects_root, project_id, run_as[1] if run_as else None)),
         "PYTHONPATH": str(sdk),
     }
 
@@ -66,57 +74,84 @@ class ModelInbox:
         self.db = db
         self.blobs = blobs
         self.projects_root = projects_root
+        self.layout = DataLayout(projects_root.parent)
 
     def tick(self) -> None:
-        for box in self.projects_root.glob("*/model-outbox/*"):
-            if box.is_symlink() or not box.is_dir():  # a link would lead the reader elsewhere
+        for project in self.projects_root.iterdir():  # Atoll's own dir: one entry per project
+            try:
+                boxes = Tree(project).sub("model-outbox")
+            except OSError:
+                continue  # none yet, or a link (never followed)
+            with boxes:
+                # Atoll handed model-outbox/ to the project's user: that is who may own what is in it.
+                boxes.owner = os.fstat(boxes.fd).st_uid if os.geteuid() == 0 else None
+                for name in sorted(os.listdir(boxes.fd)):
+                    try:
+                        box = boxes.sub(name)
+                    except OSError:
+                        continue  # a link would lead the reader elsewhere
+                    with box:
+                        self._scan(project.name, name, box)
+
+    def _scan(self, project_id: str, source: str, box: Tree) -> None:
+        for name in sorted(os.listdir(box.fd)):
+            if name.startswith("."):
                 continue
-            for entry in box.iterdir():
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_symlink():  # only what the workload wrote, never where a link points
-                    self._refuse(entry, "a model directory must not be a symbolic link")
-                elif entry.is_dir() and not (box / f"{entry.name}.result.json").exists():
-                    self._ingest(box.parent.parent.name, box.name, entry)
-                elif (
-                    entry.name.endswith(".result.json") and time.time() - entry.stat().st_mtime > RESULT_TTL_S
-                ):
-                    entry.unlink(missing_ok=True)
+            try:
+                st = box.lstat(name)
+            except OSError:
+                continue
+            if stat.S_ISLNK(st.st_mode):  # only what the workload wrote, never where a link points
+                self._answer(box, name, {"error": "a model directory must not be a symbolic link"})
+                box.unlink(name)
+            elif stat.S_ISDIR(st.st_mode) and not _exists(box, f"{name}.result.json"):
+                self._ingest(project_id, source, box, name)
+            elif name.endswith(".result.json") and time.time() - st.st_mtime > RESULT_TTL_S:
+                with contextlib.suppress(OSError):
+                    box.unlink(name)
 
-    def _refuse(self, entry: Path, why: str) -> None:
-        self._answer(entry, {"error": why})
-        entry.unlink(missing_ok=True)
+    def _answer(self, box: Tree, name: str, result: dict[str, object]) -> None:
+        # The outbox is the workload's to write: created exclusively, never through a link it may
+        # have planted under that name; readable by the project's user, who owns the outbox.
+        with contextlib.suppress(OSError):
+            box.write_new(f"{name}.result.json", json.dumps(result).encode(), mode=0o644)
+            if box.owner is not None:
+                os.chown(f"{name}.result.json", box.owner, -1, dir_fd=box.fd, follow_symlinks=False)
 
-    def _answer(self, entry: Path, result: dict[str, object]) -> None:
-        # The outbox is the workload's to write: create the answer exclusively, never through a
-        # link it may have planted under that name.
-        tmp = entry.with_name(f".{entry.name}.{secrets.token_hex(6)}.result")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(result))
-        os.replace(tmp, entry.with_name(f"{entry.name}.result.json"))
-
-    def _ingest(self, project_id: str, source: str, entry: Path) -> None:
+    def _ingest(self, project_id: str, source: str, box: Tree, name: str) -> None:
         result: dict[str, object]
         try:
-            with self.db.transaction() as s:
+            with box.sub(name) as entry, self.db.transaction() as s:
                 creator, label = _who(s, source)
                 model = model_registry.register(
                     s, self.blobs, project_id, entry, created_by=creator, source=label
                 )
-                dest = models_dir(self.projects_root, project_id) / model.name / str(model.version)
+                # The project's workloads' group: the outbox's, which Atoll handed to their user.
+                group = os.fstat(box.fd).st_gid if box.owner is not None else None
+                dest = models_dir(self.projects_root, project_id, group) / model.name / str(model.version)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.parent.chmod(0o755)
-                model_registry.materialize(self.blobs, model, dest)
+                if group is not None:
+                    os.chown(dest.parent, -1, group, follow_symlinks=False)
+                dest.parent.chmod(0o750 if group is not None else 0o700)
+                model_registry.materialize(self.blobs, model, dest, group)
                 result = {"id": model.id, "name": model.name, "version": model.version}
             log.info("registered model %s:%s (%s) from %s", model.name, model.version, model.id, source)
         except DomainError as e:
             result = {"error": e.detail}
         except Exception as e:  # a broken model directory must not stop the others
-            log.exception("could not register the model in %s", entry)
+            log.exception("could not register the model %s/%s", source, name)
             result = {"error": f"could not register the model: {e}"}
-        self._answer(entry, result)
-        shutil.rmtree(entry, ignore_errors=True)
+        self._answer(box, name, result)
+        with contextlib.suppress(OSError):
+            box.remove_all(name)
+
+
+def _exists(box: Tree, name: str) -> bool:
+    try:
+        box.lstat(name)
+    except OSError:
+        return False
+    return True
 
 
 def _who(s: Session, source: str) -> tuple[str | None, str]:

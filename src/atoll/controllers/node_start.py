@@ -15,6 +15,7 @@ from atoll.envs.sdk import sdk_path
 from atoll.notebooks.server import pick_port
 from atoll.runtime.local import DEFAULT_PATH
 from atoll.storage.blobs import BlobStore
+from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
 from atoll.store.models import Model, Node, NodeInstance, Project
 
@@ -61,9 +62,9 @@ class InstanceStarter:
         workdir = home
         if kind == "model":
             command, env = self._model_server(
-                [m for m in models if m is not None], port, env, node_id, project_id
+                [m for m in models if m is not None], port, env, node_id, project_id, run_as
             )
-            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
+            workdir = self._node_dir(project_id, node_id)
         elif kind == "command":
             # No shell runs it: $PORT (and ${PORT}) in an argument is the instance's port.
             command = [a.replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in spec["command"]]
@@ -72,8 +73,7 @@ class InstanceStarter:
             image, container_port = spec["image"], int(spec["port"])
             if "PATH" not in spec.get("env", {}):
                 env.pop("PATH")  # the image knows where its programs are
-            workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = self._node_dir(project_id, node_id)
         env["ATOLL_PROJECT_ID"] = project_id
         env["ATOLL_NODE_ID"] = node_id
         env["ATOLL_INSTANCE_ID"] = instance_id
@@ -110,8 +110,22 @@ class InstanceStarter:
             inst.detail = "waiting for the scheduler"
         self.notify("workloads")
 
+    def _node_dir(self, project_id: str, node_id: str) -> Path:
+        """A node's working dir (its instances', handed to the project's user by the runtime)."""
+        layout = DataLayout(self.data_dir)
+        workdir = layout.node(project_id, node_id)
+        layout.passage(workdir.parent)
+        workdir.mkdir(exist_ok=True)
+        return workdir
+
     def _model_server(
-        self, models: list[Model], port: int, env: dict[str, str], node_id: str, project_id: str
+        self,
+        models: list[Model],
+        port: int,
+        env: dict[str, str],
+        node_id: str,
+        project_id: str,
+        run_as: tuple[int, int] | None,
     ) -> tuple[list[str], dict[str, str]]:
         """The model server's command: an environment with the models' libraries, their files."""
         from atoll.serving import requirements
@@ -119,12 +133,14 @@ class InstanceStarter:
         reqs = requirements([model_registry.model_meta(m) for m in models])
         environment = self.envs.build(current_version(), reqs)
         root = self.data_dir / "models"
+        root.mkdir(exist_ok=True)
+        root.chmod(0o711 if run_as else 0o700)  # passed through by model servers, never listed
         args: list[str] = []
         for m in models:
-            path = model_registry.materialize(self.blobs, m, root / m.id)
+            # Readable by the project's model servers (their group) and nobody else.
+            path = model_registry.materialize(self.blobs, m, root / m.id, run_as[1] if run_as else None)
             args += ["--model", f"{m.name}={path}"]
-        workdir = self.data_dir / "projects" / project_id / "nodes" / node_id
-        workdir.mkdir(parents=True, exist_ok=True)
+        self._node_dir(project_id, node_id)
         env = environment.activate(env)
         env["PYTHONPATH"] = str(sdk_path(self.data_dir))
         # It binds to $HOST: 127.0.0.1, or its Ray node's address on a cluster.

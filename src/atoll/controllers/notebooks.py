@@ -12,10 +12,10 @@ any transaction, and writes what it found in another: a slow server never holds 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -36,14 +36,17 @@ from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.envs.sdk import sdk_path
-from atoll.notebooks.server import WARM_MODULES, jupyter_command, notebook_environment, pick_port
+from atoll.notebooks.server import SECRET_ENV, WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
 from atoll.runtime.local import DEFAULT_PATH
+from atoll.storage.layout import DataLayout
+from atoll.storage.safepath import Tree, plain_file
 from atoll.store.db import Database
 from atoll.store.models import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
 STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
+MAX_RUN_OUTPUTS_BYTES = 16 * 1024**2  # a run's output variables, as JSON
 
 
 class ActivityBoard:
@@ -117,6 +120,7 @@ class NotebookController:
         self.box = box
         self.project_home = project_home
         self.projects_root = projects_root
+        self.layout = DataLayout(projects_root.parent)
         self.activity = activity
         self.uid_base = uid_base
         self.idle_cpu = idle_cpu
@@ -214,7 +218,7 @@ class NotebookController:
             )
             if run_as is not None:
                 _chown_tree(state_dir, run_as)
-            sealed_token = self.box.seal(jenv.pop("JUPYTER_TOKEN")).decode()
+            sealed_token = self.box.seal(jenv.pop(SECRET_ENV)).decode()  # the server's secret, new per start
             env = overlay.activate({"PATH": DEFAULT_PATH})
             env.update(jenv)
             env["ATOLL_PROJECT_ID"] = project_id
@@ -236,7 +240,7 @@ class NotebookController:
                     env=env,
                     mounts=[],
                     ports=[port],
-                    sealed_env={"JUPYTER_TOKEN": sealed_token},
+                    sealed_env={SECRET_ENV: sealed_token},
                     warm=self._warm_key,
                 ),
                 stop_signal=int(signal.SIGTERM),
@@ -273,9 +277,11 @@ class NotebookController:
 
     def notebook_exists(self, project_id: str, path: str) -> bool:
         """Whether ``path`` is a notebook file inside the project's storage (links may not leave it)."""
-        home = (self.projects_root / project_id / "home").resolve()
-        target = (home / path).resolve()
-        return target.is_relative_to(home) and target.is_file()
+        try:
+            with Tree(self.layout.project_home(project_id)) as home:
+                return plain_file(home.lstat(path), None)
+        except (OSError, ValueError):
+            return False
 
     def _runs(self, s: Session) -> None:
         for run in s.scalars(select(NotebookRun).where(NotebookRun.status.in_(("PENDING", "RUNNING")))):
@@ -294,10 +300,13 @@ class NotebookController:
         run.finished_at = utcnow()
 
     def _collect(self, run: NotebookRun, wl: WorkloadRow) -> None:
-        out = self.projects_root / run.project_id / "runs" / run.id / "outputs.json"
         if wl.state == "EXITED" and wl.exit_code == 0:
-            try:
-                values = json.loads(out.read_text())["values"]
+            try:  # the run's dir is the workload's: read without following a link
+                with Tree(self.layout.run(run.project_id, run.id)) as run_dir:
+                    raw = run_dir.read_bytes("outputs.json", MAX_RUN_OUTPUTS_BYTES + 1)
+                if len(raw) > MAX_RUN_OUTPUTS_BYTES:
+                    raise ValueError("over 16 MB")
+                values = json.loads(raw)["values"]
             except (OSError, ValueError, KeyError) as e:
                 self._run_done(run, "FAILED", error=f"the run left no readable outputs: {e}")
                 return
@@ -321,12 +330,16 @@ class NotebookController:
             project_id = run.project_id
             run_as = run_identity(s, project_id, self.uid_base)
         overlay, home = self._environment(project_id, run_as)
-        run_dir = self.projects_root / project_id / "runs" / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        run_dir.chmod(0o700)
-        shutil.copyfile(Path(__file__).parents[1] / "notebooks" / "runner.py", run_dir / "runner.py")
-        if run_as is not None:
-            _chown_tree(run_dir, run_as)
+        run_dir = self.layout.run(project_id, run_id)
+        self.layout.passage(run_dir.parent)
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        runner = (Path(__file__).parents[1] / "notebooks" / "runner.py").read_bytes()
+        with Tree(run_dir) as tree:
+            with contextlib.suppress(FileNotFoundError):
+                tree.unlink("runner.py")
+            tree.write_new("runner.py", runner)  # never through a link planted in its place
+            if run_as is not None:
+                tree.chown_all(*run_as)
         with self.db.transaction() as s:
             run = s.get(NotebookRun, run_id)
             project = s.get(Project, project_id)
@@ -543,11 +556,8 @@ class NotebookController:
 
 
 def _chown_tree(root: Path, run_as: tuple[int, int]) -> None:
-    """Give a project's notebook dirs to the project's user (created by the server as root)."""
-    uid, gid = run_as
-    if root.stat().st_uid == uid:
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
-    os.chown(root, uid, gid)
+    """Give a project's notebook dirs to the project's user (created by the server as root);
+    through the safe-path module, since the project's user may have written there already."""
+    with Tree(root) as tree:
+        if os.fstat(tree.fd).st_uid != run_as[0]:
+            tree.chown_all(*run_as)

@@ -38,6 +38,8 @@ from atoll.runtime.base import (
     WorkloadStatus,
 )
 from atoll.runtime.inventory import Inventory
+from atoll.runtime.netns import NetworkIsolation
+from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
 from atoll.store.models import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
 
@@ -65,6 +67,8 @@ class WorkloadController:
         storage_gb: float = 0.0,
         uid_base: int = 0,
         notify: Callable[[str], None] = lambda _kind: None,
+        layout: DataLayout | None = None,
+        networks: NetworkIsolation | None = None,
     ) -> None:
         # Told the kind of each workload that started or ended (its controller waits on it), once
         # the change is committed: a controller woken earlier would read the old state.
@@ -78,6 +82,8 @@ class WorkloadController:
         self.storage_gb = storage_gb  # per machine, for working-storage reservations
         self.tick_s = tick_s
         self.uid_base = uid_base
+        self.layout = layout  # where each project's /tmp is (None: workloads share the machine's)
+        self.networks = networks  # a network namespace per project (None: the shared loopback)
         # Stops wait up to their grace period: they run beside the loop, not in it.
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
         self._stopping: set[str] = set()
@@ -274,6 +280,13 @@ class WorkloadController:
             for name, sealed in spec.get("sealedEnv", {}).items():
                 secret_env[name] = self.box.open(sealed.encode())
             run_as = run_identity(s, wl.project_id, self.uid_base)
+            tmp_dir = None
+            if self.layout is not None and run_as is not None:
+                self.layout.ensure_project(wl.project_id, run_as)
+                tmp_dir = self.layout.project_tmp(wl.project_id)
+            net = None
+            if self.networks is not None and run_as is not None and not spec.get("image"):
+                net = self.networks.for_project(wl.project_id)
         except Exception as e:  # one project's broken secret must not block everyone's admission
             wl.state = "FAILED"
             wl.finished_at = utcnow()
@@ -295,6 +308,9 @@ class WorkloadController:
             image=spec.get("image"),
             container_ports=tuple(spec.get("containerPorts", [])),
             node=d.host,
+            tmp_dir=tmp_dir,
+            netns=net.path if net else None,
+            address=net.address if net else None,
         )
         # A stop (a cancel) may have come in since the queue was read: take the row's lock and look
         # again, so a workload stopped before its start never starts (PostgreSQL waits here for a
@@ -307,7 +323,8 @@ class WorkloadController:
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
         wl.node = d.host
-        wl.host = "127.0.0.1" if workload.image else d.address  # images run on this machine's Docker
+        # Images run on this machine's Docker; a project's network has an address of its own.
+        wl.host = "127.0.0.1" if workload.image else (workload.address or d.address)
         wl.wait_reason = ""
         try:
             st = self.runtime.start(workload)

@@ -17,7 +17,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from atoll.domain import throttle
 from atoll.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
+from atoll.domain.passwords import MIN_LENGTH, check_password
 from atoll.domain.validation import check_username
 from atoll.store.models import ApiToken, User, WebSession, as_utc, utcnow
 
@@ -25,7 +27,7 @@ TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
 SESSION_COOKIE = "atoll_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"  # form field name for plain HTML form posts
-MIN_PASSWORD = 8
+MIN_PASSWORD = MIN_LENGTH
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
@@ -35,9 +37,11 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD:
-        raise Invalid(f"password must be at least {MIN_PASSWORD} characters", field="password")
+def hash_password(
+    password: str, *, username: str = "", user_inputs: tuple[str, ...] = (), field: str = "password"
+) -> str:
+    """The hash to store, once the password passes the policy (domain/passwords.py)."""
+    check_password(password, username=username, user_inputs=user_inputs, field=field)
     return _hasher.hash(password)
 
 
@@ -64,7 +68,7 @@ def create_user(
         username=username,
         email=email,
         display_name=display_name or username,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, username=username, user_inputs=(email, display_name)),
         is_admin=is_admin,
     )
     db.add(user)
@@ -72,19 +76,39 @@ def create_user(
     return user
 
 
-def authenticate(db: Session, username: str, password: str) -> User:
+def authenticate(db: Session, username: str, password: str, guard: throttle.Guard) -> User:
+    """The user these credentials belong to. Within the sign-in limits (domain/throttle.py): while
+    the account or the address is locked out, TooManyRequests before the password is looked at."""
+    attempt = throttle.admit(db, guard, username)
     user = db.scalar(select(User).where(User.username == username))
     ok = verify_password(user.password_hash if user else "", password)
     if not user or not ok or not user.is_active:
+        throttle.failed(db, attempt)
         raise Unauthenticated("wrong username or password")
+    throttle.succeeded(db, attempt)
     return user
 
 
-def change_password(db: Session, user: User, old: str, new: str, keep_session_id: str | None = None) -> None:
-    """Change the password and end the user's other browser sessions (API tokens stay valid)."""
+def change_password(
+    db: Session,
+    user: User,
+    old: str,
+    new: str,
+    guard: throttle.Guard,
+    keep_session_id: str | None = None,
+) -> None:
+    """Change the password and end the user's other browser sessions (API tokens stay valid).
+
+    The current password is checked within the sign-in limits too: a stolen session must not
+    become a way to guess it."""
+    attempt = throttle.admit(db, guard, user.username)
     if not verify_password(user.password_hash, old):
+        throttle.failed(db, attempt)
         raise Invalid("current password is wrong", field="currentPassword")
-    user.password_hash = hash_password(new)
+    throttle.succeeded(db, attempt)
+    user.password_hash = hash_password(
+        new, username=user.username, user_inputs=(user.email, user.display_name), field="newPassword"
+    )
     # Whoever held an old session with the old password is signed out (this one stays).
     q = db.query(WebSession).filter(WebSession.user_id == user.id)
     if keep_session_id:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import auth
 from atoll.domain.access import ResourceType
+from atoll.domain.passwords import check_password
 from atoll.settings import Settings
 from atoll.store.models import AccessBinding, BillingAccount, Organization, User
 
@@ -26,6 +27,11 @@ def ensure_first_admin(db: Session, settings: Settings) -> FirstAdmin | None:
     if db.scalar(select(func.count()).select_from(User)):
         return None
     generated = not settings.admin_password
+    if not generated:
+        # Named as the admin set it, so that `atoll up` can say which setting to fix.
+        check_password(
+            settings.admin_password, username=settings.admin_username, field="ATOLL_ADMIN_PASSWORD"
+        )
     password = settings.admin_password or secrets.token_urlsafe(12)
     user = auth.create_user(db, username=settings.admin_username, password=password, is_admin=True)
     org = Organization(name="default", description="Created on first start")

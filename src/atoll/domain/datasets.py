@@ -8,10 +8,9 @@ unique in its project; its declared size is the most it may hold.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import shutil
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_resource_name
+from atoll.storage.safepath import Entry, Tree, open_entry, plain_file
 from atoll.store.models import Dataset, Job
 
 _ID_RE = re.compile(r"^ds[0-9a-f]{18}$")
@@ -60,11 +60,9 @@ def delete_dataset(db: Session, p: Principal, project_id: str, ref: str) -> str:
 
 
 def remove_files(root: Path, dataset_id: str) -> None:
-    path = root / dataset_id
-    if path.exists():
-        for dirpath, _dirnames, _files in os.walk(path):
-            os.chmod(dirpath, 0o700)  # read-only dirs: their entries could not be removed
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove a dataset's files (a half-made one may still hold what a workload planted)."""
+    with Tree(root) as t, contextlib.suppress(OSError):
+        t.remove_all(dataset_id)
 
 
 def check_names_free(db: Session, project_id: str, names: list[str]) -> None:
@@ -100,30 +98,45 @@ class Sealed:
     dropped: list[str]  # entries that were neither files nor directories (links, FIFOs...)
 
 
-def seal(path: Path, group: int | None) -> Sealed:
-    """Make the tree at ``path`` (written by a workload) a dataset: only plain files and dirs are
-    kept (links and special files are removed, never followed); everything becomes owned by Atoll
-    and read-only: readable by ``group`` (the project's workloads' gid) and nobody else."""
+def _lock_down(dfd: int, entry: Entry, owner: tuple[int, int] | None, mode: int) -> None:
+    fd = open_entry(dfd, entry)  # through its descriptor: nothing swapped in is touched
+    try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def seal(tree: Tree, group: int | None) -> Sealed:
+    """Make ``tree`` (a directory a workload wrote, moved out of its reach) a dataset: only plain
+    files and directories are kept (links, special files and hard links to others' files are
+    removed, never followed); everything becomes owned by Atoll and read-only: readable by
+    ``group`` (the project's workloads' gid) and nobody else. Each entry is opened without
+    following a link and changed through its descriptor."""
     size = 0
     dropped: list[str] = []
     owner = None if group is None else (os.getuid(), group)
-    for dirpath, dirnames, filenames in os.walk(path):  # does not follow links
-        for name in dirnames + filenames:
-            entry = Path(dirpath) / name
-            st = entry.lstat()
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                dropped.append(str(entry.relative_to(path)))
-                entry.unlink()
-                continue
-            size += st.st_size
-            if owner is not None:
-                os.chown(entry, *owner, follow_symlinks=False)
-            entry.chmod(0o440)
-        dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).is_dir()]
-    for dirpath, _dirnames, _files in os.walk(path, topdown=False):
-        if owner is not None:
-            os.chown(dirpath, *owner, follow_symlinks=False)
-        os.chmod(dirpath, 0o550)  # noqa: S103 - group: the project's workloads read it
+    for entry, dfd in tree.walk():  # files first: a read-only dir's entries could not be removed
+        if entry.is_dir:
+            continue
+        if not plain_file(entry.st, tree.owner):
+            dropped.append(entry.path)
+            with contextlib.suppress(OSError):
+                os.unlink(entry.name, dir_fd=dfd)
+            continue
+        try:
+            _lock_down(dfd, entry, owner, 0o440)
+            size += entry.st.st_size
+        except OSError:  # swapped or gone since the listing: not part of the dataset
+            dropped.append(entry.path)
+            with contextlib.suppress(OSError):
+                os.unlink(entry.name, dir_fd=dfd)
+    for entry, dfd in tree.walk():
+        if entry.is_dir:
+            with contextlib.suppress(OSError):
+                _lock_down(dfd, entry, owner, 0o550)  # the project's workloads read it as group
+    if owner is not None:
+        os.fchown(tree.fd, *owner)
+    os.fchmod(tree.fd, 0o550)
     return Sealed(size, dropped)

@@ -36,3 +36,14 @@ class Unauthenticated(DomainError):
 class Conflict(DomainError):
     status = 409
     title = "Conflict"
+
+
+class TooManyRequests(DomainError):
+    """Refused for now; `retry_after` (seconds) says when to try again (the Retry-After header)."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after

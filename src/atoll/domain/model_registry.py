@@ -8,11 +8,12 @@ reads the latest from the project's models directory, which Atoll keeps material
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,24 +23,28 @@ from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_resource_name
 from atoll.storage.blobs import BlobStore
+from atoll.storage.layout import DataLayout
+from atoll.storage.safepath import Tree, plain_file
 from atoll.store.models import Blob, Model, Node, Project, ProjectBlob
 
 FORMATS = ("sklearn", "onnx", "xgboost", "lightgbm", "catboost", "torchscript", "noop")
 MAX_META_BYTES = 256 * 1024
 
 
-def read_meta(model_dir: Path) -> dict[str, Any]:
-    """The model directory's meta.json, checked: a known format, and its file present in the dir."""
-    path = model_dir / "meta.json"
-    # The directory was written by a workload: a link could point Atoll (which may be root) at a
-    # file the workload may not read. Only plain files count.
-    if model_dir.is_symlink() or path.is_symlink():
-        raise Invalid("the model directory and meta.json must not be symbolic links", field="meta")
-    if not path.is_file() or path.stat().st_size > MAX_META_BYTES:
-        raise Invalid("the model directory has no meta.json (or it is over 256 KiB)", field="meta")
+def read_meta(model_dir: Tree) -> dict[str, Any]:
+    """The model directory's meta.json, checked: a known format, and its file present in the dir.
+
+    The directory was written by a workload, so it is read only through ``model_dir`` (the
+    safe-path module): no link is followed, only plain files count."""
     try:
-        with _open_plain(path) as f:
-            meta = json.loads(f.read(MAX_META_BYTES + 1).decode())
+        with model_dir.open_file("meta.json") as f:
+            raw = f.read(MAX_META_BYTES + 1)
+    except OSError as e:
+        raise Invalid("the model directory has no meta.json (a plain file, not a link)", field="meta") from e
+    if len(raw) > MAX_META_BYTES:
+        raise Invalid("meta.json is over 256 KiB", field="meta")
+    try:
+        meta = json.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as e:
         raise Invalid(f"meta.json is not valid JSON: {e}", field="meta") from e
     if not isinstance(meta, dict):
@@ -49,13 +54,13 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
         raise Invalid(f"meta.format must be one of {', '.join(FORMATS)}", field="meta.format")
     file = meta.get("file")
     if meta["format"] != "noop":
-        if (
-            not isinstance(file, str)
-            or "/" in file
-            or file.startswith(".")
-            or (model_dir / file).is_symlink()
-            or not (model_dir / file).is_file()
-        ):
+        ok = isinstance(file, str) and "/" not in file and not file.startswith(".") and file != ""
+        if ok:
+            try:
+                ok = plain_file(model_dir.lstat(str(file)), model_dir.owner)
+            except OSError:
+                ok = False
+        if not ok:
             raise Invalid(
                 "meta.file must name the model file (a plain file, not a link) in the model directory",
                 field="meta.file",
@@ -68,28 +73,19 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def _open_plain(path: Path) -> BinaryIO:
-    """Open a file a workload wrote, refusing a symbolic link in its place (O_NOFOLLOW: checked
-    by the kernel at open, so it cannot be swapped in after a check)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as e:
-        raise Invalid(
-            f"cannot read {path.name} of the model (a link, or gone): {e.strerror}", field="meta"
-        ) from e
-    return os.fdopen(fd, "rb")
-
-
 def register(
-    db: Session, blobs: BlobStore, project_id: str, model_dir: Path, *, created_by: str | None, source: str
+    db: Session, blobs: BlobStore, project_id: str, model_dir: Tree, *, created_by: str | None, source: str
 ) -> Model:
-    """Add the model in ``model_dir`` as the next version of its name in the project."""
+    """Add the model in ``model_dir`` (a workload's directory) as the next version of its name."""
     meta = read_meta(model_dir)
     files: dict[str, str] = {}
     size = 0
     if meta["format"] != "noop":
-        with _open_plain(model_dir / meta["file"]) as f:
-            digest, n = blobs.put_stream(iter(lambda: f.read(1 << 20), b""))
+        try:
+            with model_dir.open_file(meta["file"]) as f:
+                digest, n = blobs.put_stream(iter(lambda: f.read(1 << 20), b""))
+        except OSError as e:
+            raise Invalid(f"cannot read the model file (a link, or gone): {e.strerror}", field="meta") from e
         files[meta["file"]] = digest
         size += n
         if db.get(Blob, digest) is None:
@@ -130,8 +126,11 @@ def model_meta(model: Model) -> dict[str, Any]:
     }
 
 
-def materialize(blobs: BlobStore, model: Model, dest: Path) -> Path:
-    """Write the model's directory (files + meta.json) at ``dest``, once; returns ``dest``."""
+def materialize(blobs: BlobStore, model: Model, dest: Path, group: int | None = None) -> Path:
+    """Write the model's directory (files + meta.json) at ``dest``, once; returns ``dest``.
+
+    Atoll's, read-only; with ``group`` (the project's workloads' gid) readable by that group and
+    nobody else, otherwise by Atoll's own user only (workloads then run as Atoll's user)."""
     if (dest / "meta.json").is_file():
         return dest
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
@@ -141,7 +140,9 @@ def materialize(blobs: BlobStore, model: Model, dest: Path) -> Path:
         shutil.copyfile(blobs.path(digest), tmp / file)
     (tmp / "meta.json").write_text(json.dumps(model_meta(model), indent=1))
     for p in (tmp, *tmp.iterdir()):
-        p.chmod(0o755 if p.is_dir() else 0o644)
+        if group is not None:
+            os.chown(p, -1, group)
+        p.chmod((0o750 if p.is_dir() else 0o640) if group is not None else (0o700 if p.is_dir() else 0o600))
     try:
         os.replace(tmp, dest)
     except OSError:  # written meanwhile by someone else
@@ -149,11 +150,10 @@ def materialize(blobs: BlobStore, model: Model, dest: Path) -> Path:
     return dest
 
 
-def remove_materialized(projects_root: Path, model: Model) -> None:
+def remove_materialized(layout: DataLayout, model: Model) -> None:
     """Remove a deleted version from the project's models dir (what ``atoll.models.load`` reads)."""
-    shutil.rmtree(
-        projects_root / model.project_id / "models" / model.name / str(model.version), ignore_errors=True
-    )
+    with contextlib.suppress(OSError), Tree(layout.models(model.project_id)) as models:
+        models.remove_all(f"{model.name}/{model.version}")
 
 
 # --- reading, by callers with a role -----------------------------------------------------------

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.domain.validation import reserved_env_message, reserved_env_name
 from atoll.store.models import Project, Secret, utcnow
 
 # 2-63 characters: Latin letters, digits, hyphens (and underscores inside); starts with a
 # letter; does not end with a hyphen or underscore.
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,61}[A-Za-z0-9]$")
 MAX_VALUE_BYTES = 64 * 1024
-RESERVED = {"DS_PROJECT_HOME", "JOB_PROGRESS_FILENAME", "PATH", "HOME", "CUDA_VISIBLE_DEVICES"}
 
 
 class SecretBox:
@@ -53,8 +53,8 @@ def check_secret_name(name: str) -> str:
             f"and not end with a hyphen or underscore (got {name!r})",
             field="name",
         )
-    if name in RESERVED:
-        raise Invalid(f"{name!r} is reserved for Atoll's own variables", field="name")
+    if reserved_env_name(name, secret=True):  # secrets become env vars: none may shadow Atoll's
+        raise Invalid(reserved_env_message(name, secret=True), field="name")
     return name
 
 
@@ -129,4 +129,5 @@ def delete_secret(db: Session, p: Principal, project_id: str, ref: str) -> None:
 def project_env(db: Session, box: SecretBox, project: Project) -> dict[str, str]:
     """All of a project's secrets as env vars, for the workloads the project starts."""
     rows = db.scalars(select(Secret).where(Secret.project_id == project.id))
-    return {s.name: box.open(s.ciphertext) for s in rows}
+    # A secret stored before its name was reserved is left out rather than shadow Atoll's variable.
+    return {s.name: box.open(s.ciphertext) for s in rows if not reserved_env_name(s.name, secret=True)}

@@ -192,6 +192,7 @@ class EnvironmentBuilder:
                 timeout=self.timeout,
                 env=self._uv_env(),
                 check=False,
+                umask=0o022,  # shared by every project's workloads: readable, never writable
             )
         except subprocess.TimeoutExpired:
             raise BuildFailed(f"building the environment took longer than {self.timeout:.0f} s") from None
@@ -318,6 +319,8 @@ class EnvironmentBuilder:
         interpreter = self.find_python(python_version)
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._envs.mkdir(parents=True, exist_ok=True)
+        for shared in (self.cache_dir, self._envs):  # the server's umask is 077: every workload reads these
+            shared.chmod(0o755)
         work = Path(tempfile.mkdtemp(prefix=f"{key[:16]}-", dir=self._tmp))
         try:
             venv = work / "env"

@@ -11,14 +11,23 @@ Routing (spec §6.2, §6.3): ``x-node-alias: <alias>`` or the path ``/alias/<ali
 below it goes upstream); ``x-node-id: <node>`` or ``/node/<node>/…`` for one node. A private
 alias and every node need ``Authorization: Bearer <Atoll token>`` of a user with a role on the
 project (that header then stays at the gateway). Anything else is the gateway's own:
-``/metrics`` (Prometheus) and ``/healthz``.
+``/metrics`` (Prometheus; the metrics token or an installation admin's API token) and ``/healthz``.
+
+Tenant code never gets Atoll's own credentials, whatever the alias: the gateway shares a host
+(and so, for browsers, the cookies) with Atoll's web UI, so Atoll's cookies (``atoll_*``) are cut
+out of ``Cookie`` and an ``Authorization`` carrying an Atoll API token (``atl_…``) is dropped; an
+instance's ``Set-Cookie`` for an ``atoll_*`` name never reaches the browser either (a service could
+otherwise plant a session of its choosing in Atoll's UI). The tenant's own cookies and
+credentials pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -48,11 +57,21 @@ _HOP = frozenset(
     }
 )
 _ROUTING = frozenset({b"x-node-alias", b"x-node-id"})
+# Never forwarded: hop-by-hop, routing, and credentials meant for the gateway itself.
+_DROP = _HOP | _ROUTING | {b"proxy-authorization"}
+# Forwarded without Atoll's own credentials (see _tenant_only).
+_CREDENTIALS = frozenset({b"authorization", b"cookie"})
+ATOLL_TOKEN_PREFIX = b"atl_"  # an Atoll API token (domain.auth.TOKEN_PREFIX)
+# Cookie names Atoll's web UI and API set (domain.auth.SESSION_COOKIE, web.context's CSRF and
+# flash cookies), with the prefixes a browser may be told to keep them under.
+ATOLL_COOKIE_PREFIXES = (b"atoll_", b"__Host-atoll", b"__Secure-atoll")
 _NOTHING_TRIED: frozenset[str] = frozenset()  # the fast path tries one instance
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 # (token, project id) → allowed? ; the check itself runs in a worker thread (it reads the store)
 AccessCheck = Callable[[str, str], Awaitable[int]]
+# token → 200 for an installation admin's API token, 403 another user's, 401 unknown
+AdminCheck = Callable[[str], Awaitable[int]]
 
 
 @dataclass
@@ -89,19 +108,61 @@ def error(status: int, message: str, keep_alive: bool = True) -> bytes:
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]  # status, headers, body, keep-alive
 
 
+# An Atoll token as a word of an Authorization value, whatever the scheme; an Atoll cookie (name=value
+# and its separator) in a Cookie header.
+_ATOLL_TOKEN_WORD = re.compile(rb"(?:^|\s)" + re.escape(ATOLL_TOKEN_PREFIX))
+_ATOLL_COOKIE = re.compile(
+    rb"(?:^|(?<=;))\s*(?:" + b"|".join(re.escape(p) for p in ATOLL_COOKIE_PREFIXES) + rb")[^;]*;?"
+)
+
+
+def is_atoll_cookie(name: bytes) -> bool:
+    """Whether a cookie of this name is one of Atoll's own (a session, CSRF or flash cookie)."""
+    return name.strip().startswith(ATOLL_COOKIE_PREFIXES)
+
+
+def _tenant_only(name: bytes, value: bytes, consumed: bool) -> bytes:
+    """``value`` of an Authorization or Cookie header without Atoll's credentials (b"": drop it).
+
+    Cheap when there is nothing to cut: one substring search per header."""
+    if name == b"authorization":
+        if consumed or (ATOLL_TOKEN_PREFIX in value and _ATOLL_TOKEN_WORD.search(value)):
+            return b""  # an Atoll token is never the service's business, whatever the alias
+        return value
+    if b"atoll" not in value:
+        return value
+    return _ATOLL_COOKIE.sub(b"", value).strip(b" ;")
+
+
 def _request_head(req: Request, path: bytes, consumed: bool) -> tuple[bytes, bytes]:
-    """The request line and headers for the instance (hop-by-hop, routing and, when Atoll
-    consumed it, Authorization dropped), and the framing that ends them."""
+    """The request line and headers for the instance (hop-by-hop, routing and Atoll's own
+    credentials dropped: all of Authorization when Atoll consumed it), and the framing that ends
+    them."""
     parts = [req.method + b" " + path + b" HTTP/1.1\r\n"]
     for k, v in req.headers:
-        if k in _HOP or k in _ROUTING or (consumed and k == b"authorization"):
+        if k in _DROP:
             continue
+        if k in _CREDENTIALS:
+            v = _tenant_only(k, v, consumed)
+            if not v:
+                continue
         parts.append(k + b": " + v + b"\r\n")
     return b"".join(parts), b"content-length: %d\r\n\r\n" % len(req.body)
 
 
+def _sets_atoll_cookie(set_cookie: bytes) -> bool:
+    """A Set-Cookie value naming one of Atoll's cookies: a service must not log a browser into (or
+    out of) Atoll's UI, which shares the gateway's host."""
+    return is_atoll_cookie(set_cookie.partition(b"=")[0].strip())
+
+
 def _upstream_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bytes:
-    return _response(status, [(k, v) for k, v in headers if k.lower() not in _HOP], body, keep)
+    kept = [
+        (k, v)
+        for k, v in headers
+        if (n := k.lower()) not in _HOP and (n != b"set-cookie" or not _sets_atoll_cookie(v))
+    ]
+    return _response(status, kept, body, keep)
 
 
 class UpstreamClosed(Exception):
@@ -249,11 +310,21 @@ class Pool:
 class Gateway:
     """Routing, access and forwarding for each request; holds the table, pool and metrics."""
 
-    def __init__(self, recorder: Recorder, access: AccessCheck) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        access: AccessCheck,
+        metrics_token: str = "",
+        admin: AdminCheck | None = None,
+    ) -> None:
         self.table = Table()
         self.pool = Pool()
         self.recorder = recorder
         self.access = access
+        # /metrics lists every project's nodes, aliases and traffic: only for the metrics token
+        # (a Prometheus scrape config's bearer token) or an installation admin's API token.
+        self.metrics_token = metrics_token.encode()
+        self.admin = admin
         self.ejected: dict[str, float] = {}
         self._allowed: dict[tuple[str, str], tuple[int, float]] = {}  # → (status, expiry)
 
@@ -275,7 +346,7 @@ class Gateway:
                 else:
                     node_id = name.decode("latin-1")
             else:
-                return self.own(req)
+                return await self.own(req)
         if req.too_big:
             return error(413, "the request body is over 16 MB, the most a node accepts", False)
         alias: AliasRoute | None = None
@@ -371,6 +442,36 @@ class Gateway:
         conn.send(data, done)
         return True
 
+    async def _metrics_denied(self, token: str | None, keep_alive: bool) -> bytes | None:
+        """None when ``token`` may read /metrics, else the 401/403 answer."""
+        if token and self.metrics_token and hmac.compare_digest(token.encode(), self.metrics_token):
+            return None
+        if token and self.admin is not None and token.startswith(ATOLL_TOKEN_PREFIX.decode()):
+            key, now = (token, ""), time.monotonic()  # no project has the id ""
+            cached = self._allowed.get(key)
+            if cached is None or cached[1] < now:
+                status = await self.admin(token)
+                if len(self._allowed) > 10000:
+                    self._allowed.clear()
+                self._allowed[key] = cached = (status, now + 10.0)
+            if cached[0] == 200:
+                return None
+            if cached[0] == 403:
+                return error(
+                    403, "/metrics needs the metrics token or an installation admin's API token", keep_alive
+                )
+        return _response(
+            401,
+            [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="atoll-metrics"')],
+            json.dumps(
+                {
+                    "error": "/metrics needs Authorization: Bearer <metrics token> (ATOLL_METRICS_TOKEN, "
+                    "else the file metrics-token in Atoll's data dir) or an installation admin's API token"
+                }
+            ).encode(),
+            keep_alive,
+        )
+
     async def _authorize(self, token: str | None, project_id: str) -> bytes | None:
         if not token:
             return error(401, "this endpoint is private: pass Authorization: Bearer <Atoll API token>")
@@ -443,9 +544,12 @@ class Gateway:
         what = f"alias {alias.name!r}" if alias is not None else f"node {node.name if node else '?'!r}"
         return 503, error(503, f"{what} has no healthy instance to take the request", req.keep_alive), served
 
-    def own(self, req: Request) -> bytes:
+    async def own(self, req: Request) -> bytes:
         path = req.url.partition(b"?")[0]
         if path == b"/metrics" and req.method == b"GET":
+            denied = await self._metrics_denied(req.token, req.keep_alive)
+            if denied:
+                return denied
             body = self.recorder.exposition()
             return _response(200, [(b"content-type", b"text/plain; version=0.0.4")], body, req.keep_alive)
         if path == b"/healthz":

@@ -42,6 +42,16 @@ def _check(db: Database, token: str, project_id: str) -> int:
         return 200
 
 
+def _admin(db: Database, token: str) -> int:
+    """200 for an installation admin's API token, 403 for another user's, 401 for a bad token."""
+    with db.session() as s:
+        user = auth.user_from_token(s, token)
+        if user is None:
+            return 401
+        s.commit()  # the token's last-used stamp
+        return 200 if access.can(s, access.load_principal(s, user), access.Action.SYSTEM_MANAGE) else 403
+
+
 async def _refresh(gw: Gateway, db: Database) -> None:
     while True:
         try:
@@ -78,7 +88,10 @@ async def main(settings: Settings, sock: socket.socket | None = None) -> None:
     async def check(token: str, project_id: str) -> int:
         return await asyncio.to_thread(_check, db, token, project_id)
 
-    gw = Gateway(metrics.Recorder(secrets.token_hex(6)), check)
+    async def admin(token: str) -> int:
+        return await asyncio.to_thread(_admin, db, token)
+
+    gw = Gateway(metrics.Recorder(secrets.token_hex(6)), check, settings.resolved_metrics_token, admin)
     gw.table = await asyncio.to_thread(routing.load, db)
     if sock is not None:
         server = await loop.create_server(lambda: ClientConnection(gw), sock=sock, backlog=1024)

@@ -12,8 +12,10 @@ cell ran and every named variable exists; 1 otherwise, with the reason on stderr
 """
 
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat  # type: ignore[import-not-found]
 from nbclient import NotebookClient  # type: ignore[import-not-found]
@@ -40,6 +42,29 @@ del __atoll_collect
 """
 
 
+def _secret_values() -> list[str]:
+    """The values of the project's secrets in this run's environment (the runtime names them in
+    ATOLL_SECRET_NAMES), longest first so that one inside another is hidden whole."""
+    names = [n for n in os.environ.get("ATOLL_SECRET_NAMES", "").split(",") if n]
+    return sorted({os.environ[n] for n in names if os.environ.get(n)}, key=len, reverse=True)
+
+
+def _redact(node: Any, secrets: list[str]) -> Any:
+    """Replace every secret value in the notebook's strings with ***, as the logs do."""
+    if not secrets:
+        return node
+    if isinstance(node, str):
+        for value in secrets:
+            node = node.replace(value, "***")
+        return node
+    if isinstance(node, list):
+        node[:] = [_redact(v, secrets) for v in node]
+    elif isinstance(node, dict):
+        for k in list(node):
+            node[k] = _redact(node[k], secrets)
+    return node
+
+
 def main() -> int:
     notebook, outputs, names = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
     nb = nbformat.read(notebook, as_version=4)
@@ -55,6 +80,7 @@ def main() -> int:
         return 1
     finally:
         nb.cells.pop()  # the collector is ours, not the user's
+        _redact(nb, _secret_values())  # the executed notebook outlives the run: no secret in it
         nbformat.write(nb, outputs.with_name("executed.ipynb"))
     result = json.loads(outputs.read_text())
     if result["missing"]:

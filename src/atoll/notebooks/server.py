@@ -3,13 +3,16 @@
 Everything here is a pure description of the process (argv and environment) plus a readiness
 probe: starting, stopping and metering it belong to the runtime and controllers, which see it as
 one more Workload. The flags follow what was measured on this machine (see MACHINE-NOTES):
-loopback only, a fixed port (no silent retry onto another), token auth, and per-server Jupyter
-config/data/runtime dirs so that two servers (or the user's own ``~/.jupyter``) never share state.
+loopback only, a fixed port (no silent retry onto another), a per-start secret that only the
+gateway sends (Atoll's identity provider, see jupyter_identity.py: Jupyter itself has no token it
+could render into a page), and per-server Jupyter config/data/runtime dirs so that two servers (or
+the user's own ``~/.jupyter``) never share state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +23,13 @@ import httpx
 
 from atoll.envs.build import Environment, EnvironmentBuilder
 from atoll.envs.interpreter import current_version
+from atoll.storage.safepath import Tree
+
+# The environment variable that hands a server its secret (read, then removed, by
+# jupyter_identity.py; the name is repeated there, which runs where Atoll is not installed).
+SECRET_ENV = "ATOLL_NOTEBOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+# Where jupyter_command copies the identity provider, and the name it is imported under.
+IDENTITY_MODULE = "atoll_jupyter_identity"
 
 # The Python Atoll itself runs on: installed wherever Atoll is, so a fresh machine needs no other.
 NOTEBOOK_PYTHON = current_version()
@@ -82,32 +92,61 @@ def _normalize_base_url(base_url: str) -> str:
     return "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
 
 
-def _write_config(config_dir: Path) -> None:
-    """Write the server's own Lab page config: no token in the page, no plugins that phone home.
+# The server's jupyter_server_config.py. The identity provider is loaded from the file beside it
+# (no Atoll in the notebook environment); Jupyter's own token stays empty, so no page, header or
+# log line it writes can carry a credential (the secret is checked by the provider, see
+# jupyter_identity.py).
+_SERVER_CONFIG = f"""\
+import importlib.util, ipaddress, os, sys
+host = os.environ.get('HOST', '127.0.0.1')
+c.ServerApp.ip = host
+c.ServerApp.allow_remote_access = not ipaddress.ip_address(host).is_loopback
+if '{IDENTITY_MODULE}' not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(
+        '{IDENTITY_MODULE}', os.path.join(os.path.dirname(__file__), '{IDENTITY_MODULE}.py')
+    )
+    sys.modules['{IDENTITY_MODULE}'] = _module = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_module)
+c.ServerApp.identity_provider_class = sys.modules['{IDENTITY_MODULE}'].AtollIdentityProvider
+c.IdentityProvider.token = ''
+"""
+
+
+def _write_new(tree: Tree, rel: str, data: bytes) -> None:
+    """Replace ``rel`` in the state dir with a new file of ``data``: through the safe-path module,
+    since the state dir belongs to the project's user by the next start (Atoll may be root), so
+    no link planted at the file or at any directory on its way is followed."""
+    with contextlib.suppress(FileNotFoundError):
+        tree.unlink(rel)
+    tree.write_new(rel, data, mode=0o644)
+
+
+def _write_config(state: Tree) -> None:
+    """Write the server's own config: Atoll's identity provider, no token in any page, no plugins
+    that phone home.
 
     JupyterLab reads ``labconfig/page_config.json`` from every JUPYTER_CONFIG_DIR; ours is the
     server's private dir, so this never touches the user's or another project's settings.
     """
-    labconfig = config_dir / "labconfig"
-    labconfig.mkdir(parents=True, exist_ok=True)
+    state.sub("config/labconfig", create=True).close()
     page_config = {
         "disabledExtensions": dict(DISABLED_LAB_PLUGINS),
-        # JupyterLab writes the server token into every /lab page (page_config.token); this file is
-        # merged last, so the page carries no secret. The browser needs none: the gateway adds the
-        # token to each proxied call (as JupyterHub does with its own auth).
+        # JupyterLab writes the server's token into every /lab page (page_config.token). Jupyter
+        # has none (see _SERVER_CONFIG); this file is merged last, so even a server started
+        # otherwise shows none. The browser needs none: the gateway adds the secret to each
+        # proxied call (as JupyterHub does with its own auth).
         "token": "",
     }
-    (labconfig / "page_config.json").write_text(json.dumps(page_config, indent=2) + "\n")
+    _write_new(
+        state, "config/labconfig/page_config.json", (json.dumps(page_config, indent=2) + "\n").encode()
+    )
+    identity = Path(__file__).with_name("jupyter_identity.py").read_bytes()
+    _write_new(state, f"config/{IDENTITY_MODULE}.py", identity)
     # The address to listen on is the workload's HOST (127.0.0.1 here; a Ray node's own address on
     # a cluster, where the gateway reaches it from another machine). Jupyter serves only Host
     # headers of loopback addresses unless remote access is on: it is for a node's address, and
-    # the token still guards every request (only the gateway has it).
-    (config_dir / "jupyter_server_config.py").write_text(
-        "import ipaddress, os\n"
-        "host = os.environ.get('HOST', '127.0.0.1')\n"
-        "c.ServerApp.ip = host\n"
-        "c.ServerApp.allow_remote_access = not ipaddress.ip_address(host).is_loopback\n"
-    )
+    # the secret still guards every request (only the gateway has it).
+    _write_new(state, "config/jupyter_server_config.py", _SERVER_CONFIG.encode())
 
 
 def jupyter_command(
@@ -117,17 +156,21 @@ def jupyter_command(
 
     ``python`` is the notebook environment's interpreter (``python -m jupyterlab`` avoids relying
     on console-script shebangs); ``state_dir`` holds this server's Jupyter config, data and
-    runtime dirs (created here, with the page config written). The env holds only the Jupyter
-    variables (the token among them): the caller merges it over the workload's environment.
+    runtime dirs (created here, with the config written). ``token`` is the server's secret, new
+    for each start: only the gateway and the controller send it (``Authorization: token …``).
+    The env holds only the Jupyter variables (the secret among them, as ``SECRET_ENV``): the caller
+    merges it over the workload's environment.
     ``base_url`` must be the public prefix the gateway serves the server under (``/nb/<project>/``):
     Jupyter builds its links and redirects from it.
     """
     state_dir = Path(state_dir)
     config_dir, data_dir, runtime_dir = state_dir / "config", state_dir / "data", state_dir / "runtime"
-    for d in (config_dir, data_dir, runtime_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    runtime_dir.chmod(0o700)  # kernel connection files hold the kernels' HMAC keys
-    _write_config(config_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)  # in the project's dir, which only Atoll writes
+    with Tree(state_dir) as state:
+        for name in ("config", "data", "runtime"):
+            with state.sub(name, create=True) as d:
+                os.fchmod(d.fd, 0o700)  # runtime: kernel connection files hold their HMAC keys
+        _write_config(state)
 
     argv = [
         str(python),
@@ -149,8 +192,9 @@ def jupyter_command(
         argv.append("--allow-root")  # jupyter-server refuses to run as root without it
 
     env = {
-        # The token goes by environment, not argv: argv is readable by every local user in `ps`.
-        "JUPYTER_TOKEN": token,
+        # The secret goes by environment, not argv: argv is readable by every local user in `ps`.
+        # Not JUPYTER_TOKEN: Jupyter would take it for its own token, which it renders into pages.
+        SECRET_ENV: token,
         "JUPYTER_CONFIG_DIR": str(config_dir),
         "JUPYTER_DATA_DIR": str(data_dir),
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),

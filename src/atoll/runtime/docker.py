@@ -50,6 +50,7 @@ from atoll.runtime.docker_logs import STREAMS, LogFollower
 from atoll.runtime.local import workload_env
 from atoll.runtime.shim import Redactor
 from atoll.storage.logs import LogStore, check_id, system_line
+from atoll.storage.safepath import Tree
 
 log = logging.getLogger("atoll.runtime.docker")
 DEFAULT_URL = "unix:///var/run/docker.sock"
@@ -80,14 +81,6 @@ def _signal_name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return f"signal {sig}"
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    # Like the local runtime: the workdir belongs to the workload's user (links are not followed).
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
 
 
 def _mounts(w: Workload) -> list[Mount]:
@@ -271,7 +264,8 @@ class DockerRuntime:
         w.workdir.mkdir(parents=True, exist_ok=True)
         mounts = _mounts(w)
         if w.run_as is not None:
-            _chown_tree(w.workdir, *w.run_as)
+            with Tree(w.workdir) as tree:  # never through a link the workload planted
+                tree.chown_all(*w.run_as)
         labels = {f"atoll.{k}": v for k, v in w.labels.items()}
         labels[LABEL] = w.id
         labels[_SECRETS_LABEL] = ",".join(sorted(w.secret_env))

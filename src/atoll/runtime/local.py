@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import atoll
-from atoll.runtime import cgroups
+from atoll.runtime import cgroups, sandbox
 from atoll.runtime.base import (
     LogChunk,
     UnknownWorkload,
@@ -50,6 +50,7 @@ from atoll.runtime.base import (
 from atoll.runtime.inventory import LimitSupport, detect_limits
 from atoll.runtime.shim import is_same_process, proc_stat, read_json, start_time, write_json
 from atoll.storage.logs import LogStore, check_id, system_line
+from atoll.storage.safepath import Tree
 
 log = logging.getLogger("atoll.runtime")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -73,7 +74,9 @@ def workload_env(w: Workload) -> dict[str, str]:
     """
     env = {
         "PATH": DEFAULT_PATH,
-        "HOST": "127.0.0.1",  # the address its servers bind to (a Ray node's own, on Ray)
+        # The address its servers bind to: its project's own in a network namespace, a Ray node's
+        # on a cluster.
+        "HOST": w.address or "127.0.0.1",
         "HOME": str(w.workdir),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
@@ -86,6 +89,8 @@ def workload_env(w: Workload) -> dict[str, str]:
     if w.ports:
         env["PORT"] = str(w.ports[0])
     env["ATOLL_WORKLOAD_ID"] = w.id
+    # Names only: lets code in the workload (the notebook runner) hide the values it writes down.
+    env["ATOLL_SECRET_NAMES"] = ",".join(sorted(w.secret_env))
     for k in env:
         if not _ENV_NAME.match(k):
             raise ValueError(f"invalid environment variable name {k!r}")
@@ -93,11 +98,10 @@ def workload_env(w: Workload) -> dict[str, str]:
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Hand the workdir to the workload's user (links are not followed)."""
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+    """Hand the workdir to the workload's user (through the safe-path module: the tree may be
+    the project's already, and no link in it is followed)."""
+    with Tree(root) as tree:
+        tree.chown_all(uid, gid)
 
 
 def _link_mounts(w: Workload) -> None:
@@ -198,6 +202,14 @@ class LocalRuntime:
         self._warm_failed: dict[str, float] = {}  # template -> when a warm process last failed
         self._lock = threading.Lock()
         self._lost_lock = threading.Lock()
+        self._sandbox_unavailable: str | None = None
+
+    @property
+    def sandbox_unavailable(self) -> str:
+        """Why workloads cannot get a private /tmp and /proc here ("" when they can); asked once."""
+        if self._sandbox_unavailable is None:
+            self._sandbox_unavailable = sandbox.supported()
+        return self._sandbox_unavailable
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -306,6 +318,11 @@ class LocalRuntime:
             except FileExistsError:
                 raise WorkloadExists(f"workload {w.id!r} is already known to the local runtime") from None
         group: cgroups.Group | None = None
+        # The secret values (where no runtime-owned variable replaced them) stay out of spec.json.
+        secret = {k: env[k] for k, v in w.secret_env.items() if env.get(k) == v}
+        sandbox_spec = None
+        if w.run_as is not None and not self.sandbox_unavailable:
+            sandbox_spec = {"tmp": str(w.tmp_dir) if w.tmp_dir else None, "netns": w.netns}
         try:
             w.workdir.mkdir(parents=True, exist_ok=True)
             _link_mounts(w)
@@ -316,8 +333,8 @@ class LocalRuntime:
                 "id": w.id,
                 "command": list(w.command),
                 "workdir": str(w.workdir),
-                "env": env,
-                "secrets": list(w.secret_env.values()),
+                "env": {k: v for k, v in env.items() if k not in secret},
+                "sandbox": sandbox_spec,
                 "log_root": str(self.log_store.root.absolute()),
                 "group": group.to_dict() if group else None,
                 "rlimits": rlimits,
@@ -326,7 +343,9 @@ class LocalRuntime:
                 "labels": w.labels,
                 "run_as": list(w.run_as) if w.run_as else None,
             }
-            write_json(d / "spec.json", spec)  # 0600: it holds the secret values
+            # Secrets go in a file of their own, which the shim removes once it has read them.
+            write_json(d / "secrets.json", {"env": secret})
+            write_json(d / "spec.json", spec)
             if warm is not None and self._wake(d):
                 proc = warm
             else:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from atoll.runtime import sandbox
 from atoll.runtime.cgroups import Group
 from atoll.storage.logs import LogStore, system_line
 
@@ -54,6 +55,15 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
+
+
+def _take_secrets(state: Path) -> dict[str, str]:
+    """The workload's secret env vars (``secrets.json``, written 0600 by the runtime), read once
+    and removed."""
+    path = state / "secrets.json"
+    data = read_json(path)
+    path.unlink(missing_ok=True)
+    return dict((data or {}).get("env", {}))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -213,7 +223,11 @@ class Shim:
         self.id: str = spec["id"]
         self.logs = LogStore(Path(spec["log_root"]))
         self.group = Group.from_dict(spec["group"]) if spec.get("group") else None
-        self.redactor_secrets: list[str] = spec.get("secrets", [])
+        # Secret values come in a file of their own that is gone once read: nothing on disk holds
+        # them in plain text while the workload runs.
+        secret_env = _take_secrets(state)
+        self.env: dict[str, str] = {**spec["env"], **secret_env}
+        self.redactor_secrets: list[str] = [v for v in secret_env.values() if v]
         self.child_pid: int | None = None
         self._shim_pid = os.getpid()
         # Looked up before the fork: the child between fork and exec should only make syscalls.
@@ -221,6 +235,7 @@ class Shim:
             self._prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
         except (OSError, AttributeError):
             self._prctl = None
+        self._libc = sandbox.libc() if spec.get("sandbox") else None
         self._system = self.logs.open_append(self.id, "system")
 
     def system(self, text: str) -> None:
@@ -254,6 +269,13 @@ class Shim:
                 # Only lowering is allowed without CAP_SYS_RESOURCE: never ask above the hard limit.
                 v = value if hard == resource.RLIM_INFINITY else min(value, hard)
                 resource.setrlimit(res, (v, v))
+            # Files the workload makes are its own user's alone unless it says otherwise.
+            os.umask(0o077)
+            box = self.spec.get("sandbox")
+            if box:  # as root still: its own /tmp and a /proc that hides other users' processes
+                sandbox.enter(self._libc, box.get("tmp"))
+                if box.get("netns"):  # its project's network: its loopback, its address
+                    sandbox.join_netns(self._libc, box["netns"])
             run_as = self.spec.get("run_as")
             if run_as:
                 # Last, after joining the cgroups (which needs root): become the workload's user
@@ -298,7 +320,7 @@ class Shim:
             proc = subprocess.Popen(
                 cmd,
                 cwd=self.spec["workdir"],
-                env=self.spec["env"],
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -333,9 +355,10 @@ class Shim:
                 resource.prlimit(proc.pid, res, (v, v))
             claim = {
                 "argv": cmd,
-                "env": self.spec["env"],
+                "env": self.env,
                 "cwd": self.spec["workdir"],
                 "run_as": self.spec.get("run_as"),
+                "sandbox": self.spec.get("sandbox"),
             }
             proc.stdin.write(json.dumps(claim).encode())
             proc.stdin.close()

@@ -19,12 +19,14 @@ Standard library only: it runs on the template's interpreter, where Atoll is not
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import runpy
 import site
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _venv_site(python: str) -> Path | None:
@@ -33,6 +35,15 @@ def _venv_site(python: str) -> Path | None:
     if not (root / "pyvenv.cfg").is_file():
         return None
     return root / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def _load_sandbox() -> Any:
+    """runtime/sandbox.py, loaded by path: Atoll itself is not importable here."""
+    spec = importlib.util.spec_from_file_location("atoll_sandbox", Path(__file__).with_name("sandbox.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:
@@ -46,6 +57,13 @@ def main() -> int:
     if len(argv) < 3 or argv[1] != "-m":
         print(f"warm.py: can only run `python -m MODULE …`, not {argv[:3]}", file=sys.stderr)
         return 2
+    os.umask(0o077)  # as in a fresh start (see shim.py): the workload's files are its own
+    box = claim.get("sandbox")
+    if box:  # before the user switch, which drops the right to make mounts
+        sandbox = _load_sandbox()
+        sandbox.enter(sandbox.libc(), box.get("tmp"))
+        if box.get("netns"):
+            sandbox.join_netns(sandbox.libc(), box["netns"])
     run_as = claim.get("run_as")
     if run_as:
         uid, gid = run_as

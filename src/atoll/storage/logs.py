@@ -72,6 +72,10 @@ class LogStore:
             raise ValueError("offset and limit must not be negative")
         try:
             with self.path(workload_id, stream).open("rb") as f:
+                # Past the end there is nothing yet; and seeking far past it fails (EINVAL beyond
+                # the filesystem's largest file), which must not become a server error.
+                if offset >= os.fstat(f.fileno()).st_size:
+                    return b"", offset
                 f.seek(offset)
                 data = f.read(limit)
         except FileNotFoundError:

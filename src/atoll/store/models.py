@@ -80,6 +80,20 @@ class ApiToken(Timestamped, Base):
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class SignInThrottle(Base):
+    """Recent failed sign-ins of one account name or one client address, and its lockout
+    (domain/throttle.py). In the database so that limits hold across restarts and processes."""
+
+    __tablename__ = "signin_throttles"
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)  # "account" | "address"
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)  # username | address
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in the window from window_start
+    window_start: Mapped[datetime] = mapped_column()
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    lockouts: Mapped[int] = mapped_column(Integer, default=0)  # in a row: each one lasts longer
+    updated_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Organization(Timestamped, Base):
     __tablename__ = "organizations"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("org"))

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import auth, members
-from atoll.domain.errors import DomainError, Invalid
+from atoll.domain import auth, members, throttle
+from atoll.domain.errors import DomainError, Invalid, TooManyRequests
 from atoll.store.models import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import (
@@ -26,6 +26,17 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
 Public = Annotated[WebCtx, Depends(public)]
 NO_ERROR = FormError("", None, "")
+
+
+def _signin_guard(ctx: WebCtx) -> throttle.Guard:
+    """The sign-in limits for this browser's address (as the API's sign-in applies them)."""
+    return throttle.guard(ctx.settings, ctx.request.client.host if ctx.request.client else None)
+
+
+def _retry_after(response: Response, e: DomainError) -> Response:
+    if isinstance(e, TooManyRequests):
+        response.headers["Retry-After"] = str(e.retry_after)
+    return response
 
 
 def _begin_session(ctx: WebCtx, user: Any) -> None:
@@ -49,11 +60,19 @@ def login(ctx: Public) -> Response:
     password = ctx.form.get("password")
     nxt = safe_next(ctx.value("next"))
     try:
-        user = auth.authenticate(ctx.db, username, password if isinstance(password, str) else "")
+        pw = password if isinstance(password, str) else ""
+        user = auth.authenticate(ctx.db, username, pw, _signin_guard(ctx))
     except DomainError as e:
-        return render(
-            ctx, "login.html", status=401, next=nxt, error=FormError.of("login", e), username_value=username
+        # 401 for a wrong password, 429 (with Retry-After) while locked out after too many.
+        page = render(
+            ctx,
+            "login.html",
+            status=e.status,
+            next=nxt,
+            error=FormError.of("login", e),
+            username_value=username,
         )
+        return _retry_after(page, e)
     _begin_session(ctx, user)
     ctx.commit()
     return redirect(ctx, nxt)
@@ -120,12 +139,13 @@ def change_password(ctx: Ctx) -> Response:
         if new != confirm:
             raise Invalid("the two new passwords differ", field="confirmPassword")
         keep = ctx.web_session.id if ctx.web_session else None
-        auth.change_password(ctx.db, ctx.me.user, current, new, keep)
+        auth.change_password(ctx.db, ctx.me.user, current, new, _signin_guard(ctx), keep)
         ctx.commit()
     except DomainError as e:
         ctx.rollback()
         field = "newPassword" if e.field == "password" else e.field
-        return account_page(ctx, error=FormError("password", field, e.detail), status=e.status)
+        page = account_page(ctx, error=FormError("password", field, e.detail), status=e.status)
+        return _retry_after(page, e)
     return account_page(ctx, notice="Password changed")
 
 

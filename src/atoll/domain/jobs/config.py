@@ -39,6 +39,7 @@ from atoll.domain.jobs.model import (
 )
 from atoll.domain.jobs.units import parse_duration, parse_size, size_to_gb
 from atoll.domain.jobs.variables import check_cmd_references, check_unique_variables, check_var_name
+from atoll.domain.validation import reserved_env_message, reserved_env_name
 
 MAX_LIST_ENTRIES = 100  # inputs, outputs, s3-mounts, datasets (spec §5.8)
 MIN_WORKING_STORAGE_GB = 100
@@ -275,15 +276,15 @@ class _Parser:
             self.warnings.append("env.vars: a map is deprecated; write a list of `- NAME` or `- NAME: value`")
             entries: list[tuple[str, str, Any]] = [(f"env.vars.{k}", k, v) for k, v in value.items()]
             for where, name, v in entries:
-                out.append(EnvVar(_env_name(name, where), self._str(v, where, empty_ok=True)))
+                out.append(EnvVar(check_env_var_name(name, where), self._str(v, where, empty_ok=True)))
         elif isinstance(value, list):
             for i, item in enumerate(value):
                 where = f"env.vars[{i}]"
                 if isinstance(item, str):
-                    out.append(EnvVar(_env_name(item, where)))
+                    out.append(EnvVar(check_env_var_name(item, where)))
                 elif isinstance(item, dict) and len(item) == 1:
                     name, v = next(iter(item.items()))
-                    out.append(EnvVar(_env_name(name, where), self._str(v, where, empty_ok=True)))
+                    out.append(EnvVar(check_env_var_name(name, where), self._str(v, where, empty_ok=True)))
                 else:
                     raise Invalid(f"{where}: write `- NAME` or `- NAME: value`", field=where)
         else:
@@ -493,10 +494,13 @@ def parse_working_storage(value: Any) -> WorkingStorage:
     return ws
 
 
-def _env_name(name: Any, field: str) -> str:
-    # Anything exec() accepts as a name: non-empty, no '=' and no NUL.
+def check_env_var_name(name: Any, field: str) -> str:
+    """A name for one of a job's env.vars, or ``Invalid`` naming ``field``."""
+    # Anything exec() accepts as a name: non-empty, no '=' and no NUL; and none Atoll sets itself.
     if not isinstance(name, str) or not name or "=" in name or "\0" in name:
         raise Invalid(f"{field}: invalid environment variable name {name!r}", field=field)
+    if reserved_env_name(name):
+        raise Invalid(f"{field}: {reserved_env_message(name)}", field=field)
     return name
 
 
@@ -525,6 +529,7 @@ __all__ = [
     "VariablePath",
     "WorkingStorage",
     "check_cmd_references",
+    "check_env_var_name",
     "check_secret_name",
     "check_unique_variables",
     "parse_config",

@@ -21,6 +21,7 @@ from atoll.domain.jobs.config import (
     VariablePath,
     WorkingStorage,
     check_cmd_references,
+    check_env_var_name,
     check_unique_variables,
     parse_config_data,
     parse_working_storage,
@@ -136,6 +137,7 @@ def apply_fork(
                 raise Invalid(
                     f"env_vars.{var.name}: invalid environment variable", field=f"env_vars.{var.name}"
                 )
+            check_env_var_name(var.name, f"env_vars.{var.name}")
         env = dataclasses.replace(env, vars=tuple(pairs))
     if docker is not None:
         env = dataclasses.replace(env, docker=_docker(docker))
