@@ -283,6 +283,8 @@ def test_configurations_page_and_api_tokens(page: Page) -> None:
     expect(page.locator('tr[data-config="c1.4"]')).to_be_visible()
     expect(page.get_by_test_id("gpu-note")).to_be_visible()
     expect(page.locator('tr[data-config="g2.8"]')).to_contain_text("unavailable")
+    expect(page.locator("#isolation li")).to_have_count(3)  # what keeps projects apart here
+    expect(page.locator('li[data-isolation="network"]')).to_be_visible()
 
     page.goto("/account")
     page.get_by_label("Name", exact=True).fill("laptop")

@@ -36,6 +36,16 @@ def test_doctor_reports_a_healthy_installation(server: RunningServer, tmp_path: 
         assert compute["gpus"] == []
         assert "GPU configurations" in compute["gpuNote"]
     assert report["server"]["ok"] is True and report["server"]["url"] == server.url
+    # The isolation in force, kind by kind: this server's data dir is in pytest's root-only tmp,
+    # so its workloads cannot run as their projects' users (and nothing that needs them follows).
+    iso = {row["what"]: row for row in report["isolation"]}
+    assert set(iso) == {"files and users", "processes and /tmp", "network"}
+    if server.data_dir.parent.stat().st_mode & 0o001 == 0:
+        assert iso["files and users"]["inForce"] is False
+        assert "not traversable" in iso["files and users"]["detail"]
+        assert iso["network"]["inForce"] is False
+    table = Cli(tmp_path, env=server_env(server)).ok("doctor").out
+    assert "isolation: network" in table
 
 
 def test_doctor_on_a_fresh_machine(tmp_path: Path) -> None:

@@ -212,6 +212,27 @@ def test_secret_values_are_not_on_disk_while_a_job_runs(
         api.post(f"/jobs/{job['id']}/cancel")
 
 
+def test_another_projects_saved_model_cannot_be_read(
+    srv: RunningServer, api: httpx.Client, projects: dict[str, str]
+) -> None:
+    """Finding 6: B's uid read A's models/<name>/1/model.joblib (0644 in a 0755 dir)."""
+    save = (
+        'd=$ATOLL_MODEL_OUTBOX; mkdir "$d/.st" && '
+        """echo '{"name": "m", "format": "sklearn", "file": "model.joblib"}' > "$d/.st/meta.json" && """
+        'echo weights > "$d/.st/model.joblib" && mv "$d/.st" "$d/k1" && '
+        'for i in $(seq 300); do test -e "$d/k1.result.json" && break; sleep 0.2; done; '
+        'cat "$d/k1.result.json"'
+    )
+    job, out = _run(api, projects["A"], _cfg(save))
+    assert job["status"] == "SUCCESS" and '"version": 1' in out, (job["statusDetails"], out)
+    model = srv.data_dir / "projects" / projects["A"] / "models" / "m" / "1" / "model.joblib"
+    assert model.read_text() == "weights\n"
+    _, mine = _run(api, projects["A"], _cfg(f"cat {model}"))
+    assert mine.strip() == "weights"  # the project's own workloads read it, through their group
+    _, theirs = _run(api, projects["B"], _cfg(f"cat {model}; ls {model.parent.parent}; echo end"))
+    assert "weights" not in theirs and "Permission denied" in theirs, theirs
+
+
 def test_no_file_under_the_data_dir_is_world_readable(srv: RunningServer, api: httpx.Client) -> None:
     """After the scenarios above (jobs, outputs, datasets, secrets): nothing is open to other users.
     Python environments are shared by every project's workloads by design (see docs/security.md)

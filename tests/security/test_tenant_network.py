@@ -6,9 +6,13 @@ A's or of the host's."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -193,3 +197,14 @@ def test_a_node_in_a_projects_network_answers_through_the_gateway_only(
         assert set(seen.values()) == {"closed"}, seen
     api.delete(f"/projects/{a_listens['a']}/aliases/netsvc")
     api.delete(f"/projects/{a_listens['a']}/nodes/{node_id}")
+
+
+def test_doctor_says_every_kind_of_isolation_is_in_force(srv: RunningServer) -> None:
+    env = {**os.environ, **{k: v for k, v in srv.env.items() if k.startswith("ATOLL_")}}
+    atoll = str(Path(sys.executable).with_name("atoll"))
+    out = subprocess.run(
+        [atoll, "doctor", "--format", "json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    rows = {r["what"]: r for r in json.loads(out.stdout)["isolation"]}
+    assert all(r["inForce"] for r in rows.values()), rows
+    assert "network namespace per project" in rows["network"]["detail"]

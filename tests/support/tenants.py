@@ -3,8 +3,11 @@ uids (in their own /tmp, /proc and network where the machine can), and jobs run 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from typing import Any
 import httpx
 
 from atoll.runtime.netns import ProjectNetworks
+from atoll.runtime.shim import is_same_process
 from tests.support.server import RunningServer, start_server
 
 DONE = ("SUCCESS", "ERROR", "CANCELLED")
@@ -32,8 +36,26 @@ def root_server(prefix: str, extra_env: dict[str, str] | None = None) -> Iterato
         yield server
     finally:
         server.stop()
+        stop_workloads(root / "data" / "runtime")
         ProjectNetworks(root / "data" / "runtime").remove_all()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_workloads(state_dir: Path) -> None:
+    """Kill what still runs of a stopped server's workloads (they outlive `atoll up` by design,
+    to be re-adopted) and of its warm pool: each supervisor's session and each command's process
+    group, by the pids the runtime recorded (never by name)."""
+    for record in [*state_dir.glob("*/*.json"), *state_dir.glob(".warm/*/*/*.json")]:
+        if record.name not in ("shim.json", "started.json", "parked.json"):
+            continue
+        try:
+            info = json.loads(record.read_text())
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if is_same_process(pid, info.get("start_time")):  # not a stranger who reused the number
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def new_project(api: httpx.Client, name: str) -> str:

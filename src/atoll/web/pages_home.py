@@ -204,4 +204,5 @@ def configurations(ctx: Ctx) -> Response:
         inv=inv,
         overcommit=ctx.settings.pool_overcommit,
         fmt_units=forms.format_units,
+        isolation=ctx.request.app.state.services.isolation.rows(),
     )
