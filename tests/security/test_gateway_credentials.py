@@ -23,6 +23,7 @@ from atoll.settings import Settings
 from tests.deploy.conftest import FAST, HEALTH, create_node, wait_for, wait_healthy
 from tests.notebooks.conftest import new_project
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server, user_password
+from tests.support.tenants import stop_workloads
 
 # Echoes the request's headers (all of them, repeats included) as JSON; /set-cookie also tries to
 # set a cookie of the tenant's own and one named like Atoll's session.
@@ -55,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+        stop_workloads(srv.data_dir / "runtime")  # its echo nodes' instances outlive the server
 
 
 @pytest.fixture(scope="module")
