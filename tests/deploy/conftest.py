@@ -12,6 +12,7 @@ import pytest
 
 from tests.notebooks.conftest import ENV_CACHE, new_project
 from tests.support.server import RunningServer, start_server
+from tests.support.tenants import stop_workloads
 
 FAST = {
     "ATOLL_ENVS_DIR": str(ENV_CACHE),
@@ -59,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+        stop_workloads(srv.data_dir / "runtime")  # nodes' instances outlive `atoll up` by design
 
 
 @pytest.fixture(scope="module")

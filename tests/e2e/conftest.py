@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.cli import PYCACHE, Cli
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
+from tests.support.tenants import stop_workloads
 
 UserFactory = Callable[..., Cli]
 
@@ -23,6 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+        stop_workloads(srv.data_dir / "runtime")  # nodes' instances outlive `atoll up` by design
 
 
 @pytest.fixture(scope="module")

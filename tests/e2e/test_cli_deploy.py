@@ -16,6 +16,7 @@ from tests.deploy.conftest import FAST, SERVICE, gateway_ready, wait_for
 from tests.e2e.cli import PYCACHE, Cli
 from tests.notebooks.conftest import new_project
 from tests.support.server import RunningServer, start_server
+from tests.support.tenants import stop_workloads
 
 # The test service, saying something on stdout first so `node logs` has a line to show.
 COMMAND = shlex.join(
@@ -36,6 +37,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+        stop_workloads(srv.data_dir / "runtime")  # nodes' instances outlive `atoll up` by design
 
 
 def _node(server: RunningServer, pid: str, ref: str) -> dict[str, Any]:
