@@ -13,7 +13,7 @@ import pytest
 
 from atoll.runtime.netns import unavailable as netns_unavailable
 from tests.deploy.conftest import wait_for
-from tests.notebooks.conftest import FAST, Kernel, new_project, open_and_wait
+from tests.notebooks.conftest import FAST, Kernel, new_project, open_and_wait, stop_and_wait
 from tests.support.server import RunningServer
 from tests.support.tenants import job_config, root_server, submit
 
@@ -130,8 +130,16 @@ def test_an_executed_notebook_keeps_no_secret_value(srv: RunningServer) -> None:
 
 
 def test_the_jupyter_page_is_served_through_the_projects_network(srv: RunningServer) -> None:
-    """The notebook proxy reaches JupyterLab at the project's own address."""
+    """The notebook proxy reaches JupyterLab at the project's own address, after a restart too:
+    the config Atoll writes for the second start lands in a dir the project's user owns."""
     pid = new_project(srv, "nbsec-proxy")["id"]
-    nb = open_and_wait(srv, pid)
-    r = httpx.get(f"{srv.url}{nb['url']}", headers={"Authorization": f"Bearer {srv.admin_token}"}, timeout=30)
-    assert r.status_code == 200 and "JupyterLab" in r.text
+    for _ in range(2):
+        nb = open_and_wait(srv, pid)
+        r = httpx.get(
+            f"{srv.url}{nb['url']}", headers={"Authorization": f"Bearer {srv.admin_token}"}, timeout=30
+        )
+        assert r.status_code == 200 and "JupyterLab" in r.text
+        kernel = Kernel(srv, pid)
+        assert kernel.run("print(6 * 7)").strip() == "42"
+        kernel.close()
+        stop_and_wait(srv, pid)

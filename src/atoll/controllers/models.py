@@ -113,10 +113,9 @@ class ModelInbox:
     def _answer(self, box: Tree, name: str, result: dict[str, object]) -> None:
         # The outbox is the workload's to write: created exclusively, never through a link it may
         # have planted under that name; readable by the project's user, who owns the outbox.
+        owner = (box.owner, -1) if box.owner is not None else None
         with contextlib.suppress(OSError):
-            box.write_new(f"{name}.result.json", json.dumps(result).encode(), mode=0o644)
-            if box.owner is not None:
-                os.chown(f"{name}.result.json", box.owner, -1, dir_fd=box.fd, follow_symlinks=False)
+            box.write_new(f"{name}.result.json", json.dumps(result).encode(), mode=0o644, owner=owner)
 
     def _ingest(self, project_id: str, source: str, box: Tree, name: str) -> None:
         result: dict[str, object]

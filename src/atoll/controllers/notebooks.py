@@ -12,7 +12,6 @@ any transaction, and writes what it found in another: a slow server never holds 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -216,8 +215,9 @@ class NotebookController:
             argv, jenv = jupyter_command(
                 overlay.python, port, nbs.base_path(project_id), home, token, state_dir
             )
-            if run_as is not None:
-                _chown_tree(state_dir, run_as)
+            if run_as is not None:  # all of it: the config Atoll just wrote (as root) included
+                with Tree(state_dir) as state:
+                    state.chown_all(*run_as)
             sealed_token = self.box.seal(jenv.pop(SECRET_ENV)).decode()  # the server's secret, new per start
             env = overlay.activate({"PATH": DEFAULT_PATH})
             env.update(jenv)
@@ -335,9 +335,7 @@ class NotebookController:
         run_dir.mkdir(mode=0o700, exist_ok=True)
         runner = (Path(__file__).parents[1] / "notebooks" / "runner.py").read_bytes()
         with Tree(run_dir) as tree:
-            with contextlib.suppress(FileNotFoundError):
-                tree.unlink("runner.py")
-            tree.write_new("runner.py", runner)  # never through a link planted in its place
+            tree.write_new("runner.py", runner)  # replaces a link planted there, never follows it
             if run_as is not None:
                 tree.chown_all(*run_as)
         with self.db.transaction() as s:

@@ -30,6 +30,7 @@ from pathlib import Path
 from atoll.domain.errors import Invalid
 from atoll.domain.jobs.config import PipOptions
 from atoll.envs.requirements import normalize_requirement
+from atoll.storage.safepath import Tree
 
 VERSION_FIELD = "env.python.version"
 # Bump when the layout of a built environment changes. 2: bytecode compiled at build time.
@@ -301,11 +302,18 @@ class EnvironmentBuilder:
                 )  # fmt: skip
                 if proc.returncode != 0:
                     raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
-            own = site_packages(target)
-            link = f"import site; site.addsitedir({str(site_packages(base.path))!r})\n"
-            pth = own / "_atoll_base.pth"
-            if not pth.exists() or pth.read_text() != link:
-                pth.write_text(link)
+            # The project's user owns the target: the link file is read and written through the
+            # safe-path module, never through a link planted in its place or on its way.
+            link = f"import site; site.addsitedir({str(site_packages(base.path))!r})\n".encode()
+            pth = site_packages(target).relative_to(target) / "_atoll_base.pth"
+            with Tree(target) as tree:
+                try:
+                    current = tree.read_bytes(pth, len(link) + 1)
+                except OSError:
+                    current = b""
+                if current != link:  # the file is the environment's owner's, as the rest of it
+                    st = os.fstat(tree.fd)
+                    tree.write_new(pth, link, mode=0o644, owner=(st.st_uid, st.st_gid))
         return Environment(path=target, python=python, key=f"overlay:{base.key}")
 
     def _build(

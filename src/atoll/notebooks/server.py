@@ -12,7 +12,6 @@ the user's own ``~/.jupyter``) never share state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import socket
@@ -112,15 +111,6 @@ c.IdentityProvider.token = ''
 """
 
 
-def _write_new(tree: Tree, rel: str, data: bytes) -> None:
-    """Replace ``rel`` in the state dir with a new file of ``data``: through the safe-path module,
-    since the state dir belongs to the project's user by the next start (Atoll may be root), so
-    no link planted at the file or at any directory on its way is followed."""
-    with contextlib.suppress(FileNotFoundError):
-        tree.unlink(rel)
-    tree.write_new(rel, data, mode=0o644)
-
-
 def _write_config(state: Tree) -> None:
     """Write the server's own config: Atoll's identity provider, no token in any page, no plugins
     that phone home.
@@ -137,16 +127,14 @@ def _write_config(state: Tree) -> None:
         # proxied call (as JupyterHub does with its own auth).
         "token": "",
     }
-    _write_new(
-        state, "config/labconfig/page_config.json", (json.dumps(page_config, indent=2) + "\n").encode()
-    )
+    state.write_new("config/labconfig/page_config.json", (json.dumps(page_config, indent=2) + "\n").encode())
     identity = Path(__file__).with_name("jupyter_identity.py").read_bytes()
-    _write_new(state, f"config/{IDENTITY_MODULE}.py", identity)
+    state.write_new(f"config/{IDENTITY_MODULE}.py", identity)
     # The address to listen on is the workload's HOST (127.0.0.1 here; a Ray node's own address on
     # a cluster, where the gateway reaches it from another machine). Jupyter serves only Host
     # headers of loopback addresses unless remote access is on: it is for a node's address, and
     # the secret still guards every request (only the gateway has it).
-    _write_new(state, "config/jupyter_server_config.py", _SERVER_CONFIG.encode())
+    state.write_new("config/jupyter_server_config.py", _SERVER_CONFIG.encode())
 
 
 def jupyter_command(

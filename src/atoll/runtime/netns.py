@@ -12,7 +12,7 @@ kernel keeps the rest apart, with iptables rules of our own:
   host service is reachable through the veth's address);
 * FORWARD between two projects' veths: dropped; to the outside: allowed and masqueraded
   (``net.ipv4.ip_forward`` is turned on), so ``pip install`` and downloads work;
-* IPv6 is off on both ends of the veth (no link-local path around the rules).
+* no IPv6 address on either end of the veth (no link-local path around the rules).
 
 Atoll's public API and the gateway stay reachable as for any user: ``relay.py`` listens on
 ``127.0.0.1:<port>`` inside each namespace and relays to the host's loopback.
@@ -41,6 +41,7 @@ from atoll.runtime.relay import LoopbackRelay
 
 log = logging.getLogger("atoll.netns")
 NETNS_DIR = Path("/run/netns")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 LOCK = Path("/run/atoll-netns.lock")  # one allocator of /30s on the machine, whichever install
 
 
@@ -176,18 +177,19 @@ class ProjectNetworks:
         _run("ip", "netns", "add", name)
         _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
         _run("ip", "link", "set", ns_if, "netns", name)
-        _run("sysctl", "-q", "-w", f"net.ipv6.conf.{host_if}.disable_ipv6=1", check=False)
+        # No IPv6 address on either end (not even link-local): nothing goes around the v4 rules.
+        # Set after the move: a link entering a namespace takes that namespace's defaults.
+        _run("ip", "link", "set", host_if, "addrgenmode", "none")
+        _run("ip", "-n", name, "link", "set", ns_if, "addrgenmode", "none")
         _run("ip", "addr", "add", f"{host}/30", "dev", host_if)
         _run("ip", "link", "set", host_if, "up")
-        inside = ("ip", "netns", "exec", name)
-        _run(*inside, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", check=False)
         _run("ip", "-n", name, "link", "set", "lo", "up")
         _run("ip", "-n", name, "addr", "add", f"{ns}/30", "dev", ns_if)
         _run("ip", "-n", name, "link", "set", ns_if, "up")
         _run("ip", "-n", name, "route", "add", "default", "via", host)
         for flag, table, chain, *match in self._rules(host_if, subnet):
             _run("iptables", "-w", flag, table, "-A" if chain == "POSTROUTING" else "-I", chain, *match)
-        _run("sysctl", "-q", "-w", "net.ipv4.ip_forward=1", check=False)  # the way out, NATed
+        IP_FORWARD.write_text("1\n")  # the way out, NATed
 
     def _rules(self, host_if: str, subnet: str) -> list[tuple[str, ...]]:
         """(table, chain, match…) of the rules for one project's veth, in insertion order (each

@@ -26,7 +26,7 @@ import shutil
 import stat
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -176,9 +176,12 @@ class Tree:
         with self.open_file(rel) as f:
             return f.read(limit)
 
-    def write_new(self, rel: str | Path, data: bytes, mode: int = 0o600) -> None:
-        """Create ``rel`` with ``data``, atomically: written under a temporary name, created
-        exclusively (never through a link planted under either name), then renamed into place."""
+    def write_new(
+        self, rel: str | Path, data: bytes, mode: int = 0o600, owner: tuple[int, int] | None = None
+    ) -> None:
+        """Create ``rel`` with ``data`` (owned by ``owner``, if given), atomically: written under a
+        temporary name, created exclusively (never through a link planted under either name),
+        then renamed into place, replacing whatever was there (a link itself, not its target)."""
         fd, name = self._parent(rel)
         tmp = f".{name}.{os.urandom(6).hex()}.tmp"
         try:
@@ -187,6 +190,8 @@ class Tree:
             )
             with os.fdopen(ffd, "wb") as f:
                 f.write(data)
+                if owner is not None:
+                    os.fchown(f.fileno(), *owner)
             os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -228,13 +233,9 @@ class Tree:
                 if not entry.is_dir:
                     continue
                 try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                    child = open_entry(dfd, entry)
                 except OSError:
-                    continue  # swapped for a link or removed since the listing
-                cst = os.fstat(child)
-                if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
-                    os.close(child)
-                    continue
+                    continue  # swapped (for a link, say) or removed since the listing
                 yield from self._walk(child, f"{entry.path}/")
         finally:
             os.close(dfd)
@@ -253,11 +254,6 @@ class Tree:
     def size(self, rel: str | Path = "") -> int:
         """Apparent bytes of the regular files beneath ``rel`` (a sparse file counts whole)."""
         return sum(e.st.st_size for e, _ in self.walk(rel) if stat.S_ISREG(e.st.st_mode))
-
-    def copy_file_out(self, rel: str | Path, put: Callable[[BinaryIO], object]) -> object:
-        """Hand ``put`` the open plain file at ``rel`` (e.g. the blob store's writer)."""
-        with self.open_file(rel) as f:
-            return put(f)
 
     def zip_dir(self, rel: str | Path, dest: Path, *, max_bytes: int, max_entries: int) -> list[str]:
         """Zip the plain files beneath ``rel`` into ``dest`` (a file of Atoll's); returns what was
