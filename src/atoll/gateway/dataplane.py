@@ -447,16 +447,10 @@ class Gateway:
         if token and self.metrics_token and hmac.compare_digest(token.encode(), self.metrics_token):
             return None
         if token and self.admin is not None and token.startswith(ATOLL_TOKEN_PREFIX.decode()):
-            key, now = (token, ""), time.monotonic()  # no project has the id ""
-            cached = self._allowed.get(key)
-            if cached is None or cached[1] < now:
-                status = await self.admin(token)
-                if len(self._allowed) > 10000:
-                    self._allowed.clear()
-                self._allowed[key] = cached = (status, now + 10.0)
-            if cached[0] == 200:
+            status = await self._cached((token, ""), self.admin, token)  # no project has the id ""
+            if status == 200:
                 return None
-            if cached[0] == 403:
+            if status == 403:
                 return error(
                     403, "/metrics needs the metrics token or an installation admin's API token", keep_alive
                 )
@@ -472,20 +466,24 @@ class Gateway:
             keep_alive,
         )
 
-    async def _authorize(self, token: str | None, project_id: str) -> bytes | None:
-        if not token:
-            return error(401, "this endpoint is private: pass Authorization: Bearer <Atoll API token>")
-        key = (token, project_id)
+    async def _cached(self, key: tuple[str, str], check: Callable[..., Awaitable[int]], *args: str) -> int:
+        """``check(*args)``'s answer for ``key``, asked of the store at most every 10 s."""
         now = time.monotonic()
         cached = self._allowed.get(key)
         if cached is None or cached[1] < now:
-            status = await self.access(token, project_id)
+            status = await check(*args)
             if len(self._allowed) > 10000:
                 self._allowed.clear()
             self._allowed[key] = cached = (status, now + 10.0)
-        if cached[0] == 401:
+        return cached[0]
+
+    async def _authorize(self, token: str | None, project_id: str) -> bytes | None:
+        if not token:
+            return error(401, "this endpoint is private: pass Authorization: Bearer <Atoll API token>")
+        status = await self._cached((token, project_id), self.access, token, project_id)
+        if status == 401:
             return error(401, "the API token is unknown, expired or revoked")
-        if cached[0] == 403:
+        if status == 403:
             return error(403, "this endpoint needs a role on its project")
         return None
 
