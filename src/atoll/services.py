@@ -29,7 +29,7 @@ from atoll.runtime.router import RuntimeRouter
 if TYPE_CHECKING:
     from atoll.runtime.ray import RayRuntime
 from atoll.runtime.isolation import in_force
-from atoll.runtime.netns import NetworkIsolation, ProjectNetworks
+from atoll.runtime.netns import NetworkIsolation, ProjectNetworks, install_tag
 from atoll.runtime.relay import LoopbackRelay
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
@@ -88,7 +88,10 @@ class Services:
         self.local_runtime = LocalRuntime(data / "runtime", self.logs)
         self.docker: DockerRuntime | None = None
         if settings.docker_host:  # nodes from images (and any workload with an image) run there
-            self.docker = DockerRuntime(self.logs, base_url=settings.docker_host, gpus=settings.docker_gpus)
+            tag = install_tag(data / "runtime") if settings.network_isolation != "off" else None
+            self.docker = DockerRuntime(
+                self.logs, base_url=settings.docker_host, gpus=settings.docker_gpus, network_tag=tag
+            )
         self.ray: RayRuntime | None = None
         if settings.runtime == "ray":
             self.ray = _ray_runtime(settings, self.logs, data)
@@ -96,7 +99,9 @@ class Services:
         self.inventory = inventory
         self.runtime = RuntimeRouter(self.local_runtime, self.docker, self.ray)
         uid_base = settings.workload_uid_base
-        self.isolation = in_force(data, uid_base, settings.runtime, settings.network_isolation)
+        self.isolation = in_force(
+            data, uid_base, settings.runtime, settings.network_isolation, settings.docker_host
+        )
         for what, ok, detail in self.isolation.rows():
             if not ok:
                 log.warning("isolation between projects, %s: %s", what, detail)

@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     # read neither Atoll's files nor other projects'. 0 runs them as the server's user.
     workload_uid_base: int = 200000
     # With per-project users: a network namespace per project on the local runtime ("auto": where
-    # the machine can, see `atoll doctor`; "off": workloads share the host's loopback).
+    # the machine can, see `atoll doctor`; "off": workloads share the host's loopback), and a
+    # Docker network per project for containers ("off": the daemon's default bridge).
     network_isolation: Literal["auto", "off"] = "auto"
     # The addresses projects' namespaces take their /30s from (host .1, project .2).
     network_cidr: str = "10.231.0.0/16"

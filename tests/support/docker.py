@@ -10,7 +10,7 @@ net.ipv4.ip_forward and add docker0, all host-wide. The tests need none of it: a
 127.0.0.1 is served by docker-proxy (the userland proxy) on the host's loopback, which connects to
 the container over the bridge — host-local traffic that neither forwarding nor NAT touches. So the
 daemon runs with `--iptables=false --ip-forward=false` (the firewall and the sysctl are left alone)
-on a bridge of its own (`--bridge=atollNNNNN`, created and deleted here, on a free 10.213.x.0/24),
+on a bridge of its own (`--bridge=atollNNNNNmm`, created and deleted here, on a free 10.213.x.0/24),
 not docker0, so two test sessions' daemons never share one. `--bridge=none` was measured too: a
 container then has only loopback and its published ports answer nothing, so it is no option.
 Containers get no outbound network this way; none of the tests wants any. Belt and braces, the
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+
+from atoll.runtime import docker_networks
 
 IMAGE = "atoll-test:bookworm"
 CACHE = Path.home() / ".cache" / "atoll-tests" / "docker"
@@ -110,9 +113,14 @@ def _ip_forward() -> str:
     return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
 
 
+_BRIDGES = itertools.count()
+
+
 def _make_bridge() -> str:
     """A bridge of our own with a /24 on 10.213.x.0 that no interface or route uses yet."""
-    name = f"atoll{os.getpid() % 100000:05d}"
+    # Per daemon, not per process: one test session may run two daemons at once (a session-scoped
+    # one and a module's).
+    name = f"atoll{os.getpid() % 100000:05d}{next(_BRIDGES) % 100:02d}"
     used = _run(["ip", "-4", "-o", "addr"]).stdout + _run(["ip", "-4", "route"]).stdout
     for i in range(250):
         x = (os.getpid() + i) % 250 + 1
@@ -226,8 +234,18 @@ def running_dockerd() -> Iterator[Dockerd]:
             c.close()
         yield d
     finally:
+        bridges = []  # the project networks an Atoll server made on this daemon: their rules go too
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(Exception):
+                c = docker.DockerClient(base_url=f"unix://{base / 'docker.sock'}", timeout=10)
+                labelled = c.networks.list(filters={"label": docker_networks.LABEL})
+                bridges = [docker_networks.ProjectBridges.bridge(str(n.name)) for n in labelled]
+                c.close()
         if proc is not None:
             _stop(proc, base)
+        for br in bridges:  # a stopped daemon leaves its networks' bridges behind
+            docker_networks.delete_rules(br)
+            _run(["ip", "link", "del", br])
         _unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
         _run(["ip", "link", "del", bridge])

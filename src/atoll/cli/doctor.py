@@ -169,7 +169,11 @@ def _isolation(settings: Any) -> list[dict[str, Any]]:
     from atoll.runtime.isolation import in_force
 
     found = in_force(
-        settings.data_dir, settings.workload_uid_base, settings.runtime, settings.network_isolation
+        settings.data_dir,
+        settings.workload_uid_base,
+        settings.runtime,
+        settings.network_isolation,
+        settings.docker_host,
     )
     return [{"what": what, "inForce": ok, "detail": detail} for what, ok, detail in found.rows()]
 

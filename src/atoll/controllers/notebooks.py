@@ -385,7 +385,7 @@ class NotebookController:
             )
         home = self.project_home(project_id, run_as)
         env_dir = self.projects_root / project_id / "notebook-env"
-        overlay = self.envs.overlay(base, env_dir)
+        overlay = self.envs.overlay(base, env_dir, run_as)
         if run_as is not None:
             _chown_tree(env_dir, run_as)
         return overlay, home

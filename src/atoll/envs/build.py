@@ -184,16 +184,27 @@ class EnvironmentBuilder:
         env.pop("VIRTUAL_ENV", None)  # the target is always given explicitly
         return env
 
-    def _uv(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _uv(self, *args: str, user: tuple[int, int] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run uv; as ``user`` (uid, gid) in a tree that user owns, so that uv reaches only what
+        that user could (it follows links), with no cache of ours and owner-only files."""
+        env = self._uv_env()
+        if user is not None:
+            env["UV_NO_CACHE"] = "1"
+            env.pop("UV_CACHE_DIR", None)
         try:
             return subprocess.run(
                 [self.uv, *args],
                 capture_output=True,
                 text=True,
                 timeout=self.timeout,
-                env=self._uv_env(),
+                env=env,
                 check=False,
-                umask=0o022,  # shared by every project's workloads: readable, never writable
+                # Shared envs are read by every project's workloads: readable, never writable.
+                umask=0o022 if user is None else 0o077,
+                user=user[0] if user else None,
+                group=user[1] if user else None,
+                extra_groups=[] if user else None,
+                cwd="/" if user else None,
             )
         except subprocess.TimeoutExpired:
             raise BuildFailed(f"building the environment took longer than {self.timeout:.0f} s") from None
@@ -280,7 +291,7 @@ class EnvironmentBuilder:
                 return found
             return self._build(key, python_version, reqs, pip_options, sorted(set(excludes)))
 
-    def overlay(self, base: Environment, target: Path) -> Environment:
+    def overlay(self, base: Environment, target: Path, run_as: tuple[int, int] | None = None) -> Environment:
         """A venv at ``target`` layered over ``base``: base's packages import, installs land in target.
 
         Used for a project's notebook environment: the shared base (JupyterLab, ipykernel, pip…)
@@ -288,17 +299,25 @@ class EnvironmentBuilder:
         Created once; later calls only refresh the link to the base (it moves when the base's
         pinned requirements change). The link is a ``.pth`` file that adds base's site-packages
         after target's own, so a package the user upgraded wins over the base's copy.
+
+        ``run_as``: the project's (uid, gid). The target is theirs, its contents theirs to plant
+        links in, so it is made (never through a link) and handed to them first, and uv creates or
+        repairs the venv as them: it can write only where they could anyway.
         """
         target = Path(target)
         python = target / "bin" / "python"
         # One project's server and its API runs may prepare at once: one creates, the others wait.
         with self._lock("overlay-" + hashlib.sha256(str(target).encode()).hexdigest()[:32]):
+            if run_as is not None:
+                with Tree(target.parent) as parent, parent.sub(target.name, create=True) as own:
+                    os.fchown(own.fd, *run_as)
+                    os.fchmod(own.fd, 0o700)
             if not python.exists():
                 # --allow-existing: a half-made or broken venv is repaired, never wiped, so packages
                 # the project installed survive (a dangling interpreter link, a crash mid-create).
                 proc = self._uv(
                     "venv", "--allow-existing", "--no-python-downloads", "--no-project", "--no-config",
-                    "--quiet", "--python", str(base.python), str(target),
+                    "--quiet", "--python", str(base.python), str(target), user=run_as,
                 )  # fmt: skip
                 if proc.returncode != 0:
                     raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
@@ -313,7 +332,7 @@ class EnvironmentBuilder:
                     current = b""
                 if current != link:  # the file is the environment's owner's, as the rest of it
                     st = os.fstat(tree.fd)
-                    tree.write_new(pth, link, mode=0o644, owner=(st.st_uid, st.st_gid))
+                    tree.write_new(pth, link, mode=0o600, owner=(st.st_uid, st.st_gid))
         return Environment(path=target, python=python, key=f"overlay:{base.key}")
 
     def _build(

@@ -14,7 +14,9 @@ How a Workload maps onto a container:
                only its devices, numbered from 0)
   workdir      bind-mounted at the same path and used as the working dir (and HOME); mounts are
                bind mounts at workdir/target
-  ports        published on 127.0.0.1 only, host port = container port (the default bridge)
+  ports        published on 127.0.0.1 only (docker-proxy connects to the container)
+  network      its project's own Docker network (docker_networks.py) when the runtime has a
+               network tag; else the daemon's default bridge
   resources    NanoCpus, Memory (= memory+swap: no swap), PidsLimit; GPUs by device request
   run_as       the container's user "uid:gid"
 Logs are copied into the LogStore by docker_logs.LogFollower (see there) and outlive the container.
@@ -47,6 +49,7 @@ from atoll.runtime.base import (
     read_log,
 )
 from atoll.runtime.docker_logs import STREAMS, LogFollower
+from atoll.runtime.docker_networks import NO_IPV6, ProjectBridges
 from atoll.runtime.local import workload_env
 from atoll.runtime.shim import Redactor
 from atoll.storage.logs import LogStore, check_id, system_line
@@ -125,11 +128,18 @@ class DockerRuntime:
     name = "docker"
 
     def __init__(
-        self, log_store: LogStore, base_url: str = DEFAULT_URL, timeout: int = 60, gpus: str = "request"
+        self,
+        log_store: LogStore,
+        base_url: str = DEFAULT_URL,
+        timeout: int = 60,
+        gpus: str = "request",
+        network_tag: str | None = None,
     ) -> None:
         """`base_url`: the daemon's API address, e.g. "unix:///var/run/docker.sock". `gpus`: "request"
         asks the daemon for a workload's GPU devices (the NVIDIA Container Toolkit); "env" only sets
-        NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES (an nvidia default runtime does the rest)."""
+        NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES (an nvidia default runtime does the rest).
+        `network_tag`: the installation's tag; each project's containers then get a Docker network
+        of their own (a workload's "project" label), else all share the daemon's default bridge."""
         if gpus not in ("request", "env"):
             raise ValueError(f"gpus must be 'request' or 'env' (got {gpus!r})")
         self.gpus_by_env = gpus == "env"
@@ -138,6 +148,7 @@ class DockerRuntime:
         self.base_url = base_url
         self.client = docker.DockerClient(base_url=base_url, timeout=timeout)
         self._version = self.client.api.api_version
+        self.networks = ProjectBridges(self.client, network_tag) if network_tag else None
         self._followers: dict[str, LogFollower] = {}
         self._stops: dict[str, str] = {}  # workload id -> the signal a stop asked for (this server)
         self._usage: dict[str, Usage] = {}  # last usage seen: a finished container has no stats
@@ -273,6 +284,9 @@ class DockerRuntime:
         r = w.resources
         ids = [str(i) for i in w.gpu_ids]
         gpus = [DeviceRequest(device_ids=ids, capabilities=[["gpu"]])] if ids and not self.gpus_by_env else []
+        network = None
+        if self.networks is not None and w.labels.get("project"):
+            network = self.networks.ensure(w.labels["project"])
         try:
             c: Any = self.client.containers.create(
                 w.image,
@@ -293,6 +307,8 @@ class DockerRuntime:
                 user=f"{w.run_as[0]}:{w.run_as[1]}" if w.run_as else None,
                 device_requests=gpus,
                 labels=labels,
+                network=network,
+                sysctls=NO_IPV6 if network else None,
                 init=True,
                 detach=True,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.runtime import netns, sandbox
+from atoll.runtime import docker_networks, netns, sandbox
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Isolation:
     users: str  # each project's workloads as its own uid: files of Atoll and other projects unreadable
     processes: str  # a private /proc and /tmp per project (runtime/sandbox.py)
     network: str  # a network namespace per project (runtime/netns.py)
+    containers: str | None = None  # a Docker network per project (docker_networks.py); None: no Docker
 
     def rows(self) -> list[tuple[str, bool, str]]:
         """(what, in force?, detail) for reports."""
@@ -46,6 +47,20 @@ class Isolation:
                 if not self.network
                 else f"shared loopback (any workload can connect to any port on 127.0.0.1): {self.network}",
             ),
+            *(
+                []
+                if self.containers is None
+                else [
+                    (
+                        "containers (Docker)",
+                        not self.containers,
+                        "a Docker network per project, kept apart from other projects and the "
+                        "host by Atoll's firewall rules"
+                        if not self.containers
+                        else f"containers of different projects may reach each other: {self.containers}",
+                    )
+                ]
+            ),
         ]
 
 
@@ -64,7 +79,9 @@ def separation_unavailable(data: Path, uid_base: int) -> str:
     return ""
 
 
-def in_force(data: Path, uid_base: int, runtime: str, network_setting: str) -> Isolation:
+def in_force(
+    data: Path, uid_base: int, runtime: str, network_setting: str, docker_host: str = ""
+) -> Isolation:
     """What isolation this machine gives projects with these settings (probes the kernel once)."""
     users = separation_unavailable(data, uid_base)
     needs_users = "needs per-project users first" if users else ""
@@ -75,4 +92,11 @@ def in_force(data: Path, uid_base: int, runtime: str, network_setting: str) -> I
         network = "ATOLL_NETWORK_ISOLATION is off"
     else:
         network = needs_users or processes or netns.unavailable()
-    return Isolation(users=users, processes=processes, network=network)
+    containers = None
+    if docker_host:
+        containers = (
+            "ATOLL_NETWORK_ISOLATION is off"
+            if network_setting == "off"
+            else docker_networks.firewall_unavailable()
+        )
+    return Isolation(users=users, processes=processes, network=network, containers=containers)

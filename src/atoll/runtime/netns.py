@@ -90,11 +90,16 @@ def unavailable() -> str:
     return ""
 
 
+def install_tag(state_dir: Path) -> str:
+    """A short name for one installation (its runtime state dir) in names shared by the machine."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:6]
+
+
 class ProjectNetworks:
     """Makes, finds and removes the projects' namespaces of one Atoll installation."""
 
     def __init__(self, state_dir: Path, cidr: str = "10.231.0.0/16") -> None:
-        self.tag = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:6]
+        self.tag = install_tag(state_dir)
         self.cidr = ipaddress.ip_network(cidr)
         if self.cidr.prefixlen > 28:
             raise ValueError(f"ATOLL_NETWORK_CIDR {cidr} is too small: give a /28 or larger")
