@@ -35,8 +35,8 @@ from atoll.client import AtollError, Client, FieldError
 from atoll.domain.errors import DomainError
 from atoll.domain.jobs import JobConfig, check_local_files, parse_config, resolve_env_vars
 from atoll.domain.jobs.units import human_bytes
+from atoll.states import JOB_TERMINAL, JobStatus
 
-TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
 STREAMS = ("stdout", "stderr", "system")
 LOG_FILES = {"stdout": "stdout.txt", "stderr": "stderr.txt", "system": "system.log"}
 PROGRESS_FILE = "job_progress.jsonl"
@@ -821,16 +821,16 @@ def wait_until_done(jobs: JobClient, job_id: str, poll_s: float = 2.0) -> Job:
     """Poll a job until it ends, reading no logs (what an SDK's ``.done`` check does in a loop)."""
     while True:
         job = jobs.get(job_id)
-        if job["status"] in TERMINAL:
+        if job["status"] in JOB_TERMINAL:
             return job
         time.sleep(poll_s)
 
 
 def failure_message(job: Job) -> str | None:
     """Why a finished job did not succeed, in one line; None for SUCCESS."""
-    if job["status"] == "SUCCESS":
+    if job["status"] == JobStatus.SUCCESS:
         return None
-    if job["status"] == "CANCELLED":
+    if job["status"] == JobStatus.CANCELLED:
         return f"job {job['id']} was cancelled" + (
             f" ({job['statusDetails']})" if job.get("statusDetails") else ""
         )

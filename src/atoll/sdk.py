@@ -25,7 +25,6 @@ from typing import Any
 
 from atoll.client import AtollError, Client
 from atoll.jobclient import (
-    TERMINAL,
     Follower,
     Job,
     JobClient,
@@ -33,6 +32,7 @@ from atoll.jobclient import (
     failure_message,
     prepare_job,
 )
+from atoll.states import JOB_TERMINAL
 
 log = logging.getLogger("atoll.sdk")
 
@@ -92,7 +92,7 @@ class JobWrapper:
     @property
     def done(self) -> bool:
         """Whether the job has ended (SUCCESS, ERROR or CANCELLED); asks the server each time."""
-        return self.status in TERMINAL
+        return self.status in JOB_TERMINAL
 
     def wait(self, *, stream_logs: bool = True, log_dir: Path | None = None) -> Job:
         """Block until the job ends, streaming its stdout and stderr (from the start) unless told not to.
@@ -262,7 +262,7 @@ class SDK:
         """
         dest = Path(output_dir) if output_dir is not None else Path.cwd()
         job = self.jobs.get(id)
-        if job["status"] not in TERMINAL:
+        if job["status"] not in JOB_TERMINAL:
             log.warning("job %s is still running (%s): nothing downloaded", id, job["status"])
             return []
         message = failure_message(job)

@@ -25,6 +25,7 @@ from atoll.api.schemas import LogChunkOut
 from atoll.domain import deploy, deploy_metrics, model_registry, workloads
 from atoll.domain.access import Action
 from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.states import InstanceStatus, NodeDesired, NodeStatus
 from atoll.store.models import Alias, Node
 
 router = APIRouter(tags=["deploy"])
@@ -69,7 +70,7 @@ def delete_model(project_id: str, model: str, ctx: CtxDep) -> None:
 
 def node_out(db: Session, node: Node) -> d.NodeOut:
     out = d.NodeOut.model_validate(node)
-    out.suspended = node.desired == "SUSPEND"
+    out.suspended = node.desired == NodeDesired.SUSPEND
     out.spec = {k: v for k, v in node.spec.items() if k != "modelRefs"}
     insts = deploy.instances(db, node)
     hosts = workloads.hosts_of(db, (i.workload_id for i in insts))
@@ -205,7 +206,7 @@ def node_logs(
         stream=stream,
         data=data.decode("utf-8", "replace"),
         offset=nxt,
-        eof=inst is None or inst.status == "Deleted",
+        eof=inst is None or inst.status == InstanceStatus.DELETED,
         status=inst.status if inst else "none",
     )
 
@@ -262,7 +263,7 @@ def test_request(project_id: str, node: str, body: d.TestRequest, ctx: CtxDep) -
     if not body.path.startswith("/"):
         raise Invalid("path must start with /", field="path")
     n = deploy.get_node(ctx.db, ctx.me, project_id, node, Action.PROJECT_USE)
-    inst = next((i for i in deploy.instances(ctx.db, n) if i.status == "Healthy"), None)
+    inst = next((i for i in deploy.instances(ctx.db, n) if i.status == InstanceStatus.HEALTHY), None)
     if inst is None or inst.port is None:
         raise Conflict(f"node {n.name!r} has no Healthy instance to send the request to")
     host = workloads.host_of(ctx.db, inst.workload_id)
@@ -306,7 +307,7 @@ def alias_out(db: Session, a: Alias) -> d.AliasOut:
                 node_id=e["nodeId"],
                 node_name=nodes[e["nodeId"]].name if e["nodeId"] in nodes else "",
                 weight=e["weight"],
-                status=nodes[e["nodeId"]].status if e["nodeId"] in nodes else "Deleted",
+                status=nodes[e["nodeId"]].status if e["nodeId"] in nodes else NodeStatus.DELETED,
             )
             for e in a.nodes
         ],

@@ -21,6 +21,7 @@ from atoll.domain.access import Action
 from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.lifecycle import FileRef
+from atoll.states import JOB_TERMINAL
 from atoll.storage.logs import LogStore
 from atoll.store.models import Dataset, Job
 
@@ -196,7 +197,7 @@ def read_logs(
     keep = _utf8_complete(data)
     if keep < len(data):  # a character cut by the limit: send it whole with the next chunk
         data, nxt = data[:keep], nxt - (len(data) - keep)
-    done = job.status in lifecycle.TERMINAL
+    done = job.status in JOB_TERMINAL
     return s.LogChunkOut(
         stream=stream,
         data=data.decode("utf-8", "replace"),

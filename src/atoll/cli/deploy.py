@@ -21,6 +21,7 @@ import typer
 
 from atoll.cli.output import Format, err, fail, out, print_json, usage
 from atoll.client import Client
+from atoll.states import InstanceStatus, NodeStatus
 
 ProjectOpt = Annotated[str, typer.Option("-p", "--project", help="Project id, name or COMMUNITY/PROJECT")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds --wait waits", min=1)]
@@ -199,7 +200,7 @@ Obj = dict[str, Any]
 
 def healthy(n: Obj) -> int:
     """How many of the node's instances are Healthy."""
-    return sum(1 for i in n.get("instances", []) if i["status"] == "Healthy")
+    return sum(1 for i in n.get("instances", []) if i["status"] == InstanceStatus.HEALTHY)
 
 
 def count(n: Obj) -> str:
@@ -268,10 +269,12 @@ def node_body(
 
 
 def _ready(n: Obj, rollout: bool) -> bool:
-    if n["status"] != "Healthy" or healthy(n) < n["minInstances"]:
+    if n["status"] != NodeStatus.HEALTHY or healthy(n) < n["minInstances"]:
         return False
     insts = n.get("instances", [])
-    return not rollout or all(i["revision"] == n["revision"] and i["status"] == "Healthy" for i in insts)
+    return not rollout or all(
+        i["revision"] == n["revision"] and i["status"] == InstanceStatus.HEALTHY for i in insts
+    )
 
 
 def _state(n: Obj, rollout: bool) -> str:
@@ -292,7 +295,7 @@ def wait(c: Client, project_id: str, n: Obj, timeout: float, *, rollout: bool = 
     with err.status("waiting for the node…") as spinner:
         while not _ready(n, rollout):
             # The status lags the wish by a controller tick: judge by what the node is told to do.
-            if n["status"] == "Deleting" or n.get("suspended"):
+            if n["status"] == NodeStatus.DELETING or n.get("suspended"):
                 why = "suspended" if n.get("suspended") else "being deleted"
                 fail(f"node {n['name']} is {why}: it will not become Healthy")
             state = _state(n, rollout)

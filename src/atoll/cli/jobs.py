@@ -49,7 +49,6 @@ from atoll.domain.errors import DomainError
 from atoll.domain.jobs import parse_config
 from atoll.domain.jobs.units import human_bytes
 from atoll.jobclient import (
-    TERMINAL,
     Follower,
     Job,
     JobClient,
@@ -61,6 +60,7 @@ from atoll.jobclient import (
     failure_message,
     prepare_job,
 )
+from atoll.states import JOB_TERMINAL, JobStatus
 
 app = typer.Typer(
     help="DataSphere Jobs: run programs from your machine on project compute, get the results back.",
@@ -172,7 +172,7 @@ class TerminalSink:
         err.print(f"progress: {shown} {progress.get('message') or ''}".rstrip(), style="cyan", markup=False)
 
     def status(self, status: str, details: str) -> None:
-        if status in TERMINAL:
+        if status in JOB_TERMINAL:
             return  # the closing "finished: ..." line says it
         err.print(f"status: {status}" + (f" ({details})" if details else ""), style="dim", markup=False)
 
@@ -411,9 +411,9 @@ def attach(
     """Follow a job again: logs from now on (or --from-start), then its outputs when it ends."""
     with client() as c, JobClient(c) as jc:
         job = jc.get(job_id)
-        if job["status"] == "CREATING":
+        if job["status"] == JobStatus.CREATING:
             fail(f"job {job_id} was never executed (it is CREATING): nothing to attach to")
-        if job["status"] in TERMINAL and not from_start:
+        if job["status"] in JOB_TERMINAL and not from_start:
             info(f"job {job_id} already finished ({job['status']})")
         _watch(jc, job, log_dir, from_start=from_start)
 
@@ -487,7 +487,7 @@ def download_files(
     dest = output_dir or Path.cwd()
     with client() as c, JobClient(c) as jc:
         job = jc.get(job_id)
-        if job["status"] not in TERMINAL:
+        if job["status"] not in JOB_TERMINAL:
             warn(
                 f"job {job_id} is still running ({job['status']}): nothing downloaded; try again when it ends"
             )

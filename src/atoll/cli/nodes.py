@@ -65,6 +65,7 @@ from atoll.cli.output import (
     usage,
 )
 from atoll.client import Client
+from atoll.states import InstanceStatus
 
 app = typer.Typer(
     help="Nodes: models, commands or Docker images served by instances behind the gateway.",
@@ -337,7 +338,7 @@ def logs(
     with client() as c:
         p, n = _find(c, project, node)
         if instance is None:
-            live = sorted(n.get("instances", []), key=lambda i: i["status"] != "Healthy")
+            live = sorted(n.get("instances", []), key=lambda i: i["status"] != InstanceStatus.HEALTHY)
             instance = live[0]["id"] if live else None
         path = f"/projects/{p['id']}/nodes/{n['id']}/logs"
         offset, ended = 0, True

@@ -10,11 +10,12 @@ import typer
 from atoll.cli import resolve
 from atoll.cli.output import Format, FormatOpt, client, emit_one, err, fail, success
 from atoll.client import Client
+from atoll.states import NOTEBOOK_FINISHED, NotebookState
 
 app = typer.Typer(help="A project's JupyterLab server: open, stop, status.", no_args_is_help=True)
 
 ProjectArg = Annotated[str, typer.Option("-p", "--project", help="Project id, name or COMMUNITY/PROJECT")]
-FINISHED = ("STOPPED", "FAILED", "NONE")
+FINISHED = (*NOTEBOOK_FINISHED, NotebookState.NONE)
 
 
 def _timeline(nb: dict[str, Any]) -> str:
@@ -61,7 +62,7 @@ def open_(
         shown = ""
         deadline = time.monotonic() + timeout
         with err.status("opening JupyterLab…") as status:
-            while wait and nb["state"] not in ("READY", *FINISHED):
+            while wait and nb["state"] not in (NotebookState.READY, *FINISHED):
                 line = f"{nb['state'].lower()}: {nb.get('detail') or ''}  [{_timeline(nb)}]"
                 if line != shown:
                     status.update(line)
@@ -75,7 +76,7 @@ def open_(
         if fmt is Format.json:
             emit_one(nb, fmt)
             return
-        if nb["state"] == "READY":
+        if nb["state"] == NotebookState.READY:
             success(f"JupyterLab of {p['name']} is ready on {nb['configuration']} ({_timeline(nb)})")
             typer.echo(f"{c.url.rstrip('/')}{nb['url']}")
         else:

@@ -38,6 +38,7 @@ from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.requirements import merge_pip_options
 from atoll.envs.sdk import sdk_path
+from atoll.states import JOB_RUNNING, JOB_TERMINAL, WORKLOAD_FINISHED, Desired, JobStatus, WorkloadPhase
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.storage.logs import LogStore, system_line
@@ -47,7 +48,6 @@ from atoll.store.models import Dataset, Job, Project, WorkloadRow, new_id, utcno
 
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
-ACTIVE_STATUSES = ("PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 MAX_RESULTS_BYTES = 1024**3
 STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
 MAX_ARCHIVE_ENTRIES = 100_000  # spec §5.8: all results of a job ≤ 1 GB
@@ -141,12 +141,12 @@ class JobController:
         # later overwrite) the state this tick is still writing.
         later: list[tuple[Any, str]] = []
         with self.db.transaction() as s:
-            jobs = list(s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES))))
+            jobs = list(s.scalars(select(Job).where(Job.status.in_(JOB_RUNNING))))
             for job in jobs:
                 if job.id in self._busy:
                     continue
                 if job.workload_id is None:
-                    if job.status == "PREPARING":
+                    if job.status == JobStatus.PREPARING:
                         self._busy.add(job.id)
                         later.append((self._prepare, job.id))
                     continue
@@ -154,30 +154,35 @@ class JobController:
                 if wl is None:
                     continue
                 self._read_progress(job)
-                if wl.state == "QUEUED":
+                if wl.state == WorkloadPhase.QUEUED:
                     job.status_details = wl.wait_reason
-                elif wl.state in ("RUNNING", "STOPPING") and job.status == "PREPARING":
+                elif (
+                    wl.state in (WorkloadPhase.RUNNING, WorkloadPhase.STOPPING)
+                    and job.status == JobStatus.PREPARING
+                ):
                     # Compare-and-set: a cancel committed since we read the job must win.
                     s.execute(
                         update(Job)
-                        .where(Job.id == job.id, Job.status == "PREPARING")
+                        .where(Job.id == job.id, Job.status == JobStatus.PREPARING)
                         .values(
-                            status="EXECUTING",
+                            status=JobStatus.EXECUTING,
                             status_details="",
                             started_at=wl.started_at or utcnow(),
                             actual_cloud_instance_type=wl.configuration,
                         )
                         .execution_options(synchronize_session=False)
                     )
-                elif wl.state == "RUNNING" and wl.desired == "RUN" and self._storage_due(job):
+                elif (
+                    wl.state == WorkloadPhase.RUNNING and wl.desired == Desired.RUN and self._storage_due(job)
+                ):
                     # Measured in a worker, outside this transaction: a big tree takes a while.
                     self._busy.add(job.id)
                     later.append((self._check_storage, job.id))
-                elif wl.state in workloads.FINISHED_STATES:
+                elif wl.state in WORKLOAD_FINISHED:
                     self._storage_checked.pop(job.id, None)
                     self._busy.add(job.id)
-                    if job.status != "CANCELLING":
-                        job.status = "UPLOADING_OUTPUT"
+                    if job.status != JobStatus.CANCELLING:
+                        job.status = JobStatus.UPLOADING_OUTPUT
                     later.append((self._finish, job.id))
         for fn, job_id in later:
             self._pool.submit(fn, job_id)
@@ -208,9 +213,9 @@ class JobController:
             with self.db.transaction() as s:
                 s.execute(
                     update(WorkloadRow)
-                    .where(WorkloadRow.id == workload_id, WorkloadRow.desired == "RUN")
+                    .where(WorkloadRow.id == workload_id, WorkloadRow.desired == Desired.RUN)
                     .values(
-                        desired="STOP",
+                        desired=Desired.STOP,
                         stop_signal=9,
                         stop_grace_s=0.0,
                         stop_reason=f"working storage of {size_gb} GB exceeded ({used / 1024**3:.1f} GB "
@@ -257,7 +262,7 @@ class JobController:
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 project = s.get(Project, snapshot[1])
-                if job is None or project is None or job.status != "PREPARING":
+                if job is None or project is None or job.status != JobStatus.PREPARING:
                     return  # cancelled or deleted meanwhile
                 gs = cfg.graceful_shutdown
                 wl = workloads.submit(
@@ -275,7 +280,7 @@ class JobController:
                 # in meanwhile rolls the submission back with this transaction.
                 attached = s.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.status == "PREPARING", Job.workload_id.is_(None))
+                    .where(Job.id == job_id, Job.status == JobStatus.PREPARING, Job.workload_id.is_(None))
                     .values(workload_id=wl.id, status_details="queued")
                     .execution_options(synchronize_session=False)
                 )
@@ -291,7 +296,7 @@ class JobController:
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 if job is not None:
-                    job.status = "ERROR"
+                    job.status = JobStatus.ERROR
                     job.status_details = f"preparing failed: {detail}"
                     job.finished_at = utcnow()
                     job.workload_id = job.workload_id or None
@@ -460,7 +465,7 @@ class JobController:
                 wl = s.get(WorkloadRow, job.workload_id)
                 assert wl is not None
                 cfg = lifecycle.job_config(job)
-                cancelled = job.status == "CANCELLING"
+                cancelled = job.status == JobStatus.CANCELLING
                 exit_code, reason = wl.exit_code, wl.stop_reason
                 project_id, created_by, log_id = job.project_id, job.created_by, job.workload_id
                 run_as = run_identity(s, project_id, self.uid_base)
@@ -479,20 +484,20 @@ class JobController:
                 job.finished_at = utcnow()
                 job.data_size_bytes += sum(o["size"] for o in outputs)
                 if cancelled:
-                    job.status = "CANCELLED"
+                    job.status = JobStatus.CANCELLED
                 elif exit_code == 0 and not reason:
-                    job.status = "SUCCESS"
+                    job.status = JobStatus.SUCCESS
                     job.status_details = ""
                 else:
-                    job.status = "ERROR"
+                    job.status = JobStatus.ERROR
                     job.status_details = reason or f"the program exited with code {exit_code}"
                 lifecycle.set_expiry(job)
         except Exception as e:
             log.exception("finishing job %s failed", job_id)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
-                if job is not None and job.status not in lifecycle.TERMINAL:
-                    job.status = "ERROR"
+                if job is not None and job.status not in JOB_TERMINAL:
+                    job.status = JobStatus.ERROR
                     job.status_details = f"collecting the outputs failed: {e}"
                     job.finished_at = utcnow()
                     lifecycle.set_expiry(job)

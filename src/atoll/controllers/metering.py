@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from atoll.domain.billing import units_for
+from atoll.states import Desired, WorkloadPhase
 from atoll.store.models import Community, Configuration, Project, UsageRecord, WorkloadRow, as_utc
 
 BALANCE_STOP = "project balance is insufficient"
@@ -67,17 +68,17 @@ def bill(db: Session, wl: WorkloadRow, until: datetime) -> int:
 
 def meter(db: Session, now: datetime) -> list[StopOrder]:
     """Bill every running Workload up to `now` and return the ones the limits stop."""
-    running = list(db.scalars(select(WorkloadRow).where(WorkloadRow.state == "RUNNING")))
+    running = list(db.scalars(select(WorkloadRow).where(WorkloadRow.state == WorkloadPhase.RUNNING)))
     for wl in running:
         bill(db, wl, now)
     db.flush()
     orders: dict[str, StopOrder] = {}
-    projects = {wl.project_id for wl in running if wl.desired == "RUN"}
+    projects = {wl.project_id for wl in running if wl.desired == Desired.RUN}
     for pid in projects:
         project = db.get(Project, pid)
         if project is None:
             continue
-        mine = [wl for wl in running if wl.project_id == pid and wl.desired == "RUN"]
+        mine = [wl for wl in running if wl.project_id == pid and wl.desired == Desired.RUN]
         if project.balance is not None and project.balance <= 0:
             for wl in mine:
                 orders[wl.id] = StopOrder(wl.id, BALANCE_STOP)

@@ -14,6 +14,7 @@ from atoll.envs.interpreter import current_version
 from atoll.envs.sdk import sdk_path
 from atoll.notebooks.server import pick_port
 from atoll.runtime.local import DEFAULT_PATH
+from atoll.states import INSTANCE_GONE, InstanceStatus, NodeDesired
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
@@ -44,7 +45,7 @@ class InstanceStarter:
         with self.db.transaction() as s:
             inst = s.get(NodeInstance, instance_id)
             node = s.get(Node, inst.node_id) if inst else None
-            if inst is None or node is None or inst.workload_id or inst.status in ("Deleting", "Deleted"):
+            if inst is None or node is None or inst.workload_id or inst.status in INSTANCE_GONE:
                 return
             project_id, node_id, kind, spec = node.project_id, node.id, node.kind, dict(node.spec)
             run_as = run_identity(s, project_id, self.uid_base)
@@ -84,7 +85,7 @@ class InstanceStarter:
             project = s.get(Project, project_id)
             if inst is None or node is None or project is None or inst.workload_id:
                 return
-            if inst.status in ("Deleting", "Deleted") or node.desired != "RUN":
+            if inst.status in INSTANCE_GONE or node.desired != NodeDesired.RUN:
                 return
             wl = submit(
                 s,
@@ -106,7 +107,7 @@ class InstanceStarter:
             )
             inst.workload_id, inst.port = wl.id, port
             inst.workload_ids = [*inst.workload_ids[-9:], wl.id]
-            inst.status = "Created" if inst.status == "Undefined" else inst.status
+            inst.status = InstanceStatus.CREATED if inst.status == InstanceStatus.UNDEFINED else inst.status
             inst.detail = "waiting for the scheduler"
         self.notify("workloads")
 

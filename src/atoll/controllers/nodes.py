@@ -28,8 +28,17 @@ from sqlalchemy.orm import Session
 from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
 from atoll.domain import deploy
-from atoll.domain.workloads import FINISHED_STATES, hosts_of, request_stop
+from atoll.domain.workloads import hosts_of, request_stop
 from atoll.envs.build import EnvironmentBuilder
+from atoll.states import (
+    INSTANCE_GONE,
+    WORKLOAD_FINISHED,
+    Desired,
+    InstanceStatus,
+    NodeDesired,
+    NodeStatus,
+    WorkloadPhase,
+)
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
 from atoll.store.models import DeployMetric, Node, NodeInstance, WorkloadRow, as_utc, utcnow
@@ -110,18 +119,21 @@ class NodeController:
             check = self._follow(s, node, inst, now)
             if check is not None:
                 checks.append(check)
-        live = [i for i in insts if i.status not in ("Deleting", "Deleted")]
-        if node.desired != "RUN":
+        live = [i for i in insts if i.status not in INSTANCE_GONE]
+        if node.desired != NodeDesired.RUN:
             for inst in live:
                 self._retire(
-                    s, inst, now, "the node is suspended" if node.desired == "SUSPEND" else "node deleted"
+                    s,
+                    inst,
+                    now,
+                    "the node is suspended" if node.desired == NodeDesired.SUSPEND else "node deleted",
                 )
             self._node_status(s, node, insts)
             return checks
         want = self._wanted(s, node, len([i for i in live if i.revision == node.revision]), now)
         current = [i for i in live if i.revision == node.revision]
         old = [i for i in live if i.revision != node.revision]
-        healthy_current = [i for i in current if i.status == "Healthy"]
+        healthy_current = [i for i in current if i.status == InstanceStatus.HEALTHY]
         # Old instances stay while the new ones are not yet Healthy enough to carry the minimum.
         keep_old = max(0, want - len(healthy_current))
         for inst in _worst_first(old)[: max(0, len(old) - keep_old)]:
@@ -175,10 +187,10 @@ class NodeController:
         live: set[str] = set()
         for node, insts in seen:
             tel = node.spec.get("telemetry") or ({"path": "/metrics"} if node.kind == "model" else None)
-            if not tel or node.desired != "RUN":
+            if not tel or node.desired != NodeDesired.RUN:
                 continue
             for inst in insts:
-                if inst.status == "Healthy" and inst.port is not None:
+                if inst.status == InstanceStatus.HEALTHY and inst.port is not None:
                     live.add(inst.id)
                     if self.telemetry.due(inst.id):
                         due.append((node, inst, tel["path"]))
@@ -191,65 +203,71 @@ class NodeController:
         ], live
 
     def _node_status(self, s: Session, node: Node, insts: list[NodeInstance]) -> None:
-        if node.desired == "DELETE":
-            node.status = "Deleting"
-            if all(i.status == "Deleted" for i in insts):
+        if node.desired == NodeDesired.DELETE:
+            node.status = NodeStatus.DELETING
+            if all(i.status == InstanceStatus.DELETED for i in insts):
                 s.execute(delete(NodeInstance).where(NodeInstance.node_id == node.id))
                 s.delete(node)
             return
-        if node.desired == "SUSPEND":
-            node.status = "Suspended"
+        if node.desired == NodeDesired.SUSPEND:
+            node.status = NodeStatus.SUSPENDED
             node.detail = "suspended: no instances run and nothing is billed"
             return
-        healthy = sum(1 for i in insts if i.status == "Healthy")
+        healthy = sum(1 for i in insts if i.status == InstanceStatus.HEALTHY)
         if healthy >= node.min_instances:
-            node.status, node.detail = "Healthy", f"{healthy} of {node.min_instances} instances healthy"
-        elif node.status in ("Healthy", "Unhealthy"):
-            node.status, node.detail = "Unhealthy", f"{healthy} of {node.min_instances} instances healthy"
+            node.status, node.detail = (
+                NodeStatus.HEALTHY,
+                f"{healthy} of {node.min_instances} instances healthy",
+            )
+        elif node.status in (NodeStatus.HEALTHY, NodeStatus.UNHEALTHY):
+            node.status, node.detail = (
+                NodeStatus.UNHEALTHY,
+                f"{healthy} of {node.min_instances} instances healthy",
+            )
         else:
-            node.status = "Created"
-            waiting = [i.detail for i in insts if i.detail and i.status != "Healthy"]
+            node.status = NodeStatus.CREATED
+            waiting = [i.detail for i in insts if i.detail and i.status != InstanceStatus.HEALTHY]
             node.detail = waiting[0] if waiting else "starting instances"
 
     # --- one instance -------------------------------------------------------------------
 
     def _follow(self, s: Session, node: Node, inst: NodeInstance, now: datetime) -> _Check | None:
         wl = s.get(WorkloadRow, inst.workload_id) if inst.workload_id else None
-        if inst.status == "Deleting":
-            if wl is None or wl.state in FINISHED_STATES:
-                inst.status, inst.finished_at = "Deleted", now
+        if inst.status == InstanceStatus.DELETING:
+            if wl is None or wl.state in WORKLOAD_FINISHED:
+                inst.status, inst.finished_at = InstanceStatus.DELETED, now
                 self._forget(inst.id)
-            elif wl.desired != "STOP" and inst.deleting_at is not None:
+            elif wl.desired != Desired.STOP and inst.deleting_at is not None:
                 if (now - as_utc(inst.deleting_at)).total_seconds() >= DRAIN_S:
                     request_stop(
                         s, wl.id, inst.detail or "instance deleted", sig=int(signal.SIGTERM), grace=10
                     )
                     self.notify("workloads")
             return None
-        if inst.status == "Deleted":
+        if inst.status == InstanceStatus.DELETED:
             return None
         if wl is None:
             if time.monotonic() >= self._not_before.get(inst.id, 0):
                 self._background(inst.id)
             return None
-        if wl.state in FINISHED_STATES:
+        if wl.state in WORKLOAD_FINISHED:
             reason = wl.stop_reason or f"exited with code {wl.exit_code}"
             log.warning("node %s instance %s stopped (%s): starting it again", node.id, inst.id, reason)
-            inst.status, inst.passes, inst.fails = "Unhealthy", 0, 0
+            inst.status, inst.passes, inst.fails = InstanceStatus.UNHEALTHY, 0, 0
             inst.detail = f"the instance stopped ({reason}); restarting it"
             inst.workload_id = None
             inst.restarts += 1
             delay = min(MAX_BACKOFF_S, 2.0 ** (inst.restarts - 2)) if inst.restarts > 1 else 0.0
             self._not_before[inst.id] = time.monotonic() + delay
             return None
-        if wl.state == "QUEUED":
-            inst.status = "Created" if inst.status == "Undefined" else inst.status
+        if wl.state == WorkloadPhase.QUEUED:
+            inst.status = InstanceStatus.CREATED if inst.status == InstanceStatus.UNDEFINED else inst.status
             inst.detail = wl.wait_reason or "waiting for the scheduler"
             return None
-        if wl.state != "RUNNING" or inst.port is None:
+        if wl.state != WorkloadPhase.RUNNING or inst.port is None:
             return None
-        if inst.status in ("Undefined", "Created"):
-            inst.status, inst.detail = "Started", f"running on {wl.configuration}"
+        if inst.status in (InstanceStatus.UNDEFINED, InstanceStatus.CREATED):
+            inst.status, inst.detail = InstanceStatus.STARTED, f"running on {wl.configuration}"
         hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS)
         every = float(hc["intervalS"]) if inst.healthy_at else min(float(hc["intervalS"]), READY_CHECK_S)
         last = self._checked.get(inst.id, 0.0)
@@ -260,10 +278,10 @@ class NodeController:
 
     def _retire(self, s: Session, inst: NodeInstance, now: datetime, why: str) -> None:
         if inst.workload_id is None:
-            inst.status, inst.finished_at, inst.detail = "Deleted", now, why
+            inst.status, inst.finished_at, inst.detail = InstanceStatus.DELETED, now, why
             self._forget(inst.id)
             return
-        inst.status, inst.deleting_at, inst.detail = "Deleting", now, why
+        inst.status, inst.deleting_at, inst.detail = InstanceStatus.DELETING, now, why
 
     def _forget(self, instance_id: str) -> None:
         self._checked.pop(instance_id, None)
@@ -282,23 +300,23 @@ class NodeController:
 
     def _apply_check(self, s: Session, instance_id: str, ok: bool, detail: str) -> None:
         inst = s.get(NodeInstance, instance_id)
-        if inst is None or inst.status in ("Deleting", "Deleted"):
+        if inst is None or inst.status in INSTANCE_GONE:
             return
         node = s.get(Node, inst.node_id)
         hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS) if node else deploy.HEALTH_DEFAULTS
         if ok:
             inst.passes, inst.fails = inst.passes + 1, 0
-            if inst.status != "Healthy" and inst.passes >= int(hc["healthyThreshold"]):
-                inst.status, inst.detail = "Healthy", "in balancing"
+            if inst.status != InstanceStatus.HEALTHY and inst.passes >= int(hc["healthyThreshold"]):
+                inst.status, inst.detail = InstanceStatus.HEALTHY, "in balancing"
                 inst.healthy_at = utcnow()
             return
         inst.passes, inst.fails = 0, inst.fails + 1
-        if inst.status == "Healthy":
+        if inst.status == InstanceStatus.HEALTHY:
             if inst.fails >= int(hc["unhealthyThreshold"]):
-                inst.status, inst.detail = "Unhealthy", f"{detail}: out of balancing"
-        elif inst.status == "Started":
-            inst.status, inst.detail = "Preparing", "waiting for the health check to pass"
-        elif inst.status == "Unhealthy":
+                inst.status, inst.detail = InstanceStatus.UNHEALTHY, f"{detail}: out of balancing"
+        elif inst.status == InstanceStatus.STARTED:
+            inst.status, inst.detail = InstanceStatus.PREPARING, "waiting for the health check to pass"
+        elif inst.status == InstanceStatus.UNHEALTHY:
             inst.detail = f"{detail}: out of balancing"
 
     # --- starting an instance -----------------------------------------------------------
@@ -323,8 +341,8 @@ class NodeController:
         restarts = 0
         with self.db.transaction() as s:
             inst = s.get(NodeInstance, instance_id)
-            if inst is not None and inst.workload_id is None and inst.status not in ("Deleting", "Deleted"):
-                inst.status, inst.detail = "Unhealthy", f"could not start: {reason}"
+            if inst is not None and inst.workload_id is None and inst.status not in INSTANCE_GONE:
+                inst.status, inst.detail = InstanceStatus.UNHEALTHY, f"could not start: {reason}"
                 inst.restarts += 1
                 restarts = inst.restarts
         self._not_before[instance_id] = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** min(restarts, 5))
@@ -332,4 +350,6 @@ class NodeController:
 
 def _worst_first(insts: list[NodeInstance]) -> list[NodeInstance]:
     """Which instances to retire first: not-yet-healthy ones, then the oldest."""
-    return sorted(insts, key=lambda i: (i.status == "Healthy", -(as_utc(i.created_at).timestamp())))
+    return sorted(
+        insts, key=lambda i: (i.status == InstanceStatus.HEALTHY, -(as_utc(i.created_at).timestamp()))
+    )

@@ -38,6 +38,15 @@ from atoll.envs.sdk import sdk_path
 from atoll.notebooks.server import SECRET_ENV, WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
 from atoll.runtime.local import DEFAULT_PATH
+from atoll.states import (
+    NOTEBOOK_LIVE,
+    NOTEBOOK_WAITING,
+    WORKLOAD_FINISHED,
+    Desired,
+    NotebookRunStatus,
+    NotebookState,
+    WorkloadPhase,
+)
 from atoll.storage.layout import DataLayout
 from atoll.storage.safepath import Tree, plain_file
 from atoll.store.db import Database
@@ -148,10 +157,10 @@ class NotebookController:
         now = now or utcnow()
         probes: list[_Probe] = []
         with self.db.transaction() as s:
-            live = list(s.scalars(select(NotebookServer).where(NotebookServer.state.in_(nbs.LIVE_STATES))))
-            self.hurry = any(x.state in ("PREPARING", "QUEUED", "STARTING") for x in live)
+            live = list(s.scalars(select(NotebookServer).where(NotebookServer.state.in_(NOTEBOOK_LIVE))))
+            self.hurry = any(x.state in NOTEBOOK_WAITING for x in live)
             for server in live:
-                if server.state == "PREPARING":
+                if server.state == NotebookState.PREPARING:
                     self._background(server.id, self._prepare, self._server_failed)
                     continue
                 probe = self._follow(s, server, now)
@@ -191,13 +200,13 @@ class NotebookController:
     def _server_failed(self, server_id: str, reason: str) -> None:
         with self.db.transaction() as s:
             server = s.get(NotebookServer, server_id)
-            if server is not None and server.state == "PREPARING":
-                nbs.finish(server, "FAILED", f"could not prepare the server: {reason}")
+            if server is not None and server.state == NotebookState.PREPARING:
+                nbs.finish(server, NotebookState.FAILED, f"could not prepare the server: {reason}")
 
     def _prepare(self, server_id: str) -> None:
         with self.db.transaction() as s:
             server = s.get(NotebookServer, server_id)
-            if server is None or server.state != "PREPARING":
+            if server is None or server.state != NotebookState.PREPARING:
                 return
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
@@ -206,7 +215,7 @@ class NotebookController:
         port = pick_port()
         with self.db.transaction() as s:
             server = s.get(NotebookServer, server_id)
-            if server is None or server.state != "PREPARING":
+            if server is None or server.state != NotebookState.PREPARING:
                 return
             project = s.get(Project, project_id)
             if project is None:
@@ -248,7 +257,7 @@ class NotebookController:
             )
             server.workload_id = wl.id
             server.port = port
-            server.state = "QUEUED"
+            server.state = NotebookState.QUEUED
             server.queued_at = utcnow()
             server.detail = "waiting for the scheduler"
         self.notify("workloads")
@@ -284,14 +293,18 @@ class NotebookController:
             return False
 
     def _runs(self, s: Session) -> None:
-        for run in s.scalars(select(NotebookRun).where(NotebookRun.status.in_(("PENDING", "RUNNING")))):
-            if run.status == "PENDING":
+        for run in s.scalars(
+            select(NotebookRun).where(
+                NotebookRun.status.in_((NotebookRunStatus.PENDING, NotebookRunStatus.RUNNING))
+            )
+        ):
+            if run.status == NotebookRunStatus.PENDING:
                 self._background(run.id, self._prepare_run, self._run_failed)
                 continue
             wl = s.get(WorkloadRow, run.workload_id) if run.workload_id else None
             if wl is None:
-                self._run_done(run, "FAILED", error="its workload is gone")
-            elif wl.state in ("EXITED", "FAILED", "LOST"):
+                self._run_done(run, NotebookRunStatus.FAILED, error="its workload is gone")
+            elif wl.state in WORKLOAD_FINISHED:
                 self._collect(run, wl)
 
     def _run_done(self, run: NotebookRun, status: str, error: str = "") -> None:
@@ -300,7 +313,7 @@ class NotebookController:
         run.finished_at = utcnow()
 
     def _collect(self, run: NotebookRun, wl: WorkloadRow) -> None:
-        if wl.state == "EXITED" and wl.exit_code == 0:
+        if wl.state == WorkloadPhase.EXITED and wl.exit_code == 0:
             try:  # the run's dir is the workload's: read without following a link
                 with Tree(self.layout.run(run.project_id, run.id)) as run_dir:
                     raw = run_dir.read_bytes("outputs.json", MAX_RUN_OUTPUTS_BYTES + 1)
@@ -308,24 +321,28 @@ class NotebookController:
                     raise ValueError("over 16 MB")
                 values = json.loads(raw)["values"]
             except (OSError, ValueError, KeyError) as e:
-                self._run_done(run, "FAILED", error=f"the run left no readable outputs: {e}")
+                self._run_done(run, NotebookRunStatus.FAILED, error=f"the run left no readable outputs: {e}")
                 return
             run.output_variables = values
-            self._run_done(run, "DONE")
+            self._run_done(run, NotebookRunStatus.DONE)
             return
-        reason = wl.stop_reason if wl.desired == "STOP" else ""
-        self._run_done(run, "FAILED", error=reason or self._stderr_tail(wl.id) or f"exit code {wl.exit_code}")
+        reason = wl.stop_reason if wl.desired == Desired.STOP else ""
+        self._run_done(
+            run,
+            NotebookRunStatus.FAILED,
+            error=reason or self._stderr_tail(wl.id) or f"exit code {wl.exit_code}",
+        )
 
     def _run_failed(self, run_id: str, reason: str) -> None:
         with self.db.transaction() as s:
             run = s.get(NotebookRun, run_id)
-            if run is not None and run.status == "PENDING":
-                self._run_done(run, "FAILED", error=f"could not prepare the run: {reason}")
+            if run is not None and run.status == NotebookRunStatus.PENDING:
+                self._run_done(run, NotebookRunStatus.FAILED, error=f"could not prepare the run: {reason}")
 
     def _prepare_run(self, run_id: str) -> None:
         with self.db.transaction() as s:
             run = s.get(NotebookRun, run_id)
-            if run is None or run.status != "PENDING":
+            if run is None or run.status != NotebookRunStatus.PENDING:
                 return
             project_id = run.project_id
             run_as = run_identity(s, project_id, self.uid_base)
@@ -341,7 +358,7 @@ class NotebookController:
         with self.db.transaction() as s:
             run = s.get(NotebookRun, run_id)
             project = s.get(Project, project_id)
-            if run is None or run.status != "PENDING" or project is None:
+            if run is None or run.status != NotebookRunStatus.PENDING or project is None:
                 return
             env = overlay.activate({"PATH": DEFAULT_PATH})
             env.update(
@@ -371,7 +388,7 @@ class NotebookController:
                 spec=WorkloadSpec(command=command, workdir=home, env=env, mounts=[], ports=[]),
             )
             run.workload_id = wl.id
-            run.status = "RUNNING"
+            run.status = NotebookRunStatus.RUNNING
         self.notify("workloads")
 
     def _environment(self, project_id: str, run_as: tuple[int, int] | None) -> tuple[Environment, Path]:
@@ -395,25 +412,25 @@ class NotebookController:
     def _follow(self, s: Session, server: NotebookServer, now: datetime) -> _Probe | None:
         wl = s.get(WorkloadRow, server.workload_id) if server.workload_id else None
         if wl is None:
-            nbs.finish(server, "FAILED", "its workload is gone")
+            nbs.finish(server, NotebookState.FAILED, "its workload is gone")
             return None
-        if wl.state in ("EXITED", "FAILED", "LOST"):
+        if wl.state in WORKLOAD_FINISHED:
             self._closed(s, server, wl)
             return None
-        if wl.state == "QUEUED":
+        if wl.state == WorkloadPhase.QUEUED:
             server.detail = wl.wait_reason or "waiting for the scheduler"
             return None
-        if server.state == "QUEUED":  # the scheduler admitted it: the process runs
-            server.state = "STARTING"
+        if server.state == NotebookState.QUEUED:  # the scheduler admitted it: the process runs
+            server.state = NotebookState.STARTING
             server.started_at = wl.started_at or now
             server.detail = f"starting JupyterLab on {wl.configuration}"
-        if server.state == "STOPPING" or wl.desired == "STOP":
-            if server.state != "STOPPING":
-                server.state = "STOPPING"
+        if server.state == NotebookState.STOPPING or wl.desired == Desired.STOP:
+            if server.state != NotebookState.STOPPING:
+                server.state = NotebookState.STOPPING
                 server.stopping_at = now
                 server.detail = wl.stop_reason or server.detail
             return None
-        if server.state == "READY":
+        if server.state == NotebookState.READY:
             last = self._checked.get(server.id)
             if last is not None and (now - last).total_seconds() < self.check_s:
                 return None
@@ -434,12 +451,12 @@ class NotebookController:
 
     def _closed(self, s: Session, server: NotebookServer, wl: WorkloadRow) -> None:
         self._forget(server.id)
-        if wl.desired == "STOP":
-            nbs.finish(server, "STOPPED", wl.stop_reason or server.detail or "stopped")
+        if wl.desired == Desired.STOP:
+            nbs.finish(server, NotebookState.STOPPED, wl.stop_reason or server.detail or "stopped")
             return
         detail = wl.stop_reason or f"JupyterLab exited (code {wl.exit_code})"
         tail = self._stderr_tail(wl.id)
-        nbs.finish(server, "FAILED", detail + (f": {tail}" if tail else ""))
+        nbs.finish(server, NotebookState.FAILED, detail + (f": {tail}" if tail else ""))
 
     def _stderr_tail(self, workload_id: str) -> str:
         try:
@@ -463,7 +480,7 @@ class NotebookController:
 
     def _probe(self, p: _Probe, now: datetime) -> _Found:
         found = _Found()
-        if p.state == "STARTING":
+        if p.state == NotebookState.STARTING:
             try:
                 self._get(p, "/api/status")
                 found.ready = True
@@ -505,9 +522,9 @@ class NotebookController:
         server = s.get(NotebookServer, p.server_id)
         if server is None or server.state != p.state:
             return  # moved on meanwhile (stopped by a user)
-        if server.state == "STARTING":
+        if server.state == NotebookState.STARTING:
             if f.ready:
-                server.state = "READY"
+                server.state = NotebookState.READY
                 server.ready_at = now
                 server.last_activity_at = now
                 server.last_activity = "opened"

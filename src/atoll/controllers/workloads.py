@@ -39,12 +39,12 @@ from atoll.runtime.base import (
 )
 from atoll.runtime.inventory import Inventory
 from atoll.runtime.netns import NetworkIsolation
+from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
 from atoll.store.models import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.workloads")
-RUNNING_STATES = ("RUNNING", "STOPPING")
 
 
 def _ts(unix: float | None) -> datetime | None:
@@ -94,11 +94,13 @@ class WorkloadController:
         """After a restart: adopt what the runtime still runs, close what it cannot account for."""
         known = {st.id: st for st in self.runtime.adopt()}
         with self.db.transaction() as s:
-            rows = s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))).all()
+            rows = s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(WORKLOAD_STARTED))).all()
             for wl in rows:
                 st = known.get(wl.id)
                 if st is None:
-                    self._finish(s, wl, "LOST", None, "the runtime has no record of it after a restart")
+                    self._finish(
+                        s, wl, WorkloadPhase.LOST, None, "the runtime has no record of it after a restart"
+                    )
                 elif st.state.finished:
                     self._record_end(s, wl, st)
                 else:
@@ -112,8 +114,8 @@ class WorkloadController:
             self._poll(s)
             for order in meter(s, now):
                 wl = s.get(WorkloadRow, order.workload_id)
-                if wl is not None and wl.desired != "STOP":
-                    wl.desired = "STOP"
+                if wl is not None and wl.desired != Desired.STOP:
+                    wl.desired = Desired.STOP
                     wl.stop_reason = order.reason
                     wl.stop_signal = int(signals.SIGTERM)
         with self.db.transaction() as s:
@@ -128,20 +130,22 @@ class WorkloadController:
             self.notify(kind)
 
     def _poll(self, s: Session) -> None:
-        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
+        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(WORKLOAD_STARTED))):
             try:
                 st = self.runtime.status(wl.id)
             except UnknownWorkload:
-                self._finish(s, wl, "LOST", None, "the runtime lost track of it")
+                self._finish(s, wl, WorkloadPhase.LOST, None, "the runtime lost track of it")
                 continue
             if st.state.finished:
                 self._record_end(s, wl, st)
 
     def _record_end(self, s: Session, wl: WorkloadRow, st: WorkloadStatus) -> None:
-        state = {WorkloadState.EXITED: "EXITED", WorkloadState.LOST: "LOST"}.get(st.state, "FAILED")
-        if wl.desired == "STOP" and st.state is not WorkloadState.LOST:
+        state = {WorkloadState.EXITED: WorkloadPhase.EXITED, WorkloadState.LOST: WorkloadPhase.LOST}.get(
+            st.state, WorkloadPhase.FAILED
+        )
+        if wl.desired == Desired.STOP and st.state is not WorkloadState.LOST:
             # Stopped on request: it did not fail on its own.
-            state = "EXITED" if st.exit_code == 0 else "FAILED"
+            state = WorkloadPhase.EXITED if st.exit_code == 0 else WorkloadPhase.FAILED
         self._finish(s, wl, state, st.exit_code, st.detail, _ts(st.finished_at))
 
     def _finish(
@@ -158,7 +162,7 @@ class WorkloadController:
         wl.state = state
         wl.exit_code = exit_code
         wl.finished_at = end
-        if not wl.stop_reason and state != "EXITED":
+        if not wl.stop_reason and state != WorkloadPhase.EXITED:
             wl.stop_reason = detail
         self._stopping.discard(wl.id)
         self._changed.add(wl.kind)
@@ -172,16 +176,17 @@ class WorkloadController:
     def _apply_stops(self, s: Session) -> None:
         for wl in s.scalars(
             select(WorkloadRow).where(
-                WorkloadRow.desired == "STOP", WorkloadRow.state.in_(("QUEUED", "RUNNING"))
+                WorkloadRow.desired == Desired.STOP,
+                WorkloadRow.state.in_((WorkloadPhase.QUEUED, WorkloadPhase.RUNNING)),
             )
         ):
-            if wl.state == "QUEUED":
+            if wl.state == WorkloadPhase.QUEUED:
                 self._changed.add(wl.kind)
-                wl.state = "FAILED"
+                wl.state = WorkloadPhase.FAILED
                 wl.finished_at = utcnow()
                 wl.stop_reason = wl.stop_reason or "cancelled before it started"
                 continue
-            wl.state = "STOPPING"
+            wl.state = WorkloadPhase.STOPPING
             if wl.id not in self._stopping:
                 self._stopping.add(wl.id)
                 try:
@@ -202,7 +207,11 @@ class WorkloadController:
 
     def _admit(self, s: Session) -> None:
         queued = list(
-            s.scalars(select(WorkloadRow).where(WorkloadRow.state == "QUEUED", WorkloadRow.desired == "RUN"))
+            s.scalars(
+                select(WorkloadRow).where(
+                    WorkloadRow.state == WorkloadPhase.QUEUED, WorkloadRow.desired == Desired.RUN
+                )
+            )
         )
         if not queued:
             return
@@ -224,7 +233,7 @@ class WorkloadController:
         )
         projects: dict[str, ProjectState] = {}
         community_cpus: dict[str, float] = {}
-        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(RUNNING_STATES))):
+        for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(WORKLOAD_STARTED))):
             c = catalog.get(wl.configuration or "")
             if c is None:
                 continue
@@ -265,7 +274,7 @@ class WorkloadController:
             return
         if d.action == "fail":
             self._changed.add(wl.kind)
-            wl.state = "FAILED"
+            wl.state = WorkloadPhase.FAILED
             wl.finished_at = utcnow()
             wl.stop_reason = d.reason
             return
@@ -288,7 +297,7 @@ class WorkloadController:
             if self.networks is not None and run_as is not None and not spec.get("image"):
                 net = self.networks.for_project(wl.project_id)
         except Exception as e:  # one project's broken secret must not block everyone's admission
-            wl.state = "FAILED"
+            wl.state = WorkloadPhase.FAILED
             wl.finished_at = utcnow()
             wl.stop_reason = f"could not start: {getattr(e, 'detail', e)}"
             return
@@ -318,7 +327,7 @@ class WorkloadController:
         desired = s.execute(
             select(WorkloadRow.desired).where(WorkloadRow.id == wl.id).with_for_update()
         ).scalar_one()
-        if desired != "RUN":
+        if desired != Desired.RUN:
             return  # _apply_stops closes it on the next tick
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
@@ -330,11 +339,11 @@ class WorkloadController:
             st = self.runtime.start(workload)
         except Exception as e:  # a start that fails is the workload's failure, not the loop's
             log.warning("workload %s failed to start: %s", wl.id, e)
-            wl.state = "FAILED"
+            wl.state = WorkloadPhase.FAILED
             wl.finished_at = utcnow()
             wl.stop_reason = f"could not start: {e}"
             return
-        wl.state = "RUNNING"
+        wl.state = WorkloadPhase.RUNNING
         wl.started_at = _ts(st.started_at) or utcnow()
         wl.runtime = self.runtime.name
         self._changed.add(wl.kind)

@@ -21,6 +21,7 @@ from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_resource_name
+from atoll.states import JOB_ACTIVE
 from atoll.storage.safepath import Entry, Tree, open_entry, plain_file
 from atoll.store.models import Dataset, Job
 
@@ -48,10 +49,9 @@ def get_dataset(
 def delete_dataset(db: Session, p: Principal, project_id: str, ref: str) -> str:
     """Delete a dataset's record (refused while a job that mounts it has not ended); returns its
     id, whose files the caller removes (``remove_files``) once the deletion is committed."""
-    from atoll.domain.jobs.lifecycle import ACTIVE
 
     ds = get_dataset(db, p, project_id, ref, Action.PROJECT_USE)
-    for job in db.scalars(select(Job).where(Job.project_id == ds.project_id, Job.status.in_(ACTIVE))):
+    for job in db.scalars(select(Job).where(Job.project_id == ds.project_id, Job.status.in_(JOB_ACTIVE))):
         if any(m.get("id") == ds.id for m in job.config.get("datasets", [])):
             raise Conflict(f"dataset {ds.name!r} is mounted by job {job.id}, which has not ended")
     db.delete(ds)

@@ -21,6 +21,7 @@ from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
+from atoll.states import InstanceStatus, NodeDesired, NodeStatus
 from atoll.store.models import Alias, Node, NodeInstance, Project, utcnow
 
 MAX_INSTANCES = 16
@@ -207,7 +208,7 @@ def get_node(
 def instances(db: Session, node: Node, *, finished: bool = False) -> list[NodeInstance]:
     q = select(NodeInstance).where(NodeInstance.node_id == node.id)
     if not finished:
-        q = q.where(NodeInstance.status != "Deleted")
+        q = q.where(NodeInstance.status != InstanceStatus.DELETED)
     return list(db.scalars(q.order_by(NodeInstance.created_at)))
 
 
@@ -241,7 +242,7 @@ def update_node(db: Session, p: Principal, project_id: str, ref: str, inp: NodeI
     replacing instances one at a time; name, description and counts apply at once."""
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     node = find_node(db, project, ref)
-    if node.desired == "DELETE":
+    if node.desired == NodeDesired.DELETE:
         raise Conflict(f"node {node.name!r} is being deleted")
     if inp.name is not None and inp.name != node.name:
         check_name(inp.name, "name")
@@ -279,9 +280,9 @@ def update_node(db: Session, p: Principal, project_id: str, ref: str, inp: NodeI
 def suspend_node(db: Session, p: Principal, project_id: str, ref: str) -> Node:
     """Stop the node's instances (and their metering); its settings stay (spec §6.1)."""
     node = find_node(db, tenancy.get_project(db, p, project_id, Action.PROJECT_USE), ref)
-    if node.desired == "DELETE":
+    if node.desired == NodeDesired.DELETE:
         raise Conflict(f"node {node.name!r} is being deleted")
-    node.desired = "SUSPEND"
+    node.desired = NodeDesired.SUSPEND
     node.updated_at = utcnow()
     return node
 
@@ -289,10 +290,10 @@ def suspend_node(db: Session, p: Principal, project_id: str, ref: str) -> Node:
 def resume_node(db: Session, p: Principal, project_id: str, ref: str) -> Node:
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     node = find_node(db, project, ref)
-    if node.desired == "DELETE":
+    if node.desired == NodeDesired.DELETE:
         raise Conflict(f"node {node.name!r} is being deleted")
     require_balance(project)
-    node.desired = "RUN"
+    node.desired = NodeDesired.RUN
     node.updated_at = utcnow()
     return node
 
@@ -312,8 +313,8 @@ def delete_node(db: Session, p: Principal, project_id: str, ref: str) -> Node:
         if any(e["nodeId"] == node.id for e in alias.nodes):
             alias.nodes = [e for e in alias.nodes if e["nodeId"] != node.id]
             alias.updated_at = utcnow()
-    node.desired = "DELETE"
-    node.status = "Deleting"
+    node.desired = NodeDesired.DELETE
+    node.status = NodeStatus.DELETING
     node.updated_at = utcnow()
     return node
 
@@ -335,7 +336,7 @@ def _alias_nodes(db: Session, project: Project, entries: list[dict[str, Any]]) -
             node = find_node(db, project, str(e.get("nodeId") or e.get("node") or ""))
         except NotFound as err:
             raise Invalid(err.detail, field=f"nodes[{i}].nodeId") from err
-        if node.desired == "DELETE":
+        if node.desired == NodeDesired.DELETE:
             raise Invalid(f"node {node.name!r} is being deleted", field=f"nodes[{i}].nodeId")
         weight = e.get("weight")
         if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:

@@ -19,6 +19,7 @@ from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.notebooks import choose_configuration, require_balance
+from atoll.states import NOTEBOOK_RUN_FINISHED, NotebookRunStatus
 from atoll.store.models import NotebookRun, Project, User
 
 MAX_NOTEBOOK_ID = 200  # DataSphere's limit on notebookId
@@ -26,7 +27,6 @@ MAX_VARIABLES = 100
 MAX_VALUE = 64 * 1024
 # Env var names (inputs) and Python variable names (outputs) alike: ASCII word characters.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-FINISHED = ("DONE", "FAILED")
 # Env vars a run must not override: they would change how the runner or Python behave.
 _RESERVED = frozenset(
     {"PATH", "HOME", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_PRELOAD", "LD_LIBRARY_PATH"}
@@ -125,7 +125,7 @@ def get_run(db: Session, p: Principal, project_id: str, run_id: str) -> tuple[Pr
 def operation(db: Session, run: NotebookRun) -> dict[str, Any]:
     """The run as DataSphere's Operation: ``done``, then ``response`` or ``error``."""
     creator = db.get(User, run.created_by)
-    done = run.status in FINISHED
+    done = run.status in NOTEBOOK_RUN_FINISHED
     return {
         "id": run.id,
         "description": f"execute notebook {run.notebook_id}",
@@ -139,6 +139,8 @@ def operation(db: Session, run: NotebookRun) -> dict[str, Any]:
             "configuration": run.configuration,
             "workloadId": run.workload_id,
         },
-        "response": {"outputVariables": run.output_variables} if run.status == "DONE" else None,
-        "error": {"message": run.error} if run.status == "FAILED" else None,
+        "response": {"outputVariables": run.output_variables}
+        if run.status == NotebookRunStatus.DONE
+        else None,
+        "error": {"message": run.error} if run.status == NotebookRunStatus.FAILED else None,
     }

@@ -23,12 +23,11 @@ from atoll.domain.errors import Conflict, Invalid
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
+from atoll.states import NOTEBOOK_FINISHED, NotebookState
 from atoll.store.models import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
 
 # The configuration DataSphere falls back to when a project names none (spec §3.2).
 FALLBACK_CONFIGURATION = "c1.4"
-LIVE_STATES = ("PREPARING", "QUEUED", "STARTING", "READY", "STOPPING")
-FINISHED_STATES = ("STOPPED", "FAILED")
 STALE_EXEC_SECONDS = {"ONE_HOUR": 3600, "THREE_HOURS": 3 * 3600, "NO_TIMEOUT": None}
 
 
@@ -80,7 +79,7 @@ def open_server(
     project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
     live = live_server(db, project.id)
     if live is not None:
-        if live.state == "STOPPING":
+        if live.state == NotebookState.STOPPING:
             raise Conflict("the project's notebook server is stopping; open it again when it has stopped")
         if configuration and configuration != live.configuration:
             raise Conflict(
@@ -93,7 +92,7 @@ def open_server(
     server = NotebookServer(
         project_id=project.id,
         live_project_id=project.id,
-        state="PREPARING",
+        state=NotebookState.PREPARING,
         configuration=name,
         opened_by=p.user.id,
         token=box.seal(secrets.token_hex(32)),
@@ -125,14 +124,14 @@ def stop_server(
 
 def ask_stop(db: Session, server: NotebookServer, reason: str) -> None:
     """Move a live server towards STOPPED, through its Workload when it has one."""
-    if server.state in FINISHED_STATES or server.state == "STOPPING":
+    if server.state in NOTEBOOK_FINISHED or server.state == NotebookState.STOPPING:
         return
     server.detail = reason
     if server.workload_id is None:  # still preparing: nothing runs yet
-        finish(server, "STOPPED", reason)
+        finish(server, NotebookState.STOPPED, reason)
         return
     request_stop(db, server.workload_id, reason)
-    server.state = "STOPPING"
+    server.state = NotebookState.STOPPING
     server.stopping_at = utcnow()
 
 
@@ -164,7 +163,7 @@ def timeline(server: NotebookServer, now: datetime | None = None) -> list[Phase]
         ("starting", server.started_at),
         ("ready", server.ready_at),
         ("stopping", server.stopping_at),
-        ("stopped" if server.state != "FAILED" else "failed", server.finished_at),
+        ("stopped" if server.state != NotebookState.FAILED else "failed", server.finished_at),
     ]
     present = [(n, as_utc(t)) for n, t in marks if t is not None]
     out: list[Phase] = []
@@ -177,7 +176,7 @@ def timeline(server: NotebookServer, now: datetime | None = None) -> list[Phase]
 
 def release_at(server: NotebookServer, project: Project) -> datetime | None:
     """When the idle server will be released if nothing happens (READY servers only)."""
-    if server.state != "READY" or server.last_activity_at is None:
+    if server.state != NotebookState.READY or server.last_activity_at is None:
         return None
     return as_utc(server.last_activity_at) + timedelta(seconds=project.vm_inactivity_timeout_s)
 
@@ -186,10 +185,10 @@ def describe(db: Session, project: Project, server: NotebookServer | None) -> di
     """What the API and the web UI show about a project's server (API field names)."""
     if server is None:
         none = dict.fromkeys(("id", "configuration", "url", "openedBy", "idle"))
-        return {"projectId": project.id, "state": "NONE", "detail": "", "timeline": [], **none}
+        return {"projectId": project.id, "state": NotebookState.NONE, "detail": "", "timeline": [], **none}
     now = utcnow()
     opener = db.get(User, server.opened_by)
-    ready = server.state == "READY"
+    ready = server.state == NotebookState.READY
     release = release_at(server, project)
     return {
         "projectId": project.id,

@@ -17,6 +17,7 @@ from atoll.domain.validation import (
     parse_duration,
 )
 from atoll.settings import Settings
+from atoll.states import WORKLOAD_ACTIVE
 from atoll.store.models import (
     AccessBinding,
     BillingAccount,
@@ -440,7 +441,7 @@ def delete_project(db: Session, p: Principal, project_id: str) -> None:
     project = get_project(db, p, project_id, Action.PROJECT_DELETE)
     active = db.scalar(
         select(func.count()).where(
-            WorkloadRow.project_id == project.id, WorkloadRow.state.in_(("QUEUED", "RUNNING", "STOPPING"))
+            WorkloadRow.project_id == project.id, WorkloadRow.state.in_(WORKLOAD_ACTIVE)
         )
     )
     if active:

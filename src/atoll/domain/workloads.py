@@ -18,10 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from atoll.domain.errors import NotFound
+from atoll.states import Desired, WorkloadPhase
 from atoll.store.models import Project, RunIdentity, WorkloadRow
-
-FINISHED_STATES = ("EXITED", "FAILED", "LOST")
-ACTIVE_STATES = ("QUEUED", "RUNNING", "STOPPING")
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def submit(
         spec=spec.to_json(),
         stop_signal=stop_signal,
         stop_grace_s=stop_grace_s,
-        state="QUEUED",
+        state=WorkloadPhase.QUEUED,
         wait_reason="queued",
     )
     db.add(wl)
@@ -94,8 +92,8 @@ def request_stop(
     wl = db.get(WorkloadRow, workload_id)
     if wl is None:
         raise NotFound(f"workload {workload_id!r} not found")
-    if wl.desired != "STOP":
-        wl.desired = "STOP"
+    if wl.desired != Desired.STOP:
+        wl.desired = Desired.STOP
         wl.stop_reason = wl.stop_reason or reason
         if sig is not None:
             wl.stop_signal = sig

@@ -28,6 +28,7 @@ from atoll.domain.errors import DomainError
 from atoll.domain.secrets import SecretBox
 from atoll.gateway.proxy import NotebookProxy, Upstream
 from atoll.settings import Settings
+from atoll.states import NotebookState
 from atoll.store.db import Database
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -102,7 +103,7 @@ class NotebookGateway:
             except DomainError as e:
                 return PlainTextResponse(e.detail, status_code=e.status)
             server = nbs.live_server(s, project.id)
-            if server is None or server.state != "READY" or server.port is None:
+            if server is None or server.state != NotebookState.READY or server.port is None:
                 if navigation:
                     return RedirectResponse(f"/projects/{project.id}/notebook", status_code=303)
                 state = server.state.lower() if server is not None else "not running"

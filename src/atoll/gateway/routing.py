@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from atoll.states import InstanceStatus, NodeDesired
 from atoll.store.db import Database
 from atoll.store.models import Alias, Node, NodeInstance, WorkloadRow
 
@@ -94,11 +95,13 @@ class Table:
 def load(db: Database) -> Table:
     """The current table (nodes of any status: a node with no Healthy instance answers 503)."""
     with db.session() as s:
-        nodes = s.execute(select(Node.id, Node.name, Node.project_id).where(Node.desired == "RUN")).all()
+        nodes = s.execute(
+            select(Node.id, Node.name, Node.project_id).where(Node.desired == NodeDesired.RUN)
+        ).all()
         insts = s.execute(
             select(NodeInstance.id, NodeInstance.node_id, NodeInstance.port, WorkloadRow.host)
             .outerjoin(WorkloadRow, WorkloadRow.id == NodeInstance.workload_id)
-            .where(NodeInstance.status == "Healthy", NodeInstance.port.is_not(None))
+            .where(NodeInstance.status == InstanceStatus.HEALTHY, NodeInstance.port.is_not(None))
             .order_by(NodeInstance.id)
         ).all()
         aliases = s.execute(select(Alias.id, Alias.name, Alias.project_id, Alias.public, Alias.nodes)).all()

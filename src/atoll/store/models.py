@@ -21,6 +21,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from atoll.states import (
+    Desired,
+    InstanceStatus,
+    JobStatus,
+    NodeDesired,
+    NodeStatus,
+    NotebookRunStatus,
+    NotebookState,
+    WorkloadPhase,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -274,8 +285,8 @@ class WorkloadRow(Base):
     # Configurations to try, in order (DataSphere's cloud-instance-types); the chosen one.
     configurations: Mapped[list[str]] = mapped_column(JSON, default=list)
     configuration: Mapped[str | None] = mapped_column(String(32), default=None)
-    desired: Mapped[str] = mapped_column(String(8), default="RUN")  # RUN | STOP
-    state: Mapped[str] = mapped_column(String(16), default="QUEUED", index=True)
+    desired: Mapped[str] = mapped_column(String(8), default=Desired.RUN)
+    state: Mapped[str] = mapped_column(String(16), default=WorkloadPhase.QUEUED, index=True)
     wait_reason: Mapped[str] = mapped_column(Text, default="")
     stop_reason: Mapped[str] = mapped_column(Text, default="")
     stop_signal: Mapped[int] = mapped_column(Integer, default=15)
@@ -326,7 +337,7 @@ class Job(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Files: {"inputs": [...], "modules": [...], "outputs": [...], "python": {...}}
     files: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(24), default="CREATING", index=True)
+    status: Mapped[str] = mapped_column(String(24), default=JobStatus.CREATING, index=True)
     status_details: Mapped[str] = mapped_column(Text, default="")
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -365,7 +376,7 @@ class NotebookServer(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("nb"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     live_project_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
-    state: Mapped[str] = mapped_column(String(16), default="PREPARING", index=True)
+    state: Mapped[str] = mapped_column(String(16), default=NotebookState.PREPARING, index=True)
     configuration: Mapped[str] = mapped_column(String(32))  # asked for; the workload runs on it
     opened_by: Mapped[str] = mapped_column(String(32))
     workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -395,7 +406,7 @@ class NotebookRun(Base):
     input_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
     output_variable_names: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(
-        String(16), default="PENDING", index=True
+        String(16), default=NotebookRunStatus.PENDING, index=True
     )  # → RUNNING → DONE | FAILED
     workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
     output_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -469,8 +480,8 @@ class Node(Base):
     min_instances: Mapped[int] = mapped_column(Integer, default=1)
     max_instances: Mapped[int] = mapped_column(Integer, default=1)
     revision: Mapped[int] = mapped_column(Integer, default=1)
-    desired: Mapped[str] = mapped_column(String(8), default="RUN")
-    status: Mapped[str] = mapped_column(String(16), default="Created", index=True)
+    desired: Mapped[str] = mapped_column(String(8), default=NodeDesired.RUN)
+    status: Mapped[str] = mapped_column(String(16), default=NodeStatus.CREATED, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -490,7 +501,7 @@ class NodeInstance(Base):
     workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
     workload_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # every run, for their logs
     port: Mapped[int | None] = mapped_column(Integer, default=None)
-    status: Mapped[str] = mapped_column(String(16), default="Undefined", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.UNDEFINED, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     passes: Mapped[int] = mapped_column(Integer, default=0)  # consecutive health checks passed
     fails: Mapped[int] = mapped_column(Integer, default=0)  # ... and failed

@@ -32,6 +32,7 @@ from atoll.domain import auth
 from atoll.domain.access import Principal, load_principal
 from atoll.domain.errors import DomainError, NotFound
 from atoll.settings import Settings
+from atoll.states import NodeStatus, NotebookState
 from atoll.store.models import WebSession
 from atoll.web import forms
 
@@ -55,6 +56,8 @@ env.globals.update(
     duration=forms.format_duration,
     when=forms.format_when,
     units=forms.format_units,
+    NodeStatus=NodeStatus,  # templates compare states by name, as the code does
+    NotebookState=NotebookState,
 )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from atoll.domain import access, deploy, model_registry, tenancy
 from atoll.domain.access import Action
 from atoll.domain.errors import DomainError, Invalid, NotFound
+from atoll.states import InstanceStatus, NodeDesired, NodeStatus
 from atoll.store.models import Alias, Node, NodeInstance, Project
 from atoll.web import queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
@@ -27,7 +28,12 @@ from atoll.web.pages_community import crumbs_for
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
 NO_ERROR = FormError("", None, "")
-STATUS_CLASS = {"Healthy": "ok", "Unhealthy": "bad", "Suspended": "muted", "Deleting": "muted"}
+STATUS_CLASS: dict[str, str] = {
+    NodeStatus.HEALTHY: "ok",
+    NodeStatus.UNHEALTHY: "bad",
+    NodeStatus.SUSPENDED: "muted",
+    NodeStatus.DELETING: "muted",
+}
 HEALTH_FIELDS = [  # (key, label, parse as)
     ("path", "Path", str),
     ("intervalS", "Interval, s", float),
@@ -81,7 +87,7 @@ def _healthy_counts(ctx: WebCtx, nodes: list[Node]) -> dict[str, int]:
         return {}
     q = (
         select(NodeInstance.node_id, func.count())
-        .where(NodeInstance.node_id.in_([n.id for n in nodes]), NodeInstance.status == "Healthy")
+        .where(NodeInstance.node_id.in_([n.id for n in nodes]), NodeInstance.status == InstanceStatus.HEALTHY)
         .group_by(NodeInstance.node_id)
     )
     return {node_id: int(n) for node_id, n in ctx.db.execute(q)}
@@ -220,9 +226,9 @@ def _node_view(ctx: WebCtx, project: Project, node: Node) -> dict[str, Any]:
         node=node,
         runs=_runs(node),
         instances=insts,
-        healthy=sum(1 for i in insts if i.status == "Healthy"),
-        suspended=node.desired == "SUSPEND",
-        deleting=node.desired == "DELETE",
+        healthy=sum(1 for i in insts if i.status == InstanceStatus.HEALTHY),
+        suspended=node.desired == NodeDesired.SUSPEND,
+        deleting=node.desired == NodeDesired.DELETE,
         env_text=_env_text(node.spec.get("env", {})),
         health=node.spec.get("healthCheck", {}),
         health_fields=HEALTH_FIELDS,
@@ -334,7 +340,7 @@ def _rows(nodes: list[Node], entries: list[tuple[str, Any]]) -> list[dict[str, A
         {
             "nodeId": nid,
             "name": by_id[nid].name if nid in by_id else nid,
-            "status": by_id[nid].status if nid in by_id else "Deleted",
+            "status": by_id[nid].status if nid in by_id else NodeStatus.DELETED,
             "weight": weight,
         }
         for nid, weight in entries

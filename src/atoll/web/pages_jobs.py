@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from atoll.domain import access, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
+from atoll.states import JOB_TERMINAL, JobStatus
 from atoll.store.models import Job, Project
 from atoll.web import queries
 from atoll.web.context import WebCtx, WebRoute, render, signed_in
@@ -19,7 +20,7 @@ from atoll.web.pages_community import crumbs_for
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
 LOG_TAIL = 64 * 1024
-STATUS_CLASS = {"SUCCESS": "ok", "ERROR": "bad", "CANCELLED": "muted"}
+STATUS_CLASS: dict[str, str] = {JobStatus.SUCCESS: "ok", JobStatus.ERROR: "bad", JobStatus.CANCELLED: "muted"}
 
 
 def recent_jobs(db: Session, ctx: WebCtx, project: Project, limit: int = 50) -> list[Job]:
@@ -40,13 +41,13 @@ def _tail(ctx: WebCtx, job: Job, stream: str) -> str:
 def job_view(ctx: WebCtx, job: Job) -> dict[str, Any]:
     return {
         "job": job,
-        "terminal": job.status in lifecycle.TERMINAL,
+        "terminal": job.status in JOB_TERMINAL,
         "status_class": STATUS_CLASS.get(job.status, ""),
         "outputs": job.files.get("outputs", []),
         "file_errors": job.files.get("fileErrors", []),
         "datasets": job.files.get("outputDatasets", []),
         "logs": {s: _tail(ctx, job, s) for s in ("stdout", "stderr", "system")},
-        "can_cancel": job.status not in lifecycle.TERMINAL
+        "can_cancel": job.status not in JOB_TERMINAL
         and access.can(
             ctx.db, ctx.me, Action.PROJECT_USE, tenancy.get_project(ctx.db, ctx.me, job.project_id)
         ),

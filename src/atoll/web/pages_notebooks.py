@@ -13,19 +13,25 @@ from atoll.domain import access, tenancy
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.domain.errors import DomainError, NotFound
+from atoll.states import NOTEBOOK_LIVE, NotebookState
 from atoll.store.models import Project
 from atoll.web.context import WebCtx, WebRoute, redirect, render, signed_in
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
-STATE_CLASS = {"READY": "ok", "FAILED": "bad", "STOPPED": "muted", "NONE": "muted"}
+STATE_CLASS: dict[str, str] = {
+    NotebookState.READY: "ok",
+    NotebookState.FAILED: "bad",
+    NotebookState.STOPPED: "muted",
+    NotebookState.NONE: "muted",
+}
 
 
 def notebook_view(ctx: WebCtx, project: Project) -> dict[str, Any]:
     nb = nbs.describe(ctx.db, project, nbs.latest(ctx.db, project.id))
     return {
         "nb": nb,
-        "nb_live": nb["state"] in nbs.LIVE_STATES,
+        "nb_live": nb["state"] in NOTEBOOK_LIVE,
         "nb_class": STATE_CLASS.get(nb["state"], ""),
         "can_use": access.can(ctx.db, ctx.me, Action.PROJECT_USE, project),
     }

@@ -23,10 +23,9 @@ from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.jobs.capabilities import unsupported_keys
 from atoll.domain.jobs.config import JobConfig, parse_config
 from atoll.domain.jobs.fork import apply_fork
+from atoll.states import JOB_ACTIVE, JOB_TERMINAL, JobStatus
 from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, utcnow
 
-TERMINAL = ("SUCCESS", "ERROR", "CANCELLED")
-ACTIVE = ("CREATING", "PREPARING", "EXECUTING", "UPLOADING_OUTPUT", "CANCELLING")
 # What this installation serves of config.yaml (the rest is refused with a clear message).
 SERVED = frozenset({"project-disk", "graceful-shutdown", "working-storage", "output-datasets", "datasets"})
 DEFAULT_TTL_DAYS = 14
@@ -198,7 +197,7 @@ def create_job(
             "python": _python(config, python),
             "envVars": _env_vars(config, env_vars),
         },
-        status="CREATING",
+        status=JobStatus.CREATING,
         created_by=p.user.id,
         parent_job_id=parent.id if parent else None,
         data_ttl_days=data_ttl_days,
@@ -262,12 +261,12 @@ def record_blob(db: Session, project_id: str, sha256: str, size: int) -> None:
 
 def execute_job(db: Session, p: Principal, job_id: str, has_file: Any) -> Job:
     job = get_job(db, p, job_id, Action.PROJECT_USE)
-    if job.status != "CREATING":
+    if job.status != JobStatus.CREATING:
         raise Conflict(f"job {job.id} is {job.status}: only a job in CREATING can be executed")
     missing = missing_blobs(db, job.project_id, job_shas(job), has_file)
     if missing:
         raise Conflict(f"{len(missing)} file(s) are not uploaded yet, e.g. {missing[0]}")
-    job.status = "PREPARING"
+    job.status = JobStatus.PREPARING
     job.status_details = "waiting to prepare the environment"
     return job
 
@@ -277,7 +276,7 @@ def cancel_job(
 ) -> Job:
     """Cancel: with `graceful`, the config's graceful-shutdown signal and timeout; else SIGKILL."""
     job = get_job(db, p, job_id, Action.PROJECT_USE)
-    if job.status in TERMINAL:
+    if job.status in JOB_TERMINAL:
         raise Conflict(f"job {job.id} already finished ({job.status})")
     if job.workload_id is None:
         # Compare-and-set: if the controller attached a workload meanwhile, stop that instead.
@@ -286,8 +285,8 @@ def cancel_job(
             CursorResult[Any],
             db.execute(
                 update(Job)
-                .where(Job.id == job.id, Job.workload_id.is_(None), Job.status.in_(ACTIVE))
-                .values(status="CANCELLED", status_details=reason, finished_at=now)
+                .where(Job.id == job.id, Job.workload_id.is_(None), Job.status.in_(JOB_ACTIVE))
+                .values(status=JobStatus.CANCELLED, status_details=reason, finished_at=now)
                 .execution_options(synchronize_session=False)
             ),
         ).rowcount
@@ -304,7 +303,7 @@ def cancel_job(
     else:
         sig, grace = 9, 0.0
     workloads.request_stop(db, job.workload_id, reason, sig=sig, grace=grace)
-    job.status = "CANCELLING"
+    job.status = JobStatus.CANCELLING
     job.status_details = reason
     return job
 
@@ -320,7 +319,7 @@ def set_data_ttl(db: Session, p: Principal, job_id: str, days: int | None) -> Jo
     if days is not None and not 1 <= days <= MAX_TTL_DAYS:
         raise Invalid(f"days must be 1-{MAX_TTL_DAYS}, or null for infinity", field="days")
     job.data_ttl_days = days
-    if job.status in TERMINAL:
+    if job.status in JOB_TERMINAL:
         set_expiry(job)
     return job
 
