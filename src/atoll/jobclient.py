@@ -16,11 +16,9 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +31,9 @@ import yaml
 
 from atoll.client import AtollError, Client, FieldError
 from atoll.domain.errors import DomainError
-from atoll.domain.jobs import JobConfig, check_local_files, parse_config, resolve_env_vars
-from atoll.domain.jobs.units import human_bytes
+from atoll.jobspec import JobConfig, check_local_files, parse_config, resolve_env_vars
+from atoll.jobspec.archive import ArchiveError, extract, zip_dir
+from atoll.jobspec.units import human_bytes
 from atoll.states import JOB_TERMINAL, JobStatus
 
 STREAMS = ("stdout", "stderr", "system")
@@ -42,8 +41,6 @@ LOG_FILES = {"stdout": "stdout.txt", "stderr": "stderr.txt", "system": "system.l
 PROGRESS_FILE = "job_progress.jsonl"
 POLL_S = 0.5
 CHUNK = 1 << 20
-# Zip entries carry this date, so a directory's archive depends only on its names and bytes.
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 MODULE_EXCLUDES = frozenset({"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 
 Job = dict[str, Any]
@@ -90,48 +87,6 @@ def sha256_file(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
-
-
-def zip_entries(src: Path, exclude: Collection[str] = ()) -> list[tuple[str, Path]]:
-    """``(archive name, local path)`` of every directory and file under ``src``, sorted by name.
-
-    Directory names end with ``/`` (so empty directories survive). Links to files are followed;
-    links to directories, dangling links and names in ``exclude`` are left out, as the size
-    check before upload counts them.
-    """
-    found: list[tuple[str, Path]] = []
-    for root, dirs, files in os.walk(src):
-        here = Path(root)
-        dirs[:] = [d for d in dirs if d not in exclude and not (here / d).is_symlink()]
-        for d in dirs:
-            found.append(((here / d).relative_to(src).as_posix() + "/", here / d))
-        for name in files:
-            path = here / name
-            if name not in exclude and path.is_file():
-                found.append((path.relative_to(src).as_posix(), path))
-    return sorted(found)
-
-
-def zip_dir(src: Path, dest: Path, exclude: Collection[str] = ()) -> None:
-    """Zip the contents of ``src`` into ``dest`` so that equal trees give byte-equal archives.
-
-    Entries are sorted, dated 1980-01-01 and carry only the executable bit of their mode, so
-    neither timestamps nor umask change the hash (and re-runs upload nothing new).
-    """
-    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
-        for name, path in zip_entries(src, exclude):
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.create_system = 3  # Unix, so external_attr holds a mode
-            if name.endswith("/"):
-                info.external_attr = (0o40755 << 16) | 0x10
-                z.writestr(info, b"")
-                continue
-            mode = 0o755 if os.access(path, os.X_OK) else 0o644
-            info.external_attr = (0o100000 | mode) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.file_size = path.stat().st_size  # decides zip64 for big files, deterministically
-            with path.open("rb") as f, z.open(info, "w") as w:
-                shutil.copyfileobj(f, w, CHUNK)
 
 
 @dataclass(frozen=True)
@@ -662,17 +617,11 @@ def output_path(path: str, dest_dir: Path) -> Path:
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
-    """Unzip ``archive`` into ``dest``, refusing entries that would land outside it."""
-    root = dest.resolve()
-    with zipfile.ZipFile(archive) as z:
-        for info in z.infolist():
-            if not (root / info.filename).resolve().is_relative_to(root):
-                raise AtollError(f"archive entry {info.filename!r} points outside {dest}")
-        z.extractall(root)
-        for info in z.infolist():  # keep the executable bit the archive recorded
-            mode = (info.external_attr >> 16) & 0o777
-            if mode and not info.is_dir():
-                (root / info.filename).chmod(mode)
+    """Unzip a downloaded result into ``dest`` under the archive rules both sides share."""
+    try:
+        extract(archive, dest)
+    except ArchiveError as e:
+        raise AtollError(str(e)) from None
 
 
 # --- following a job ------------------------------------------------------------------------

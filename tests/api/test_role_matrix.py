@@ -214,7 +214,7 @@ EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  
 
 def _job(w: World, output: bool = False) -> str:
     """A job in CREATING (nothing to upload), optionally with an output whose content exists."""
-    from atoll.domain.jobs.config import parse_config
+    from atoll.jobspec.config import parse_config
     from atoll.store.models import Job
 
     files: dict[str, Any] = {"inputs": [], "modules": [], "python": None, "envVars": {}}

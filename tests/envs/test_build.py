@@ -11,9 +11,9 @@ import time
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import PipOptions
 from atoll.envs import BuildFailed, Environment, EnvironmentBuilder, environment_key, plain_environment
 from atoll.envs.interpreter import current_version
+from atoll.jobspec import PipOptions
 
 PY = current_version()
 

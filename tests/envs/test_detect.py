@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import JobConfig, parse_config
 from atoll.envs import (
     ROOTS_NOT_FOUND,
     Interpreter,
@@ -22,6 +21,7 @@ from atoll.envs import (
     root_modules,
 )
 from atoll.envs.interpreter import current_version
+from atoll.jobspec import JobConfig, parse_config
 
 YAML = f"PyYAML=={version('PyYAML')}"
 HTTPX = f"httpx=={version('httpx')}"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import EnvVar, LocalFile, check_local_files, parse_config, resolve_env_vars
-from atoll.domain.jobs.units import GIB
+from atoll.jobspec import EnvVar, LocalFile, check_local_files, parse_config, resolve_env_vars
+from atoll.jobspec.units import GIB
 
 
 def sparse(path: Path, size: int) -> Path:

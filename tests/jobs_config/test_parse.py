@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import (
+from atoll.jobspec import (
     ALL_CAPABILITIES,
     DockerImage,
     EnvVar,

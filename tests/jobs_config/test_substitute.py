@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import parse_config, render_cmd, substitute
-from atoll.domain.jobs.variables import references
+from atoll.jobspec import parse_config, render_cmd, substitute
+from atoll.jobspec.variables import references
 
 
 def argv(cmd: str) -> list[str]:

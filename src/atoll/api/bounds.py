@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from atoll.domain.jobs.lifecycle import MAX_FILE_BYTES
 from atoll.domain.tenancy import MAX_UNITS
 from atoll.domain.validation import MAX_DESCRIPTION, MAX_LABELS
+from atoll.jobspec.archive import MAX_FILE_BYTES
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -21,6 +21,7 @@ from atoll.domain.access import Action
 from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.lifecycle import FileRef
+from atoll.jobspec.archive import MAX_FILE_BYTES
 from atoll.states import JOB_TERMINAL
 from atoll.storage.logs import LogStore
 from atoll.store.models import Dataset, Job
@@ -100,7 +101,7 @@ async def upload_blob(project_id: str, sha256: str, request: Request, ctx: CtxDe
         with os.fdopen(fd, "wb") as f:
             async for chunk in request.stream():
                 n += len(chunk)
-                if n > lifecycle.MAX_FILE_BYTES:
+                if n > MAX_FILE_BYTES:
                     raise Invalid("each file must be at most 5 GB", field="body")
                 h.update(chunk)
                 f.write(chunk)

@@ -46,8 +46,6 @@ from atoll.cli.output import (
 )
 from atoll.client import AtollError
 from atoll.domain.errors import DomainError
-from atoll.domain.jobs import parse_config
-from atoll.domain.jobs.units import human_bytes
 from atoll.jobclient import (
     Follower,
     Job,
@@ -60,6 +58,8 @@ from atoll.jobclient import (
     failure_message,
     prepare_job,
 )
+from atoll.jobspec import parse_config
+from atoll.jobspec.units import human_bytes
 from atoll.states import JOB_TERMINAL, JobStatus
 
 app = typer.Typer(

@@ -18,7 +18,6 @@ import shutil
 import stat
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -32,12 +31,13 @@ from atoll.controllers.models import workload_env as model_env
 from atoll.domain import datasets, workloads
 from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
-from atoll.domain.jobs.config import JobConfig, PipOptions
-from atoll.domain.jobs.variables import render_cmd
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
-from atoll.envs.requirements import merge_pip_options
 from atoll.envs.sdk import sdk_path
+from atoll.jobspec.archive import MAX_ENTRIES, ArchiveError, extract
+from atoll.jobspec.config import JobConfig, PipOptions
+from atoll.jobspec.requirements import merge_pip_options
+from atoll.jobspec.variables import render_cmd
 from atoll.states import JOB_RUNNING, JOB_TERMINAL, WORKLOAD_FINISHED, Desired, JobStatus, WorkloadPhase
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
@@ -50,7 +50,6 @@ log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_RESULTS_BYTES = 1024**3
 STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
-MAX_ARCHIVE_ENTRIES = 100_000  # spec §5.8: all results of a job ≤ 1 GB
 PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
 
@@ -63,24 +62,12 @@ class JobGone(Exception):
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
-    """Unzip without letting an entry escape `dest` (zip-slip)."""
-    root = dest.resolve()
-    with zipfile.ZipFile(archive) as z:
-        infos = z.infolist()
-        # A few KB can unpack to terabytes: hold archives to the job data limits before writing.
-        if len(infos) > MAX_ARCHIVE_ENTRIES or sum(i.file_size for i in infos) > lifecycle.MAX_TOTAL_BYTES:
-            raise PrepareFailed(f"{archive.name} unpacks to more than 10 GB or {MAX_ARCHIVE_ENTRIES} files")
-        for info in infos:
-            target = (root / info.filename).resolve()
-            if not target.is_relative_to(root):
-                raise PrepareFailed(f"archive entry {info.filename!r} points outside its directory")
-        for info in z.infolist():
-            z.extract(info, root)
-            mode = (info.external_attr >> 16) & 0o777
-            if mode and not info.is_dir():
-                # zipfile does not restore modes; scripts in a directory input stay executable
-                # (for the job's own user only: nothing in a job's dir is for others)
-                (root / info.filename).chmod(mode & 0o700)
+    """Unpack an input archive under the rules the client packs by (jobspec/archive.py); what
+    lands in a job's dir is for the job's own user only."""
+    try:
+        extract(archive, dest, mode_mask=0o700)
+    except ArchiveError as e:
+        raise PrepareFailed(str(e)) from None
 
 
 def _limited(f: BinaryIO, limit: int) -> Iterator[bytes]:
@@ -602,7 +589,7 @@ class JobController:
                         fd, tmp = tempfile.mkstemp(dir=self.blobs.root / "tmp", suffix=".zip")
                         os.close(fd)
                         try:
-                            tree.zip_dir(rel, Path(tmp), max_bytes=room, max_entries=MAX_ARCHIVE_ENTRIES)
+                            tree.zip_dir(rel, Path(tmp), max_bytes=room, max_entries=MAX_ENTRIES)
                             with open(tmp, "rb") as f:
                                 sha, size = self.blobs.put_stream(_limited(f, room))
                         finally:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
-from atoll.domain.validation import reserved_env_message, reserved_env_name
+from atoll.jobspec.env_names import reserved_env_message, reserved_env_name
 from atoll.store.models import Project, Secret, utcnow
 
 # 2-63 characters: Latin letters, digits, hyphens (and underscores inside); starts with a

@@ -20,12 +20,6 @@ from atoll.envs.detect import (
     root_modules,
 )
 from atoll.envs.interpreter import Interpreter
-from atoll.envs.requirements import (
-    RequirementsFile,
-    normalize_requirement,
-    parse_requirements,
-    read_requirements_file,
-)
 
 __all__ = [
     "ROOTS_NOT_FOUND",
@@ -36,16 +30,12 @@ __all__ = [
     "Interpreter",
     "PythonEnvSpec",
     "PythonModule",
-    "RequirementsFile",
     "default_uv",
     "detect_python_env",
     "environment_key",
     "explore",
     "generate_requirements",
     "main_module",
-    "normalize_requirement",
-    "parse_requirements",
     "plain_environment",
-    "read_requirements_file",
     "root_modules",
 ]

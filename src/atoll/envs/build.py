@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.config import PipOptions
-from atoll.envs.requirements import normalize_requirement
+from atoll.jobspec.config import PipOptions
+from atoll.jobspec.requirements import normalize_requirement
 from atoll.storage.safepath import Tree
 
 VERSION_FIELD = "env.python.version"

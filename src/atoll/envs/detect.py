@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.config import JobConfig, PipOptions
 from atoll.envs.interpreter import Interpreter
-from atoll.envs.requirements import canonical_name, merge_pip_options, read_requirements_file
+from atoll.jobspec.config import JobConfig, PipOptions
+from atoll.jobspec.requirements import canonical_name, merge_pip_options, read_requirements_file
 
 log = logging.getLogger(__name__)
 

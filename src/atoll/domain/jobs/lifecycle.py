@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session
 from atoll.domain import datasets, tenancy, workloads
 from atoll.domain.access import Action, Principal
 from atoll.domain.errors import Conflict, Invalid, NotFound
-from atoll.domain.jobs.capabilities import unsupported_keys
-from atoll.domain.jobs.config import JobConfig, parse_config
-from atoll.domain.jobs.fork import apply_fork
+from atoll.jobspec.archive import MAX_FILE_BYTES, MAX_TOTAL_BYTES
+from atoll.jobspec.capabilities import unsupported_keys
+from atoll.jobspec.config import JobConfig, parse_config
+from atoll.jobspec.fork import apply_fork
+from atoll.jobspec.requirements import normalize_requirement
 from atoll.states import JOB_ACTIVE, JOB_TERMINAL, JobStatus
 from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, utcnow
 
@@ -30,8 +32,6 @@ from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, u
 SERVED = frozenset({"project-disk", "graceful-shutdown", "working-storage", "output-datasets", "datasets"})
 DEFAULT_TTL_DAYS = 14
 MAX_TTL_DAYS = 36500
-MAX_FILE_BYTES = 5 * 1024**3
-MAX_TOTAL_BYTES = 10 * 1024**3
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION_RE = re.compile(r"^3\.\d+$")
 
@@ -108,8 +108,6 @@ def _python(cfg: JobConfig, python: dict[str, Any] | None) -> dict[str, Any] | N
         raise Invalid(
             "python.requirements must be a list of requirement strings", field="python.requirements"
         )
-    from atoll.envs.requirements import normalize_requirement
-
     clean = [normalize_requirement(r, "python.requirements") for r in reqs]
     out: dict[str, Any] = {"version": version, "requirements": clean}
     if python.get("pip"):

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.config import EnvVar, JobConfig
-from atoll.domain.jobs.units import GIB, human_bytes
+from atoll.jobspec.archive import MAX_FILE_BYTES, MAX_TOTAL_BYTES
+from atoll.jobspec.config import EnvVar, JobConfig
+from atoll.jobspec.units import human_bytes
 
-MAX_FILE_BYTES = 5 * GIB
-MAX_TOTAL_BYTES = 10 * GIB
 _FILE_LIMIT = human_bytes(MAX_FILE_BYTES)
 _TOTAL_LIMIT = human_bytes(MAX_TOTAL_BYTES)
 

@@ -13,10 +13,10 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.model import ATTACH_PROJECT_DISK
+from atoll.jobspec.model import ATTACH_PROJECT_DISK
 
 if TYPE_CHECKING:
-    from atoll.domain.jobs.model import JobConfig
+    from atoll.jobspec.model import JobConfig
 
 # DataSphere's pattern reads `[0-9a-z-A-z\-_]{1,50}`; the `a-A` / `A-z` ranges are a typo for this one.
 VAR_NAME_RE = re.compile(r"[0-9a-zA-Z\-_]{1,50}")

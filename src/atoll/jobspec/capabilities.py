@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from atoll.domain.jobs.config import JobConfig
+from atoll.jobspec.config import JobConfig
 
 # name -> (is the key used?, config field, message)
 _FEATURES: dict[str, tuple[Callable[[JobConfig], bool], str, str]] = {

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.config import (
+from atoll.jobspec.config import (
     MAX_WORKING_STORAGE_GB,
     MIN_WORKING_STORAGE_GB,
     DockerImage,

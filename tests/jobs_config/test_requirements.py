@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs import PipOptions
-from atoll.envs import normalize_requirement, parse_requirements, read_requirements_file
-from atoll.envs.requirements import merge_pip_options
+from atoll.jobspec import PipOptions
+from atoll.jobspec.requirements import (
+    merge_pip_options,
+    normalize_requirement,
+    parse_requirements,
+    read_requirements_file,
+)
 
 
 def test_specifiers_options_comments_and_continuations() -> None:

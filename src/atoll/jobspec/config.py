@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.model import (
+from atoll.jobspec.env_names import reserved_env_message, reserved_env_name
+from atoll.jobspec.model import (
     ATTACH_PROJECT_DISK,
     DEFAULT_INSTANCE_TYPES,
     SHUTDOWN_SIGNALS,
@@ -37,9 +38,8 @@ from atoll.domain.jobs.model import (
     VariablePath,
     WorkingStorage,
 )
-from atoll.domain.jobs.units import parse_duration, parse_size, size_to_gb
-from atoll.domain.jobs.variables import check_cmd_references, check_unique_variables, check_var_name
-from atoll.domain.validation import reserved_env_message, reserved_env_name
+from atoll.jobspec.units import parse_duration, parse_size, size_to_gb
+from atoll.jobspec.variables import check_cmd_references, check_unique_variables, check_var_name
 
 MAX_LIST_ENTRIES = 100  # inputs, outputs, s3-mounts, datasets (spec §5.8)
 MIN_WORKING_STORAGE_GB = 100

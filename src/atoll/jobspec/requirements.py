@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.domain.errors import Invalid
-from atoll.domain.jobs.config import PipOptions
+from atoll.jobspec.config import PipOptions
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _OP = r"(?:~=|===|==|!=|<=|>=|<|>)"
