@@ -30,7 +30,7 @@ import httpx
 import yaml
 
 from atoll.client import AtollError, Client, FieldError
-from atoll.domain.errors import DomainError
+from atoll.errors import DomainError
 from atoll.jobspec import JobConfig, check_local_files, parse_config, resolve_env_vars
 from atoll.jobspec.archive import ArchiveError, extract, zip_dir
 from atoll.jobspec.units import human_bytes

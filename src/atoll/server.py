@@ -10,7 +10,7 @@ import sys
 import uvicorn
 
 from atoll.app import create_app, prepare
-from atoll.domain.errors import DomainError
+from atoll.errors import DomainError
 from atoll.settings import Settings
 
 

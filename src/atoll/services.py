@@ -14,15 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from atoll.capacity import Inventory
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
 from atoll.controllers.nodes import NodeController
-from atoll.controllers.notebooks import ActivityBoard, NotebookController
+from atoll.controllers.notebooks import NotebookController
 from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
+from atoll.notebooks.activity import ActivityBoard
 from atoll.runtime.docker import DockerRuntime
-from atoll.runtime.inventory import Inventory
 from atoll.runtime.local import LocalRuntime
 from atoll.runtime.router import RuntimeRouter
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from atoll.domain.errors import Invalid
 from atoll.envs import BuildFailed, Environment, EnvironmentBuilder, environment_key, plain_environment
 from atoll.envs.interpreter import current_version
+from atoll.errors import Invalid
 from atoll.jobspec import PipOptions
 
 PY = current_version()

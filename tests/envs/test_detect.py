@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from atoll.domain.errors import Invalid
 from atoll.envs import (
     ROOTS_NOT_FOUND,
     Interpreter,
@@ -21,6 +20,7 @@ from atoll.envs import (
     root_modules,
 )
 from atoll.envs.interpreter import current_version
+from atoll.errors import Invalid
 from atoll.jobspec import JobConfig, parse_config
 
 YAML = f"PyYAML=={version('PyYAML')}"

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec import (
     DockerImage,
     EnvVar,

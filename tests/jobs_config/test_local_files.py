@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec import EnvVar, LocalFile, check_local_files, parse_config, resolve_env_vars
 from atoll.jobspec.units import GIB
 

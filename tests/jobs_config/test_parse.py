@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec import (
     ALL_CAPABILITIES,
     DockerImage,

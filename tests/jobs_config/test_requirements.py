@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec import PipOptions
 from atoll.jobspec.requirements import (
     merge_pip_options,

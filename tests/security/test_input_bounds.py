@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from atoll.api import bounds
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.config import parse_config
 from atoll.storage.logs import LogStore
 from tests.api.conftest import admin, admin_token, app, client  # noqa: F401 - the fixtures, reused

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from atoll.app import create_app
 from atoll.domain import auth
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.settings import Settings
 from tests.api.conftest import make_settings
 from tests.e2e.cli import Cli

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from atoll.capacity import Inventory
 from atoll.domain.billing import units_for
 from atoll.domain.catalog import availability
-from atoll.domain.errors import Invalid
 from atoll.domain.validation import check_labels, check_name, parse_duration
-from atoll.runtime.inventory import Inventory, detect, detect_gpus, detect_limits
+from atoll.errors import Invalid
+from atoll.runtime.inventory import detect, detect_gpus, detect_limits
 from atoll.store.models import Configuration
 
 

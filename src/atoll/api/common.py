@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 
 from atoll.api import schemas as s
 from atoll.api.bounds import MAX_ID, MAX_PAGE_TOKEN
+from atoll.capacity import Inventory
 from atoll.domain import auth, members
 from atoll.domain.access import ROLE_IDS, Action, ResourceType
 from atoll.domain.catalog import availability
 from atoll.domain.tenancy import restrictions_of
 from atoll.domain.validation import format_duration
-from atoll.runtime.inventory import Inventory
 from atoll.store.models import AccessBinding, ApiToken, Community, Configuration, Invite, Project
 
 ACTION_KEY = "x-atoll-action"

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from atoll.capacity import Inventory
 from atoll.domain import access, auth
 from atoll.domain.access import Principal
-from atoll.domain.errors import Forbidden, Unauthenticated
 from atoll.domain.secrets import SecretBox
-from atoll.runtime.inventory import Inventory
+from atoll.errors import Forbidden, Unauthenticated
 from atoll.settings import Settings
 
 if TYPE_CHECKING:

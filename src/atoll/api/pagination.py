@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 T = TypeVar("T")
 MAX_PAGE = 1000

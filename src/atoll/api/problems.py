@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from atoll.domain.errors import DomainError, TooManyRequests
+from atoll.errors import DomainError, TooManyRequests
 
 PROBLEM = "application/problem+json"
 

@@ -15,7 +15,7 @@ from atoll.api.pagination import page
 from atoll.api.routes_auth import set_session_cookie
 from atoll.domain import auth, listing, members
 from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
-from atoll.domain.errors import Invalid, Unauthenticated
+from atoll.errors import Invalid, Unauthenticated
 from atoll.store.models import Group
 
 router = APIRouter()

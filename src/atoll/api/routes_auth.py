@@ -11,7 +11,7 @@ from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, Ctx, CtxDep
 from atoll.api.pagination import page
 from atoll.domain import access, auth, listing, members, throttle
 from atoll.domain.access import Action, ResourceType
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.store.models import AccessBinding, ApiToken, Organization, User
 
 router = APIRouter()

@@ -13,7 +13,7 @@ from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
 from atoll.domain import billing, catalog, listing, tenancy
 from atoll.domain.access import Action
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.store.models import BillingAccount, Community
 
 router = APIRouter()

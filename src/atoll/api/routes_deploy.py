@@ -24,7 +24,7 @@ from atoll.api.routes_jobs import STREAMS
 from atoll.api.schemas import LogChunkOut
 from atoll.domain import deploy, deploy_metrics, model_registry, workloads
 from atoll.domain.access import Action
-from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
 from atoll.store.models import Alias, Node
 

@@ -18,9 +18,9 @@ from atoll.api.deps import Ctx, CtxDep
 from atoll.api.pagination import page
 from atoll.domain import datasets, tenancy
 from atoll.domain.access import Action
-from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.jobs import lifecycle
 from atoll.domain.jobs.lifecycle import FileRef
+from atoll.errors import Invalid, NotFound
 from atoll.jobspec.archive import MAX_FILE_BYTES
 from atoll.states import JOB_TERMINAL
 from atoll.storage.logs import LogStore

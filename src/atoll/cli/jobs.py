@@ -45,7 +45,7 @@ from atoll.cli.output import (
     warn,
 )
 from atoll.client import AtollError
-from atoll.domain.errors import DomainError
+from atoll.errors import DomainError
 from atoll.jobclient import (
     Follower,
     Job,

@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 
 from atoll.controllers.models import workload_env as model_env
 from atoll.domain import datasets, workloads
-from atoll.domain.errors import DomainError
 from atoll.domain.jobs import lifecycle
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.sdk import sdk_path
+from atoll.errors import DomainError
 from atoll.jobspec.archive import MAX_ENTRIES, ArchiveError, extract
 from atoll.jobspec.config import JobConfig, PipOptions
 from atoll.jobspec.requirements import merge_pip_options

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from atoll.domain import model_registry
-from atoll.domain.errors import DomainError
+from atoll.errors import DomainError
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout, checked
 from atoll.storage.safepath import Tree

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.envs.sdk import sdk_path
+from atoll.notebooks.activity import ActivityBoard
 from atoll.notebooks.server import SECRET_ENV, WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
 from atoll.runtime.local import DEFAULT_PATH
@@ -55,26 +56,6 @@ from atoll.store.models import NotebookRun, NotebookServer, Project, WorkloadRow
 log = logging.getLogger("atoll.notebooks")
 STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
 MAX_RUN_OUTPUTS_BYTES = 16 * 1024**2  # a run's output variables, as JSON
-
-
-class ActivityBoard:
-    """The gateway's record of users' requests per project, read by the controller.
-
-    Only requests that show a person at work count (see the gateway): a background tab's polling
-    does not, so a forgotten tab cannot keep a server alive.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seen: dict[str, tuple[datetime, str]] = {}
-
-    def touch(self, project_id: str, what: str) -> None:
-        with self._lock:
-            self._seen[project_id] = (datetime.now(UTC), what)
-
-    def last(self, project_id: str) -> tuple[datetime, str] | None:
-        with self._lock:
-            return self._seen.get(project_id)
 
 
 @dataclass

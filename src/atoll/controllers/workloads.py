@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from atoll.capacity import Inventory
 from atoll.controllers.metering import bill, meter
 from atoll.controllers.scheduler import (
     Cluster,
@@ -37,7 +38,6 @@ from atoll.runtime.base import (
     WorkloadState,
     WorkloadStatus,
 )
-from atoll.runtime.inventory import Inventory
 from atoll.runtime.netns import NetworkIsolation
 from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout

@@ -18,7 +18,7 @@ from enum import IntEnum, StrEnum
 from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import Session
 
-from atoll.domain.errors import Forbidden, NotFound, Unauthenticated
+from atoll.errors import Forbidden, NotFound, Unauthenticated
 from atoll.store.models import (
     AccessBinding,
     BillingAccount,

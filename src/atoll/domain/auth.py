@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.domain import throttle
-from atoll.domain.errors import Conflict, Invalid, NotFound, Unauthenticated
 from atoll.domain.passwords import MIN_LENGTH, check_password
 from atoll.domain.validation import check_username
+from atoll.errors import Conflict, Invalid, NotFound, Unauthenticated
 from atoll.store.models import ApiToken, User, WebSession, as_utc, utcnow
 
 TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import access
 from atoll.domain.access import Action, Principal, ResourceType
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_description, check_name
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.store.models import (
     AccessBinding,
     BillingAccount,

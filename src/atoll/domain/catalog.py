@@ -10,10 +10,10 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from atoll.capacity import Inventory
 from atoll.domain import access
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Invalid, NotFound
-from atoll.runtime.inventory import Inventory
+from atoll.errors import Invalid, NotFound
 from atoll.store.models import Configuration
 
 SHIPPED_CATALOG = Path(__file__).with_name("catalog.yaml")

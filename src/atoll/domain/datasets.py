@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_resource_name
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import JOB_ACTIVE
 from atoll.storage.safepath import Entry, Tree, open_entry, plain_file
 from atoll.store.models import Dataset, Job

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import model_registry, tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
 from atoll.store.models import Alias, Node, NodeInstance, Project, utcnow
 

@@ -22,8 +22,8 @@ from atoll.domain.access import (
     ResourceType,
 )
 from atoll.domain.auth import sha256
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_description, check_name
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.store.models import (
     AccessBinding,
     BillingAccount,

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import check_resource_name
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.storage.safepath import Tree, plain_file

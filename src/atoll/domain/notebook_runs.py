@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Invalid, NotFound
 from atoll.domain.notebooks import choose_configuration, require_balance
+from atoll.errors import Invalid, NotFound
 from atoll.states import NOTEBOOK_RUN_FINISHED, NotebookRunStatus
 from atoll.store.models import NotebookRun, Project, User
 

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
+from atoll.errors import Conflict, Invalid
 from atoll.states import NOTEBOOK_FINISHED, NotebookState
 from atoll.store.models import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
 

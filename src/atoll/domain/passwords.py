@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from zxcvbn import zxcvbn
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 MIN_LENGTH = 10
 # 3 is "safely unguessable: moderate protection from an offline slow-hash scenario" (~10^10

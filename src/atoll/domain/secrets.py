@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.jobspec.env_names import reserved_env_message, reserved_env_name
 from atoll.store.models import Project, Secret, utcnow
 

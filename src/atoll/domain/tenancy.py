@@ -9,13 +9,13 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import access
 from atoll.domain.access import Action, Principal, ResourceType
-from atoll.domain.errors import Conflict, Invalid, NotFound
 from atoll.domain.validation import (
     check_description,
     check_labels,
     check_name,
     parse_duration,
 )
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.settings import Settings
 from atoll.states import WORKLOAD_ACTIVE
 from atoll.store.models import (

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from atoll.domain.errors import TooManyRequests
+from atoll.errors import TooManyRequests
 from atoll.settings import Settings
 from atoll.store.models import SignInThrottle, as_utc, utcnow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 LABEL_KEY_RE = re.compile(r"^[a-z][-_0-9a-z]{0,62}$")

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from atoll.domain.errors import NotFound
+from atoll.errors import NotFound
 from atoll.states import Desired, WorkloadPhase
 from atoll.store.models import Project, RunIdentity, WorkloadRow
 

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.config import PipOptions
 from atoll.jobspec.requirements import normalize_requirement
 from atoll.storage.safepath import Tree

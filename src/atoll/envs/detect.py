@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atoll.domain.errors import Invalid
 from atoll.envs.interpreter import Interpreter
+from atoll.errors import Invalid
 from atoll.jobspec.config import JobConfig, PipOptions
 from atoll.jobspec.requirements import canonical_name, merge_pip_options, read_requirements_file
 

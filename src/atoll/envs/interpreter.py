@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 
 def _collect() -> dict[str, Any]:

@@ -20,13 +20,13 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from atoll.controllers.notebooks import ActivityBoard
 from atoll.domain import access, auth, tenancy, workloads
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
-from atoll.domain.errors import DomainError
 from atoll.domain.secrets import SecretBox
+from atoll.errors import DomainError
 from atoll.gateway.proxy import NotebookProxy, Upstream
+from atoll.notebooks.activity import ActivityBoard
 from atoll.settings import Settings
 from atoll.states import NotebookState
 from atoll.store.db import Database

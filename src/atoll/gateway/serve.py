@@ -17,7 +17,7 @@ import signal
 import socket
 
 from atoll.domain import access, auth, tenancy
-from atoll.domain.errors import DomainError
+from atoll.errors import DomainError
 from atoll.gateway import metrics, routing
 from atoll.gateway.dataplane import ClientConnection, Gateway
 from atoll.settings import Settings

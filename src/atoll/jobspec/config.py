@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.env_names import reserved_env_message, reserved_env_name
 from atoll.jobspec.model import (
     ATTACH_PROJECT_DISK,

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.config import (
     MAX_WORKING_STORAGE_GB,
     MIN_WORKING_STORAGE_GB,

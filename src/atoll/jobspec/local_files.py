@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.archive import MAX_FILE_BYTES, MAX_TOTAL_BYTES
 from atoll.jobspec.config import EnvVar, JobConfig
 from atoll.jobspec.units import human_bytes

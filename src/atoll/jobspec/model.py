@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 DEFAULT_INSTANCE_TYPES = ("c1.4",)
 ATTACH_PROJECT_DISK = "attach-project-disk"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.config import PipOptions
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 GIB = 1 << 30
 

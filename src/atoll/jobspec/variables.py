@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 from atoll.jobspec.model import ATTACH_PROJECT_DISK
 
 if TYPE_CHECKING:

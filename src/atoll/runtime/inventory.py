@@ -9,58 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
+from atoll.capacity import Gpu, Inventory
 from atoll.runtime import cgroups
 from atoll.runtime.cgroups import Layout
-
-
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    name: str
-    memory_mb: int
-    uuid: str = ""
-
-
-@dataclass(frozen=True)
-class Host:
-    """One machine of a cluster (a Ray node): workloads are placed on one host each."""
-
-    name: str  # the runtime's id of it (a Ray node id)
-    address: str  # where workloads on it are reached
-    cpus: float
-    memory_gb: float
-    gpus: tuple[Gpu, ...] = ()
-
-
-@dataclass(frozen=True)
-class Inventory:
-    cpus: float
-    memory_gb: float
-    gpus: tuple[Gpu, ...] = field(default_factory=tuple)
-    gpu_source: str = "none"  # "nvidia-smi", "override", "ray", "none"
-    gpu_error: str = ""
-    # The machines of a cluster; empty: this one machine, with the totals above.
-    hosts: tuple[Host, ...] = ()
-    # Machines may join (a Ray cluster, an autoscaler): work that fits no machine now waits for one
-    # rather than failing.
-    elastic: bool = False
-
-    def machines(self) -> tuple[Host, ...]:
-        """The hosts, or this machine as the only one."""
-        return self.hosts or (Host("", "127.0.0.1", self.cpus, self.memory_gb, self.gpus),)
-
-    def gpus_of_type(self, gpu_type: str) -> int:
-        """How many detected GPUs match a catalogue type such as 'A100' (by name)."""
-        t = gpu_type.lower()
-        return sum(1 for g in self.gpus if t in g.name.lower())
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _meminfo_gb() -> float:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from atoll.capacity import Gpu, Host, Inventory
 from atoll.runtime.base import (
     LogChunk,
     UnknownWorkload,
@@ -38,7 +39,6 @@ from atoll.runtime.base import (
     WorkloadStatus,
     read_log,
 )
-from atoll.runtime.inventory import Gpu, Host, Inventory
 from atoll.runtime.shim import read_json, write_json
 from atoll.storage.logs import LogStore, check_id, system_line
 

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from atoll.serving.formats import Format, Run, _in_modules, n_features_input, need
+from atoll.serving.format_base import Format, Run, in_modules, n_features_input, need
 from atoll.serving.signature import distribution_versions, tensor
 
 
@@ -27,7 +27,7 @@ class XGBoost(Format):
     name, platform, file = "xgboost", "xgboost_json", "model.json"
 
     def owns(self, obj: Any) -> bool:
-        return _in_modules(obj, "xgboost")
+        return in_modules(obj, "xgboost")
 
     def detect_inputs(self, obj: Any) -> list[dict[str, Any]] | None:
         found = n_features_input(obj, "FP32")  # XGBoost computes in float32
@@ -72,7 +72,7 @@ class LightGBM(Format):
     name, platform, file = "lightgbm", "lightgbm_txt", "model.txt"
 
     def owns(self, obj: Any) -> bool:
-        return _in_modules(obj, "lightgbm")
+        return in_modules(obj, "lightgbm")
 
     def detect_inputs(self, obj: Any) -> list[dict[str, Any]] | None:
         found = n_features_input(obj, "FP64")
@@ -103,7 +103,7 @@ class CatBoost(Format):
     name, platform, file = "catboost", "catboost_cbm", "model.cbm"
 
     def owns(self, obj: Any) -> bool:
-        return _in_modules(obj, "catboost")
+        return in_modules(obj, "catboost")
 
     def detect_inputs(self, obj: Any) -> list[dict[str, Any]] | None:
         found = n_features_input(obj, "FP64")
@@ -140,7 +140,7 @@ class TorchScript(Format):
     single_io = False
 
     def owns(self, obj: Any) -> bool:
-        return _in_modules(obj, "torch")
+        return in_modules(obj, "torch")
 
     def write(self, obj: Any, path: Path) -> None:
         torch = need("torch", "torch", "a PyTorch model")

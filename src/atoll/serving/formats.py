@@ -12,13 +12,13 @@ says which one is missing.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from atoll.serving.boosting import BOOSTING_FORMATS
+from atoll.serving.format_base import META_FILE, Format, Run, class_path, in_modules, n_features_input, need
 from atoll.serving.signature import (
     check_specs,
     distribution_versions,
@@ -26,76 +26,6 @@ from atoll.serving.signature import (
     sample_inputs,
     tensor,
 )
-
-META_FILE = "meta.json"
-
-# A loaded model as the server calls it: arrays in signature order in, arrays in signature order out.
-Run = Callable[[list[Any]], list[Any]]
-
-
-def need(module: str, dist: str, what: str) -> Any:
-    """Import a library a format needs, or fail naming the package to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(
-            f"{what} needs the {dist!r} package, which is not installed here: pip install {dist}"
-        ) from e
-
-
-def class_path(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _in_modules(obj: Any, *prefixes: str) -> bool:
-    return any(c.__module__.partition(".")[0] in prefixes for c in type(obj).__mro__)
-
-
-class Format:
-    """One serialization format. Subclasses write, read and run one kind of model object."""
-
-    name = ""
-    platform = ""
-    file = ""
-    # Estimator-style formats: predict() takes one 2-D array and returns one array.
-    single_io = True
-    # Probe the outputs on the object being saved (True) or on the model read back from its file.
-    probe_original = False
-
-    def owns(self, obj: Any) -> bool:
-        raise NotImplementedError
-
-    def detect_inputs(self, obj: Any) -> list[dict[str, Any]] | None:
-        """The input signature, when the object tells it."""
-        return None
-
-    def detect_outputs(self, obj: Any) -> list[dict[str, Any]] | None:
-        """The output signature without running the model (ONNX graphs); None → probe it."""
-        return None
-
-    def write(self, obj: Any, path: Path) -> None:
-        raise NotImplementedError
-
-    def libraries(self, obj: Any) -> dict[str, str]:
-        raise NotImplementedError
-
-    def load(self, path: Path, meta: dict[str, Any]) -> Any:
-        """The model object, as a user gets it back from `atoll.models.load`."""
-        raise NotImplementedError
-
-    def runner(self, model: Any, meta: dict[str, Any]) -> Run:
-        raise NotImplementedError
-
-    def serve(self, path: Path, meta: dict[str, Any], threads: int) -> Run:
-        """Load for serving with `threads` compute threads (where the library lets us choose)."""
-        return self.runner(self.load(path, meta), meta)
-
-
-def n_features_input(obj: Any, datatype: str) -> list[dict[str, Any]] | None:
-    n = getattr(obj, "n_features_in_", None)
-    if isinstance(n, int) and n > 0:
-        return [tensor("input__0", datatype, [-1, n])]
-    return None
 
 
 class Sklearn(Format):
@@ -161,7 +91,7 @@ class Onnx(Format):
     single_io = False
 
     def owns(self, obj: Any) -> bool:
-        return type(obj).__name__ == "ModelProto" and _in_modules(obj, "onnx")
+        return type(obj).__name__ == "ModelProto" and in_modules(obj, "onnx")
 
     def detect_inputs(self, obj: Any) -> list[dict[str, Any]] | None:
         initializers = {i.name for i in obj.graph.initializer}
@@ -213,8 +143,6 @@ class Noop(Format):
 
 
 def _formats() -> list[Format]:
-    from atoll.serving.boosting import BOOSTING_FORMATS
-
     # Order matters: boosting estimators also have predict(), so they go before "sklearn".
     return [*BOOSTING_FORMATS, Onnx(), Sklearn(), Noop()]
 

@@ -30,7 +30,7 @@ from starlette.datastructures import FormData
 from atoll import __version__
 from atoll.domain import auth
 from atoll.domain.access import Principal, load_principal
-from atoll.domain.errors import DomainError, NotFound
+from atoll.errors import DomainError, NotFound
 from atoll.settings import Settings
 from atoll.states import NodeStatus, NotebookState
 from atoll.store.models import WebSession

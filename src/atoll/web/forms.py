@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from atoll.domain.access import ROLE_IDS, ResourceType
-from atoll.domain.errors import Invalid
+from atoll.errors import Invalid
 
 ROLE_LABELS = {
     "viewer": "Viewer",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from atoll.domain import auth, members, throttle
-from atoll.domain.errors import DomainError, Invalid, TooManyRequests
+from atoll.errors import DomainError, Invalid, TooManyRequests
 from atoll.store.models import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import (

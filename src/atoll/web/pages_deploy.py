@@ -18,12 +18,13 @@ from sqlalchemy import func, select
 
 from atoll.domain import access, deploy, model_registry, tenancy
 from atoll.domain.access import Action
-from atoll.domain.errors import DomainError, Invalid, NotFound
+from atoll.errors import DomainError, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
-from atoll.store.models import Alias, Node, NodeInstance, Project
+from atoll.store.models import Alias, Community, Node, NodeInstance, Project
 from atoll.web import queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
 from atoll.web.pages_community import crumbs_for
+from atoll.web.project_shell import configuration_choices, project_page, tab_view
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
@@ -77,9 +78,7 @@ def _crumbs(ctx: WebCtx, project: Project, label: str) -> list[dict[str, str]]:
 
 def _configurations(ctx: WebCtx, project: Project, can_use: bool) -> list[dict[str, Any]]:
     """The catalogue for the create and change forms (only people who may use them see them)."""
-    from atoll.web.pages_project import configuration_choices as listed
-
-    return listed(ctx, queries.community_of(ctx.db, project)) if can_use else []
+    return configuration_choices(ctx, queries.community_of(ctx.db, project)) if can_use else []
 
 
 def _healthy_counts(ctx: WebCtx, nodes: list[Node]) -> dict[str, int]:
@@ -149,8 +148,6 @@ def deploy_view(ctx: WebCtx, project: Project, error: FormError = NO_ERROR) -> d
 
 
 def _tab(ctx: WebCtx, project_id: str, error: FormError, status: int) -> Response:
-    from atoll.web.pages_project import project_page
-
     return project_page(ctx, project_id, "deploy", error=error, status=status)
 
 
@@ -408,3 +405,8 @@ def alias_delete(project_id: str, alias: str, ctx: Ctx) -> Response:
     deploy.delete_alias(ctx.db, ctx.me, project_id, alias)
     ctx.commit()
     return redirect(ctx, f"/projects/{project_id}?tab=deploy", flash=f"Alias {name} deleted")
+
+
+@tab_view("deploy", "models")
+def _deploy_tab(ctx: WebCtx, project: Project, c: Community, error: FormError) -> dict[str, Any]:
+    return deploy_view(ctx, project, error)

@@ -12,10 +12,11 @@ from atoll.domain import access, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
 from atoll.states import JOB_TERMINAL, JobStatus
-from atoll.store.models import Job, Project
+from atoll.store.models import Community, Job, Project
 from atoll.web import queries
-from atoll.web.context import WebCtx, WebRoute, render, signed_in
+from atoll.web.context import FormError, WebCtx, WebRoute, render, signed_in
 from atoll.web.pages_community import crumbs_for
+from atoll.web.project_shell import tab_view
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
@@ -73,3 +74,8 @@ def cancel(job_id: str, ctx: Ctx) -> Response:
     lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=True, reason="cancelled from the web UI")
     ctx.commit()
     return job_page(job_id, ctx)
+
+
+@tab_view("jobs")
+def _jobs_tab(ctx: WebCtx, project: Project, c: Community, error: FormError) -> dict[str, Any]:
+    return {"jobs": recent_jobs(ctx.db, ctx, project), "status_class": STATUS_CLASS}

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from atoll.domain import access, members
 from atoll.domain.access import MANAGE_ACTION, ROLES, ResourceType
-from atoll.domain.errors import DomainError, NotFound
+from atoll.errors import DomainError, NotFound
 from atoll.store.models import Community, Organization, Project
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, signed_in

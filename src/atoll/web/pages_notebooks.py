@@ -12,10 +12,11 @@ from fastapi.responses import Response
 from atoll.domain import access, tenancy
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
-from atoll.domain.errors import DomainError, NotFound
+from atoll.errors import DomainError, NotFound
 from atoll.states import NOTEBOOK_LIVE, NotebookState
-from atoll.store.models import Project
-from atoll.web.context import WebCtx, WebRoute, redirect, render, signed_in
+from atoll.store.models import Community, Project
+from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
+from atoll.web.project_shell import DEFAULT_CONFIGURATION, configuration_choices, project_page, tab_view
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 Ctx = Annotated[WebCtx, Depends(signed_in)]
@@ -42,14 +43,10 @@ def notebook_tab(project_id: str, ctx: Ctx) -> Response:
     if ctx.hx_target("notebook-live"):
         project = tenancy.get_project(ctx.db, ctx.me, project_id)
         return render(ctx, "notebook_live.html", p=project, **notebook_view(ctx, project))
-    from atoll.web.pages_project import project_page
-
     return project_page(ctx, project_id, "notebook")
 
 
 def _act(ctx: WebCtx, project_id: str, fn: Callable[[], object], notice: str, wake: str) -> Response:
-    from atoll.web.pages_project import project_page
-
     try:
         fn()
         ctx.commit()
@@ -79,3 +76,12 @@ def open_notebook(project_id: str, ctx: Ctx) -> Response:
 def stop_notebook(project_id: str, ctx: Ctx) -> Response:
     stop = lambda: nbs.stop_server(ctx.db, ctx.me, project_id)  # noqa: E731
     return _act(ctx, project_id, stop, "Stopping JupyterLab", "workloads")
+
+
+@tab_view("notebook")
+def _notebook_tab(ctx: WebCtx, project: Project, c: Community, error: FormError) -> dict[str, Any]:
+    return {
+        **notebook_view(ctx, project),
+        "configurations": configuration_choices(ctx, c),
+        "chosen": project.default_configuration or DEFAULT_CONFIGURATION,
+    }

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import datasets, tenancy, workloads
 from atoll.domain.access import Action, Principal
-from atoll.domain.errors import Conflict, Invalid, NotFound
+from atoll.errors import Conflict, Invalid, NotFound
 from atoll.jobspec.archive import MAX_FILE_BYTES, MAX_TOTAL_BYTES
 from atoll.jobspec.capabilities import unsupported_keys
 from atoll.jobspec.config import JobConfig, parse_config
