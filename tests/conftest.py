@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support import leaks
 from tests.support.postgres import create_database, running_postgres
 from tests.support.server import RunningServer, start_server
+
+# Everything the suite starts inherits this mark, or works in a tree registered as the session's
+# (tests/support/leaks.py); the run fails if any of it is alive at the end.
+_MARK = leaks.mark_session()
+_STARTED = time.time()
+leaks.register_root(Path(__file__).resolve().parent.parent)  # this checkout: servers, shims
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    leaks.register_root(tmp_path_factory.getbasetemp())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        return  # interrupted or broken: the fixtures may not have had their teardown
+    found = leaks.wait_for_none(_MARK, _STARTED, leaks.ancestors())
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["processes started by the suite are still alive (a fixture did not stop them):"]
+        lines += [f"  {p}" for p in found]
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from atoll.app import create_app
 from atoll.runtime.netns import ProjectNetworks
 from tests.api.conftest import make_settings
+from tests.support.leaks import register_root
 from tests.support.server import ADMIN_PASSWORD
 
 V = "/api/v1"
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs
 @pytest.fixture(scope="module")
 def api() -> Iterator[TestClient]:
     root = Path(tempfile.mkdtemp(prefix="atoll-iso-", dir="/tmp"))
+    register_root(root)
     root.chmod(0o755)  # pytest's own tmp dirs are root-only: others could not reach their jobs
     app = create_app(
         make_settings(root / "data", f"sqlite:///{root / 'data' / 'atoll.db'}", controller_tick_s=0.2)

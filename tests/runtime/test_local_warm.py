@@ -18,6 +18,7 @@ from atoll.runtime.base import Workload, WorkloadState
 from atoll.runtime.local import LocalRuntime
 from atoll.runtime.shim import read_json
 from tests.runtime.conftest import pid_alive, read_all, wait_finished, wait_for, wait_log
+from tests.support.leaks import register_root
 
 Build = Callable[..., Workload]
 PYTHON = Path(sys.executable)
@@ -119,6 +120,7 @@ def test_a_warm_workload_runs_as_the_workloads_user(rt: LocalRuntime, workload: 
     # The warm process imported its modules as the server's user (root); the workload's own code
     # runs only after it became the workload's user, with no supplementary groups.
     base = Path(tempfile.mkdtemp(prefix="atoll-warm-", dir="/tmp"))
+    register_root(base)
     try:
         base.chmod(0o755)  # pytest's tmp dirs are root-only: the workload's user could not enter
         workdir = base / "work"

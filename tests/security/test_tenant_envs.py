@@ -19,6 +19,7 @@ import pytest
 
 from atoll.envs import BuildFailed, Environment, EnvironmentBuilder
 from atoll.envs.interpreter import current_version
+from tests.support.leaks import register_root
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switching to a project's user needs root")
 
@@ -28,6 +29,7 @@ TENANT = (64011, 64011)  # a uid and gid no account uses: the project's user
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="atoll-envs-", dir="/var/lib"))
+    register_root(path)
     path.chmod(0o711)
     yield path
     shutil.rmtree(path)

@@ -36,6 +36,7 @@ from pathlib import Path
 import docker
 
 from atoll.runtime import docker_networks
+from tests.support.leaks import register_root
 
 IMAGE = "atoll-test:bookworm"
 CACHE = Path.home() / ".cache" / "atoll-tests" / "docker"
@@ -192,6 +193,7 @@ def running_dockerd() -> Iterator[Dockerd]:
     rootfs = ensure_rootfs()
     had_docker0, policy, forward = _link_exists("docker0"), _forward_policy(), _ip_forward()
     base = Path(tempfile.mkdtemp(prefix="atoll-dockerd-", dir="/tmp"))  # short: a socket path
+    register_root(base)
     (base / "daemon.json").write_text(json.dumps({}))  # not /etc/docker/daemon.json
     bridge = _make_bridge()
     proc: subprocess.Popen[bytes] | None = None

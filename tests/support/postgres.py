@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.leaks import register_root
+
 
 def find_bindir() -> Path | None:
     env = os.environ.get("ATOLL_PG_BINDIR")
@@ -46,6 +48,7 @@ def running_postgres() -> Iterator[str]:
     if bindir is None:
         raise RuntimeError("PostgreSQL binaries not found: run ./dev setup (installs postgresql)")
     base = Path(tempfile.mkdtemp(prefix="atoll-pg-", dir="/tmp"))
+    register_root(base)
     os.chmod(base, 0o755)
     data = base / "data"
     sock = base / "sock"

@@ -19,6 +19,7 @@ import httpx
 
 from atoll.runtime.netns import ProjectNetworks
 from atoll.runtime.shim import is_same_process
+from tests.support.leaks import register_root
 from tests.support.server import RunningServer, start_server
 
 DONE = ("SUCCESS", "ERROR", "CANCELLED")
@@ -30,6 +31,7 @@ def root_server(prefix: str, extra_env: dict[str, str] | None = None) -> Iterato
     not switch users). Not under /tmp: workloads get their project's /tmp over it, which would
     hide the data dir. Its projects' network namespaces are removed with it."""
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/lib"))
+    register_root(root)
     root.chmod(0o755)
     server = start_server(root / "data", extra_env={"ATOLL_CONTROLLER_TICK_S": "0.2", **(extra_env or {})})
     try:
