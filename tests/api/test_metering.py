@@ -12,7 +12,7 @@ from atoll.controllers.metering import BALANCE_STOP, meter
 from atoll.domain import billing, catalog
 from atoll.store.db import Database
 from atoll.store.migrate import upgrade
-from atoll.store.models import BillingAccount, Community, Organization, Project, UsageRecord, WorkloadRow
+from atoll.store.tables import BillingAccount, Community, Organization, Project, UsageRecord, WorkloadRow
 
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 

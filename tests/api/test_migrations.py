@@ -9,7 +9,7 @@ from sqlalchemy import inspect
 
 from atoll.store.db import Database
 from atoll.store.migrate import downgrade, upgrade
-from atoll.store.models import Base
+from atoll.store.tables import Base
 
 
 def test_upgrade_downgrade_upgrade(fresh_database_url: str) -> None:

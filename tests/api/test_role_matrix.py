@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from atoll.app import api_route_table
 from atoll.domain import access
 from atoll.domain.access import Action
-from atoll.store.models import Community, Project, User
+from atoll.store.tables import Community, Project, User
 from tests.api.conftest import as_token
 from tests.support.world import BA, COM, ORG, PASSWORD, PERSONAS, PRJ, RANKS, World, build_world
 
@@ -119,7 +119,7 @@ def _invite(w: World) -> str:
     """An invite into a project of a separate organization, so accepting it changes nothing here."""
     from atoll.domain import members
     from atoll.domain.access import ResourceType, load_principal
-    from atoll.store.models import Organization
+    from atoll.store.tables import Organization
 
     with w.db.transaction() as s:
         org = Organization(name=w.next_name("invite-org"))
@@ -145,7 +145,7 @@ def _invite(w: World) -> str:
 
 
 def _invite_id(w: World, rtype: str, rid: str) -> str:
-    from atoll.store.models import Invite
+    from atoll.store.tables import Invite
 
     with w.db.transaction() as s:
         inv = Invite(
@@ -161,7 +161,7 @@ def _invite_id(w: World, rtype: str, rid: str) -> str:
 
 
 def _group_with_carol(w: World) -> str:
-    from atoll.store.models import GroupMember
+    from atoll.store.tables import GroupMember
 
     gid = w.fresh("group")
     with w.db.transaction() as s:
@@ -170,7 +170,7 @@ def _group_with_carol(w: World) -> str:
 
 
 def _config(w: World) -> str:
-    from atoll.store.models import Configuration
+    from atoll.store.tables import Configuration
 
     name = f"t{w.counter + 1}.1"
     w.counter += 1
@@ -180,7 +180,7 @@ def _config(w: World) -> str:
 
 
 def _secret(w: World) -> str:
-    from atoll.store.models import Secret
+    from atoll.store.tables import Secret
 
     with w.db.transaction() as s:
         sec = Secret(project_id=w.project, name=w.next_name("sec"), ciphertext=b"x")
@@ -198,7 +198,7 @@ def _notebook_file(w: World) -> str:
 
 
 def _run(w: World) -> str:
-    from atoll.store.models import NotebookRun
+    from atoll.store.tables import NotebookRun
 
     with w.db.transaction() as s:
         run = NotebookRun(
@@ -215,7 +215,7 @@ EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  
 def _job(w: World, output: bool = False) -> str:
     """A job in CREATING (nothing to upload), optionally with an output whose content exists."""
     from atoll.jobspec.config import parse_config
-    from atoll.store.models import Job
+    from atoll.store.tables import Job
 
     files: dict[str, Any] = {"inputs": [], "modules": [], "python": None, "envVars": {}}
     if output:
@@ -256,7 +256,7 @@ def _echo_port() -> int:
 
 def _node(w: World, healthy: bool = False) -> str:
     """A node of the world project (not started: controllers do not run here)."""
-    from atoll.store.models import Node, NodeInstance
+    from atoll.store.tables import Node, NodeInstance
 
     with w.db.transaction() as s:
         node = Node(
@@ -274,7 +274,7 @@ def _node(w: World, healthy: bool = False) -> str:
 
 
 def _model(w: World) -> str:
-    from atoll.store.models import Model
+    from atoll.store.tables import Model
 
     with w.db.transaction() as s:
         m = Model(project_id=w.project, name=w.next_name("m"), version=1, format="noop", meta={}, files={})
@@ -284,7 +284,7 @@ def _model(w: World) -> str:
 
 
 def _dataset(w: World) -> str:
-    from atoll.store.models import Dataset
+    from atoll.store.tables import Dataset
 
     with w.db.transaction() as s:
         d = Dataset(project_id=w.project, name=w.next_name("ds"), size_gb=1, labels={})
@@ -294,7 +294,7 @@ def _dataset(w: World) -> str:
 
 
 def _alias(w: World) -> str:
-    from atoll.store.models import Alias
+    from atoll.store.tables import Alias
 
     node = _node(w)
     with w.db.transaction() as s:

@@ -340,7 +340,7 @@ def test_tokens_shown_once_expire_and_revoke(admin: TestClient, app: FastAPI) ->
     r = admin.post(f"{V}/tokens", json={"name": "x", "expiresInDays": 0})
     assert r.status_code == 422 and problem_field(r) == "expiresInDays"
     # Only hashes are stored.
-    from atoll.store.models import ApiToken
+    from atoll.store.tables import ApiToken
 
     with app.state.db.session() as s:
         assert all(not t.token_hash.startswith("atl_") for t in s.query(ApiToken).all())

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from atoll.domain.secrets import SecretBox
-from atoll.store.models import Project, Secret
+from atoll.store.tables import Project, Secret
 
 V = "/api/v1"
 VALUE = "s3cr3t-value-never-shown"

@@ -183,7 +183,7 @@ def test_project_disk_and_progress(api: TestClient, submit: Submit) -> None:
 def test_expired_data_is_cleared(api: TestClient, app: FastAPI, submit: Submit) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from atoll.store.models import Job
+    from atoll.store.tables import Job
 
     job = wait_for(api, submit(UPPER, {"data.txt": (b"expire me\n", "INPUT")})["id"])
     (out,) = job["outputFiles"]
@@ -280,7 +280,7 @@ def test_outputs_must_be_regular_files(api: TestClient, submit: Submit) -> None:
 def test_cancel_while_preparing_never_starts_the_program(
     api: TestClient, app: FastAPI, submit: Submit
 ) -> None:
-    from atoll.store.models import WorkloadRow
+    from atoll.store.tables import WorkloadRow
 
     job = submit("cmd: echo should-not-run\ncloud-instance-types: [s1.1]\n")
     r = api.post(f"{V}/jobs/{job['id']}/cancel", json={})

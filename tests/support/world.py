@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import auth
 from atoll.store.db import Database
-from atoll.store.models import (
+from atoll.store.tables import (
     AccessBinding,
     BillingAccount,
     Community,

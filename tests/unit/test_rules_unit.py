@@ -10,7 +10,7 @@ from atoll.domain.catalog import availability
 from atoll.domain.validation import check_labels, check_name, parse_duration
 from atoll.errors import Invalid
 from atoll.runtime.inventory import detect, detect_gpus, detect_limits
-from atoll.store.models import Configuration
+from atoll.store.tables import Configuration
 
 
 @pytest.mark.parametrize("name", ["a", "ab", "a-b", "a1", "x" * 63, "my-project-2"])

@@ -15,7 +15,7 @@ from atoll.domain.access import ROLE_IDS, Action, ResourceType
 from atoll.domain.catalog import availability
 from atoll.domain.tenancy import restrictions_of
 from atoll.domain.validation import format_duration
-from atoll.store.models import AccessBinding, ApiToken, Community, Configuration, Invite, Project
+from atoll.store.tables import AccessBinding, ApiToken, Community, Configuration, Invite, Project
 
 ACTION_KEY = "x-atoll-action"
 PUBLIC = "public"  # no sign-in needed

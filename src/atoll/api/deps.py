@@ -19,7 +19,7 @@ from atoll.settings import Settings
 if TYPE_CHECKING:
     from atoll.services import Services
 from atoll.store.db import Database
-from atoll.store.models import WebSession
+from atoll.store.tables import WebSession
 
 SESSION_COOKIE = auth.SESSION_COOKIE
 CSRF_HEADER = auth.CSRF_HEADER

@@ -16,7 +16,7 @@ from atoll.api.routes_auth import set_session_cookie
 from atoll.domain import auth, listing, members
 from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
 from atoll.errors import Invalid, Unauthenticated
-from atoll.store.models import Group
+from atoll.store.tables import Group
 
 router = APIRouter()
 

@@ -12,7 +12,7 @@ from atoll.api.pagination import page
 from atoll.domain import access, auth, listing, members, throttle
 from atoll.domain.access import Action, ResourceType
 from atoll.errors import Invalid
-from atoll.store.models import AccessBinding, ApiToken, Organization, User
+from atoll.store.tables import AccessBinding, ApiToken, Organization, User
 
 router = APIRouter()
 

@@ -14,7 +14,7 @@ from atoll.api.pagination import page
 from atoll.domain import billing, catalog, listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
-from atoll.store.models import BillingAccount, Community
+from atoll.store.tables import BillingAccount, Community
 
 router = APIRouter()
 

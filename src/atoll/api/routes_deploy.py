@@ -26,7 +26,7 @@ from atoll.domain import deploy, deploy_metrics, model_registry, workloads
 from atoll.domain.access import Action
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
-from atoll.store.models import Alias, Node
+from atoll.store.tables import Alias, Node
 
 router = APIRouter(tags=["deploy"])
 MAX_TEST_BODY = 16 * 1024 * 1024

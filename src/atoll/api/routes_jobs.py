@@ -24,7 +24,7 @@ from atoll.errors import Invalid, NotFound
 from atoll.jobspec.archive import MAX_FILE_BYTES
 from atoll.states import JOB_TERMINAL
 from atoll.storage.logs import LogStore
-from atoll.store.models import Dataset, Job
+from atoll.store.tables import Dataset, Job
 
 router = APIRouter(tags=["jobs"])
 STREAMS = ("stdout", "stderr", "system")

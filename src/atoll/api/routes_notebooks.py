@@ -12,7 +12,7 @@ from atoll.api.deps import CtxDep
 from atoll.domain import notebook_runs
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
-from atoll.store.models import NotebookServer, Project
+from atoll.store.tables import NotebookServer, Project
 
 router = APIRouter(tags=["notebooks"])
 

@@ -20,7 +20,7 @@ from atoll.api.pagination import page
 from atoll.domain import listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
-from atoll.store.models import Community, Organization, Project
+from atoll.store.tables import Community, Organization, Project
 
 router = APIRouter()
 

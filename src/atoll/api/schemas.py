@@ -31,7 +31,7 @@ from atoll.api.bounds import (
     Units,
     Username,
 )
-from atoll.store.models import as_utc
+from atoll.store.tables import as_utc
 
 T = TypeVar("T")
 

@@ -44,7 +44,7 @@ from atoll.storage.layout import DataLayout
 from atoll.storage.logs import LogStore, system_line
 from atoll.storage.safepath import Tree, UnsafePath, move_dir, plain_file
 from atoll.store.db import Database
-from atoll.store.models import Dataset, Job, Project, WorkloadRow, new_id, utcnow
+from atoll.store.tables import Dataset, Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"

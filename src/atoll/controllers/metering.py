@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain.billing import units_for
 from atoll.states import Desired, WorkloadPhase
-from atoll.store.models import Community, Configuration, Project, UsageRecord, WorkloadRow, as_utc
+from atoll.store.tables import Community, Configuration, Project, UsageRecord, WorkloadRow, as_utc
 
 BALANCE_STOP = "project balance is insufficient"
 

@@ -26,7 +26,7 @@ from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout, checked
 from atoll.storage.safepath import Tree
 from atoll.store.db import Database
-from atoll.store.models import Job, NotebookServer
+from atoll.store.tables import Job, NotebookServer
 
 log = logging.getLogger("atoll.models")
 RESULT_TTL_S = 3600

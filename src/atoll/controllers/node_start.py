@@ -18,7 +18,7 @@ from atoll.states import INSTANCE_GONE, InstanceStatus, NodeDesired
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
-from atoll.store.models import Model, Node, NodeInstance, Project
+from atoll.store.tables import Model, Node, NodeInstance, Project
 
 
 class InstanceStarter:

@@ -41,7 +41,7 @@ from atoll.states import (
 )
 from atoll.storage.blobs import BlobStore
 from atoll.store.db import Database
-from atoll.store.models import DeployMetric, Node, NodeInstance, WorkloadRow, as_utc, utcnow
+from atoll.store.tables import DeployMetric, Node, NodeInstance, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.nodes")
 DRAIN_S = 1.5  # the gateway re-reads its routes every 0.25 s: it has let go well before this

@@ -51,7 +51,7 @@ from atoll.states import (
 from atoll.storage.layout import DataLayout
 from atoll.storage.safepath import Tree, plain_file
 from atoll.store.db import Database
-from atoll.store.models import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.tables import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
 STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale

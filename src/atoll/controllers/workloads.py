@@ -42,7 +42,7 @@ from atoll.runtime.netns import NetworkIsolation
 from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
-from atoll.store.models import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.tables import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.workloads")
 

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import Session
 
 from atoll.errors import Forbidden, NotFound, Unauthenticated
-from atoll.store.models import (
+from atoll.store.tables import (
     AccessBinding,
     BillingAccount,
     Community,

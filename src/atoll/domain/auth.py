@@ -21,7 +21,7 @@ from atoll.domain import throttle
 from atoll.domain.passwords import MIN_LENGTH, check_password
 from atoll.domain.validation import check_username
 from atoll.errors import Conflict, Invalid, NotFound, Unauthenticated
-from atoll.store.models import ApiToken, User, WebSession, as_utc, utcnow
+from atoll.store.tables import ApiToken, User, WebSession, as_utc, utcnow
 
 TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
 SESSION_COOKIE = "atoll_session"

@@ -16,7 +16,7 @@ from atoll.domain import access
 from atoll.domain.access import Action, Principal, ResourceType
 from atoll.domain.validation import check_description, check_name
 from atoll.errors import Conflict, Invalid, NotFound
-from atoll.store.models import (
+from atoll.store.tables import (
     AccessBinding,
     BillingAccount,
     Community,

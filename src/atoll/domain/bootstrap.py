@@ -12,7 +12,7 @@ from atoll.domain import auth
 from atoll.domain.access import ResourceType
 from atoll.domain.passwords import check_password
 from atoll.settings import Settings
-from atoll.store.models import AccessBinding, BillingAccount, Organization, User
+from atoll.store.tables import AccessBinding, BillingAccount, Organization, User
 
 
 @dataclass

@@ -14,7 +14,7 @@ from atoll.capacity import Inventory
 from atoll.domain import access
 from atoll.domain.access import Action, Principal
 from atoll.errors import Invalid, NotFound
-from atoll.store.models import Configuration
+from atoll.store.tables import Configuration
 
 SHIPPED_CATALOG = Path(__file__).with_name("catalog.yaml")
 ACCESS_TIERS = ("everyone", "deposit", "business", "local")

@@ -23,7 +23,7 @@ from atoll.domain.validation import check_resource_name
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import JOB_ACTIVE
 from atoll.storage.safepath import Entry, Tree, open_entry, plain_file
-from atoll.store.models import Dataset, Job
+from atoll.store.tables import Dataset, Job
 
 _ID_RE = re.compile(r"^ds[0-9a-f]{18}$")
 

@@ -22,7 +22,7 @@ from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
-from atoll.store.models import Alias, Node, NodeInstance, Project, utcnow
+from atoll.store.tables import Alias, Node, NodeInstance, Project, utcnow
 
 MAX_INSTANCES = 16
 MAX_MODELS = 16

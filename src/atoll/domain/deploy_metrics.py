@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from atoll.store.models import DeployMetric, as_utc, utcnow
+from atoll.store.tables import DeployMetric, as_utc, utcnow
 
 # Upper bounds (s) of the latency histogram's buckets; the last bucket counts everything slower.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

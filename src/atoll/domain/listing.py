@@ -10,7 +10,7 @@ from sqlalchemy import Select, select
 
 from atoll.domain import access
 from atoll.domain.access import Principal
-from atoll.store.models import ApiToken, BillingAccount, Community, Group, Organization, Project, User
+from atoll.store.tables import ApiToken, BillingAccount, Community, Group, Organization, Project, User
 
 
 def organizations(p: Principal) -> Select[Organization]:

@@ -24,7 +24,7 @@ from atoll.domain.access import (
 from atoll.domain.auth import sha256
 from atoll.domain.validation import check_description, check_name
 from atoll.errors import Conflict, Invalid, NotFound
-from atoll.store.models import (
+from atoll.store.tables import (
     AccessBinding,
     BillingAccount,
     Community,

@@ -25,7 +25,7 @@ from atoll.errors import Conflict, Invalid, NotFound
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.storage.safepath import Tree, plain_file
-from atoll.store.models import Blob, Model, Node, Project, ProjectBlob
+from atoll.store.tables import Blob, Model, Node, Project, ProjectBlob
 
 FORMATS = ("sklearn", "onnx", "xgboost", "lightgbm", "catboost", "torchscript", "noop")
 MAX_META_BYTES = 256 * 1024

@@ -20,7 +20,7 @@ from atoll.domain.access import Action, Principal
 from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.errors import Invalid, NotFound
 from atoll.states import NOTEBOOK_RUN_FINISHED, NotebookRunStatus
-from atoll.store.models import NotebookRun, Project, User
+from atoll.store.tables import NotebookRun, Project, User
 
 MAX_NOTEBOOK_ID = 200  # DataSphere's limit on notebookId
 MAX_VARIABLES = 100

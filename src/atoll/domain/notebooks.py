@@ -24,7 +24,7 @@ from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
 from atoll.errors import Conflict, Invalid
 from atoll.states import NOTEBOOK_FINISHED, NotebookState
-from atoll.store.models import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
+from atoll.store.tables import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
 
 # The configuration DataSphere falls back to when a project names none (spec §3.2).
 FALLBACK_CONFIGURATION = "c1.4"

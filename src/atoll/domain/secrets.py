@@ -19,7 +19,7 @@ from atoll.domain import tenancy
 from atoll.domain.access import Action, Principal
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.jobspec.env_names import reserved_env_message, reserved_env_name
-from atoll.store.models import Project, Secret, utcnow
+from atoll.store.tables import Project, Secret, utcnow
 
 # 2-63 characters: Latin letters, digits, hyphens (and underscores inside); starts with a
 # letter; does not end with a hyphen or underscore.

@@ -18,7 +18,7 @@ from atoll.domain.validation import (
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.settings import Settings
 from atoll.states import WORKLOAD_ACTIVE
-from atoll.store.models import (
+from atoll.store.tables import (
     AccessBinding,
     BillingAccount,
     Community,

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from atoll.errors import TooManyRequests
 from atoll.settings import Settings
-from atoll.store.models import SignInThrottle, as_utc, utcnow
+from atoll.store.tables import SignInThrottle, as_utc, utcnow
 
 log = logging.getLogger("atoll.signin")
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.errors import NotFound
 from atoll.states import Desired, WorkloadPhase
-from atoll.store.models import Project, RunIdentity, WorkloadRow
+from atoll.store.tables import Project, RunIdentity, WorkloadRow
 
 
 @dataclass(frozen=True)

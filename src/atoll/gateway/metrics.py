@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from atoll.domain.deploy_metrics import BUCKET_S, LATENCY_BUCKETS
 from atoll.store.db import Database
-from atoll.store.models import DeployMetric
+from atoll.store.tables import DeployMetric
 
 KEEP_DAYS = 7
 

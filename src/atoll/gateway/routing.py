@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from atoll.states import InstanceStatus, NodeDesired
 from atoll.store.db import Database
-from atoll.store.models import Alias, Node, NodeInstance, WorkloadRow
+from atoll.store.tables import Alias, Node, NodeInstance, WorkloadRow
 
 EJECT_S = 2.0  # an instance that refused a connection is skipped this long (until the table knows)
 

@@ -33,7 +33,7 @@ from atoll.domain.access import Principal, load_principal
 from atoll.errors import DomainError, NotFound
 from atoll.settings import Settings
 from atoll.states import NodeStatus, NotebookState
-from atoll.store.models import WebSession
+from atoll.store.tables import WebSession
 from atoll.web import forms
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

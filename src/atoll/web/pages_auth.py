@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from atoll.domain import auth, members, throttle
 from atoll.errors import DomainError, Invalid, TooManyRequests
-from atoll.store.models import Community, Project
+from atoll.store.tables import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import (
     FormError,

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from atoll.domain import access, catalog, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
-from atoll.store.models import BillingAccount, Community
+from atoll.store.tables import BillingAccount, Community
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
 from atoll.web.pages_members import RENDERERS, members_view

@@ -20,7 +20,7 @@ from atoll.domain import access, deploy, model_registry, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
-from atoll.store.models import Alias, Community, Node, NodeInstance, Project
+from atoll.store.tables import Alias, Community, Node, NodeInstance, Project
 from atoll.web import queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
 from atoll.web.pages_community import crumbs_for

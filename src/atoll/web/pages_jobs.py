@@ -12,7 +12,7 @@ from atoll.domain import access, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
 from atoll.states import JOB_TERMINAL, JobStatus
-from atoll.store.models import Community, Job, Project
+from atoll.store.tables import Community, Job, Project
 from atoll.web import queries
 from atoll.web.context import FormError, WebCtx, WebRoute, render, signed_in
 from atoll.web.pages_community import crumbs_for

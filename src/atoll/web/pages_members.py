@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from atoll.domain import access, members
 from atoll.domain.access import MANAGE_ACTION, ROLES, ResourceType
 from atoll.errors import DomainError, NotFound
-from atoll.store.models import Community, Organization, Project
+from atoll.store.tables import Community, Organization, Project
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, signed_in
 

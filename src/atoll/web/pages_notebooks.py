@@ -14,7 +14,7 @@ from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
 from atoll.states import NOTEBOOK_LIVE, NotebookState
-from atoll.store.models import Community, Project
+from atoll.store.tables import Community, Project
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
 from atoll.web.project_shell import DEFAULT_CONFIGURATION, configuration_choices, project_page, tab_view
 

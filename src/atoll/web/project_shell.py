@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from atoll.domain import access, catalog, tenancy
 from atoll.domain.access import Action
 from atoll.domain.notebooks import FALLBACK_CONFIGURATION
-from atoll.store.models import Community, Project
+from atoll.store.tables import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, render
 from atoll.web.pages_community import crumbs_for

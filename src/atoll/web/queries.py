@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import listing
 from atoll.domain.access import Principal
-from atoll.store.models import ApiToken, BillingAccount, Community, Group, Organization, Project, User
+from atoll.store.tables import ApiToken, BillingAccount, Community, Group, Organization, Project, User
 
 
 def organizations(db: Session, p: Principal) -> list[Organization]:

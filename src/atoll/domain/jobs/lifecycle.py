@@ -26,7 +26,7 @@ from atoll.jobspec.config import JobConfig, parse_config
 from atoll.jobspec.fork import apply_fork
 from atoll.jobspec.requirements import normalize_requirement
 from atoll.states import JOB_ACTIVE, JOB_TERMINAL, JobStatus
-from atoll.store.models import Blob, Configuration, Job, Project, ProjectBlob, utcnow
+from atoll.store.tables import Blob, Configuration, Job, Project, ProjectBlob, utcnow
 
 # What this installation serves of config.yaml (the rest is refused with a clear message).
 SERVED = frozenset({"project-disk", "graceful-shutdown", "working-storage", "output-datasets", "datasets"})

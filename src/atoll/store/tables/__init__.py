@@ -1,0 +1,72 @@
+"""Atoll's database tables (SQLAlchemy 2), one module per area; import them from here.
+
+base.py       the declarative base, timestamps, ids
+identity.py   users, sign-in, tenancy, roles, the catalogue, usage, secrets
+compute.py    workloads, jobs, notebook servers and runs
+deploy.py     models, datasets, nodes, instances, aliases, metrics
+"""
+
+from atoll.store.tables.base import Base, Timestamped, as_utc, new_id, utcnow
+from atoll.store.tables.compute import (
+    Blob,
+    Job,
+    NotebookRun,
+    NotebookServer,
+    ProjectBlob,
+    RunIdentity,
+    WorkloadRow,
+)
+from atoll.store.tables.deploy import Alias, Dataset, DeployMetric, Model, Node, NodeInstance
+from atoll.store.tables.identity import (
+    AccessBinding,
+    ApiToken,
+    BillingAccount,
+    Community,
+    Configuration,
+    Group,
+    GroupMember,
+    Invite,
+    Organization,
+    Project,
+    Secret,
+    SignInThrottle,
+    UsageRecord,
+    User,
+    WebSession,
+)
+
+__all__ = [
+    "AccessBinding",
+    "Alias",
+    "ApiToken",
+    "Base",
+    "BillingAccount",
+    "Blob",
+    "Community",
+    "Configuration",
+    "Dataset",
+    "DeployMetric",
+    "Group",
+    "GroupMember",
+    "Invite",
+    "Job",
+    "Model",
+    "Node",
+    "NodeInstance",
+    "NotebookRun",
+    "NotebookServer",
+    "Organization",
+    "Project",
+    "ProjectBlob",
+    "RunIdentity",
+    "Secret",
+    "SignInThrottle",
+    "Timestamped",
+    "UsageRecord",
+    "User",
+    "WebSession",
+    "WorkloadRow",
+    "as_utc",
+    "new_id",
+    "utcnow",
+]

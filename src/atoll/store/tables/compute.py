@@ -1,0 +1,175 @@
+"""What runs: workloads, blobs, jobs, run identities, notebook servers and runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from atoll.states import (
+    Desired,
+    JobStatus,
+    NotebookRunStatus,
+    NotebookState,
+    WorkloadPhase,
+)
+from atoll.store.tables.base import Base, new_id, utcnow
+
+
+class WorkloadRow(Base):
+    """One Workload (a job run, a notebook server, a node instance): desired and actual state.
+
+    Controllers move it QUEUED → STARTING → RUNNING → STOPPING → FINISHED; the scheduler
+    admits queued ones; metering bills running ones per second.
+    """
+
+    __tablename__ = "workloads"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("wl"))
+    kind: Mapped[str] = mapped_column(String(16))  # job | notebook | node
+    owner_id: Mapped[str] = mapped_column(String(32), index=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    community_id: Mapped[str] = mapped_column(String(32), index=True)
+    # Configurations to try, in order (DataSphere's cloud-instance-types); the chosen one.
+    configurations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    configuration: Mapped[str | None] = mapped_column(String(32), default=None)
+    desired: Mapped[str] = mapped_column(String(8), default=Desired.RUN)
+    state: Mapped[str] = mapped_column(String(16), default=WorkloadPhase.QUEUED, index=True)
+    wait_reason: Mapped[str] = mapped_column(Text, default="")
+    stop_reason: Mapped[str] = mapped_column(Text, default="")
+    stop_signal: Mapped[int] = mapped_column(Integer, default=15)
+    stop_grace_s: Mapped[float] = mapped_column(Float, default=10.0)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # command, workdir, env (no secrets), ports
+    gpu_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    runtime: Mapped[str] = mapped_column(String(16), default="local")
+    # Where it runs: the cluster machine (a Ray node id; "" on one machine) and the address its
+    # ports are reached at (notebooks and node instances are routed there).
+    node: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    host: Mapped[str] = mapped_column(String(255), default="127.0.0.1", server_default="127.0.0.1")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Metering: seconds billed so far and the units they came to (rounded up per spec §7.1).
+    metered_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Blob(Base):
+    """A file's content, addressed by sha256 (uploaded once, shared by the jobs that use it)."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProjectBlob(Base):
+    """Which project uploaded a blob: a job may only use content its own project uploaded."""
+
+    __tablename__ = "project_blobs"
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """One DataSphere-compatible job run (spec §5): its config, files, status and results."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    desc: Mapped[str] = mapped_column(Text, default="")
+    config_yaml: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Files: {"inputs": [...], "modules": [...], "outputs": [...], "python": {...}}
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(24), default=JobStatus.CREATING, index=True)
+    status_details: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    parent_job_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    actual_cloud_instance_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    return_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    data_ttl_days: Mapped[int | None] = mapped_column(Integer, default=14)  # None: never expires
+    data_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    data_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RunIdentity(Base):
+    """The Unix uid a project's workloads run as (allocated once; an autoincrement never repeats)."""
+
+    __tablename__ = "run_identities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), unique=True)
+
+
+class NotebookServer(Base):
+    """One JupyterLab server of a project, from "open" to its release (spec §3.3, §4.1).
+
+    ``live_project_id`` is the project's id while the server is not finished and NULL after: a
+    unique column, so a project never has two live servers (on SQLite and PostgreSQL alike).
+    The state follows the server's Workload: PREPARING (environment, dirs, port) → QUEUED (the
+    scheduler decides) → STARTING (process runs, not answering yet) → READY → STOPPING →
+    STOPPED or FAILED.
+    """
+
+    __tablename__ = "notebook_servers"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("nb"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    live_project_id: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
+    state: Mapped[str] = mapped_column(String(16), default=NotebookState.PREPARING, index=True)
+    configuration: Mapped[str] = mapped_column(String(32))  # asked for; the workload runs on it
+    opened_by: Mapped[str] = mapped_column(String(32))
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    port: Mapped[int | None] = mapped_column(Integer, default=None)
+    token: Mapped[bytes] = mapped_column(LargeBinary)  # Jupyter's token, sealed with the secret box
+    detail: Mapped[str] = mapped_column(Text, default="")  # why it waits, or why it stopped
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    queued_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ready_at: Mapped[datetime | None] = mapped_column(default=None)
+    stopping_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The last sign of real use (busy kernel, CPU, a user's request) and what it was.
+    last_activity_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_activity: Mapped[str] = mapped_column(String(64), default="")
+
+
+class NotebookRun(Base):
+    """A notebook executed by API (spec §4.1, ``projects/{id}:execute``) as a Workload: inputs as
+    env vars, the named variables' values collected at the end."""
+
+    __tablename__ = "notebook_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("exe"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    notebook_id: Mapped[str] = mapped_column(String(200))  # path in the project's storage
+    configuration: Mapped[str] = mapped_column(String(32))
+    input_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    output_variable_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(
+        String(16), default=NotebookRunStatus.PENDING, index=True
+    )  # → RUNNING → DONE | FAILED
+    workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    output_variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
