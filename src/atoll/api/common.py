@@ -7,8 +7,11 @@ from typing import Any
 from fastapi import Query
 from sqlalchemy.orm import Session
 
-from atoll.api import schemas as s
 from atoll.api.bounds import MAX_ID, MAX_PAGE_TOKEN
+from atoll.api.schemas_access import AccessBindingOut, InviteOut
+from atoll.api.schemas_auth import TokenOut
+from atoll.api.schemas_catalog import ConfigurationOut
+from atoll.api.schemas_tenancy import CommunityOut, ProjectLimits, ProjectOut, ProjectSettings, Restrictions
 from atoll.capacity import Inventory
 from atoll.domain import auth, members
 from atoll.domain.access import ROLE_IDS, Action, ResourceType
@@ -32,8 +35,8 @@ PageToken = Query(None, alias="pageToken", max_length=MAX_PAGE_TOKEN)
 OrgFilter = Query(None, alias="organizationId", max_length=MAX_ID, description="Only this organization's")
 
 
-def token_out(tok: ApiToken) -> s.TokenOut:
-    return s.TokenOut.model_validate(
+def token_out(tok: ApiToken) -> TokenOut:
+    return TokenOut.model_validate(
         {
             **{
                 k: getattr(tok, k)
@@ -44,16 +47,16 @@ def token_out(tok: ApiToken) -> s.TokenOut:
     )
 
 
-def project_out(db: Session, p: Project) -> s.ProjectOut:
+def project_out(db: Session, p: Project) -> ProjectOut:
     community = db.get(Community, p.community_id)
-    return s.ProjectOut(
+    return ProjectOut(
         id=p.id,
         community_id=p.community_id,
         community_name=community.name if community else "",
         name=p.name,
         description=p.description,
         labels=p.labels or {},
-        settings=s.ProjectSettings(
+        settings=ProjectSettings(
             default_configuration=p.default_configuration,
             vm_inactivity_timeout=format_duration(p.vm_inactivity_timeout_s),
             stale_exec_timeout_mode=p.stale_exec_timeout_mode,
@@ -64,24 +67,24 @@ def project_out(db: Session, p: Project) -> s.ProjectOut:
     )
 
 
-def limits_out(p: Project) -> s.ProjectLimits:
-    return s.ProjectLimits(
+def limits_out(p: Project) -> ProjectLimits:
+    return ProjectLimits(
         balance=p.balance,
         max_units_per_hour=p.max_units_per_hour,
         max_units_per_execution=p.max_units_per_execution,
     )
 
 
-def community_out(c: Community) -> s.CommunityOut:
-    return s.CommunityOut.model_validate(c)
+def community_out(c: Community) -> CommunityOut:
+    return CommunityOut.model_validate(c)
 
 
-def restrictions_out(c: Community) -> s.Restrictions:
-    return s.Restrictions.model_validate(restrictions_of(c))
+def restrictions_out(c: Community) -> Restrictions:
+    return Restrictions.model_validate(restrictions_of(c))
 
 
-def binding_out(db: Session, b: AccessBinding) -> s.AccessBindingOut:
-    return s.AccessBindingOut(
+def binding_out(db: Session, b: AccessBinding) -> AccessBindingOut:
+    return AccessBindingOut(
         id=b.id,
         resource_type=b.resource_type,
         resource_id=b.resource_id,
@@ -94,8 +97,8 @@ def binding_out(db: Session, b: AccessBinding) -> s.AccessBindingOut:
     )
 
 
-def invite_out(inv: Invite) -> s.InviteOut:
-    return s.InviteOut(
+def invite_out(inv: Invite) -> InviteOut:
+    return InviteOut(
         id=inv.id,
         resource_type=inv.resource_type,
         resource_id=inv.resource_id,
@@ -110,13 +113,13 @@ def invite_out(inv: Invite) -> s.InviteOut:
 
 def configuration_out(
     cfg: Configuration, inv: Inventory, overcommit: float, community: Community | None = None
-) -> s.ConfigurationOut:
+) -> ConfigurationOut:
     av = availability(cfg, inv, overcommit)
     allowed = None
     if community is not None:
         allowed_list = restrictions_of(community)["allowedConfigurations"]
         allowed = allowed_list is None or cfg.name in allowed_list
-    return s.ConfigurationOut(
+    return ConfigurationOut(
         name=cfg.name,
         description=cfg.description,
         vcpu=cfg.vcpu,

@@ -8,11 +8,22 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, OrgFilter, PageSize, PageToken, act, binding_out, invite_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
 from atoll.api.routes_auth import set_session_cookie
+from atoll.api.schemas import Page
+from atoll.api.schemas_access import (
+    AccessBindingIn,
+    AccessBindingOut,
+    InviteAccept,
+    InviteCreate,
+    InviteInfo,
+    InviteOut,
+    NewInviteOut,
+)
+from atoll.api.schemas_auth import UserOut
+from atoll.api.schemas_tenancy import GroupCreate, GroupMemberAdd, GroupOut, GroupUpdate
 from atoll.domain import auth, listing, members
 from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
 from atoll.errors import Invalid, Unauthenticated
@@ -33,10 +44,10 @@ def _bindings_routes(rtype: ResourceType) -> None:
     base = f"/{plural}/{{{param}}}/access-bindings"
     tag: list[str | Enum] = [plural]
 
-    def list_(ctx: CtxDep, **kw: str) -> list[s.AccessBindingOut]:
+    def list_(ctx: CtxDep, **kw: str) -> list[AccessBindingOut]:
         return [binding_out(ctx.db, b) for b in members.list_bindings(ctx.db, ctx.me, rtype, kw[param])]
 
-    def add(body: s.AccessBindingIn, ctx: CtxDep, **kw: str) -> s.AccessBindingOut:
+    def add(body: AccessBindingIn, ctx: CtxDep, **kw: str) -> AccessBindingOut:
         b = members.set_binding(
             ctx.db,
             ctx.me,
@@ -56,7 +67,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
         base,
         _with_param(list_, param),
         methods=["GET"],
-        response_model=list[s.AccessBindingOut],
+        response_model=list[AccessBindingOut],
         openapi_extra=act(VIEW_ACTION[rtype]),
         tags=tag,
         name=f"list_{rtype.value}_access_bindings",
@@ -66,7 +77,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
         base,
         _with_param(add, param),
         methods=["POST"],
-        response_model=s.AccessBindingOut,
+        response_model=AccessBindingOut,
         status_code=201,
         openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
@@ -90,7 +101,7 @@ def _invite_routes(rtype: ResourceType) -> None:
     base = f"/{plural}/{{{param}}}/invites"
     tag: list[str | Enum] = [plural]
 
-    def create(body: s.InviteCreate, ctx: CtxDep, **kw: str) -> s.NewInviteOut:
+    def create(body: InviteCreate, ctx: CtxDep, **kw: str) -> NewInviteOut:
         inv, raw = members.create_invite(
             ctx.db,
             ctx.me,
@@ -101,9 +112,9 @@ def _invite_routes(rtype: ResourceType) -> None:
             max_uses=body.max_uses,
         )
         url = f"{ctx.settings.base_url}/invite/{raw}"
-        return ctx.commit(s.NewInviteOut(**invite_out(inv).model_dump(), token=raw, url=url))
+        return ctx.commit(NewInviteOut(**invite_out(inv).model_dump(), token=raw, url=url))
 
-    def list_(ctx: CtxDep, **kw: str) -> list[s.InviteOut]:
+    def list_(ctx: CtxDep, **kw: str) -> list[InviteOut]:
         return [invite_out(i) for i in members.list_invites(ctx.db, ctx.me, rtype, kw[param])]
 
     def revoke(invite_id: str, ctx: CtxDep, **kw: str) -> None:
@@ -114,7 +125,7 @@ def _invite_routes(rtype: ResourceType) -> None:
         base,
         _with_param(create, param),
         methods=["POST"],
-        response_model=s.NewInviteOut,
+        response_model=NewInviteOut,
         status_code=201,
         openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
@@ -125,7 +136,7 @@ def _invite_routes(rtype: ResourceType) -> None:
         base,
         _with_param(list_, param),
         methods=["GET"],
-        response_model=list[s.InviteOut],
+        response_model=list[InviteOut],
         openapi_extra=act(MANAGE_ACTION[rtype]),
         tags=tag,
         name=f"list_{rtype.value}_invites",
@@ -164,11 +175,11 @@ for _rt in members.INVITE_TYPES:
     _invite_routes(_rt)
 
 
-@router.get("/invites/{token}", response_model=s.InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"])
-def invite_info(token: str, ctx: CtxDep) -> s.InviteInfo:
+@router.get("/invites/{token}", response_model=InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"])
+def invite_info(token: str, ctx: CtxDep) -> InviteInfo:
     """What an invite link leads to; whoever holds the link may see this."""
     inv, target = members.open_invite(ctx.db, token)
-    return s.InviteInfo(
+    return InviteInfo(
         resource_type=inv.resource_type,
         resource_id=target.id,
         resource_name=target.name,
@@ -178,9 +189,9 @@ def invite_info(token: str, ctx: CtxDep) -> s.InviteInfo:
 
 
 @router.post(
-    "/invites/{token}/accept", response_model=s.InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"]
+    "/invites/{token}/accept", response_model=InviteInfo, openapi_extra=act(PUBLIC), tags=["invites"]
 )
-def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Response) -> s.InviteInfo:
+def accept_invite(token: str, body: InviteAccept, ctx: CtxDep, response: Response) -> InviteInfo:
     """Accept as the signed-in caller, or create an account (username + password) and accept."""
     members.open_invite(ctx.db, token)  # a dead link fails before any account is made
     if ctx.principal is not None:
@@ -196,7 +207,7 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
         set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
     inv, target = members.accept_invite(ctx.db, user, token)
     return ctx.commit(
-        s.InviteInfo(
+        InviteInfo(
             resource_type=inv.resource_type,
             resource_id=target.id,
             resource_name=target.name,
@@ -209,47 +220,45 @@ def accept_invite(token: str, body: s.InviteAccept, ctx: CtxDep, response: Respo
 # --- groups ---------------------------------------------------------------------------------
 
 
-@router.get(
-    "/groups", response_model=s.Page[s.GroupOut], openapi_extra=act(Action.GROUP_VIEW), tags=["groups"]
-)
+@router.get("/groups", response_model=Page[GroupOut], openapi_extra=act(Action.GROUP_VIEW), tags=["groups"])
 def list_groups(
     ctx: CtxDep,
     organization_id: str | None = OrgFilter,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-) -> s.Page[s.GroupOut]:
+) -> Page[GroupOut]:
     q = listing.groups(ctx.me, organization_id=organization_id)
     rows, nxt = page(ctx.db, q, Group, page_size, page_token)
-    return s.Page(items=[s.GroupOut.model_validate(g) for g in rows], next_page_token=nxt)
+    return Page(items=[GroupOut.model_validate(g) for g in rows], next_page_token=nxt)
 
 
 @router.post(
     "/groups",
-    response_model=s.GroupOut,
+    response_model=GroupOut,
     status_code=201,
     openapi_extra=act(Action.GROUP_MANAGE),
     tags=["groups"],
 )
-def create_group(body: s.GroupCreate, ctx: CtxDep) -> s.GroupOut:
+def create_group(body: GroupCreate, ctx: CtxDep) -> GroupOut:
     g = members.create_group(
         ctx.db, ctx.me, organization_id=body.organization_id, name=body.name, description=body.description
     )
-    return ctx.commit(s.GroupOut.model_validate(g))
+    return ctx.commit(GroupOut.model_validate(g))
 
 
 @router.get(
-    "/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_VIEW), tags=["groups"]
+    "/groups/{group_id}", response_model=GroupOut, openapi_extra=act(Action.GROUP_VIEW), tags=["groups"]
 )
-def get_group(group_id: str, ctx: CtxDep) -> s.GroupOut:
-    return s.GroupOut.model_validate(members.get_group(ctx.db, ctx.me, group_id))
+def get_group(group_id: str, ctx: CtxDep) -> GroupOut:
+    return GroupOut.model_validate(members.get_group(ctx.db, ctx.me, group_id))
 
 
 @router.patch(
-    "/groups/{group_id}", response_model=s.GroupOut, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"]
+    "/groups/{group_id}", response_model=GroupOut, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"]
 )
-def update_group(group_id: str, body: s.GroupUpdate, ctx: CtxDep) -> s.GroupOut:
+def update_group(group_id: str, body: GroupUpdate, ctx: CtxDep) -> GroupOut:
     g = members.update_group(ctx.db, ctx.me, group_id, name=body.name, description=body.description)
-    return ctx.commit(s.GroupOut.model_validate(g))
+    return ctx.commit(GroupOut.model_validate(g))
 
 
 @router.delete("/groups/{group_id}", status_code=204, openapi_extra=act(Action.GROUP_MANAGE), tags=["groups"])
@@ -260,23 +269,23 @@ def delete_group(group_id: str, ctx: CtxDep) -> None:
 
 @router.get(
     "/groups/{group_id}/members",
-    response_model=list[s.UserOut],
+    response_model=list[UserOut],
     openapi_extra=act(Action.GROUP_VIEW),
     tags=["groups"],
 )
-def list_group_members(group_id: str, ctx: CtxDep) -> list[s.UserOut]:
-    return [s.UserOut.model_validate(u) for u in members.group_members(ctx.db, ctx.me, group_id)]
+def list_group_members(group_id: str, ctx: CtxDep) -> list[UserOut]:
+    return [UserOut.model_validate(u) for u in members.group_members(ctx.db, ctx.me, group_id)]
 
 
 @router.post(
     "/groups/{group_id}/members",
-    response_model=s.UserOut,
+    response_model=UserOut,
     status_code=201,
     openapi_extra=act(Action.GROUP_MANAGE),
     tags=["groups"],
 )
-def add_group_member(group_id: str, body: s.GroupMemberAdd, ctx: CtxDep) -> s.UserOut:
-    return ctx.commit(s.UserOut.model_validate(members.add_group_member(ctx.db, ctx.me, group_id, body.user)))
+def add_group_member(group_id: str, body: GroupMemberAdd, ctx: CtxDep) -> UserOut:
+    return ctx.commit(UserOut.model_validate(members.add_group_member(ctx.db, ctx.me, group_id, body.user)))
 
 
 @router.delete(

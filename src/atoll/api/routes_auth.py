@@ -5,10 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from atoll.api import schemas as s
 from atoll.api.common import PUBLIC, SELF, OrgFilter, PageSize, PageToken, act, token_out
 from atoll.api.deps import SESSION_COOKIE, AnonCtxDep, Ctx, CtxDep
 from atoll.api.pagination import page
+from atoll.api.schemas import Page
+from atoll.api.schemas_auth import (
+    NewTokenOut,
+    PasswordChange,
+    SessionOut,
+    SignIn,
+    TokenCreate,
+    TokenLogin,
+    TokenOut,
+    UserCreate,
+    UserOut,
+)
 from atoll.domain import access, auth, listing, members, throttle
 from atoll.domain.access import Action, ResourceType
 from atoll.errors import Invalid
@@ -29,16 +40,16 @@ def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int)
     )
 
 
-@router.post("/auth/sessions", response_model=s.SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
-def sign_in(body: s.SignIn, ctx: AnonCtxDep, response: Response) -> s.SessionOut:
+@router.post("/auth/sessions", response_model=SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
+def sign_in(body: SignIn, ctx: AnonCtxDep, response: Response) -> SessionOut:
     """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
     user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
     new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
     secure = ctx.settings.cookies_secure_for(ctx.request.url.scheme)
     set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
     return ctx.commit(
-        s.SessionOut(
-            user=s.UserOut.model_validate(user), csrf_token=new.csrf_token, expires_at=new.session.expires_at
+        SessionOut(
+            user=UserOut.model_validate(user), csrf_token=new.csrf_token, expires_at=new.session.expires_at
         )
     )
 
@@ -53,22 +64,22 @@ def sign_out(ctx: CtxDep, response: Response) -> None:
 
 
 @router.post(
-    "/auth/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"]
+    "/auth/tokens", response_model=NewTokenOut, status_code=201, openapi_extra=act(PUBLIC), tags=["auth"]
 )
-def token_login(body: s.TokenLogin, ctx: AnonCtxDep) -> s.NewTokenOut:
+def token_login(body: TokenLogin, ctx: AnonCtxDep) -> NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
     user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
     tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
-    return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
+    return ctx.commit(NewTokenOut(**token_out(tok).model_dump(), token=raw))
 
 
-@router.get("/users/me", response_model=s.UserOut, openapi_extra=act(SELF), tags=["users"])
-def whoami(ctx: CtxDep) -> s.UserOut:
-    return s.UserOut.model_validate(ctx.me.user)
+@router.get("/users/me", response_model=UserOut, openapi_extra=act(SELF), tags=["users"])
+def whoami(ctx: CtxDep) -> UserOut:
+    return UserOut.model_validate(ctx.me.user)
 
 
 @router.put("/users/me/password", status_code=204, openapi_extra=act(SELF), tags=["users"])
-def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
+def change_password(body: PasswordChange, ctx: CtxDep) -> None:
     keep = ctx.web_session.id if ctx.web_session else None
     auth.change_password(
         ctx.db, ctx.me.user, body.current_password, body.new_password, signin_guard(ctx), keep
@@ -76,49 +87,45 @@ def change_password(body: s.PasswordChange, ctx: CtxDep) -> None:
     ctx.commit(None)
 
 
-@router.get("/tokens", response_model=s.Page[s.TokenOut], openapi_extra=act(SELF), tags=["tokens"])
-def list_tokens(
-    ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
-) -> s.Page[s.TokenOut]:
+@router.get("/tokens", response_model=Page[TokenOut], openapi_extra=act(SELF), tags=["tokens"])
+def list_tokens(ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken) -> Page[TokenOut]:
     rows, nxt = page(ctx.db, listing.tokens(ctx.me.user), ApiToken, page_size, page_token)
-    return s.Page(items=[token_out(t) for t in rows], next_page_token=nxt)
+    return Page(items=[token_out(t) for t in rows], next_page_token=nxt)
 
 
-@router.post(
-    "/tokens", response_model=s.NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"]
-)
-def create_token(body: s.TokenCreate, ctx: CtxDep) -> s.NewTokenOut:
+@router.post("/tokens", response_model=NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"])
+def create_token(body: TokenCreate, ctx: CtxDep) -> NewTokenOut:
     tok, raw = auth.create_token(ctx.db, ctx.me.user, body.name, body.expires_in_days)
-    return ctx.commit(s.NewTokenOut(**token_out(tok).model_dump(), token=raw))
+    return ctx.commit(NewTokenOut(**token_out(tok).model_dump(), token=raw))
 
 
-@router.delete("/tokens/{token_id}", response_model=s.TokenOut, openapi_extra=act(SELF), tags=["tokens"])
-def revoke_token(token_id: str, ctx: CtxDep) -> s.TokenOut:
+@router.delete("/tokens/{token_id}", response_model=TokenOut, openapi_extra=act(SELF), tags=["tokens"])
+def revoke_token(token_id: str, ctx: CtxDep) -> TokenOut:
     return ctx.commit(token_out(auth.revoke_token(ctx.db, ctx.me.user, token_id)))
 
 
-@router.get("/users", response_model=s.Page[s.UserOut], openapi_extra=act(SELF), tags=["users"])
+@router.get("/users", response_model=Page[UserOut], openapi_extra=act(SELF), tags=["users"])
 def list_users(
     ctx: CtxDep,
     organization_id: str | None = OrgFilter,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-) -> s.Page[s.UserOut]:
+) -> Page[UserOut]:
     """Admins see every account; others see the members of their organizations."""
     users = members.list_users(ctx.db, ctx.me, organization_id)
     ids = [u.id for u in users]
     rows, nxt = page(ctx.db, select(User).where(User.id.in_(ids)), User, page_size, page_token)
-    return s.Page(items=[s.UserOut.model_validate(u) for u in rows], next_page_token=nxt)
+    return Page(items=[UserOut.model_validate(u) for u in rows], next_page_token=nxt)
 
 
 @router.post(
     "/users",
-    response_model=s.UserOut,
+    response_model=UserOut,
     status_code=201,
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["users"],
 )
-def create_user(body: s.UserCreate, ctx: CtxDep) -> s.UserOut:
+def create_user(body: UserCreate, ctx: CtxDep) -> UserOut:
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
     org = None
     if body.organization_id:
@@ -146,4 +153,4 @@ def create_user(body: s.UserCreate, ctx: CtxDep) -> s.UserOut:
                 created_by=ctx.me.user.id,
             )
         )
-    return ctx.commit(s.UserOut.model_validate(user))
+    return ctx.commit(UserOut.model_validate(user))

@@ -6,11 +6,13 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query
 
-from atoll.api import schemas as s
 from atoll.api.bounds import MAX_ID
 from atoll.api.common import SELF, PageSize, PageToken, act, configuration_out
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
+from atoll.api.schemas import Page
+from atoll.api.schemas_catalog import ConfigurationIn, ConfigurationOut
+from atoll.api.schemas_tenancy import BillingAccountCreate, BillingAccountOut, BillingAccountUpdate, UsageOut
 from atoll.domain import billing, catalog, listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
@@ -24,7 +26,7 @@ router = APIRouter()
 
 @router.get(
     "/billing-accounts",
-    response_model=s.Page[s.BillingAccountOut],
+    response_model=Page[BillingAccountOut],
     openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
     tags=["billing"],
 )
@@ -33,20 +35,20 @@ def list_billing_accounts(
     organization_id: str | None = Query(None, alias="organizationId", max_length=MAX_ID),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-) -> s.Page[s.BillingAccountOut]:
+) -> Page[BillingAccountOut]:
     q = listing.billing_accounts(ctx.me, organization_id=organization_id)
     rows, nxt = page(ctx.db, q, BillingAccount, page_size, page_token)
-    return s.Page(items=[s.BillingAccountOut.model_validate(b) for b in rows], next_page_token=nxt)
+    return Page(items=[BillingAccountOut.model_validate(b) for b in rows], next_page_token=nxt)
 
 
 @router.post(
     "/billing-accounts",
-    response_model=s.BillingAccountOut,
+    response_model=BillingAccountOut,
     status_code=201,
     openapi_extra=act(Action.BILLING_ACCOUNT_CREATE),
     tags=["billing"],
 )
-def create_billing_account(body: s.BillingAccountCreate, ctx: CtxDep) -> s.BillingAccountOut:
+def create_billing_account(body: BillingAccountCreate, ctx: CtxDep) -> BillingAccountOut:
     ba = billing.create_billing_account(
         ctx.db,
         ctx.me,
@@ -56,28 +58,28 @@ def create_billing_account(body: s.BillingAccountCreate, ctx: CtxDep) -> s.Billi
         currency=body.currency,
         unit_price=body.unit_price,
     )
-    return ctx.commit(s.BillingAccountOut.model_validate(ba))
+    return ctx.commit(BillingAccountOut.model_validate(ba))
 
 
 @router.get(
     "/billing-accounts/{billing_account_id}",
-    response_model=s.BillingAccountOut,
+    response_model=BillingAccountOut,
     openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
     tags=["billing"],
 )
-def get_billing_account(billing_account_id: str, ctx: CtxDep) -> s.BillingAccountOut:
-    return s.BillingAccountOut.model_validate(billing.get_billing_account(ctx.db, ctx.me, billing_account_id))
+def get_billing_account(billing_account_id: str, ctx: CtxDep) -> BillingAccountOut:
+    return BillingAccountOut.model_validate(billing.get_billing_account(ctx.db, ctx.me, billing_account_id))
 
 
 @router.patch(
     "/billing-accounts/{billing_account_id}",
-    response_model=s.BillingAccountOut,
+    response_model=BillingAccountOut,
     openapi_extra=act(Action.BILLING_ACCOUNT_UPDATE),
     tags=["billing"],
 )
 def update_billing_account(
-    billing_account_id: str, body: s.BillingAccountUpdate, ctx: CtxDep
-) -> s.BillingAccountOut:
+    billing_account_id: str, body: BillingAccountUpdate, ctx: CtxDep
+) -> BillingAccountOut:
     ba = billing.update_billing_account(
         ctx.db,
         ctx.me,
@@ -87,7 +89,7 @@ def update_billing_account(
         unit_price=body.unit_price,
         active=body.active,
     )
-    return ctx.commit(s.BillingAccountOut.model_validate(ba))
+    return ctx.commit(BillingAccountOut.model_validate(ba))
 
 
 @router.delete(
@@ -103,17 +105,17 @@ def delete_billing_account(billing_account_id: str, ctx: CtxDep) -> None:
 
 @router.get(
     "/billing-accounts/{billing_account_id}/usage",
-    response_model=s.UsageOut,
+    response_model=UsageOut,
     openapi_extra=act(Action.BILLING_ACCOUNT_VIEW),
     tags=["billing"],
 )
 def billing_account_usage(
     billing_account_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
-) -> s.UsageOut:
+) -> UsageOut:
     """Units used by the communities this account pays for, over a period, and their cost."""
     ba = billing.get_billing_account(ctx.db, ctx.me, billing_account_id)
     units = billing.usage_units(ctx.db, billing_account_id=ba.id, since=since, until=until)
-    return s.UsageOut(
+    return UsageOut(
         units=units, cost=billing.cost_of(units, ba), currency=ba.currency, since=since, until=until
     )
 
@@ -123,7 +125,7 @@ def billing_account_usage(
 
 @router.get(
     "/configurations",
-    response_model=list[s.ConfigurationOut],
+    response_model=list[ConfigurationOut],
     openapi_extra=act(Action.CATALOG_VIEW),
     tags=["configurations"],
 )
@@ -138,7 +140,7 @@ def list_configurations(
         max_length=MAX_ID,
         description="Mark which ones the project's community allows",
     ),
-) -> list[s.ConfigurationOut]:
+) -> list[ConfigurationOut]:
     """The catalogue with each configuration's availability on this installation."""
     community: Community | None = None
     if project_id:
@@ -153,22 +155,22 @@ def list_configurations(
 
 @router.get(
     "/configurations/{name}",
-    response_model=s.ConfigurationOut,
+    response_model=ConfigurationOut,
     openapi_extra=act(Action.CATALOG_VIEW),
     tags=["configurations"],
 )
-def get_configuration(name: str, ctx: CtxDep) -> s.ConfigurationOut:
+def get_configuration(name: str, ctx: CtxDep) -> ConfigurationOut:
     cfg = catalog.get_configuration(ctx.db, ctx.me, name)
     return configuration_out(cfg, ctx.inventory, ctx.settings.pool_overcommit)
 
 
 @router.put(
     "/configurations/{name}",
-    response_model=s.ConfigurationOut,
+    response_model=ConfigurationOut,
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["configurations"],
 )
-def put_configuration(name: str, body: s.ConfigurationIn, ctx: CtxDep) -> s.ConfigurationOut:
+def put_configuration(name: str, body: ConfigurationIn, ctx: CtxDep) -> ConfigurationOut:
     """Create or change a catalogue entry (installation admins)."""
     values = body.model_dump(by_alias=True, exclude_unset=True)
     for key, value in values.items():
@@ -211,21 +213,21 @@ def capacity(ctx: CtxDep) -> dict[str, object]:
 
 def _usage(
     ctx: CtxDep, units: int, ba_id: str | None, since: datetime | None, until: datetime | None
-) -> s.UsageOut:
+) -> UsageOut:
     ba = ctx.db.get(BillingAccount, ba_id) if ba_id else None
     cost = billing.cost_of(units, ba) if ba else None
-    return s.UsageOut(units=units, cost=cost, currency=ba.currency if ba else None, since=since, until=until)
+    return UsageOut(units=units, cost=cost, currency=ba.currency if ba else None, since=since, until=until)
 
 
 @router.get(
     "/projects/{project_id}/usage",
-    response_model=s.UsageOut,
+    response_model=UsageOut,
     openapi_extra=act(Action.PROJECT_VIEW_USAGE),
     tags=["billing"],
 )
 def project_usage(
     project_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
-) -> s.UsageOut:
+) -> UsageOut:
     """Units the project's workloads used over a period, priced by its community's billing account."""
     project = tenancy.get_project(ctx.db, ctx.me, project_id, Action.PROJECT_VIEW_USAGE)
     community = ctx.db.get(Community, project.community_id)
@@ -235,13 +237,13 @@ def project_usage(
 
 @router.get(
     "/communities/{community_id}/usage",
-    response_model=s.UsageOut,
+    response_model=UsageOut,
     openapi_extra=act(Action.COMMUNITY_VIEW_USAGE),
     tags=["billing"],
 )
 def community_usage(
     community_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
-) -> s.UsageOut:
+) -> UsageOut:
     """Units all of the community's projects used over a period."""
     community = tenancy.get_community(ctx.db, ctx.me, community_id, Action.COMMUNITY_VIEW_USAGE)
     units = billing.usage_units(ctx.db, community_id=community.id, since=since, until=until)

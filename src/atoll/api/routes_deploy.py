@@ -21,7 +21,7 @@ from atoll.api.bounds import MAX_ID, MAX_LOG_CHUNK, MAX_LOG_OFFSET
 from atoll.api.common import act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.routes_jobs import STREAMS
-from atoll.api.schemas import LogChunkOut
+from atoll.api.schemas_jobs import LogChunkOut
 from atoll.domain import deploy, deploy_metrics, model_registry, workloads
 from atoll.domain.access import Action
 from atoll.errors import Conflict, Invalid, NotFound

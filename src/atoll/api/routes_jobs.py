@@ -11,11 +11,24 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from atoll.api import schemas as s
 from atoll.api.bounds import MAX_LOG_CHUNK, MAX_LOG_OFFSET
 from atoll.api.common import PageSize, PageToken, act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.pagination import page
+from atoll.api.schemas import Page
+from atoll.api.schemas_jobs import (
+    DatasetOut,
+    DataTtl,
+    FileRefIn,
+    JobCancel,
+    JobCreate,
+    JobCreated,
+    JobFork,
+    JobOut,
+    LogChunkOut,
+    OutputDatasetOut,
+    OutputFile,
+)
 from atoll.domain import datasets, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
@@ -30,31 +43,31 @@ router = APIRouter(tags=["jobs"])
 STREAMS = ("stdout", "stderr", "system")
 
 
-def job_out(job: Job) -> s.JobOut:
-    out = s.JobOut.model_validate(job)
-    out.output_files = [s.OutputFile.model_validate(o) for o in job.files.get("outputs", [])]
+def job_out(job: Job) -> JobOut:
+    out = JobOut.model_validate(job)
+    out.output_files = [OutputFile.model_validate(o) for o in job.files.get("outputs", [])]
     out.file_errors = list(job.files.get("fileErrors", []))
-    out.output_datasets = [s.OutputDatasetOut.model_validate(d) for d in job.files.get("outputDatasets", [])]
+    out.output_datasets = [OutputDatasetOut.model_validate(d) for d in job.files.get("outputDatasets", [])]
     return out
 
 
-def _refs(items: list[s.FileRefIn]) -> list[FileRef]:
+def _refs(items: list[FileRefIn]) -> list[FileRef]:
     return [FileRef(f.path, f.sha256, f.size, f.var, f.is_dir, f.executable) for f in items]
 
 
-def _created(ctx: Ctx, job: Job) -> s.JobCreated:
+def _created(ctx: Ctx, job: Job) -> JobCreated:
     blobs = ctx.services.blobs
     missing = lifecycle.missing_blobs(ctx.db, job.project_id, lifecycle.job_shas(job), blobs.has)
-    return ctx.commit(s.JobCreated(job=job_out(job), missing_files=missing))
+    return ctx.commit(JobCreated(job=job_out(job), missing_files=missing))
 
 
 @router.post(
     "/projects/{project_id}/jobs",
-    response_model=s.JobCreated,
+    response_model=JobCreated,
     status_code=201,
     openapi_extra=act(Action.PROJECT_USE),
 )
-def create_job(project_id: str, body: s.JobCreate, ctx: CtxDep) -> s.JobCreated:
+def create_job(project_id: str, body: JobCreate, ctx: CtxDep) -> JobCreated:
     """Create a job from config.yaml and the hashes of its files; upload the missing ones next."""
     job = lifecycle.create_job(
         ctx.db,
@@ -74,13 +87,13 @@ def create_job(project_id: str, body: s.JobCreate, ctx: CtxDep) -> s.JobCreated:
 
 
 @router.get(
-    "/projects/{project_id}/jobs", response_model=s.Page[s.JobOut], openapi_extra=act(Action.PROJECT_VIEW)
+    "/projects/{project_id}/jobs", response_model=Page[JobOut], openapi_extra=act(Action.PROJECT_VIEW)
 )
 def list_jobs(
     project_id: str, ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
-) -> s.Page[s.JobOut]:
+) -> Page[JobOut]:
     rows, nxt = page(ctx.db, lifecycle.list_jobs(ctx.db, ctx.me, project_id), Job, page_size, page_token)
-    return s.Page(items=[job_out(j) for j in rows], next_page_token=nxt)
+    return Page(items=[job_out(j) for j in rows], next_page_token=nxt)
 
 
 @router.put("/projects/{project_id}/blobs/{sha256}", status_code=204, openapi_extra=act(Action.PROJECT_USE))
@@ -120,27 +133,27 @@ def _record(ctx: Ctx, project_id: str, digest: str, n: int) -> None:
     ctx.commit(None)
 
 
-@router.get("/jobs/{job_id}", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_VIEW))
-def get_job(job_id: str, ctx: CtxDep) -> s.JobOut:
+@router.get("/jobs/{job_id}", response_model=JobOut, openapi_extra=act(Action.PROJECT_VIEW))
+def get_job(job_id: str, ctx: CtxDep) -> JobOut:
     return job_out(lifecycle.get_job(ctx.db, ctx.me, job_id))
 
 
-@router.post("/jobs/{job_id}/execute", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
-def execute_job(job_id: str, ctx: CtxDep) -> s.JobOut:
+@router.post("/jobs/{job_id}/execute", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
+def execute_job(job_id: str, ctx: CtxDep) -> JobOut:
     job = lifecycle.execute_job(ctx.db, ctx.me, job_id, ctx.services.blobs.has)
     return ctx.commit(job_out(job))
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
-def cancel_job(job_id: str, body: s.JobCancel, ctx: CtxDep) -> s.JobOut:
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
+def cancel_job(job_id: str, body: JobCancel, ctx: CtxDep) -> JobOut:
     """Cancel; `graceful` uses the config's graceful-shutdown signal and timeout, else SIGKILL."""
     return ctx.commit(job_out(lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=body.graceful)))
 
 
 @router.post(
-    "/jobs/{job_id}/fork", response_model=s.JobCreated, status_code=201, openapi_extra=act(Action.PROJECT_USE)
+    "/jobs/{job_id}/fork", response_model=JobCreated, status_code=201, openapi_extra=act(Action.PROJECT_USE)
 )
-def fork_job(job_id: str, body: s.JobFork, ctx: CtxDep) -> s.JobCreated:
+def fork_job(job_id: str, body: JobFork, ctx: CtxDep) -> JobCreated:
     """A new job from this one with overrides (spec §5.7); upload the missing files, then execute it."""
     new_inputs = [
         FileRef(f.path, f.sha256, f.size, var, f.is_dir, f.executable) for var, f in (body.vars or {}).items()
@@ -165,8 +178,8 @@ def fork_job(job_id: str, body: s.JobFork, ctx: CtxDep) -> s.JobCreated:
     return _created(ctx, job)
 
 
-@router.put("/jobs/{job_id}/data-ttl", response_model=s.JobOut, openapi_extra=act(Action.PROJECT_USE))
-def set_data_ttl(job_id: str, body: s.DataTtl, ctx: CtxDep) -> s.JobOut:
+@router.put("/jobs/{job_id}/data-ttl", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
+def set_data_ttl(job_id: str, body: DataTtl, ctx: CtxDep) -> JobOut:
     return ctx.commit(job_out(lifecycle.set_data_ttl(ctx.db, ctx.me, job_id, body.days)))
 
 
@@ -180,14 +193,14 @@ def _utf8_complete(data: bytes) -> int:
     return len(data)
 
 
-@router.get("/jobs/{job_id}/logs", response_model=s.LogChunkOut, openapi_extra=act(Action.PROJECT_VIEW))
+@router.get("/jobs/{job_id}/logs", response_model=LogChunkOut, openapi_extra=act(Action.PROJECT_VIEW))
 def read_logs(
     job_id: str,
     ctx: CtxDep,
     stream: str = Query("stdout", max_length=16),
     offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK),
-) -> s.LogChunkOut:
+) -> LogChunkOut:
     """A slice of the job's stdout, stderr or system log from a byte offset (attach resumes here)."""
     if stream not in STREAMS:
         raise Invalid(f"stream must be one of {', '.join(STREAMS)}", field="stream")
@@ -199,7 +212,7 @@ def read_logs(
     if keep < len(data):  # a character cut by the limit: send it whole with the next chunk
         data, nxt = data[:keep], nxt - (len(data) - keep)
     done = job.status in JOB_TERMINAL
-    return s.LogChunkOut(
+    return LogChunkOut(
         stream=stream,
         data=data.decode("utf-8", "replace"),
         offset=nxt,
@@ -227,28 +240,28 @@ def download_file(job_id: str, sha256: str, ctx: CtxDep) -> FileResponse:
 
 @router.get(
     "/projects/{project_id}/datasets",
-    response_model=s.Page[s.DatasetOut],
+    response_model=Page[DatasetOut],
     openapi_extra=act(Action.PROJECT_VIEW),
     tags=["datasets"],
 )
 def list_datasets(
     project_id: str, ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
-) -> s.Page[s.DatasetOut]:
+) -> Page[DatasetOut]:
     rows, nxt = page(
         ctx.db, datasets.datasets_query(ctx.db, ctx.me, project_id), Dataset, page_size, page_token
     )
-    return s.Page(items=[s.DatasetOut.model_validate(d) for d in rows], next_page_token=nxt)
+    return Page(items=[DatasetOut.model_validate(d) for d in rows], next_page_token=nxt)
 
 
 @router.get(
     "/projects/{project_id}/datasets/{dataset}",
-    response_model=s.DatasetOut,
+    response_model=DatasetOut,
     openapi_extra=act(Action.PROJECT_VIEW),
     tags=["datasets"],
 )
-def get_dataset(project_id: str, dataset: str, ctx: CtxDep) -> s.DatasetOut:
+def get_dataset(project_id: str, dataset: str, ctx: CtxDep) -> DatasetOut:
     """A dataset by id or by name."""
-    return s.DatasetOut.model_validate(datasets.get_dataset(ctx.db, ctx.me, project_id, dataset))
+    return DatasetOut.model_validate(datasets.get_dataset(ctx.db, ctx.me, project_id, dataset))
 
 
 @router.delete(

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from atoll.api import schemas as s
 from atoll.api.common import act
 from atoll.api.deps import CtxDep
+from atoll.api.schemas_notebooks import NotebookExecute, NotebookOpen, NotebookOperation, NotebookOut
 from atoll.domain import notebook_runs
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
@@ -17,14 +17,14 @@ from atoll.store.tables import NotebookServer, Project
 router = APIRouter(tags=["notebooks"])
 
 
-def notebook_out(db: Session, project: Project, server: NotebookServer | None) -> s.NotebookOut:
-    return s.NotebookOut.model_validate(nbs.describe(db, project, server))
+def notebook_out(db: Session, project: Project, server: NotebookServer | None) -> NotebookOut:
+    return NotebookOut.model_validate(nbs.describe(db, project, server))
 
 
 @router.get(
-    "/projects/{project_id}/notebook", response_model=s.NotebookOut, openapi_extra=act(Action.PROJECT_VIEW)
+    "/projects/{project_id}/notebook", response_model=NotebookOut, openapi_extra=act(Action.PROJECT_VIEW)
 )
-def get_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
+def get_notebook(project_id: str, ctx: CtxDep) -> NotebookOut:
     """The project's notebook server: state, spawn timeline, time left before idle release."""
     project, server = nbs.get_status(ctx.db, ctx.me, project_id)
     return notebook_out(ctx.db, project, server)
@@ -32,11 +32,11 @@ def get_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
 
 @router.post(
     "/projects/{project_id}/notebook/open",
-    response_model=s.NotebookOut,
+    response_model=NotebookOut,
     status_code=202,
     openapi_extra=act(Action.PROJECT_USE),
 )
-def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = None) -> s.NotebookOut:
+def open_notebook(project_id: str, ctx: CtxDep, body: NotebookOpen | None = None) -> NotebookOut:
     """Open the project's JupyterLab (idempotent while it runs); poll GET …/notebook until READY."""
     server = nbs.open_server(ctx.db, ctx.me, project_id, ctx.secret_box, body.configuration if body else None)
     ctx.db.commit()
@@ -48,11 +48,11 @@ def open_notebook(project_id: str, ctx: CtxDep, body: s.NotebookOpen | None = No
 
 @router.post(
     "/projects/{project_id}/notebook/stop",
-    response_model=s.NotebookOut,
+    response_model=NotebookOut,
     status_code=202,
     openapi_extra=act(Action.PROJECT_USE),
 )
-def stop_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
+def stop_notebook(project_id: str, ctx: CtxDep) -> NotebookOut:
     """Stop the project's JupyterLab and its kernels (what is saved in the project stays)."""
     project, server = nbs.stop_server(ctx.db, ctx.me, project_id)
     ctx.db.commit()
@@ -62,11 +62,11 @@ def stop_notebook(project_id: str, ctx: CtxDep) -> s.NotebookOut:
 
 @router.post(
     "/projects/{project_id}:execute",
-    response_model=s.NotebookOperation,
+    response_model=NotebookOperation,
     status_code=202,
     openapi_extra=act(Action.PROJECT_USE),
 )
-def execute_notebook(project_id: str, body: s.NotebookExecute, ctx: CtxDep) -> s.NotebookOperation:
+def execute_notebook(project_id: str, body: NotebookExecute, ctx: CtxDep) -> NotebookOperation:
     """Run a notebook of the project's storage top to bottom (spec §4.1); poll the operation."""
     controller = ctx.services.notebooks
     run = notebook_runs.execute(
@@ -81,15 +81,15 @@ def execute_notebook(project_id: str, body: s.NotebookExecute, ctx: CtxDep) -> s
     )
     ctx.db.commit()
     ctx.services.wake("notebooks")
-    return s.NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))
+    return NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))
 
 
 @router.get(
     "/projects/{project_id}/executions/{execution_id}",
-    response_model=s.NotebookOperation,
+    response_model=NotebookOperation,
     openapi_extra=act(Action.PROJECT_VIEW),
 )
-def get_execution(project_id: str, execution_id: str, ctx: CtxDep) -> s.NotebookOperation:
+def get_execution(project_id: str, execution_id: str, ctx: CtxDep) -> NotebookOperation:
     """A notebook run: ``done``, then ``response.outputVariables`` or ``error.message``."""
     _project, run = notebook_runs.get_run(ctx.db, ctx.me, project_id, execution_id)
-    return s.NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))
+    return NotebookOperation.model_validate(notebook_runs.operation(ctx.db, run))

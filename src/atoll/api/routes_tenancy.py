@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from atoll.api import schemas as s
 from atoll.api.bounds import MAX_ID, MAX_NAME
 from atoll.api.common import (
     PageSize,
@@ -17,6 +16,24 @@ from atoll.api.common import (
 )
 from atoll.api.deps import CtxDep
 from atoll.api.pagination import page
+from atoll.api.schemas import Page
+from atoll.api.schemas_tenancy import (
+    BillingLink,
+    CommunityCreate,
+    CommunityOut,
+    CommunityUpdate,
+    OrganizationCreate,
+    OrganizationOut,
+    OrganizationUpdate,
+    ProjectCreate,
+    ProjectLimits,
+    ProjectLimitsIn,
+    ProjectOut,
+    ProjectSettingsIn,
+    ProjectUpdate,
+    Restrictions,
+    RestrictionsUpdate,
+)
 from atoll.domain import listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
@@ -25,7 +42,7 @@ from atoll.store.tables import Community, Organization, Project
 router = APIRouter()
 
 
-def _settings_dict(body: s.ProjectSettingsIn | None) -> dict[str, object]:
+def _settings_dict(body: ProjectSettingsIn | None) -> dict[str, object]:
     return body.model_dump(by_alias=True, exclude_unset=True) if body else {}
 
 
@@ -34,50 +51,50 @@ def _settings_dict(body: s.ProjectSettingsIn | None) -> dict[str, object]:
 
 @router.get(
     "/organizations",
-    response_model=s.Page[s.OrganizationOut],
+    response_model=Page[OrganizationOut],
     openapi_extra=act(Action.ORG_VIEW),
     tags=["organizations"],
 )
 def list_organizations(
     ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
-) -> s.Page[s.OrganizationOut]:
+) -> Page[OrganizationOut]:
     rows, nxt = page(ctx.db, listing.organizations(ctx.me), Organization, page_size, page_token)
-    return s.Page(items=[s.OrganizationOut.model_validate(o) for o in rows], next_page_token=nxt)
+    return Page(items=[OrganizationOut.model_validate(o) for o in rows], next_page_token=nxt)
 
 
 @router.post(
     "/organizations",
-    response_model=s.OrganizationOut,
+    response_model=OrganizationOut,
     status_code=201,
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["organizations"],
 )
-def create_organization(body: s.OrganizationCreate, ctx: CtxDep) -> s.OrganizationOut:
+def create_organization(body: OrganizationCreate, ctx: CtxDep) -> OrganizationOut:
     org = tenancy.create_organization(ctx.db, ctx.me, name=body.name, description=body.description)
-    return ctx.commit(s.OrganizationOut.model_validate(org))
+    return ctx.commit(OrganizationOut.model_validate(org))
 
 
 @router.get(
     "/organizations/{organization_id}",
-    response_model=s.OrganizationOut,
+    response_model=OrganizationOut,
     openapi_extra=act(Action.ORG_VIEW),
     tags=["organizations"],
 )
-def get_organization(organization_id: str, ctx: CtxDep) -> s.OrganizationOut:
-    return s.OrganizationOut.model_validate(tenancy.get_organization(ctx.db, ctx.me, organization_id))
+def get_organization(organization_id: str, ctx: CtxDep) -> OrganizationOut:
+    return OrganizationOut.model_validate(tenancy.get_organization(ctx.db, ctx.me, organization_id))
 
 
 @router.patch(
     "/organizations/{organization_id}",
-    response_model=s.OrganizationOut,
+    response_model=OrganizationOut,
     openapi_extra=act(Action.ORG_UPDATE),
     tags=["organizations"],
 )
-def update_organization(organization_id: str, body: s.OrganizationUpdate, ctx: CtxDep) -> s.OrganizationOut:
+def update_organization(organization_id: str, body: OrganizationUpdate, ctx: CtxDep) -> OrganizationOut:
     org = tenancy.update_organization(
         ctx.db, ctx.me, organization_id, name=body.name, description=body.description
     )
-    return ctx.commit(s.OrganizationOut.model_validate(org))
+    return ctx.commit(OrganizationOut.model_validate(org))
 
 
 @router.delete(
@@ -96,7 +113,7 @@ def delete_organization(organization_id: str, ctx: CtxDep) -> None:
 
 @router.get(
     "/communities",
-    response_model=s.Page[s.CommunityOut],
+    response_model=Page[CommunityOut],
     openapi_extra=act(Action.COMMUNITY_VIEW),
     tags=["communities"],
 )
@@ -106,20 +123,20 @@ def list_communities(
     name: str | None = Query(None, max_length=MAX_NAME),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-) -> s.Page[s.CommunityOut]:
+) -> Page[CommunityOut]:
     q = listing.communities(ctx.me, organization_id=organization_id, name=name)
     rows, nxt = page(ctx.db, q, Community, page_size, page_token)
-    return s.Page(items=[community_out(c) for c in rows], next_page_token=nxt)
+    return Page(items=[community_out(c) for c in rows], next_page_token=nxt)
 
 
 @router.post(
     "/communities",
-    response_model=s.CommunityOut,
+    response_model=CommunityOut,
     status_code=201,
     openapi_extra=act(Action.COMMUNITY_CREATE),
     tags=["communities"],
 )
-def create_community(body: s.CommunityCreate, ctx: CtxDep) -> s.CommunityOut:
+def create_community(body: CommunityCreate, ctx: CtxDep) -> CommunityOut:
     c = tenancy.create_community(
         ctx.db,
         ctx.me,
@@ -136,21 +153,21 @@ def create_community(body: s.CommunityCreate, ctx: CtxDep) -> s.CommunityOut:
 
 @router.get(
     "/communities/{community_id}",
-    response_model=s.CommunityOut,
+    response_model=CommunityOut,
     openapi_extra=act(Action.COMMUNITY_VIEW),
     tags=["communities"],
 )
-def get_community(community_id: str, ctx: CtxDep) -> s.CommunityOut:
+def get_community(community_id: str, ctx: CtxDep) -> CommunityOut:
     return community_out(tenancy.get_community(ctx.db, ctx.me, community_id))
 
 
 @router.patch(
     "/communities/{community_id}",
-    response_model=s.CommunityOut,
+    response_model=CommunityOut,
     openapi_extra=act(Action.COMMUNITY_UPDATE),
     tags=["communities"],
 )
-def update_community(community_id: str, body: s.CommunityUpdate, ctx: CtxDep) -> s.CommunityOut:
+def update_community(community_id: str, body: CommunityUpdate, ctx: CtxDep) -> CommunityOut:
     c = tenancy.update_community(
         ctx.db,
         ctx.me,
@@ -176,11 +193,11 @@ def delete_community(community_id: str, ctx: CtxDep) -> None:
 
 @router.put(
     "/communities/{community_id}/billing-account",
-    response_model=s.CommunityOut,
+    response_model=CommunityOut,
     openapi_extra=act(Action.COMMUNITY_LINK_BILLING),
     tags=["communities"],
 )
-def link_billing_account(community_id: str, body: s.BillingLink, ctx: CtxDep) -> s.CommunityOut:
+def link_billing_account(community_id: str, body: BillingLink, ctx: CtxDep) -> CommunityOut:
     """Link (or with null, unlink) the billing account that pays for the community."""
     c = tenancy.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, body.billing_account_id)
     return ctx.commit(community_out(c))
@@ -188,21 +205,21 @@ def link_billing_account(community_id: str, body: s.BillingLink, ctx: CtxDep) ->
 
 @router.get(
     "/communities/{community_id}/restrictions",
-    response_model=s.Restrictions,
+    response_model=Restrictions,
     openapi_extra=act(Action.COMMUNITY_VIEW),
     tags=["communities"],
 )
-def get_restrictions(community_id: str, ctx: CtxDep) -> s.Restrictions:
+def get_restrictions(community_id: str, ctx: CtxDep) -> Restrictions:
     return restrictions_out(tenancy.get_community(ctx.db, ctx.me, community_id))
 
 
 @router.patch(
     "/communities/{community_id}/restrictions",
-    response_model=s.Restrictions,
+    response_model=Restrictions,
     openapi_extra=act(Action.COMMUNITY_SET_RESTRICTIONS),
     tags=["communities"],
 )
-def set_restrictions(community_id: str, body: s.RestrictionsUpdate, ctx: CtxDep) -> s.Restrictions:
+def set_restrictions(community_id: str, body: RestrictionsUpdate, ctx: CtxDep) -> Restrictions:
     """Allowed configurations and feature toggles (spec §7.2); community Admins only."""
     if body.allow_all_configurations and body.allowed_configurations is not None:
         raise Invalid(
@@ -225,7 +242,7 @@ def set_restrictions(community_id: str, body: s.RestrictionsUpdate, ctx: CtxDep)
 
 @router.get(
     "/projects",
-    response_model=s.Page[s.ProjectOut],
+    response_model=Page[ProjectOut],
     openapi_extra=act(Action.PROJECT_VIEW),
     tags=["projects"],
 )
@@ -236,23 +253,23 @@ def list_projects(
     owned_by_id: str | None = Query(None, alias="ownedById", max_length=MAX_ID),
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-) -> s.Page[s.ProjectOut]:
+) -> Page[ProjectOut]:
     """Projects the caller can see; filters as DataSphere's `list` (community, name pattern, owner)."""
     q = listing.projects(
         ctx.me, community_id=community_id, name_pattern=project_name_pattern, owned_by_id=owned_by_id
     )
     rows, nxt = page(ctx.db, q, Project, page_size, page_token)
-    return s.Page(items=[project_out(ctx.db, p) for p in rows], next_page_token=nxt)
+    return Page(items=[project_out(ctx.db, p) for p in rows], next_page_token=nxt)
 
 
 @router.post(
     "/projects",
-    response_model=s.ProjectOut,
+    response_model=ProjectOut,
     status_code=201,
     openapi_extra=act(Action.PROJECT_CREATE),
     tags=["projects"],
 )
-def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
+def create_project(body: ProjectCreate, ctx: CtxDep) -> ProjectOut:
     p = tenancy.create_project(
         ctx.db,
         ctx.me,
@@ -269,21 +286,21 @@ def create_project(body: s.ProjectCreate, ctx: CtxDep) -> s.ProjectOut:
 
 @router.get(
     "/projects/{project_id}",
-    response_model=s.ProjectOut,
+    response_model=ProjectOut,
     openapi_extra=act(Action.PROJECT_VIEW),
     tags=["projects"],
 )
-def get_project(project_id: str, ctx: CtxDep) -> s.ProjectOut:
+def get_project(project_id: str, ctx: CtxDep) -> ProjectOut:
     return project_out(ctx.db, tenancy.get_project(ctx.db, ctx.me, project_id))
 
 
 @router.patch(
     "/projects/{project_id}",
-    response_model=s.ProjectOut,
+    response_model=ProjectOut,
     openapi_extra=act(Action.PROJECT_UPDATE),
     tags=["projects"],
 )
-def update_project(project_id: str, body: s.ProjectUpdate, ctx: CtxDep) -> s.ProjectOut:
+def update_project(project_id: str, body: ProjectUpdate, ctx: CtxDep) -> ProjectOut:
     p = tenancy.update_project(
         ctx.db,
         ctx.me,
@@ -306,22 +323,22 @@ def delete_project(project_id: str, ctx: CtxDep) -> None:
 
 @router.get(
     "/projects/{project_id}/limits",
-    response_model=s.ProjectLimits,
+    response_model=ProjectLimits,
     openapi_extra=act(Action.PROJECT_VIEW_LIMITS),
     tags=["projects"],
 )
-def get_limits(project_id: str, ctx: CtxDep) -> s.ProjectLimits:
+def get_limits(project_id: str, ctx: CtxDep) -> ProjectLimits:
     """Balance and unit limits; viewing needs project Editor (spec §7.2)."""
     return limits_out(tenancy.get_limits(ctx.db, ctx.me, project_id))
 
 
 @router.patch(
     "/projects/{project_id}/limits",
-    response_model=s.ProjectLimits,
+    response_model=ProjectLimits,
     openapi_extra=act(Action.PROJECT_SET_LIMITS),
     tags=["projects"],
 )
-def set_limits(project_id: str, body: s.ProjectLimitsIn, ctx: CtxDep) -> s.ProjectLimits:
+def set_limits(project_id: str, body: ProjectLimitsIn, ctx: CtxDep) -> ProjectLimits:
     """Set balance and unit limits (null removes a limit); needs project Admin (spec §7.2)."""
     p = tenancy.set_limits(ctx.db, ctx.me, project_id, body.model_dump(by_alias=True, exclude_unset=True))
     return ctx.commit(limits_out(p))
