@@ -13,7 +13,7 @@ from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.interpreter import current_version
 from atoll.envs.sdk import sdk_path
 from atoll.notebooks.server import pick_port
-from atoll.runtime.local import DEFAULT_PATH
+from atoll.runtime.base import DEFAULT_PATH
 from atoll.states import INSTANCE_GONE, InstanceStatus, NodeDesired
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout

@@ -37,8 +37,7 @@ from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usa
 from atoll.envs.sdk import sdk_path
 from atoll.notebooks.activity import ActivityBoard
 from atoll.notebooks.server import SECRET_ENV, WARM_MODULES, jupyter_command, notebook_environment, pick_port
-from atoll.runtime.base import Runtime, UnknownWorkload, WarmPools
-from atoll.runtime.local import DEFAULT_PATH
+from atoll.runtime.base import DEFAULT_PATH, Runtime, UnknownWorkload, WarmPools
 from atoll.states import (
     NOTEBOOK_LIVE,
     NOTEBOOK_WAITING,

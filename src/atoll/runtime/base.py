@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 LOG_STREAMS = ("stdout", "stderr", "system")
 
+# The PATH a workload gets unless it sets its own (its environment never comes from the server).
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 @dataclass(frozen=True)
 class Resources:

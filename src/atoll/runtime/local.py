@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -38,6 +37,7 @@ from typing import Any
 import atoll
 from atoll.runtime import cgroups, sandbox
 from atoll.runtime.base import (
+    DEFAULT_PATH,
     LogChunk,
     UnknownWorkload,
     Usage,
@@ -48,18 +48,17 @@ from atoll.runtime.base import (
     read_log,
 )
 from atoll.runtime.inventory import LimitSupport, detect_limits
-from atoll.runtime.shim import is_same_process, proc_stat, read_json, start_time, write_json
+from atoll.runtime.local_state import Record, recent
+from atoll.runtime.shim import proc_stat, start_time, write_json
+from atoll.runtime.warm_pool import WarmPool
 from atoll.storage.logs import LogStore, check_id, system_line
 from atoll.storage.safepath import Tree
 
 log = logging.getLogger("atoll.runtime")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MIB = 1 << 20
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
-_WARM_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-WARM_RETRY_S = 60.0  # after a warm process failed to load its modules, before trying again
 
 
 def workload_env(w: Workload) -> dict[str, str]:
@@ -136,43 +135,6 @@ def _session_members(session: int, pgid: int) -> list[int]:
     return found
 
 
-def _recent(path: Path, seconds: float) -> bool:
-    """Whether ``path`` exists and was modified less than ``seconds`` ago."""
-    try:
-        return time.time() - path.stat().st_mtime < seconds
-    except OSError:
-        return False
-
-
-class _Record:
-    """Everything the state dir says about one workload, read in one go."""
-
-    def __init__(self, d: Path) -> None:
-        self.dir = d
-        self.spec = read_json(d / "spec.json") or {}
-        self.shim = read_json(d / "shim.json") or {}
-        self.started = read_json(d / "started.json") or {}
-        self.final = read_json(d / "status.json")
-        g = self.spec.get("group")
-        self.group = cgroups.Group.from_dict(g) if g else None
-
-    @property
-    def child_pid(self) -> int | None:
-        pid = self.started.get("pid")
-        return int(pid) if pid else None
-
-    @property
-    def shim_pid(self) -> int | None:
-        pid = self.shim.get("pid")
-        return int(pid) if pid else None
-
-    def shim_alive(self) -> bool:
-        return is_same_process(self.shim_pid, self.shim.get("start_time"))
-
-    def child_alive(self) -> bool:
-        return is_same_process(self.child_pid, self.started.get("start_time"))
-
-
 class LocalRuntime:
     """Runs Workloads as supervised process trees on this machine (see the module docstring)."""
 
@@ -198,11 +160,10 @@ class LocalRuntime:
         # machine never share a group even with equal workload ids.
         self._tag = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
         self._shims: dict[str, subprocess.Popen[bytes]] = {}
-        self._parked: dict[str, subprocess.Popen[bytes]] = {}  # parked dir name -> its shim
-        self._warm_failed: dict[str, float] = {}  # template -> when a warm process last failed
         self._lock = threading.Lock()
         self._lost_lock = threading.Lock()
         self._sandbox_unavailable: str | None = None
+        self.warm_pool = WarmPool(self.state_dir / ".warm", self._spawn_shim, start_timeout)
 
     @property
     def sandbox_unavailable(self) -> str:
@@ -216,7 +177,7 @@ class LocalRuntime:
     def _dir(self, workload_id: str) -> Path:
         return self.state_dir / check_id(workload_id)
 
-    def _record(self, workload_id: str) -> _Record:
+    def _record(self, workload_id: str) -> Record:
         d = self._dir(workload_id)
         if not (d / "spec.json").exists():
             raise UnknownWorkload(workload_id)
@@ -225,7 +186,7 @@ class LocalRuntime:
             p = self._shims.get(workload_id)
             if p is not None and p.poll() is not None:
                 del self._shims[workload_id]
-        return _Record(d)
+        return Record(d)
 
     def _limits_for(self, w: Workload) -> tuple[cgroups.Group | None, dict[str, int], list[str]]:
         memory = w.resources.memory_mb * _MIB
@@ -249,7 +210,7 @@ class LocalRuntime:
                 enforced.append(f"rlimit RLIMIT_AS {rlimits['RLIMIT_AS']}")
         return group, rlimits, enforced
 
-    def _status_of(self, workload_id: str, rec: _Record) -> WorkloadStatus:
+    def _status_of(self, workload_id: str, rec: Record) -> WorkloadStatus:
         started_at = rec.started.get("started_at")
         if rec.final is not None:
             f = rec.final
@@ -273,7 +234,7 @@ class LocalRuntime:
             )
         return WorkloadStatus(workload_id, WorkloadState.STARTING, detail="supervisor starting")
 
-    def _kill_remains(self, rec: _Record) -> None:
+    def _kill_remains(self, rec: Record) -> None:
         """SIGKILL whatever is left of a workload: its process group (in the shim's session) and,
         with cgroups, every process in its groups."""
         child, session = rec.child_pid, rec.shim_pid
@@ -307,12 +268,8 @@ class LocalRuntime:
         env = workload_env(w)
         d = self._dir(w.id)
         # A warm process of the template asked for, if one is parked: its dir becomes this one.
-        warm: subprocess.Popen[bytes] | None = None
-        parked = self._claim(w.warm, d) if w.warm and not d.exists() else None
-        if parked is not None:
-            with self._lock:
-                warm = self._parked.pop(parked, None)  # None if parked by an earlier server
-        else:
+        claimed, warm = self.warm_pool.claim(w.warm, d) if w.warm and not d.exists() else (False, None)
+        if not claimed:
             try:
                 d.mkdir(mode=0o700)
             except FileExistsError:
@@ -346,7 +303,7 @@ class LocalRuntime:
             # Secrets go in a file of their own, which the shim removes once it has read them.
             write_json(d / "secrets.json", {"env": secret})
             write_json(d / "spec.json", spec)
-            if warm is not None and self._wake(d):
+            if warm is not None and self.warm_pool.wake(d):
                 proc = warm
             else:
                 proc = self._spawn_shim(d, str(d))
@@ -363,7 +320,7 @@ class LocalRuntime:
         while time.monotonic() < deadline:
             if (d / "started.json").exists() or (d / "status.json").exists():
                 break
-            if (proc.poll() is not None) if proc is not None else not _Record(d).shim_alive():
+            if (proc.poll() is not None) if proc is not None else not Record(d).shim_alive():
                 break
             time.sleep(0.01)
         return self.status(w.id)
@@ -389,130 +346,13 @@ class LocalRuntime:
 
     # --- warm pools (beyond the protocol) ----------------------------------------------------
 
-    def _warm_dir(self, key: str) -> Path:
-        if not _WARM_KEY.match(key):
-            raise ValueError(f"bad warm template name {key!r}")
-        return self.state_dir / ".warm" / key
-
-    def _parked_state(self, d: Path) -> str:
-        """Whether a parked dir's process is "ready" (claimable), "loading" or "dead"."""
-        rec = _Record(d)
-        if not rec.shim:  # keep_warm() is between creating the dir and recording the shim
-            return "loading" if _recent(d, self.start_timeout) else "dead"
-        if not rec.shim_alive():
-            return "dead"
-        parked = read_json(d / "parked.json")
-        if parked is None or (d / "failed.txt").exists():
-            return "loading"  # the shim is writing down why its process ended, then exits
-        alive = is_same_process(parked.get("pid"), parked.get("start_time"))
-        return "ready" if alive else "loading"
-
     def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
-        """Keep ``count`` processes of template ``key`` parked: ``python`` with ``modules`` imported,
-        each under a parked shim (see shim.park()), waiting for a workload that names ``key``.
-
-        They run as the server's user, in no workload's cgroup, and are not metered: they hold
-        memory, not CPU. A warm process that fails to load is reported in the server's log and
-        retried after WARM_RETRY_S. Returns how many are ready now. Call it again to refill after
-        claims; ``count`` 0 stops them all.
-        """
-        root = self._warm_dir(key)
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._lock:  # reap parked shims that ended
-            for name, p in list(self._parked.items()):
-                if p.poll() is not None:
-                    del self._parked[name]
-        ready, keep = 0, []
-        for d in sorted(root.iterdir()):
-            state = self._parked_state(d)
-            if state == "dead":
-                failed = d / "failed.txt"
-                if failed.exists():
-                    self._warm_failed[key] = time.monotonic()
-                    why = failed.read_text(errors="replace").strip()[-1500:]
-                    log.warning(
-                        "a warm process of %s failed to load (retried in %.0f s): %s", key, WARM_RETRY_S, why
-                    )
-                self._discard_parked(d)
-                continue
-            keep.append(d)
-            ready += state == "ready"
-        for d in keep[count:]:
-            self._discard_parked(d)
-        failed_at = self._warm_failed.get(key)
-        if failed_at is not None and time.monotonic() - failed_at < WARM_RETRY_S:
-            return min(ready, count)
-        for _ in range(count - len(keep)):
-            d = root / f"p{secrets.token_hex(8)}"
-            d.mkdir(mode=0o700)
-            write_json(
-                d / "warm.json",
-                {
-                    "python": str(python),
-                    "modules": list(modules),
-                    "env": {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "HOME": "/"},
-                },
-            )
-            proc = self._spawn_shim(d, "--park", str(d))
-            write_json(d / "shim.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
-            with self._lock:
-                self._parked[d.name] = proc
-        return min(ready, count)
-
-    def _claim(self, key: str, d: Path) -> str | None:
-        """Move a ready parked process of ``key`` to the workload dir ``d`` (a rename: atomic, so
-        two starts never take the same one); its parked name, or None when none is ready."""
-        root = self._warm_dir(key)
-        if not root.is_dir():
-            return None
-        for p in sorted(root.iterdir()):
-            if self._parked_state(p) != "ready":
-                continue
-            try:
-                os.rename(p, d)
-            except OSError:
-                continue  # taken meanwhile
-            if self._parked_state(d) == "ready":
-                return p.name
-            self._discard_parked(d)  # died between the look and the rename
-        return None
-
-    def _wake(self, d: Path) -> bool:
-        """Tell the claimed shim in ``d`` its spec is there. False if it is gone (start fresh)."""
-        rec = _Record(d)
-        if not rec.shim_alive() or rec.shim_pid is None:
-            return False
-        try:
-            os.kill(rec.shim_pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def _discard_parked(self, d: Path) -> None:
-        rec = _Record(d)
-        if rec.shim_alive() and rec.shim_pid:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(rec.shim_pid, signal.SIGTERM)  # the shim kills its warm process's group
-        parked = read_json(d / "parked.json") or {}
-        pid = parked.get("pid")
-        if pid and is_same_process(pid, parked.get("start_time")):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pid), signal.SIGKILL)
-        with self._lock:
-            p = self._parked.pop(d.name, None)
-        if p is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        shutil.rmtree(d, ignore_errors=True)
+        """See WarmPool.keep (runtime/warm_pool.py)."""
+        return self.warm_pool.keep(key, python, modules, count)
 
     def close_warm(self) -> None:
         """Stop every parked process (at server shutdown: nothing warm outlives `atoll up`)."""
-        root = self.state_dir / ".warm"
-        if not root.is_dir():
-            return
-        for key_dir in root.iterdir():
-            for d in list(key_dir.iterdir()) if key_dir.is_dir() else []:
-                self._discard_parked(d)
+        self.warm_pool.close()
 
     def status(self, workload_id: str) -> WorkloadStatus:
         """The workload's status from its state dir; a dead supervisor without an outcome makes it
@@ -523,16 +363,16 @@ class LocalRuntime:
             return self._status_of(workload_id, rec)
         if rec.final is None and not rec.shim_alive():
             with self._lost_lock:  # one thread records the loss, the others read it
-                rec = _Record(rec.dir)  # it may have written the outcome just before exiting
+                rec = Record(rec.dir)  # it may have written the outcome just before exiting
                 if rec.final is None:
                     self._mark_lost(workload_id, rec)
-                    rec = _Record(rec.dir)
+                    rec = Record(rec.dir)
         return self._status_of(workload_id, rec)
 
-    def _young(self, rec: _Record) -> bool:
-        return _recent(rec.dir / "spec.json", self.start_timeout)
+    def _young(self, rec: Record) -> bool:
+        return recent(rec.dir / "spec.json", self.start_timeout)
 
-    def _mark_lost(self, workload_id: str, rec: _Record) -> None:
+    def _mark_lost(self, workload_id: str, rec: Record) -> None:
         self._kill_remains(rec)
         detail = (
             f"lost: its supervisor (pid {rec.shim_pid}) ended without recording an outcome; "
@@ -630,7 +470,7 @@ class LocalRuntime:
                 peak = int(rec.final.get("max_rss_bytes") or 0) if peak is None else peak
         return Usage(cpu or 0.0, mem or 0, max(peak or 0, mem or 0), npids or 0)
 
-    def _tree_usage(self, rec: _Record) -> tuple[float, int, int, int] | None:
+    def _tree_usage(self, rec: Record) -> tuple[float, int, int, int] | None:
         child, session = rec.child_pid, rec.shim_pid
         if not (child and session):
             return None
