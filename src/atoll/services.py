@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atoll.capacity import Inventory
+from atoll.controllers.base import Controller
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
 from atoll.controllers.nodes import NodeController
@@ -160,57 +161,37 @@ class Services:
         self._wakers: dict[str, asyncio.Event] = {}
 
     def wake(self, name: str) -> None:
-        """Run controller ``name`` ("workloads", "jobs", "notebooks") now rather than at its next
-        tick; callable from any thread (API handlers, other controllers' worker threads)."""
+        """Run controller ``name`` (a ``Controller.name``: "workloads", "jobs", "notebooks",
+        "nodes", "models") now rather than at its next tick; callable from any thread (API
+        handlers, other controllers' worker threads)."""
         event, loop = self._wakers.get(name), self._loop_ref
         if event is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
+
+    @property
+    def controllers(self) -> list[Controller]:
+        """Every reconcile loop the server runs, in start order (see controllers/base.py)."""
+        return [self.workloads, self.jobs, self.notebooks, self.nodes, self.model_inbox]
 
     async def start(self) -> None:
         if not self.settings.controllers:
             return
         self._loop_ref = asyncio.get_running_loop()
-        self._wakers = {name: asyncio.Event() for name in ("workloads", "jobs", "notebooks", "nodes")}
+        self._wakers = {c.name: asyncio.Event() for c in self.controllers}
         await asyncio.to_thread(self.workloads.reconcile_startup)
-        quick = min(0.1, self.settings.controller_tick_s)
-        loops: list[tuple[str, Callable[[], None], Callable[[], float]]] = [
-            ("workloads", self.workloads.tick, lambda: self.settings.controller_tick_s),
-            ("jobs", self.jobs.tick, lambda: self.settings.controller_tick_s),
-            # While a notebook server comes up, the user waits: look every 0.1 s.
-            (
-                "notebooks",
-                self.notebooks.tick,
-                lambda: quick if self.notebooks.hurry else self.settings.controller_tick_s,
-            ),
-            # Nodes: instances' health checks and the gateway's view want a quick loop while any
-            # node exists; saved models are picked up in the same loop.
-            (
-                "nodes",
-                self._nodes_tick,
-                lambda: (
-                    min(0.25, self.settings.controller_tick_s)
-                    if self.nodes.active
-                    else self.settings.controller_tick_s
-                ),
-            ),
-        ]
-        for name, tick, interval in loops:
-            self._tasks.append(asyncio.create_task(self._loop(name, tick, interval), name=name))
+        for c in self.controllers:
+            self._tasks.append(asyncio.create_task(self._loop(c), name=c.name))
 
-    def _nodes_tick(self) -> None:
-        self.nodes.tick()
-        self.model_inbox.tick()
-
-    async def _loop(self, name: str, tick: Callable[[], None], interval: Callable[[], float]) -> None:
-        event = self._wakers[name]
+    async def _loop(self, c: Controller) -> None:
+        event, base = self._wakers[c.name], self.settings.controller_tick_s
         while True:
             event.clear()  # a wake-up during the tick below is not lost: it sets it again
             try:
-                await asyncio.to_thread(tick)
+                await asyncio.to_thread(c.tick)
             except Exception:
-                log.exception("%s controller tick failed", name)
+                log.exception("%s controller tick failed", c.name)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), interval())
+                await asyncio.wait_for(event.wait(), c.interval(base))
 
     async def stop(self) -> None:
         """Stop the loops; Workloads keep running and are re-adopted on the next start."""
@@ -220,7 +201,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
-        await asyncio.to_thread(self.notebooks.close)
+        for c in self.controllers:
+            await asyncio.to_thread(c.close)
         if self.networks is not None:
             self.networks.close()
         if self.docker is not None:

@@ -123,6 +123,14 @@ class JobController:
 
     # --- the loop -----------------------------------------------------------------------
 
+    name = "jobs"
+
+    def interval(self, base: float) -> float:
+        return base
+
+    def close(self) -> None:
+        pass
+
     def tick(self) -> None:
         # Background steps start only after this transaction commits, or they could read (and
         # later overwrite) the state this tick is still writing.

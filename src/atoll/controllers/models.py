@@ -76,6 +76,14 @@ class ModelInbox:
         self.projects_root = projects_root
         self.layout = DataLayout(projects_root.parent)
 
+    name = "models"
+
+    def interval(self, base: float) -> float:
+        return base
+
+    def close(self) -> None:
+        pass
+
     def tick(self) -> None:
         for project in self.projects_root.iterdir():  # Atoll's own dir: one entry per project
             try:

@@ -108,6 +108,14 @@ class WorkloadController:
 
     # --- the loop -----------------------------------------------------------------------
 
+    name = "workloads"
+
+    def interval(self, base: float) -> float:
+        return base
+
+    def close(self) -> None:
+        pass
+
     def tick(self, now: datetime | None = None) -> None:
         now = now or utcnow()
         with self.db.transaction() as s:
