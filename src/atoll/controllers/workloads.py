@@ -39,6 +39,7 @@ from atoll.runtime.base import (
     WorkloadStatus,
 )
 from atoll.runtime.netns import NetworkIsolation
+from atoll.runtime.router import RuntimeRouter
 from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
@@ -59,7 +60,7 @@ class WorkloadController:
     def __init__(
         self,
         db: Database,
-        runtime: Runtime,
+        runtime: RuntimeRouter,
         box: SecretBox,
         inventory: Callable[[], Inventory],
         overcommit: float = 1.0,
@@ -87,6 +88,12 @@ class WorkloadController:
         # Stops wait up to their grace period: they run beside the loop, not in it.
         self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atoll-stop")
         self._stopping: set[str] = set()
+
+    def _rt(self, wl: WorkloadRow) -> Runtime:
+        """The runtime that started ``wl`` (named on its row). Rows from before the name was
+        kept say the default's even for a container: an image always ran on Docker."""
+        name = "docker" if wl.spec.get("image") else wl.runtime
+        return self.runtime.named(name, wl.id)
 
     # --- startup ------------------------------------------------------------------------
 
@@ -140,7 +147,7 @@ class WorkloadController:
     def _poll(self, s: Session) -> None:
         for wl in s.scalars(select(WorkloadRow).where(WorkloadRow.state.in_(WORKLOAD_STARTED))):
             try:
-                st = self.runtime.status(wl.id)
+                st = self._rt(wl).status(wl.id)
             except UnknownWorkload:
                 self._finish(s, wl, WorkloadPhase.LOST, None, "the runtime lost track of it")
                 continue
@@ -175,9 +182,10 @@ class WorkloadController:
         self._stopping.discard(wl.id)
         self._changed.add(wl.kind)
         try:
+            rt = self._rt(wl)
             if wl.stop_reason:
-                self.runtime.append_system_log(wl.id, f"stopped: {wl.stop_reason}")
-            self.runtime.forget(wl.id)
+                rt.append_system_log(wl.id, f"stopped: {wl.stop_reason}")
+            rt.forget(wl.id)
         except UnknownWorkload:
             pass
 
@@ -198,10 +206,11 @@ class WorkloadController:
             if wl.id not in self._stopping:
                 self._stopping.add(wl.id)
                 try:
-                    self.runtime.append_system_log(wl.id, f"stopping: {wl.stop_reason}")
+                    rt = self._rt(wl)
+                    rt.append_system_log(wl.id, f"stopping: {wl.stop_reason}")
                 except UnknownWorkload:
-                    pass
-                self._stopper.submit(self.runtime.stop, wl.id, wl.stop_signal, wl.stop_grace_s)
+                    continue  # the next poll finds it gone
+                self._stopper.submit(rt.stop, wl.id, wl.stop_signal, wl.stop_grace_s)
 
     # --- admission ----------------------------------------------------------------------
 
@@ -344,6 +353,8 @@ class WorkloadController:
         wl.host = "127.0.0.1" if workload.image else (workload.address or d.address)
         wl.wait_reason = ""
         try:
+            # Recorded before the start: the workload's later calls go to that runtime.
+            wl.runtime = self.runtime.runtime_for(workload).name
             st = self.runtime.start(workload)
         except Exception as e:  # a start that fails is the workload's failure, not the loop's
             log.warning("workload %s failed to start: %s", wl.id, e)
@@ -353,5 +364,4 @@ class WorkloadController:
             return
         wl.state = WorkloadPhase.RUNNING
         wl.started_at = _ts(st.started_at) or utcnow()
-        wl.runtime = self.runtime.name
         self._changed.add(wl.kind)

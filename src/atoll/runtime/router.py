@@ -2,8 +2,10 @@
 daemon is configured, the Docker one: a Workload with an image runs as a container, every other
 one as processes of the default runtime (local or Ray).
 
-Controllers hold this and never ask which runtime runs what; a workload's later calls (status,
-stop, logs) go to the runtime that knows it.
+The workload controller records on each workload's row the runtime that started it
+(``runtime_for``) and sends its later calls there (``named``): a restart with another default
+runtime still finds what the old one runs. Callers without the row (a workload id only) are
+served by asking the runtimes in turn.
 """
 
 from __future__ import annotations
@@ -31,6 +33,28 @@ class RuntimeRouter:
         self.name = self.default.name
         self.docker = docker
         self._docker_ids: set[str] = set()
+        # Every runtime this server can reach, by the name recorded on workload rows.
+        self.by_name: dict[str, Runtime] = {r.name: r for r in (local, docker, ray) if r is not None}
+
+    def runtime_for(self, w: Workload) -> Runtime:
+        """Where a new workload runs: a container runtime for an image, else the default one."""
+        if not w.image:
+            return self.default
+        if self.docker is None:
+            raise NoDocker(
+                f"image {w.image!r}: this server runs no Docker runtime (set ATOLL_DOCKER_HOST, "
+                "e.g. unix:///var/run/docker.sock)"
+            )
+        return self.docker
+
+    def named(self, name: str, workload_id: str) -> Runtime:
+        """The runtime a workload's row names; UnknownWorkload when this server has none of it."""
+        rt = self.by_name.get(name)
+        if rt is None:
+            raise UnknownWorkload(workload_id)
+        if rt is self.docker:
+            self._docker_ids.add(workload_id)
+        return rt
 
     def _of(self, workload_id: str, *, logs: bool = False) -> Runtime:
         """The runtime that knows the workload. ``logs``: a forgotten workload's logs are still
@@ -49,15 +73,10 @@ class RuntimeRouter:
         return self.docker
 
     def start(self, w: Workload) -> WorkloadStatus:
-        if not w.image:
-            return self.default.start(w)
-        if self.docker is None:
-            raise NoDocker(
-                f"image {w.image!r}: this server runs no Docker runtime (set ATOLL_DOCKER_HOST, "
-                "e.g. unix:///var/run/docker.sock)"
-            )
-        st = self.docker.start(w)
-        self._docker_ids.add(w.id)
+        rt = self.runtime_for(w)
+        st = rt.start(w)
+        if rt is self.docker:
+            self._docker_ids.add(w.id)
         return st
 
     def stop(self, workload_id: str, sig: int = signal.SIGTERM, grace: float = 10.0) -> WorkloadStatus:
