@@ -9,42 +9,31 @@ files) run in worker threads so one job never holds up the others.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
-import shlex
-import shutil
-import stat
-import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.exc import IntegrityError
 
-from atoll.controllers.models import workload_env as model_env
-from atoll.domain import datasets, workloads
+from atoll.controllers.job_outputs import JobOutputs
+from atoll.controllers.job_workspace import JobWorkspace, PrepareFailed
+from atoll.domain import workloads
 from atoll.domain.jobs import lifecycle
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
-from atoll.envs.sdk import sdk_path
 from atoll.errors import DomainError
-from atoll.jobspec.archive import MAX_ENTRIES, ArchiveError, extract
-from atoll.jobspec.config import JobConfig, PipOptions
-from atoll.jobspec.requirements import merge_pip_options
-from atoll.jobspec.variables import render_cmd
 from atoll.states import JOB_RUNNING, JOB_TERMINAL, WORKLOAD_FINISHED, Desired, JobStatus, WorkloadPhase
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.storage.logs import LogStore, system_line
-from atoll.storage.safepath import Tree, UnsafePath, move_dir, plain_file
+from atoll.storage.safepath import Tree
 from atoll.store.db import Database
-from atoll.store.tables import Dataset, Job, Project, WorkloadRow, new_id, utcnow
+from atoll.store.tables import Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -53,36 +42,8 @@ STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measure
 PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
 
-class PrepareFailed(Exception):
-    pass
-
-
 class JobGone(Exception):
     """The job was cancelled or deleted while it was being prepared."""
-
-
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Unpack an input archive under the rules the client packs by (jobspec/archive.py); what
-    lands in a job's dir is for the job's own user only."""
-    try:
-        extract(archive, dest, mode_mask=0o700)
-    except ArchiveError as e:
-        raise PrepareFailed(str(e)) from None
-
-
-def _limited(f: BinaryIO, limit: int) -> Iterator[bytes]:
-    """The file's bytes, stopping with TooLarge past ``limit`` (a job's processes may still be
-    writing, so the size seen before reading is not a bound)."""
-    n = 0
-    while chunk := f.read(1 << 20):
-        n += len(chunk)
-        if n > limit:
-            raise TooLarge
-        yield chunk
-
-
-class TooLarge(Exception):
-    pass
 
 
 class JobController:
@@ -108,6 +69,8 @@ class JobController:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-jobs")
         self._busy: set[str] = set()
         self._storage_checked: dict[str, float] = {}  # job id -> when its working dir was measured
+        self.outputs = JobOutputs(db, blobs, logs, self.layout)
+        self.workspace = JobWorkspace(blobs, logs, envs, self.layout, root, projects_root, self.project_home)
 
     def job_dir(self, job_id: str) -> Path:
         return self.layout.job(job_id)
@@ -253,7 +216,7 @@ class JobController:
                 assert job is not None
                 snapshot = (job.id, job.project_id, dict(job.files), lifecycle.job_config(job))
                 run_as = run_identity(s, job.project_id, self.uid_base)
-            spec, cfg = self._materialize(workload_id, *snapshot, run_as=run_as)
+            spec, cfg = self.workspace.materialize(workload_id, *snapshot, run_as=run_as)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 project = s.get(Project, snapshot[1])
@@ -300,156 +263,6 @@ class JobController:
         finally:
             self._busy.discard(job_id)
 
-    def _place(self, ref: dict[str, Any], dest: Path, inside: Path) -> None:
-        if not dest.resolve().is_relative_to(inside.resolve()):
-            raise PrepareFailed(f"{ref['path']!r} would land outside the job's directory")
-        sha = ref["sha256"]
-        if not self.blobs.has(sha):
-            raise PrepareFailed(f"the content of {ref['path']} ({sha[:12]}) is gone from the store")
-        if ref.get("isDir"):
-            dest.mkdir(parents=True, exist_ok=True)
-            _safe_extract(self.blobs.path(sha), dest)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.blobs.path(sha), dest)
-            if ref.get("executable"):
-                dest.chmod(0o700)
-
-    def _var_path(self, job_id: str, kind: str, var: str, path: str) -> Path:
-        return self.job_dir(job_id) / kind / var / Path(path).name
-
-    def _materialize(
-        self,
-        workload_id: str,
-        job_id: str,
-        project_id: str,
-        files: dict[str, Any],
-        cfg: JobConfig,
-        *,
-        run_as: tuple[int, int] | None = None,
-    ) -> tuple[workloads.WorkloadSpec, JobConfig]:
-        base = self.job_dir(job_id)
-        with Tree(self.layout.jobs) as jobs:
-            jobs.remove_all(job_id)  # a retry after a restart starts clean
-        work = base / "work"
-        work.mkdir(parents=True)
-
-        def say(text: str) -> None:
-            self.logs.append(workload_id, "system", system_line(text))
-
-        say(f"preparing job {job_id}")
-        for m in files.get("modules", []):
-            self._place(m, work / m["path"], work)
-        paths: dict[str, str] = {}
-        for ref in files.get("inputs", []):
-            if ref.get("var"):
-                dest = self._var_path(job_id, "inputs", ref["var"], ref["path"])
-                paths[ref["var"]] = str(dest)
-            else:
-                dest = work / ref["path"]
-            self._place(ref, dest, base)
-        for out in cfg.outputs:
-            dest = self._var_path(job_id, "outputs", out.var, out.path) if out.var else work / out.path
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if out.var:
-                paths[out.var] = str(dest)
-        docker = cfg.env.docker
-        mounts: list[tuple[str, ...]] = []  # (source, target under the job dir[, "ro"]): containers
-        for od in cfg.output_datasets:  # filled by the job, made datasets when it succeeds
-            dest = base / "output-datasets" / od.var
-            dest.mkdir(parents=True)
-            paths[od.var] = str(dest)
-        for m in cfg.datasets:  # read-only: sealed, owned by Atoll
-            dest = base / "datasets" / m.id
-            dest.parent.mkdir(exist_ok=True)
-            source = self.datasets_root / m.id
-            if not source.is_dir():
-                raise PrepareFailed(f"the files of dataset {m.id} are gone")
-            if docker is None:
-                dest.symlink_to(source)
-            else:
-                dest.mkdir()
-                mounts.append((str(source), f"datasets/{m.id}", "ro"))
-            paths[m.name] = str(dest)
-        env: dict[str, str] = {"PATH": BASE_PATH, **files.get("envVars", {})}
-        python = files.get("python")
-        site: Path | None = None
-        if python:
-            n = len(python["requirements"])
-            say(f"building the Python {python['version']} environment ({n} requirements)")
-            pip = cfg.env.python.pip if cfg.env.python else None
-            if python.get("pip"):  # options from the requirements file, merged with the config's
-                p = python["pip"]
-                sent = PipOptions(
-                    index_url=p.get("index_url"),
-                    extra_index_urls=tuple(p.get("extra_index_urls", ())),
-                    trusted_hosts=tuple(p.get("trusted_hosts", ())),
-                    no_deps=bool(p.get("no_deps", False)),
-                )
-                pip = merge_pip_options(pip, sent)
-            environment = self.envs.build(python["version"], python["requirements"], pip)
-            env = environment.activate(env)
-            say(f"environment ready: {environment.key[:12]}")
-            if docker is not None:
-                # In a container the image's python3 runs; the environment's packages are mounted
-                # read-only beside the job and put on its path.
-                (base / ".python-env").mkdir()
-                mounts.append((str(environment.path), ".python-env", "ro"))
-                found = sorted(environment.path.glob("lib/python*/site-packages"))
-                if found:
-                    site = base / ".python-env" / found[0].relative_to(environment.path)
-        env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
-        # atoll.models.save/load (the job's own PYTHONPATH, if any, comes first)
-        sdk_env = model_env(self.projects_root, sdk_path(self.root.parent), project_id, job_id, run_as)
-        sdk_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (env.get("PYTHONPATH"), sdk_env["PYTHONPATH"]) if p
-        )
-        env.update(sdk_env)
-        home = str(self.project_home(project_id, run_as)) if cfg.attach_project_disk else None
-        if home and docker is not None:
-            (base / "project-home").mkdir()
-            mounts.append((home, "project-home"))
-            home = str(base / "project-home")
-        if run_as is not None:
-            # The job's own dir belongs to the project's user; Atoll's other files stay unreadable.
-            with Tree(base) as tree:
-                tree.chown_all(*run_as)
-                os.fchmod(tree.fd, 0o700)
-        if home:
-            env["DS_PROJECT_HOME"] = home
-        cmd = render_cmd(cfg, paths, project_home=home)
-        storage = cfg.working_storage.size_gb if cfg.working_storage else 0
-        if storage:
-            say(f"working storage: {storage} GB reserved on the machine")
-        if docker is not None:
-            # env.docker (spec §5.4): the command runs in a container of the image, which must be
-            # on the Docker daemon already (no registry pulls here). The job's dir is bind-mounted
-            # at its own path, so inputs, outputs and the progress file are where the command
-            # expects them; the project disk, datasets and the Python environment are mounted
-            # under it; atoll.models is not available in containers.
-            image = docker if isinstance(docker, str) else docker.image
-            say(f"running in a container of image {image}")
-            for name in ("PATH", "VIRTUAL_ENV", "PYTHONPATH"):
-                env.pop(name, None)  # the image's own
-            if site is not None:
-                env["PYTHONPATH"] = str(site)
-                version = site.parent.name.removeprefix("python")
-                say(f"its packages are on PYTHONPATH: the image's python3 must be {version}")
-            spec = workloads.WorkloadSpec(
-                command=["sh", "-c", f"cd {shlex.quote(str(work))} && {cmd}"],
-                workdir=base,
-                env={k: v for k, v in env.items() if not k.startswith("ATOLL_MODEL")},
-                mounts=mounts,
-                ports=[],
-                image=image,
-                storage_gb=storage,
-            )
-            return spec, cfg
-        spec = workloads.WorkloadSpec(
-            command=["bash", "-c", cmd], workdir=work, env=env, mounts=[], ports=[], storage_gb=storage
-        )
-        return spec, cfg
-
     # --- finishing ----------------------------------------------------------------------
 
     def _finish(self, job_id: str) -> None:
@@ -464,10 +277,10 @@ class JobController:
                 exit_code, reason = wl.exit_code, wl.stop_reason
                 project_id, created_by, log_id = job.project_id, job.created_by, job.workload_id
                 run_as = run_identity(s, project_id, self.uid_base)
-            outputs, errors = ([], []) if cancelled else self._collect(job_id, cfg, run_as)
+            outputs, errors = ([], []) if cancelled else self.outputs.collect(job_id, cfg, run_as)
             made: list[dict[str, Any]] = []
             if cfg.output_datasets and not cancelled and exit_code == 0 and not reason:
-                made = self._make_datasets(job_id, project_id, created_by, log_id, cfg, run_as)
+                made = self.outputs.make_datasets(job_id, project_id, created_by, log_id, cfg, run_as)
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 assert job is not None
@@ -498,127 +311,6 @@ class JobController:
                     lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
-
-    def _make_datasets(
-        self,
-        job_id: str,
-        project_id: str,
-        created_by: str | None,
-        log_id: str,
-        cfg: JobConfig,
-        run_as: tuple[int, int] | None,
-    ) -> list[dict[str, Any]]:
-        """Turn each ``output-datasets`` directory of a job that succeeded into a dataset; returns
-        what each became: ``{name, id, sizeBytes}`` or ``{name, error}``."""
-        out: list[dict[str, Any]] = []
-        with self.db.transaction() as s:
-            # Made already, by a finish a restart interrupted before the job's status was saved.
-            earlier = {d.name: d for d in s.scalars(select(Dataset).where(Dataset.job_id == job_id))}
-        group = run_as[1] if run_as else None  # the project's jobs read it through their group
-        for od in cfg.output_datasets:
-            if od.name in earlier:
-                d = earlier[od.name]
-                out.append({"name": d.name, "id": d.id, "sizeBytes": d.size_bytes, "desc": d.description})
-                continue
-            ds_id = Dataset.new_id()
-            try:
-                # Moved only if it is still the job's own directory, reached without a link.
-                with self._tree(job_id, run_as) as job_tree, Tree(self.datasets_root) as root:
-                    try:
-                        moved = move_dir(job_tree, f"output-datasets/{od.var}", root, ds_id)
-                    except UnsafePath as e:
-                        raise PrepareFailed(f"${{{od.var}}} is not a directory any more") from e
-                    with moved:
-                        sealed = datasets.seal(moved, group)
-                if sealed.dropped:
-                    shown = ", ".join(sealed.dropped[:5])
-                    line = f"dataset {od.name}: left out (not plain files): {shown}"
-                    self.logs.append(log_id, "system", system_line(line))
-                if sealed.size_bytes > od.size_gb * 1024**3:
-                    raise PrepareFailed(
-                        f"it holds {sealed.size_bytes} bytes, more than its declared size of {od.size_gb} GB"
-                    )
-                with self.db.transaction() as s:
-                    s.add(
-                        Dataset(
-                            id=ds_id,
-                            project_id=project_id,
-                            name=od.name,
-                            description=od.description[:256],
-                            labels=dict(od.labels),
-                            size_gb=od.size_gb,
-                            size_bytes=sealed.size_bytes,
-                            job_id=job_id,
-                            created_by=created_by,
-                        )
-                    )
-            except (PrepareFailed, OSError, IntegrityError) as e:
-                datasets.remove_files(self.datasets_root, ds_id)
-                why = "a dataset of that name exists" if isinstance(e, IntegrityError) else str(e)
-                self.logs.append(log_id, "system", system_line(f"dataset {od.name} was not created: {why}"))
-                out.append({"name": od.name, "error": why})
-                continue
-            gb = sealed.size_bytes / 1024**3
-            self.logs.append(
-                log_id, "system", system_line(f"created dataset {ds_id} ({od.name}), size {gb:.2f} GB")
-            )
-            out.append({"name": od.name, "id": ds_id, "sizeBytes": sealed.size_bytes, "desc": od.description})
-        return out
-
-    def _collect(
-        self, job_id: str, cfg: JobConfig, run_as: tuple[int, int] | None
-    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        """Store the job's declared outputs as blobs. The job's dir is the workload's: every path
-        is resolved beneath it without following a link at any component, only plain files (and
-        directories of them, zipped) are read, and nothing is written there."""
-        outputs: list[dict[str, Any]] = []
-        errors: list[dict[str, str]] = []
-        total = 0
-        with self._tree(job_id, run_as) as tree:
-            for out in cfg.outputs:
-                rel = f"outputs/{out.var}/{Path(out.path).name}" if out.var else f"work/{out.path}"
-                try:
-                    st = tree.lstat(rel)
-                except UnsafePath:
-                    errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
-                    continue
-                except OSError:
-                    errors.append({"path": out.path, "error": "NOT_FOUND"})
-                    continue
-                is_dir = stat.S_ISDIR(st.st_mode)
-                # Only plain files and directories: a link could point at Atoll's own files, a FIFO
-                # or a device would hang or flood the collector.
-                if not is_dir and not plain_file(st, tree.owner):
-                    errors.append({"path": out.path, "error": "NOT_A_REGULAR_FILE"})
-                    continue
-                room = MAX_RESULTS_BYTES - total
-                try:
-                    if is_dir:  # zipped in Atoll's own temp dir, never in the job's
-                        fd, tmp = tempfile.mkstemp(dir=self.blobs.root / "tmp", suffix=".zip")
-                        os.close(fd)
-                        try:
-                            tree.zip_dir(rel, Path(tmp), max_bytes=room, max_entries=MAX_ENTRIES)
-                            with open(tmp, "rb") as f:
-                                sha, size = self.blobs.put_stream(_limited(f, room))
-                        finally:
-                            os.unlink(tmp)
-                    else:
-                        with tree.open_file(rel) as f:
-                            sha, size = self.blobs.put_stream(_limited(f, room))
-                except (TooLarge, UnsafePath) as e:
-                    too_big = isinstance(e, TooLarge) or e.errno == errno.EFBIG
-                    errors.append(
-                        {"path": out.path, "error": "TOO_LARGE" if too_big else "NOT_A_REGULAR_FILE"}
-                    )
-                    continue
-                except OSError:
-                    errors.append({"path": out.path, "error": "NOT_FOUND"})
-                    continue
-                total += size
-                outputs.append(
-                    {"path": out.path, "var": out.var, "sha256": sha, "size": size, "isDir": is_dir}
-                )
-        return outputs, errors
 
     # --- data TTL -----------------------------------------------------------------------
 
