@@ -12,7 +12,6 @@ any transaction, and writes what it found in another: a slow server never holds 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.controllers.models import workload_env as model_env
+from atoll.controllers.notebook_runs import NotebookRuns
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
@@ -43,18 +43,16 @@ from atoll.states import (
     NOTEBOOK_WAITING,
     WORKLOAD_FINISHED,
     Desired,
-    NotebookRunStatus,
     NotebookState,
     WorkloadPhase,
 )
 from atoll.storage.layout import DataLayout
-from atoll.storage.safepath import Tree, plain_file
+from atoll.storage.safepath import Tree
 from atoll.store.db import Database
-from atoll.store.tables import NotebookRun, NotebookServer, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.tables import NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
 STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
-MAX_RUN_OUTPUTS_BYTES = 16 * 1024**2  # a run's output variables, as JSON
 
 
 @dataclass
@@ -130,6 +128,9 @@ class NotebookController:
         self._cpu: dict[str, tuple[datetime, float]] = {}
         self._stale_since: dict[str, datetime] = {}
         self._http = httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False)
+        self.runs = NotebookRuns(
+            db, self.layout, uid_base, self._background, self._environment, self._stderr_tail, notify
+        )
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class NotebookController:
                 probe = self._follow(s, server, now)
                 if probe is not None:
                     probes.append(probe)
-            self._runs(s)
+            self.runs.tick(s)
         warm_due = time.monotonic() - self._warm_looked >= 1.0
         if self.warm_pool and warm_due and isinstance(self.runtime, WarmPools):
             self._warm_looked = time.monotonic()
@@ -271,111 +272,7 @@ class NotebookController:
     # --- notebooks run by API ------------------------------------------------------------
 
     def notebook_exists(self, project_id: str, path: str) -> bool:
-        """Whether ``path`` is a notebook file inside the project's storage (links may not leave it)."""
-        try:
-            with Tree(self.layout.project_home(project_id)) as home:
-                return plain_file(home.lstat(path), None)
-        except (OSError, ValueError):
-            return False
-
-    def _runs(self, s: Session) -> None:
-        for run in s.scalars(
-            select(NotebookRun).where(
-                NotebookRun.status.in_((NotebookRunStatus.PENDING, NotebookRunStatus.RUNNING))
-            )
-        ):
-            if run.status == NotebookRunStatus.PENDING:
-                self._background(run.id, self._prepare_run, self._run_failed)
-                continue
-            wl = s.get(WorkloadRow, run.workload_id) if run.workload_id else None
-            if wl is None:
-                self._run_done(run, NotebookRunStatus.FAILED, error="its workload is gone")
-            elif wl.state in WORKLOAD_FINISHED:
-                self._collect(run, wl)
-
-    def _run_done(self, run: NotebookRun, status: str, error: str = "") -> None:
-        run.status = status
-        run.error = error
-        run.finished_at = utcnow()
-
-    def _collect(self, run: NotebookRun, wl: WorkloadRow) -> None:
-        if wl.state == WorkloadPhase.EXITED and wl.exit_code == 0:
-            try:  # the run's dir is the workload's: read without following a link
-                with Tree(self.layout.run(run.project_id, run.id)) as run_dir:
-                    raw = run_dir.read_bytes("outputs.json", MAX_RUN_OUTPUTS_BYTES + 1)
-                if len(raw) > MAX_RUN_OUTPUTS_BYTES:
-                    raise ValueError("over 16 MB")
-                values = json.loads(raw)["values"]
-            except (OSError, ValueError, KeyError) as e:
-                self._run_done(run, NotebookRunStatus.FAILED, error=f"the run left no readable outputs: {e}")
-                return
-            run.output_variables = values
-            self._run_done(run, NotebookRunStatus.DONE)
-            return
-        reason = wl.stop_reason if wl.desired == Desired.STOP else ""
-        self._run_done(
-            run,
-            NotebookRunStatus.FAILED,
-            error=reason or self._stderr_tail(wl.id) or f"exit code {wl.exit_code}",
-        )
-
-    def _run_failed(self, run_id: str, reason: str) -> None:
-        with self.db.transaction() as s:
-            run = s.get(NotebookRun, run_id)
-            if run is not None and run.status == NotebookRunStatus.PENDING:
-                self._run_done(run, NotebookRunStatus.FAILED, error=f"could not prepare the run: {reason}")
-
-    def _prepare_run(self, run_id: str) -> None:
-        with self.db.transaction() as s:
-            run = s.get(NotebookRun, run_id)
-            if run is None or run.status != NotebookRunStatus.PENDING:
-                return
-            project_id = run.project_id
-            run_as = run_identity(s, project_id, self.uid_base)
-        overlay, home = self._environment(project_id, run_as)
-        run_dir = self.layout.run(project_id, run_id)
-        self.layout.passage(run_dir.parent)
-        run_dir.mkdir(mode=0o700, exist_ok=True)
-        runner = (Path(__file__).parents[1] / "notebooks" / "runner.py").read_bytes()
-        with Tree(run_dir) as tree:
-            tree.write_new("runner.py", runner)  # replaces a link planted there, never follows it
-            if run_as is not None:
-                tree.chown_all(*run_as)
-        with self.db.transaction() as s:
-            run = s.get(NotebookRun, run_id)
-            project = s.get(Project, project_id)
-            if run is None or run.status != NotebookRunStatus.PENDING or project is None:
-                return
-            env = overlay.activate({"PATH": DEFAULT_PATH})
-            env.update(
-                {
-                    "JUPYTER_CONFIG_DIR": str(run_dir / "config"),
-                    "JUPYTER_DATA_DIR": str(run_dir / "data"),
-                    "JUPYTER_RUNTIME_DIR": str(run_dir / "runtime"),
-                    "IPYTHONDIR": str(run_dir / "ipython"),
-                    "DS_PROJECT_HOME": str(home),
-                    "ATOLL_PROJECT_ID": project_id,
-                    **run.input_variables,
-                }
-            )
-            command = [
-                str(overlay.python),
-                str(run_dir / "runner.py"),
-                str(home / run.notebook_id),
-                str(run_dir / "outputs.json"),
-                json.dumps(run.output_variable_names),
-            ]
-            wl = submit(
-                s,
-                project,
-                kind="notebook-run",
-                owner_id=run.created_by,
-                configurations=[run.configuration],
-                spec=WorkloadSpec(command=command, workdir=home, env=env, mounts=[], ports=[]),
-            )
-            run.workload_id = wl.id
-            run.status = NotebookRunStatus.RUNNING
-        self.notify("workloads")
+        return self.runs.notebook_exists(project_id, path)
 
     def _environment(self, project_id: str, run_as: tuple[int, int] | None) -> tuple[Environment, Path]:
         """The project's notebook environment (shared base + its own %pip layer) and its storage."""
