@@ -16,7 +16,7 @@ import pytest
 
 from atoll.runtime.base import Workload, WorkloadState
 from atoll.runtime.local import LocalRuntime
-from atoll.runtime.shim import read_json
+from atoll.runtime.proc_files import read_json
 from tests.runtime.conftest import pid_alive, read_all, wait_finished, wait_for, wait_log
 from tests.support.leaks import register_root
 

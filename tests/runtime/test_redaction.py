@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from atoll.runtime.shim import Redactor
+from atoll.runtime.redaction import Redactor
 
 
 def _through(secrets: list[str], pieces: list[bytes]) -> bytes:

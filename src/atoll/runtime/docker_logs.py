@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from atoll.runtime.shim import Redactor
+from atoll.runtime.redaction import Redactor
 from atoll.storage.logs import LogStore
 
 log = logging.getLogger("atoll.runtime.docker")

@@ -49,7 +49,7 @@ from atoll.runtime.base import (
 )
 from atoll.runtime.inventory import LimitSupport, detect_limits
 from atoll.runtime.local_state import Record, recent
-from atoll.runtime.shim import proc_stat, start_time, write_json
+from atoll.runtime.proc_files import proc_stat, start_time, write_json
 from atoll.runtime.warm_pool import WarmPool
 from atoll.storage.logs import LogStore, check_id, system_line
 from atoll.storage.safepath import Tree

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from atoll.runtime import cgroups
-from atoll.runtime.shim import is_same_process, read_json
+from atoll.runtime.proc_files import is_same_process, read_json
 
 
 def recent(path: Path, seconds: float) -> bool:

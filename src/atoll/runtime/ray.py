@@ -39,7 +39,7 @@ from atoll.runtime.base import (
     WorkloadStatus,
     read_log,
 )
-from atoll.runtime.shim import read_json, write_json
+from atoll.runtime.proc_files import read_json, write_json
 from atoll.storage.logs import LogStore, check_id, system_line
 
 log = logging.getLogger("atoll.ray")

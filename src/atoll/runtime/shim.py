@@ -17,8 +17,9 @@ Files in a workload's state dir (all JSON, each written whole by one writer):
 A parked shim (``--park``, see park()) also has warm.json (its template, by the server),
 parked.json (its warm process's pid, by the shim) and failed.txt (why that process ended early).
 
-This module is also the home of the small helpers both sides share (JSON files, /proc reads),
-and stays light to import: the shim's start-up time is part of every workload start.
+The small helpers both sides share (JSON files, /proc reads) are in proc_files.py; the redactor
+and the output pump in redaction.py. The shim stays light to import: its start-up time is part
+of every workload start.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -39,163 +39,16 @@ from typing import Any
 
 from atoll.runtime import sandbox
 from atoll.runtime.cgroups import Group
+from atoll.runtime.proc_files import (
+    read_json,
+    start_time,
+    take_secrets,
+    write_json,
+)
+from atoll.runtime.redaction import Redactor, pump, write_all
 from atoll.storage.logs import LogStore, system_line
 
-REDACTED = b"***"
 PR_SET_PDEATHSIG = 1
-
-
-# --- helpers shared with the runtime ---------------------------------------------------------
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON file atomically (a reader sees the old file or the whole new one)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
-def _take_secrets(state: Path) -> dict[str, str]:
-    """The workload's secret env vars (``secrets.json``, written 0600 by the runtime), read once
-    and removed."""
-    path = state / "secrets.json"
-    data = read_json(path)
-    path.unlink(missing_ok=True)
-    return dict((data or {}).get("env", {}))
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it does not exist (yet)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat from field 3 (state) on, or None when there is no such process."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot), None if it is gone or a zombie.
-
-    A pid plus its start time names one process for good: pids are reused, start times are not.
-    """
-    st = proc_stat(pid)
-    if st is None or st[0] in ("Z", "X"):
-        return None
-    return int(st[19])
-
-
-def is_same_process(pid: int | None, started: int | None) -> bool:
-    """Whether `pid` is still the live process that had start time `started`."""
-    return bool(pid) and started is not None and start_time(pid or 0) == started
-
-
-# --- redaction ----------------------------------------------------------------------------------
-
-
-class Redactor:
-    """Replaces secret values in a byte stream with "***", also when a value is split across reads.
-
-    The output equals redacting the whole stream at once (leftmost match, longest secret first).
-    Only a tail that could still begin a secret is held back until the next read or the end, so
-    ordinary output is not delayed.
-    """
-
-    def __init__(self, secrets: list[str]) -> None:
-        values = sorted({s.encode() for s in secrets if s}, key=len, reverse=True)
-        # Longest first: at one position the longest secret wins over one that is its prefix.
-        self._re = re.compile(b"|".join(re.escape(v) for v in values)) if values else None
-        self._values = values
-        self._longest = len(values[0]) if values else 0
-        self._pending = b""
-
-    def redact(self, data: bytes) -> bytes:
-        """Redact a complete piece of data (nothing carried over)."""
-        return self._re.sub(REDACTED, data) if self._re else data
-
-    def feed(self, data: bytes) -> bytes:
-        """Take the next read; return what can be written now."""
-        if self._re is None:
-            return data
-        buf = self._pending + data
-        out: list[bytes] = []
-        pos = 0
-        # Below `safe` every secret that could start at a position ends inside buf, so the
-        # regex decides there exactly as it would on the whole stream.
-        safe = len(buf) - self._longest + 1
-        while pos < safe:
-            m = self._re.search(buf, pos)
-            if m is None or m.start() >= safe:
-                out.append(buf[pos:safe])
-                pos = safe
-                break
-            out.append(buf[pos : m.start()])
-            out.append(REDACTED)
-            pos = m.end()
-        # The short tail, one position at a time: stop where a secret may still begin.
-        while pos < len(buf):
-            rest = buf[pos:]
-            if any(len(v) > len(rest) and v.startswith(rest) for v in self._values):
-                break
-            m = self._re.match(buf, pos)
-            if m is not None:
-                out.append(REDACTED)
-                pos = m.end()
-            else:
-                out.append(buf[pos : pos + 1])
-                pos += 1
-        self._pending = buf[pos:]
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        """At the end of the stream: what was held back, redacted (no more data can change it)."""
-        out, self._pending = self.redact(self._pending), b""
-        return out
-
-
-def _write_all(f: Any, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = f.write(view)
-        view = view[n:]
-
-
-def _pump(fd: int, out: Any, redactor: Redactor) -> None:
-    """Copy a pipe into a log file until EOF, redacting secrets.
-
-    Keeps draining even when the log cannot be written (a full disk, say): a pipe nobody reads
-    would block the workload on its next print.
-    """
-    try:
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunk = redactor.feed(data)
-            if chunk:
-                with contextlib.suppress(OSError):
-                    _write_all(out, chunk)
-        rest = redactor.flush()
-        if rest:
-            with contextlib.suppress(OSError):
-                _write_all(out, rest)
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 # --- the supervisor -----------------------------------------------------------------------------
@@ -225,7 +78,7 @@ class Shim:
         self.group = Group.from_dict(spec["group"]) if spec.get("group") else None
         # Secret values come in a file of their own that is gone once read: nothing on disk holds
         # them in plain text while the workload runs.
-        secret_env = _take_secrets(state)
+        secret_env = take_secrets(state)
         self.env: dict[str, str] = {**spec["env"], **secret_env}
         self.redactor_secrets: list[str] = [v for v in secret_env.values() if v]
         self.child_pid: int | None = None
@@ -240,7 +93,7 @@ class Shim:
 
     def system(self, text: str) -> None:
         """Append a line to the workload's system log."""
-        _write_all(self._system, system_line(text))
+        write_all(self._system, system_line(text))
 
     def _finish(self, state: str, code: int | None, sig: int | None, detail: str, **extra: Any) -> None:
         # The log line first: once status.json exists, readers take the logs as complete (eof).
@@ -390,7 +243,7 @@ class Shim:
             fd = os.dup(pipe.fileno())
             pipe.close()
             out = self.logs.open_append(self.id, stream)
-            t = threading.Thread(target=_pump, args=(fd, out, Redactor(self.redactor_secrets)), daemon=True)
+            t = threading.Thread(target=pump, args=(fd, out, Redactor(self.redactor_secrets)), daemon=True)
             t.start()
             pumps.append(t)
 

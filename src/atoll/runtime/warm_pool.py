@@ -24,7 +24,7 @@ from pathlib import Path
 
 from atoll.runtime.base import DEFAULT_PATH
 from atoll.runtime.local_state import Record, recent
-from atoll.runtime.shim import is_same_process, read_json, start_time, write_json
+from atoll.runtime.proc_files import is_same_process, read_json, start_time, write_json
 
 log = logging.getLogger("atoll.runtime")
 _WARM_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
