@@ -16,7 +16,7 @@ from atoll.capacity import Inventory
 from atoll.domain import auth, members
 from atoll.domain.access import ROLE_IDS, Action, ResourceType
 from atoll.domain.catalog import availability
-from atoll.domain.tenancy import restrictions_of
+from atoll.domain.communities import restrictions_of
 from atoll.domain.validation import format_duration
 from atoll.store.tables import AccessBinding, ApiToken, Community, Configuration, Invite, Project
 

@@ -13,7 +13,7 @@ from atoll.api.pagination import page
 from atoll.api.schemas import Page
 from atoll.api.schemas_catalog import ConfigurationIn, ConfigurationOut
 from atoll.api.schemas_tenancy import BillingAccountCreate, BillingAccountOut, BillingAccountUpdate, UsageOut
-from atoll.domain import billing, catalog, listing, tenancy
+from atoll.domain import billing, catalog, communities, listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
 from atoll.store.tables import BillingAccount, Community
@@ -147,7 +147,7 @@ def list_configurations(
         project = tenancy.get_project(ctx.db, ctx.me, project_id)
         community = ctx.db.get(Community, project.community_id)
     elif community_id:
-        community = tenancy.get_community(ctx.db, ctx.me, community_id)
+        community = communities.get_community(ctx.db, ctx.me, community_id)
     inv = ctx.inventory
     over = ctx.settings.pool_overcommit
     return [configuration_out(c, inv, over, community) for c in catalog.list_configurations(ctx.db, ctx.me)]
@@ -245,6 +245,6 @@ def community_usage(
     community_id: str, ctx: CtxDep, since: datetime | None = None, until: datetime | None = None
 ) -> UsageOut:
     """Units all of the community's projects used over a period."""
-    community = tenancy.get_community(ctx.db, ctx.me, community_id, Action.COMMUNITY_VIEW_USAGE)
+    community = communities.get_community(ctx.db, ctx.me, community_id, Action.COMMUNITY_VIEW_USAGE)
     units = billing.usage_units(ctx.db, community_id=community.id, since=since, until=until)
     return _usage(ctx, units, community.billing_account_id, since, until)

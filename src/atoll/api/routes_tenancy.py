@@ -34,7 +34,7 @@ from atoll.api.schemas_tenancy import (
     Restrictions,
     RestrictionsUpdate,
 )
-from atoll.domain import listing, tenancy
+from atoll.domain import communities, listing, tenancy
 from atoll.domain.access import Action
 from atoll.errors import Invalid
 from atoll.store.tables import Community, Organization, Project
@@ -137,7 +137,7 @@ def list_communities(
     tags=["communities"],
 )
 def create_community(body: CommunityCreate, ctx: CtxDep) -> CommunityOut:
-    c = tenancy.create_community(
+    c = communities.create_community(
         ctx.db,
         ctx.me,
         ctx.settings,
@@ -158,7 +158,7 @@ def create_community(body: CommunityCreate, ctx: CtxDep) -> CommunityOut:
     tags=["communities"],
 )
 def get_community(community_id: str, ctx: CtxDep) -> CommunityOut:
-    return community_out(tenancy.get_community(ctx.db, ctx.me, community_id))
+    return community_out(communities.get_community(ctx.db, ctx.me, community_id))
 
 
 @router.patch(
@@ -168,7 +168,7 @@ def get_community(community_id: str, ctx: CtxDep) -> CommunityOut:
     tags=["communities"],
 )
 def update_community(community_id: str, body: CommunityUpdate, ctx: CtxDep) -> CommunityOut:
-    c = tenancy.update_community(
+    c = communities.update_community(
         ctx.db,
         ctx.me,
         community_id,
@@ -187,7 +187,7 @@ def update_community(community_id: str, body: CommunityUpdate, ctx: CtxDep) -> C
     tags=["communities"],
 )
 def delete_community(community_id: str, ctx: CtxDep) -> None:
-    tenancy.delete_community(ctx.db, ctx.me, community_id)
+    communities.delete_community(ctx.db, ctx.me, community_id)
     ctx.commit(None)
 
 
@@ -199,7 +199,7 @@ def delete_community(community_id: str, ctx: CtxDep) -> None:
 )
 def link_billing_account(community_id: str, body: BillingLink, ctx: CtxDep) -> CommunityOut:
     """Link (or with null, unlink) the billing account that pays for the community."""
-    c = tenancy.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, body.billing_account_id)
+    c = communities.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, body.billing_account_id)
     return ctx.commit(community_out(c))
 
 
@@ -210,7 +210,7 @@ def link_billing_account(community_id: str, body: BillingLink, ctx: CtxDep) -> C
     tags=["communities"],
 )
 def get_restrictions(community_id: str, ctx: CtxDep) -> Restrictions:
-    return restrictions_out(tenancy.get_community(ctx.db, ctx.me, community_id))
+    return restrictions_out(communities.get_community(ctx.db, ctx.me, community_id))
 
 
 @router.patch(
@@ -225,7 +225,7 @@ def set_restrictions(community_id: str, body: RestrictionsUpdate, ctx: CtxDep) -
         raise Invalid(
             "give allowedConfigurations or allowAllConfigurations, not both", field="allowAllConfigurations"
         )
-    c = tenancy.set_restrictions(
+    c = communities.set_restrictions(
         ctx.db,
         ctx.me,
         community_id,
@@ -233,7 +233,7 @@ def set_restrictions(community_id: str, body: RestrictionsUpdate, ctx: CtxDep) -
         features=body.features,
     )
     if body.allow_all_configurations:
-        c = tenancy.clear_allowed_configurations(ctx.db, ctx.me, community_id)
+        c = communities.clear_allowed_configurations(ctx.db, ctx.me, community_id)
     return ctx.commit(restrictions_out(c))
 
 

@@ -26,8 +26,8 @@ from atoll.controllers.scheduler import (
     Request,
     schedule,
 )
+from atoll.domain.communities import restrictions_of
 from atoll.domain.secrets import SecretBox, project_env
-from atoll.domain.tenancy import restrictions_of
 from atoll.domain.workloads import run_identity
 from atoll.runtime.base import (
     Mount,

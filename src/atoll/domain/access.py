@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
-from sqlalchemy import ColumnElement, or_, select, true
+from sqlalchemy import ColumnElement, delete, or_, select, true
 from sqlalchemy.orm import Session
 
 from atoll.errors import Forbidden, NotFound, Unauthenticated
@@ -25,6 +25,7 @@ from atoll.store.tables import (
     Community,
     Group,
     GroupMember,
+    Invite,
     Organization,
     Project,
     User,
@@ -386,3 +387,28 @@ def visible_groups(p: Principal) -> ColumnElement[bool]:
     if p.is_admin:
         return true()
     return Group.organization_id.in_(_bound_ids(p, ResourceType.ORGANIZATION))
+
+
+def grant_creator(db: Session, p: Principal, rtype: ResourceType, rid: str) -> None:
+    """Make the creator of a resource its admin."""
+    db.add(
+        AccessBinding(
+            resource_type=rtype.value,
+            resource_id=rid,
+            subject_type="user",
+            subject_id=p.user.id,
+            role="admin",
+            created_by=p.user.id,
+        )
+    )
+
+
+def drop_bindings(db: Session, rtype: ResourceType, ids: list[str]) -> None:
+    """Remove the role bindings and invites of deleted resources."""
+    if ids:
+        db.execute(
+            delete(AccessBinding).where(
+                AccessBinding.resource_type == rtype.value, AccessBinding.resource_id.in_(ids)
+            )
+        )
+        db.execute(delete(Invite).where(Invite.resource_type == rtype.value, Invite.resource_id.in_(ids)))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from atoll.domain import tenancy
+from atoll.domain import communities, tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import format_duration
@@ -60,7 +60,7 @@ def choose_configuration(db: Session, project: Project, asked: str | None) -> st
     if not cfg.enabled:
         raise Invalid(f"configuration {name!r} is disabled on this installation", field=field)
     community = db.get(Community, project.community_id)
-    if community is not None and not tenancy.configuration_allowed(community, name):
+    if community is not None and not communities.configuration_allowed(community, name):
         raise Invalid(f"configuration {name!r} is not allowed in this project's community", field=field)
     return name
 

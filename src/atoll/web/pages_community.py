@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, tenancy
+from atoll.domain import access, catalog, communities, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
 from atoll.store.tables import BillingAccount, Community
@@ -42,7 +42,7 @@ def crumbs_for(ctx: WebCtx, c: Community, *, link_self: bool) -> list[dict[str, 
 
 def _settings_view(ctx: WebCtx, c: Community) -> dict[str, Any]:
     me = ctx.me
-    restrictions = tenancy.restrictions_of(c)
+    restrictions = communities.restrictions_of(c)
     allowed = restrictions["allowedConfigurations"]
     inv = ctx.inventory
     configs = [
@@ -96,7 +96,7 @@ def community_page(
     status: int = 200,
 ) -> Response:
     me = ctx.me
-    c = tenancy.get_community(ctx.db, me, community_id)
+    c = communities.get_community(ctx.db, me, community_id)
     if tab not in {k for k, _ in TABS}:
         tab = "projects"
     values: dict[str, Any] = {
@@ -165,7 +165,7 @@ def update_community(community_id: str, ctx: Ctx) -> Response:
         "labels": ctx.value("labels"),
     }
     try:
-        tenancy.update_community(
+        communities.update_community(
             ctx.db,
             ctx.me,
             community_id,
@@ -188,7 +188,7 @@ def update_community(community_id: str, ctx: Ctx) -> Response:
 def link_billing_account(community_id: str, ctx: Ctx) -> Response:
     ba = ctx.value("billingAccountId") or None
     try:
-        tenancy.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, ba)
+        communities.link_billing_account(ctx.db, ctx.me, ctx.settings, community_id, ba)
         ctx.commit()
     except NotFound:
         raise
@@ -208,9 +208,9 @@ def link_billing_account(community_id: str, ctx: Ctx) -> Response:
 def set_restrictions(community_id: str, ctx: Ctx) -> Response:
     allow_all = ctx.value("allowAll") == "on"
     chosen = ctx.values("allowedConfigurations")
-    features = {k: k in ctx.values("features") for k in tenancy.FEATURES}
+    features = {k: k in ctx.values("features") for k in communities.FEATURES}
     try:
-        tenancy.set_restrictions(
+        communities.set_restrictions(
             ctx.db,
             ctx.me,
             community_id,
@@ -218,7 +218,7 @@ def set_restrictions(community_id: str, ctx: Ctx) -> Response:
             features=features,
         )
         if allow_all:
-            tenancy.clear_allowed_configurations(ctx.db, ctx.me, community_id)
+            communities.clear_allowed_configurations(ctx.db, ctx.me, community_id)
         ctx.commit()
     except NotFound:
         raise

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, members, tenancy
+from atoll.domain import access, catalog, communities, members, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
 from atoll.store.tables import Community, Organization
@@ -67,7 +67,7 @@ def create_community(ctx: Ctx) -> Response:
         k: ctx.value(k) for k in ("organizationId", "name", "description", "zoneId", "billingAccountId")
     }
     try:
-        c = tenancy.create_community(
+        c = communities.create_community(
             ctx.db,
             ctx.me,
             ctx.settings,

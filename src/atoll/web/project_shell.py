@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, tenancy
+from atoll.domain import access, catalog, communities, tenancy
 from atoll.domain.access import Action
 from atoll.domain.notebooks import FALLBACK_CONFIGURATION
 from atoll.store.tables import Community, Project
@@ -61,7 +61,7 @@ def configuration_choices(ctx: WebCtx, c: Community) -> list[dict[str, Any]]:
     out = []
     for cfg in catalog.list_configurations(ctx.db, ctx.me):
         av = catalog.availability(cfg, inv, ctx.settings.pool_overcommit)
-        allowed = tenancy.configuration_allowed(c, cfg.name)
+        allowed = communities.configuration_allowed(c, cfg.name)
         gpu = f", {cfg.gpu_count}× {cfg.gpu_type}" if cfg.gpu_count else ""
         note = "available" if av.available else f"unavailable: {av.reason}"
         if not allowed:
