@@ -50,7 +50,7 @@ from atoll.runtime.base import (
 )
 from atoll.runtime.docker_logs import STREAMS, LogFollower
 from atoll.runtime.docker_networks import NO_IPV6, ProjectBridges
-from atoll.runtime.local import workload_env
+from atoll.runtime.environment import workload_env
 from atoll.runtime.redaction import Redactor
 from atoll.storage.logs import LogStore, check_id, system_line
 from atoll.storage.safepath import Tree

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -47,92 +46,18 @@ from atoll.runtime.base import (
     WorkloadStatus,
     read_log,
 )
+from atoll.runtime.environment import workload_env
 from atoll.runtime.inventory import LimitSupport, detect_limits
-from atoll.runtime.local_state import Record, recent
-from atoll.runtime.proc_files import proc_stat, start_time, write_json
+from atoll.runtime.local_mounts import chown_tree, link_mounts
+from atoll.runtime.local_state import Record, recent, session_members, tree_usage
+from atoll.runtime.proc_files import start_time, write_json
 from atoll.runtime.warm_pool import WarmPool
 from atoll.storage.logs import LogStore, check_id, system_line
-from atoll.storage.safepath import Tree
 
 log = logging.getLogger("atoll.runtime")
 _MIB = 1 << 20
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
-
-
-def workload_env(w: Workload) -> dict[str, str]:
-    """The complete environment of a workload's command.
-
-    A minimal base (PATH, HOST = 127.0.0.1 where its servers listen, HOME = workdir, LANG,
-    PYTHONUNBUFFERED so Python output reaches the log as it is printed), then `env`, then
-    `secret_env`; then what the runtime owns and callers cannot override: CUDA_VISIBLE_DEVICES
-    from gpu_ids ("" when none, so no GPU leaks in), PORT / PORT_<i> (PORT = PORT_0 = ports[0],
-    PORT_1 = ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own
-    environment never leaks in.
-    """
-    env = {
-        "PATH": DEFAULT_PATH,
-        # The address its servers bind to: its project's own in a network namespace, a Ray node's
-        # on a cluster.
-        "HOST": w.address or "127.0.0.1",
-        "HOME": str(w.workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.update(w.env)
-    env.update(w.secret_env)
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in w.gpu_ids)
-    for i, port in enumerate(w.ports):
-        env[f"PORT_{i}"] = str(port)
-    if w.ports:
-        env["PORT"] = str(w.ports[0])
-    env["ATOLL_WORKLOAD_ID"] = w.id
-    # Names only: lets code in the workload (the notebook runner) hide the values it writes down.
-    env["ATOLL_SECRET_NAMES"] = ",".join(sorted(w.secret_env))
-    for k in env:
-        if not _ENV_NAME.match(k):
-            raise ValueError(f"invalid environment variable name {k!r}")
-    return env
-
-
-def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Hand the workdir to the workload's user (through the safe-path module: the tree may be
-    the project's already, and no link in it is followed)."""
-    with Tree(root) as tree:
-        tree.chown_all(uid, gid)
-
-
-def _link_mounts(w: Workload) -> None:
-    # Local "mounts" are symlinks inside the workdir: the process sees the source at the target.
-    root = w.workdir.resolve()
-    for m in w.mounts:
-        target = Path(m.target)
-        if target.is_absolute() or ".." in target.parts or not target.parts:
-            raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
-        link = root / target
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists():
-            raise ValueError(f"mount target {m.target!r} already exists in the workdir")
-        link.symlink_to(Path(m.source).absolute())
-
-
-def _session_members(session: int, pgid: int) -> list[int]:
-    """Live processes in process group `pgid` of session `session`.
-
-    Matching the session as well as the group keeps us from signalling a stranger that happened to
-    reuse the group's number after our processes were gone.
-    """
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        st = proc_stat(int(entry))
-        if st is not None and st[0] not in ("Z", "X") and int(st[2]) == pgid and int(st[3]) == session:
-            found.append(int(entry))
-    return found
 
 
 class LocalRuntime:
@@ -244,7 +169,7 @@ class LocalRuntime:
                 os.killpg(child, signal.SIGKILL)
         if child and session:
             for _ in range(20):
-                left = _session_members(session, child)
+                left = session_members(session, child)
                 if not left:
                     break
                 for pid in left:
@@ -282,9 +207,9 @@ class LocalRuntime:
             sandbox_spec = {"tmp": str(w.tmp_dir) if w.tmp_dir else None, "netns": w.netns}
         try:
             w.workdir.mkdir(parents=True, exist_ok=True)
-            _link_mounts(w)
+            link_mounts(w)
             if w.run_as is not None:
-                _chown_tree(w.workdir, *w.run_as)
+                chown_tree(w.workdir, *w.run_as)
             group, rlimits, enforced = self._limits_for(w)
             spec = {
                 "id": w.id,
@@ -458,7 +383,7 @@ class LocalRuntime:
             mem, peak = rec.group.memory()
             npids = len(rec.group.pids())
         if None in (cpu, mem, peak):
-            tree = self._tree_usage(rec) if rec.final is None else None
+            tree = tree_usage(rec) if rec.final is None else None
             if tree is not None:
                 t_cpu, t_mem, t_peak, t_n = tree
                 cpu = t_cpu if cpu is None else cpu
@@ -469,27 +394,6 @@ class LocalRuntime:
                 cpu = float(rec.final.get("cpu_seconds") or 0.0) if cpu is None else cpu
                 peak = int(rec.final.get("max_rss_bytes") or 0) if peak is None else peak
         return Usage(cpu or 0.0, mem or 0, max(peak or 0, mem or 0), npids or 0)
-
-    def _tree_usage(self, rec: Record) -> tuple[float, int, int, int] | None:
-        child, session = rec.child_pid, rec.shim_pid
-        if not (child and session):
-            return None
-        ticks = rss = 0
-        peak = 0
-        pids = _session_members(session, child)
-        for pid in pids:
-            st = proc_stat(pid)
-            if st is None:
-                continue
-            # utime + stime + cutime + cstime: the process and its reaped children.
-            ticks += sum(int(x) for x in st[11:15])
-            rss += int(st[21]) * _PAGE
-        # Peak resident size is only known per process (VmHWM); the leader's is a lower bound.
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = int(line.split()[1]) * 1024
-        return ticks / _CLK_TCK, rss, peak, len(pids)
 
     def adopt(self) -> list[WorkloadStatus]:
         """Every workload in the state dir: RUNNING ones are simply followed again (the shims never

@@ -3,11 +3,16 @@ the files its supervisor writes, read in one go. Shared by the runtime and its w
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
 from atoll.runtime import cgroups
-from atoll.runtime.proc_files import is_same_process, read_json
+from atoll.runtime.proc_files import is_same_process, proc_stat, read_json
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def recent(path: Path, seconds: float) -> bool:
@@ -45,3 +50,43 @@ class Record:
 
     def child_alive(self) -> bool:
         return is_same_process(self.child_pid, self.started.get("start_time"))
+
+
+def session_members(session: int, pgid: int) -> list[int]:
+    """Live processes in process group `pgid` of session `session`.
+
+    Matching the session as well as the group keeps us from signalling a stranger that happened to
+    reuse the group's number after our processes were gone.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        st = proc_stat(int(entry))
+        if st is not None and st[0] not in ("Z", "X") and int(st[2]) == pgid and int(st[3]) == session:
+            found.append(int(entry))
+    return found
+
+
+def tree_usage(rec: Record) -> tuple[float, int, int, int] | None:
+    """CPU seconds, resident bytes, peak resident bytes and count of a live workload's processes,
+    from /proc (where it has no cgroups to ask)."""
+    child, session = rec.child_pid, rec.shim_pid
+    if not (child and session):
+        return None
+    ticks = rss = 0
+    peak = 0
+    pids = session_members(session, child)
+    for pid in pids:
+        st = proc_stat(pid)
+        if st is None:
+            continue
+        # utime + stime + cutime + cstime: the process and its reaped children.
+        ticks += sum(int(x) for x in st[11:15])
+        rss += int(st[21]) * _PAGE
+    # Peak resident size is only known per process (VmHWM); the leader's is a lower bound.
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{child}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return ticks / _CLK_TCK, rss, peak, len(pids)
