@@ -19,16 +19,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from atoll.controllers.models import workload_env as model_env
+from atoll.controllers.notebook_probe import Found, Probe, ServerProber
 from atoll.controllers.notebook_runs import NotebookRuns
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
@@ -52,29 +50,6 @@ from atoll.store.db import Database
 from atoll.store.tables import NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
-STALE_CPU = 0.01  # spec §3.3: cells whose load stays under 1% count as stale
-
-
-@dataclass
-class _Probe:
-    server_id: str
-    project_id: str
-    workload_id: str
-    url: str  # the server's base URL, e.g. http://127.0.0.1:PORT/nb/<project>
-    token: str
-    state: str
-    started_at: datetime | None
-    timeout_s: int = 0
-    stale_s: float | None = None
-
-
-@dataclass
-class _Found:
-    ready: bool = False
-    busy_kernels: tuple[str, ...] = ()
-    cpu_rate: float | None = None  # cores used since the previous sample
-    activity: tuple[datetime, str] | None = None
-    interrupted: int = 0
 
 
 def _ts(dt: datetime | None) -> datetime | None:
@@ -125,9 +100,7 @@ class NotebookController:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
         self._busy: set[str] = set()
         self._checked: dict[str, datetime] = {}
-        self._cpu: dict[str, tuple[datetime, float]] = {}
-        self._stale_since: dict[str, datetime] = {}
-        self._http = httpx.Client(timeout=httpx.Timeout(2.0), trust_env=False)
+        self.prober = ServerProber(runtime, activity)
         self.runs = NotebookRuns(
             db, self.layout, uid_base, self._background, self._environment, self._stderr_tail, notify
         )
@@ -142,7 +115,7 @@ class NotebookController:
 
     def tick(self, now: datetime | None = None) -> None:
         now = now or utcnow()
-        probes: list[_Probe] = []
+        probes: list[Probe] = []
         with self.db.transaction() as s:
             live = list(s.scalars(select(NotebookServer).where(NotebookServer.state.in_(NOTEBOOK_LIVE))))
             self.hurry = any(x.state in NOTEBOOK_WAITING for x in live)
@@ -158,7 +131,7 @@ class NotebookController:
         if self.warm_pool and warm_due and isinstance(self.runtime, WarmPools):
             self._warm_looked = time.monotonic()
             self._background("warm-pool", self._keep_warm, lambda _k, _r: None)
-        found = {p.server_id: self._probe(p, now) for p in probes}
+        found = {p.server_id: self.prober.probe(p, now) for p in probes}
         if found:
             with self.db.transaction() as s:
                 for p in probes:
@@ -292,7 +265,7 @@ class NotebookController:
 
     # --- following the workload ---------------------------------------------------------
 
-    def _follow(self, s: Session, server: NotebookServer, now: datetime) -> _Probe | None:
+    def _follow(self, s: Session, server: NotebookServer, now: datetime) -> Probe | None:
         wl = s.get(WorkloadRow, server.workload_id) if server.workload_id else None
         if wl is None:
             nbs.finish(server, NotebookState.FAILED, "its workload is gone")
@@ -320,7 +293,7 @@ class NotebookController:
             self._checked[server.id] = now
         project = s.get(Project, server.project_id)
         stale = nbs.STALE_EXEC_SECONDS.get(project.stale_exec_timeout_mode) if project else None
-        return _Probe(
+        return Probe(
             server_id=server.id,
             project_id=server.project_id,
             workload_id=wl.id,
@@ -351,57 +324,9 @@ class NotebookController:
 
     def _forget(self, server_id: str) -> None:
         self._checked.pop(server_id, None)
-        self._cpu.pop(server_id, None)
-        self._stale_since.pop(server_id, None)
+        self.prober.forget(server_id)
 
-    # --- probing (no transaction held) -------------------------------------------------
-
-    def _get(self, p: _Probe, path: str) -> Any:
-        resp = self._http.get(p.url + path, headers={"Authorization": f"token {p.token}"})
-        resp.raise_for_status()
-        return resp.json()
-
-    def _probe(self, p: _Probe, now: datetime) -> _Found:
-        found = _Found()
-        if p.state == NotebookState.STARTING:
-            try:
-                self._get(p, "/api/status")
-                found.ready = True
-            except (httpx.HTTPError, ValueError):
-                pass
-            return found
-        try:
-            kernels = self._get(p, "/api/kernels")
-            found.busy_kernels = tuple(k["id"] for k in kernels if k.get("execution_state") == "busy")
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            log.debug("notebook server %s did not list its kernels", p.server_id)
-        try:
-            cpu = self.runtime.usage(p.workload_id).cpu_seconds
-            prev = self._cpu.get(p.server_id)
-            self._cpu[p.server_id] = (now, cpu)
-            if prev is not None and (elapsed := (now - prev[0]).total_seconds()) > 0:
-                found.cpu_rate = max(0.0, cpu - prev[1]) / elapsed
-        except UnknownWorkload:
-            pass
-        found.activity = self.activity.last(p.project_id)
-        if p.stale_s and found.busy_kernels and found.cpu_rate is not None and found.cpu_rate < STALE_CPU:
-            since = self._stale_since.setdefault(p.server_id, now)
-            if (now - since).total_seconds() >= p.stale_s:
-                for kid in found.busy_kernels:
-                    try:
-                        self._http.post(
-                            f"{p.url}/api/kernels/{kid}/interrupt",
-                            headers={"Authorization": f"token {p.token}"},
-                        ).raise_for_status()
-                        found.interrupted += 1
-                    except httpx.HTTPError:
-                        log.warning("could not interrupt kernel %s of %s", kid, p.server_id)
-                self._stale_since.pop(p.server_id, None)
-        else:
-            self._stale_since.pop(p.server_id, None)
-        return found
-
-    def _apply(self, s: Session, p: _Probe, f: _Found, now: datetime) -> None:
+    def _apply(self, s: Session, p: Probe, f: Found, now: datetime) -> None:
         server = s.get(NotebookServer, p.server_id)
         if server is None or server.state != p.state:
             return  # moved on meanwhile (stopped by a user)
