@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from atoll.domain import auth
-from atoll.gateway.dataplane import is_atoll_cookie
+from atoll.gateway.messages import is_atoll_cookie
 from atoll.settings import Settings
 from tests.deploy.conftest import FAST, HEALTH, create_node, wait_for, wait_healthy
 from tests.notebooks.conftest import new_project

@@ -27,284 +27,32 @@ import asyncio
 import hmac
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from http import HTTPStatus
 
 import httptools
 
+from atoll.gateway.messages import (
+    ATOLL_TOKEN_PREFIX,
+    Answer,
+    Request,
+    error,
+    request_head,
+    response,
+    upstream_response,
+)
 from atoll.gateway.metrics import Recorder
-from atoll.gateway.routing import EJECT_S, AliasRoute, Backend, NodeRoute, Table
+from atoll.gateway.routing import EJECT_S, AliasRoute, NodeRoute, Table
+from atoll.gateway.upstream import MAX_BODY, UPSTREAM_TIMEOUT_S, Pool, UpstreamClosed
 
 log = logging.getLogger("atoll.gateway")
-MAX_BODY = 16 * 1024 * 1024
-UPSTREAM_TIMEOUT_S = 60.0
-MAX_IDLE_PER_BACKEND = 256
-_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"host",
-    }
-)
-_ROUTING = frozenset({b"x-node-alias", b"x-node-id"})
-# Never forwarded: hop-by-hop, routing, and credentials meant for the gateway itself.
-_DROP = _HOP | _ROUTING | {b"proxy-authorization"}
-# Forwarded without Atoll's own credentials (see _tenant_only).
-_CREDENTIALS = frozenset({b"authorization", b"cookie"})
-ATOLL_TOKEN_PREFIX = b"atl_"  # an Atoll API token (domain.auth.TOKEN_PREFIX)
-# Cookie names Atoll's web UI and API set (domain.auth.SESSION_COOKIE, web.context's CSRF and
-# flash cookies), with the prefixes a browser may be told to keep them under.
-ATOLL_COOKIE_PREFIXES = (b"atoll_", b"__Host-atoll", b"__Secure-atoll")
 _NOTHING_TRIED: frozenset[str] = frozenset()  # the fast path tries one instance
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 # (token, project id) → allowed? ; the check itself runs in a worker thread (it reads the store)
 AccessCheck = Callable[[str, str], Awaitable[int]]
 # token → 200 for an installation admin's API token, 403 another user's, 401 unknown
 AdminCheck = Callable[[str], Awaitable[int]]
-
-
-@dataclass
-class Request:
-    method: bytes
-    url: bytes
-    headers: list[tuple[bytes, bytes]]  # names lowercased (HTTP names are case-insensitive)
-    body: bytes
-    keep_alive: bool
-    too_big: bool
-    http11: bool
-    alias: str | None = None  # x-node-alias
-    node: str | None = None  # x-node-id
-    token: str | None = None  # the bearer token of Authorization
-
-
-def _response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> bytes:
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
-    for k, v in headers:
-        parts.append(k + b": " + v + b"\r\n")
-    parts.append(b"content-length: %d\r\n" % len(body))
-    if not keep_alive:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    parts.append(body)
-    return b"".join(parts)
-
-
-def error(status: int, message: str, keep_alive: bool = True) -> bytes:
-    body = json.dumps({"error": message}).encode()
-    return _response(status, [(b"content-type", b"application/json")], body, keep_alive)
-
-
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes, bool]  # status, headers, body, keep-alive
-
-
-# An Atoll token as a word of an Authorization value, whatever the scheme; an Atoll cookie (name=value
-# and its separator) in a Cookie header.
-_ATOLL_TOKEN_WORD = re.compile(rb"(?:^|\s)" + re.escape(ATOLL_TOKEN_PREFIX))
-_ATOLL_COOKIE = re.compile(
-    rb"(?:^|(?<=;))\s*(?:" + b"|".join(re.escape(p) for p in ATOLL_COOKIE_PREFIXES) + rb")[^;]*;?"
-)
-
-
-def is_atoll_cookie(name: bytes) -> bool:
-    """Whether a cookie of this name is one of Atoll's own (a session, CSRF or flash cookie)."""
-    return name.strip().startswith(ATOLL_COOKIE_PREFIXES)
-
-
-def _tenant_only(name: bytes, value: bytes, consumed: bool) -> bytes:
-    """``value`` of an Authorization or Cookie header without Atoll's credentials (b"": drop it).
-
-    Cheap when there is nothing to cut: one substring search per header."""
-    if name == b"authorization":
-        if consumed or (ATOLL_TOKEN_PREFIX in value and _ATOLL_TOKEN_WORD.search(value)):
-            return b""  # an Atoll token is never the service's business, whatever the alias
-        return value
-    if b"atoll" not in value:
-        return value
-    return _ATOLL_COOKIE.sub(b"", value).strip(b" ;")
-
-
-def _request_head(req: Request, path: bytes, consumed: bool) -> tuple[bytes, bytes]:
-    """The request line and headers for the instance (hop-by-hop, routing and Atoll's own
-    credentials dropped: all of Authorization when Atoll consumed it), and the framing that ends
-    them."""
-    parts = [req.method + b" " + path + b" HTTP/1.1\r\n"]
-    for k, v in req.headers:
-        if k in _DROP:
-            continue
-        if k in _CREDENTIALS:
-            v = _tenant_only(k, v, consumed)
-            if not v:
-                continue
-        parts.append(k + b": " + v + b"\r\n")
-    return b"".join(parts), b"content-length: %d\r\n\r\n" % len(req.body)
-
-
-def _sets_atoll_cookie(set_cookie: bytes) -> bool:
-    """A Set-Cookie value naming one of Atoll's cookies: a service must not log a browser into (or
-    out of) Atoll's UI, which shares the gateway's host."""
-    return is_atoll_cookie(set_cookie.partition(b"=")[0].strip())
-
-
-def _upstream_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep: bool) -> bytes:
-    kept = [
-        (k, v)
-        for k, v in headers
-        if (n := k.lower()) not in _HOP and (n != b"set-cookie" or not _sets_atoll_cookie(v))
-    ]
-    return _response(status, kept, body, keep)
-
-
-class UpstreamClosed(Exception):
-    def __init__(self, answered: bool) -> None:
-        super().__init__("the instance closed the connection")
-        self.answered = answered  # some of a response had arrived: it cannot be retried
-
-
-class _Upstream(asyncio.Protocol):
-    """One keep-alive connection to an instance; one request at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.done: Callable[[Answer | Exception], None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.parser: httptools.HttpResponseParser | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.body: list[bytes] = []
-        self.size = 0
-        self.answered = False
-        self.status = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self, data: bytes, done: Callable[[Answer | Exception], None]) -> None:
-        """Send one request; ``done`` gets the answer (or why there is none) exactly once."""
-        assert self.transport is not None
-        self.done = done
-        self.parser = httptools.HttpResponseParser(self)
-        self.headers, self.body, self.size, self.answered = [], [], 0, False
-        self.timer = asyncio.get_running_loop().call_later(UPSTREAM_TIMEOUT_S, self._timeout)
-        self.transport.write(data)
-
-    def request(self, data: bytes) -> asyncio.Future[Answer]:
-        """``send`` as a future, for coroutines."""
-        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-
-        def done(result: Answer | Exception) -> None:
-            if fut.done():
-                return
-            if isinstance(result, Exception):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
-
-        self.send(data, done)
-        return fut
-
-    def _timeout(self) -> None:
-        self._fail(TimeoutError())
-        self.close()
-
-    def _finish(self, result: Answer | Exception) -> None:
-        done, self.done = self.done, None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if done is not None:
-            done(result)
-
-    def data_received(self, data: bytes) -> None:
-        if self.done is None or self.parser is None:
-            self.close()  # nothing was asked: a confused upstream
-            return
-        self.answered = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(RuntimeError(f"the instance sent an invalid response: {e}"))
-            self.close()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        assert self.parser is not None
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        self.size += len(body)
-        if self.size > MAX_BODY:
-            self._fail(OverflowError("the instance's response is over 16 MB"))
-            self.close()
-            return
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        assert self.parser is not None
-        self._finish((self.status, self.headers, b"".join(self.body), self.parser.should_keep_alive()))
-
-    def _fail(self, exc: Exception) -> None:
-        self._finish(exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(UpstreamClosed(self.answered))
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class Pool:
-    """Idle keep-alive connections per instance."""
-
-    def __init__(self) -> None:
-        self.idle: dict[tuple[str, int], list[_Upstream]] = {}
-
-    async def acquire(self, b: Backend) -> tuple[_Upstream, bool]:
-        """A connection to ``b`` and whether it was reused (a reused one may have gone stale)."""
-        idle = self.idle.get((b.host, b.port))
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn, True
-        loop = asyncio.get_running_loop()
-        _, proto = await loop.create_connection(_Upstream, b.host, b.port)
-        return proto, False
-
-    def idle_one(self, b: Backend) -> _Upstream | None:
-        idle = self.idle.get((b.host, b.port))
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        return None
-
-    def release(self, b: Backend, conn: _Upstream) -> None:
-        idle = self.idle.setdefault((b.host, b.port), [])
-        if len(idle) < MAX_IDLE_PER_BACKEND and not conn.closed:
-            idle.append(conn)
-        else:
-            conn.close()
-
-    def close(self) -> None:
-        for conns in self.idle.values():
-            for c in conns:
-                c.close()
-        self.idle.clear()
 
 
 class Gateway:
@@ -419,7 +167,7 @@ class Gateway:
             node.unpick()  # the slow path picks it again and connects
             return False
         start = time.perf_counter()
-        head, tail = _request_head(req, req.url, not public)
+        head, tail = request_head(req, req.url, not public)
         data = b"".join((head, b"host: %s:%d\r\n" % (b.host.encode(), b.port), tail, req.body))
 
         def done(result: Answer | Exception) -> None:
@@ -435,7 +183,7 @@ class Gateway:
                     self.pool.release(b, conn)
                 else:
                     conn.close()
-                out = _upstream_response(status, headers, body, req.keep_alive)
+                out = upstream_response(status, headers, body, req.keep_alive)
             self._record(alias, node, status, time.perf_counter() - start)
             reply(req, out)
 
@@ -454,7 +202,7 @@ class Gateway:
                 return error(
                     403, "/metrics needs the metrics token or an installation admin's API token", keep_alive
                 )
-        return _response(
+        return response(
             401,
             [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="atoll-metrics"')],
             json.dumps(
@@ -492,7 +240,7 @@ class Gateway:
     ) -> tuple[int, bytes, NodeRoute | None]:
         """(status, the response, the node that answered or was last tried)."""
         served: NodeRoute | None = node
-        head, tail = _request_head(req, path, consumed)
+        head, tail = request_head(req, path, consumed)
         tried: set[str] = set()
         for _ in range(3):
             if alias is not None:
@@ -538,7 +286,7 @@ class Gateway:
                 self.pool.release(b, conn)
             else:
                 conn.close()
-            return status, _upstream_response(status, headers, body, req.keep_alive), served
+            return status, upstream_response(status, headers, body, req.keep_alive), served
         what = f"alias {alias.name!r}" if alias is not None else f"node {node.name if node else '?'!r}"
         return 503, error(503, f"{what} has no healthy instance to take the request", req.keep_alive), served
 
@@ -549,11 +297,9 @@ class Gateway:
             if denied:
                 return denied
             body = self.recorder.exposition()
-            return _response(200, [(b"content-type", b"text/plain; version=0.0.4")], body, req.keep_alive)
+            return response(200, [(b"content-type", b"text/plain; version=0.0.4")], body, req.keep_alive)
         if path == b"/healthz":
-            return _response(
-                200, [(b"content-type", b"application/json")], b'{"status":"ok"}', req.keep_alive
-            )
+            return response(200, [(b"content-type", b"application/json")], b'{"status":"ok"}', req.keep_alive)
         return error(
             404,
             "name a deployment: the x-node-alias or x-node-id header, or the path /alias/<name>/…",
