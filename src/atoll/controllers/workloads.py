@@ -53,7 +53,7 @@ def _ts(unix: float | None) -> datetime | None:
 
 
 def _storage(wl: WorkloadRow) -> float:
-    return float(wl.spec.get("storageGb", 0))
+    return float(wl.spec.storage_gb)
 
 
 class WorkloadController:
@@ -92,7 +92,7 @@ class WorkloadController:
     def _rt(self, wl: WorkloadRow) -> Runtime:
         """The runtime that started ``wl`` (named on its row). Rows from before the name was
         kept say the default's even for a container: an image always ran on Docker."""
-        name = "docker" if wl.spec.get("image") else wl.runtime
+        name = "docker" if wl.spec.image else wl.runtime
         return self.runtime.named(name, wl.id)
 
     # --- startup ------------------------------------------------------------------------
@@ -301,9 +301,9 @@ class WorkloadController:
         secret_env: dict[str, str] = {}
         project = s.get(Project, wl.project_id)
         try:
-            if spec.get("withSecrets", True) and project is not None:
+            if spec.with_secrets and project is not None:
                 secret_env = project_env(s, self.box, project)
-            for name, sealed in spec.get("sealedEnv", {}).items():
+            for name, sealed in spec.sealed_env.items():
                 secret_env[name] = self.box.open(sealed.encode())
             run_as = run_identity(s, wl.project_id, self.uid_base)
             tmp_dir = None
@@ -311,7 +311,7 @@ class WorkloadController:
                 self.layout.ensure_project(wl.project_id, run_as)
                 tmp_dir = self.layout.project_tmp(wl.project_id)
             net = None
-            if self.networks is not None and run_as is not None and not spec.get("image"):
+            if self.networks is not None and run_as is not None and not spec.image:
                 net = self.networks.for_project(wl.project_id)
         except Exception as e:  # one project's broken secret must not block everyone's admission
             wl.state = WorkloadPhase.FAILED
@@ -320,19 +320,19 @@ class WorkloadController:
             return
         workload = Workload(
             id=wl.id,
-            command=list(spec["command"]),
+            command=list(spec.command),
             resources=Resources(cpus=cfg.vcpu, memory_mb=int(cfg.ram_gb * 1024), gpus=cfg.gpu_count),
-            workdir=Path(spec["workdir"]),
-            env={**spec.get("env", {}), "ATOLL_CONFIGURATION": cfg.name},
+            workdir=Path(spec.workdir),
+            env={**spec.env, "ATOLL_CONFIGURATION": cfg.name},
             secret_env=secret_env,
-            mounts=tuple(Mount(Path(m[0]), m[1], read_only="ro" in m[2:]) for m in spec.get("mounts", [])),
-            ports=tuple(spec.get("ports", [])),
+            mounts=tuple(Mount(Path(m[0]), m[1], read_only="ro" in m[2:]) for m in spec.mounts),
+            ports=tuple(spec.ports),
             gpu_ids=d.gpu_ids,
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
             run_as=run_as,
-            warm=spec.get("warm"),
-            image=spec.get("image"),
-            container_ports=tuple(spec.get("containerPorts", [])),
+            warm=spec.warm,
+            image=spec.image,
+            container_ports=tuple(spec.container_ports),
             node=d.host,
             tmp_dir=tmp_dir,
             netns=net.path if net else None,

@@ -1,5 +1,8 @@
 """Workloads as the domain sees them: submit, ask to stop, read. Controllers do the rest.
 
+A workload's ``WorkloadSpec`` (what it runs) is the shape of its row's ``spec`` column
+(store/tables/compute.py); it is re-exported here for the code that builds one.
+
 Jobs, notebooks and node instances all become rows here; the workload controller admits them
 through the scheduler, starts them on the runtime, meters them and records how they ended.
 """
@@ -9,9 +12,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,39 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.errors import NotFound
 from atoll.states import Desired, WorkloadPhase
-from atoll.store.tables import Project, RunIdentity, WorkloadRow
-
-
-@dataclass(frozen=True)
-class WorkloadSpec:
-    command: list[str]
-    workdir: Path
-    env: dict[str, str]
-    # (source path, target relative to workdir[, "ro"]): "ro" mounts read-only (containers)
-    mounts: list[tuple[str, ...]]
-    ports: list[int]
-    with_secrets: bool = True  # the project's secrets become env vars
-    # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the
-    # database never holds them in clear, and the runtime redacts them from logs like secrets.
-    sealed_env: dict[str, str] = field(default_factory=dict)
-    warm: str | None = None  # a runtime warm pool that may start it (see runtime.base.Workload)
-    image: str | None = None  # run in a container of this image (the Docker runtime)
-    container_ports: list[int] = field(default_factory=list)  # inside the container, per port
-    storage_gb: int = 0  # extended working storage the scheduler reserves on its machine
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "command": self.command,
-            "workdir": str(self.workdir),
-            "env": self.env,
-            "mounts": [list(m) for m in self.mounts],
-            "ports": self.ports,
-            "withSecrets": self.with_secrets,
-            "sealedEnv": self.sealed_env,
-            **({"warm": self.warm} if self.warm else {}),
-            **({"image": self.image, "containerPorts": self.container_ports} if self.image else {}),
-            **({"storageGb": self.storage_gb} if self.storage_gb else {}),
-        }
+from atoll.store.tables import Project, RunIdentity, WorkloadRow, WorkloadSpec
 
 
 def submit(
@@ -74,7 +42,7 @@ def submit(
         project_id=project.id,
         community_id=project.community_id,
         configurations=list(configurations),
-        spec=spec.to_json(),
+        spec=spec,
         stop_signal=stop_signal,
         stop_grace_s=stop_grace_s,
         state=WorkloadPhase.QUEUED,

@@ -15,6 +15,7 @@ from atoll.store.tables.compute import (
     ProjectBlob,
     RunIdentity,
     WorkloadRow,
+    WorkloadSpec,
 )
 from atoll.store.tables.deploy import Alias, Dataset, DeployMetric, Model, Node, NodeInstance
 from atoll.store.tables.identity import (
@@ -66,6 +67,7 @@ __all__ = [
     "User",
     "WebSession",
     "WorkloadRow",
+    "WorkloadSpec",
     "as_utc",
     "new_id",
     "utcnow",

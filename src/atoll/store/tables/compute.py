@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,7 +28,34 @@ from atoll.states import (
     NotebookState,
     WorkloadPhase,
 )
+from atoll.store.json_types import TypedJSON
 from atoll.store.tables.base import Base, new_id, utcnow
+
+
+class WorkloadSpec(BaseModel):
+    """What a workload runs, as its row keeps it (camelCase in the database, as it always was)."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    command: list[str] = Field(default_factory=list)
+    workdir: str = ""
+    env: dict[str, str] = Field(default_factory=dict)
+    # (source path, target relative to workdir[, "ro"]): "ro" mounts read-only
+    mounts: list[tuple[str, ...]] = Field(default_factory=list)
+    ports: list[int] = Field(default_factory=list)
+    with_secrets: bool = True  # the project's secrets become env vars
+    # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the
+    # database never holds them in clear, and the runtime redacts them from logs like secrets.
+    sealed_env: dict[str, str] = Field(default_factory=dict)
+    warm: str | None = None  # a runtime warm pool that may start it (see runtime.base.Workload)
+    image: str | None = None  # run in a container of this image (the Docker runtime)
+    container_ports: list[int] = Field(default_factory=list)  # inside the container, per port
+    storage_gb: int = 0  # extended working storage the scheduler reserves on its machine
+
+    @field_validator("workdir", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
 
 
 class WorkloadRow(Base):
@@ -51,7 +81,9 @@ class WorkloadRow(Base):
     stop_signal: Mapped[int] = mapped_column(Integer, default=15)
     stop_grace_s: Mapped[float] = mapped_column(Float, default=10.0)
     exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
-    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # command, workdir, env (no secrets), ports
+    spec: Mapped[WorkloadSpec] = mapped_column(
+        TypedJSON(WorkloadSpec), default=lambda: WorkloadSpec()
+    )  # no secrets
     gpu_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     runtime: Mapped[str] = mapped_column(String(16), default="local")
     # Where it runs: the cluster machine (a Ray node id; "" on one machine) and the address its
