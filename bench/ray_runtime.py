@@ -11,7 +11,7 @@ What is timed is what a user waits for:
   (``1+1``) executed through the gateway (``/nb/{id}/``) returns its result; the same client code
   as ``bench/notebooks.py`` (imported from it), then the notebook is stopped (untimed).
 
-Contenders, all at once, on one Ray cluster (``atoll.runtime.ray_local.LocalRayCluster``: one
+Contenders, all at once, on one Ray cluster (``atoll.runtime.ray.cluster.LocalRayCluster``: one
 head node at 127.0.0.2 with 2 CPUs and 8 GB of Ray memory):
 
 1. **local runtime** — ``atoll up`` with default settings (workloads run on this machine).
@@ -66,7 +66,7 @@ from procs import BenchError, Process, cmdline, with_marker
 
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.server import jupyter_command, notebook_environment
-from atoll.runtime.ray_local import LocalRayCluster, free_port, reap, release
+from atoll.runtime.ray.cluster import LocalRayCluster, free_port, reap, release
 from notebooks import (
     CONFIGURATION,
     POLL_S,

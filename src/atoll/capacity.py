@@ -1,5 +1,5 @@
 """What the compute pool holds: machines, their cores, memory and GPUs. Plain data: the runtimes
-find it out (runtime/inventory.py, runtime/ray.py), the catalogue, the scheduler and the API read
+find it out (runtime/inventory.py, runtime/ray/runtime.py), the catalogue, the scheduler and the API read
 it, and none of them imports the others for it."""
 
 from __future__ import annotations

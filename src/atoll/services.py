@@ -24,15 +24,15 @@ from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.activity import ActivityBoard
-from atoll.runtime.docker import DockerRuntime
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.docker.runtime import DockerRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from atoll.runtime.router import RuntimeRouter
 
 if TYPE_CHECKING:
-    from atoll.runtime.ray import RayRuntime
+    from atoll.runtime.ray.runtime import RayRuntime
 from atoll.runtime.isolation import in_force
-from atoll.runtime.netns import NetworkIsolation, ProjectNetworks, install_tag
-from atoll.runtime.relay import LoopbackRelay
+from atoll.runtime.local.netns import NetworkIsolation, ProjectNetworks, install_tag
+from atoll.runtime.local.relay import LoopbackRelay
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
@@ -46,7 +46,7 @@ def _ray_runtime(settings: Settings, logs: LogStore, data: Path) -> RayRuntime:
     """Connect to the Ray cluster ATOLL_RAY_ADDRESS names (Ray is imported only here)."""
     if not settings.ray_address:
         raise ValueError("ATOLL_RUNTIME=ray needs ATOLL_RAY_ADDRESS (the Ray head's host:port)")
-    from atoll.runtime.ray import RayRuntime
+    from atoll.runtime.ray.runtime import RayRuntime
 
     return RayRuntime(
         settings.ray_address,

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from atoll.app import create_app
-from atoll.runtime.netns import ProjectNetworks
+from atoll.runtime.local.netns import ProjectNetworks
 from tests.api.conftest import make_settings
 from tests.support.leaks import register_root
 from tests.support.server import ADMIN_PASSWORD

@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from atoll.runtime.proc_files import is_same_process, read_json
+from atoll.runtime.local.proc_files import is_same_process, read_json
 from tests.e2e.cli import Cli
 from tests.notebooks.conftest import (
     FAST,

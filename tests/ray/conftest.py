@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from atoll.runtime.ray_local import LocalRayCluster, reap, release
+from atoll.runtime.ray.cluster import LocalRayCluster, reap, release
 from tests.support import server as server_support
 
 GB = 1024**3

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from atoll.runtime.ray_local import LocalRayCluster
+from atoll.runtime.ray.cluster import LocalRayCluster
 from tests.e2e.cli import ATOLL
 from tests.ray.conftest import GPU_NODE, HEAD
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from atoll.runtime.ray_local import LocalRayCluster, reap
+from atoll.runtime.ray.cluster import LocalRayCluster, reap
 from tests.jobs.test_restart import (  # noqa: F401 - re-run on the ray runtime
     _log,
     _wait,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from atoll.runtime.base import Resources, Workload, WorkloadStatus
-from atoll.runtime.inventory import LimitSupport
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.limits import LimitSupport
+from atoll.runtime.local.runtime import LocalRuntime
 from atoll.storage.logs import LogStore
 
 DEADLINE = 20.0

@@ -24,7 +24,7 @@ from atoll.runtime.base import (
     WorkloadExists,
     WorkloadState,
 )
-from atoll.runtime.docker import LABEL, DockerRuntime, ImageNotAvailable
+from atoll.runtime.docker.runtime import LABEL, DockerRuntime, ImageNotAvailable
 from atoll.storage.logs import LogStore
 from tests.runtime.conftest import wait_for
 from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd

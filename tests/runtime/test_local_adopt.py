@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atoll.runtime.base import Workload, WorkloadState
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from tests.runtime.conftest import pid_alive, py, read_all, wait_for, wait_log
 
 Build = Callable[..., Workload]
@@ -51,7 +51,7 @@ def test_workload_outlives_its_server_process_and_finishes_while_it_is_down(
     server = (
         "import sys\nfrom pathlib import Path\n"
         "from atoll.runtime.base import Resources, Workload\n"
-        "from atoll.runtime.local import LocalRuntime\nfrom atoll.storage.logs import LogStore\n"
+        "from atoll.runtime.local.runtime import LocalRuntime\nfrom atoll.storage.logs import LogStore\n"
         "t = Path(sys.argv[1])\n"
         "rt = LocalRuntime(t / 'state', LogStore(t / 'logs'))\n"
         "cmd = [sys.executable, '-c', sys.argv[2]]\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from atoll.runtime import cgroups
 from atoll.runtime.base import Workload, WorkloadState
-from atoll.runtime.inventory import LimitSupport
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local import cgroups
+from atoll.runtime.local.limits import LimitSupport
+from atoll.runtime.local.runtime import LocalRuntime
 from tests.runtime.conftest import py, read_all, wait_finished, wait_for, wait_log
 
 Build = Callable[..., Workload]

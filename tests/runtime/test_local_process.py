@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from atoll.runtime.base import Mount, Runtime, UnknownWorkload, Workload, WorkloadExists, WorkloadState
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from tests.runtime.conftest import pid_alive, py, read_all, wait_finished, wait_for, wait_log
 
 Build = Callable[..., Workload]

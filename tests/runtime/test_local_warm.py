@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from atoll.runtime.base import Workload, WorkloadState
-from atoll.runtime.local import LocalRuntime
-from atoll.runtime.proc_files import read_json
+from atoll.runtime.local.proc_files import read_json
+from atoll.runtime.local.runtime import LocalRuntime
 from tests.runtime.conftest import pid_alive, read_all, wait_finished, wait_for, wait_log
 from tests.support.leaks import register_root
 

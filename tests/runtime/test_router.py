@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from atoll.runtime.base import Resources, UnknownWorkload, Workload, WorkloadState
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from atoll.runtime.router import NoDocker, RuntimeRouter
 from atoll.storage.logs import LogStore
 from tests.runtime.conftest import wait_for

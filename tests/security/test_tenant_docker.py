@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from atoll.runtime.base import Resources, Workload
-from atoll.runtime.docker import LABEL, DockerRuntime
-from atoll.runtime.docker_networks import ProjectBridges
-from atoll.runtime.netns import IP_FORWARD, ProjectNetworks
+from atoll.runtime.docker.networks import ProjectBridges
+from atoll.runtime.docker.runtime import LABEL, DockerRuntime
+from atoll.runtime.local.netns import IP_FORWARD, ProjectNetworks
 from atoll.storage.logs import LogStore
 from tests.runtime.conftest import wait_for
 from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd

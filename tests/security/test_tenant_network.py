@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from atoll.runtime.netns import unavailable as netns_unavailable
+from atoll.runtime.local.netns import unavailable as netns_unavailable
 from tests.support.server import RunningServer
 from tests.support.tenants import finish, job_config, logs, new_project, root_server, submit
 

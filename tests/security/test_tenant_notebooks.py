@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from atoll.runtime.netns import unavailable as netns_unavailable
+from atoll.runtime.local.netns import unavailable as netns_unavailable
 from tests.deploy.conftest import wait_for
 from tests.notebooks.conftest import FAST, Kernel, new_project, open_and_wait, stop_and_wait
 from tests.support.server import RunningServer

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import docker
 
-from atoll.runtime import docker_networks
+from atoll.runtime.docker import networks as docker_networks
 from tests.support.leaks import register_root
 
 IMAGE = "atoll-test:bookworm"

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from atoll.runtime.netns import ProjectNetworks
-from atoll.runtime.proc_files import is_same_process
+from atoll.runtime.local.netns import ProjectNetworks
+from atoll.runtime.local.proc_files import is_same_process
 from tests.support.leaks import register_root
 from tests.support.server import RunningServer, start_server
 

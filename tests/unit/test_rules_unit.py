@@ -9,7 +9,8 @@ from atoll.domain.billing import units_for
 from atoll.domain.catalog import availability
 from atoll.domain.validation import check_labels, check_name, parse_duration
 from atoll.errors import Invalid
-from atoll.runtime.inventory import detect, detect_gpus, detect_limits
+from atoll.runtime.inventory import detect, detect_gpus
+from atoll.runtime.local.limits import detect_limits
 from atoll.store.tables import Configuration
 
 

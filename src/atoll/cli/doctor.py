@@ -124,7 +124,7 @@ def _cluster(runtime: str, address: str, namespace: str, node_ip: str) -> dict[s
     """The Ray cluster the ray runtime places workloads on: its alive nodes and their resources."""
     if runtime != "ray":
         return {"runtime": runtime, "ok": True, "nodes": [], "message": "workloads run on this machine"}
-    from atoll.runtime.ray import RayUnavailable, cluster_inventory, connect
+    from atoll.runtime.ray.runtime import RayUnavailable, cluster_inventory, connect
 
     try:
         inv = cluster_inventory(connect(address, namespace, node_ip or None))
@@ -152,9 +152,9 @@ def _cluster(runtime: str, address: str, namespace: str, node_ip: str) -> dict[s
 
 
 def _limits() -> dict[str, Any]:
-    from atoll.runtime import inventory
+    from atoll.runtime.local import limits
 
-    lim = inventory.detect_limits()
+    lim = limits.detect_limits()
     return {
         "mechanism": lim.mechanism,
         "detail": lim.detail,

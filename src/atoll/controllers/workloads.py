@@ -38,7 +38,7 @@ from atoll.runtime.base import (
     WorkloadState,
     WorkloadStatus,
 )
-from atoll.runtime.netns import NetworkIsolation
+from atoll.runtime.local.netns import NetworkIsolation
 from atoll.runtime.router import RuntimeRouter
 from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout

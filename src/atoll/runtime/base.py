@@ -82,11 +82,11 @@ class Workload:
     # The cluster node the scheduler placed it on (a Ray node id); "": the runtime's own machine or
     # choice. The local and Docker runtimes ignore it.
     node: str = ""
-    # The project's tmp dir: with a root runtime that can (see runtime/sandbox.py), bound over the
+    # The project's tmp dir: with a root runtime that can (see runtime/local/sandbox.py), bound over the
     # workload's /tmp and /var/tmp in a mount namespace of its own, where /proc shows only the
     # processes of its own uid.
     tmp_dir: Path | None = None
-    # The network namespace it joins (its project's, see runtime/netns.py), with the address its
+    # The network namespace it joins (its project's, see runtime/local/netns.py), with the address its
     # servers bind to there ($HOST); None: the machine's own network, HOST=127.0.0.1.
     netns: str | None = None
     address: str | None = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.runtime import docker_networks, netns, sandbox
+from atoll.runtime.docker import networks as docker_networks
+from atoll.runtime.local import netns, sandbox
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,8 @@ class Isolation:
     """Each kind of isolation: "" when in force, else why not."""
 
     users: str  # each project's workloads as its own uid: files of Atoll and other projects unreadable
-    processes: str  # a private /proc and /tmp per project (runtime/sandbox.py)
-    network: str  # a network namespace per project (runtime/netns.py)
+    processes: str  # a private /proc and /tmp per project (runtime/local/sandbox.py)
+    network: str  # a network namespace per project (runtime/local/netns.py)
     containers: str | None = None  # a Docker network per project (docker_networks.py); None: no Docker
 
     def rows(self) -> list[tuple[str, bool, str]]:

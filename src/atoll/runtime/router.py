@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atoll.runtime.base import LogChunk, Runtime, UnknownWorkload, Usage, Workload, WorkloadStatus
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 
 
 class NoDocker(ValueError):

@@ -4,7 +4,7 @@ Offsets are byte offsets into a stream, so a reader that saw up to offset N resu
 (this is how `attach` follows a running workload and how the UI tails logs). Logs are kept
 after the workload (and its runtime state) is gone, until `delete()` is called explicitly.
 
-The local runtime's supervisor process (`atoll.runtime.shim`) writes through this class too,
+The local runtime's supervisor process (`atoll.runtime.local.shim`) writes through this class too,
 so it must stay import-light and process-safe: every write is a single `write()` on a file
 opened with O_APPEND, which the kernel keeps whole against other appenders on a local disk.
 """

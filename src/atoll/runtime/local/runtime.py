@@ -1,7 +1,7 @@
 """The local runtime: workloads as process trees on this machine, each under its own supervisor.
 
 `start()` writes the workload's spec into `<state dir>/<workload id>/`, creates its cgroups and
-launches `python -m atoll.runtime.shim` in a new session. The shim (see shim.py) starts the command
+launches `python -m atoll.runtime.local.shim` in a new session. The shim (see shim.py) starts the command
 in its own process group, pumps its output into the LogStore and records the outcome in a file.
 The server keeps no state of its own beyond a handle on shims it spawned (to reap them), so any
 LocalRuntime over the same state dir — a restarted server — sees the same workloads.
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import atoll
-from atoll.runtime import cgroups, sandbox
 from atoll.runtime.base import (
     DEFAULT_PATH,
     LogChunk,
@@ -47,11 +46,12 @@ from atoll.runtime.base import (
     read_log,
 )
 from atoll.runtime.environment import workload_env
-from atoll.runtime.inventory import LimitSupport, detect_limits
-from atoll.runtime.local_mounts import chown_tree, link_mounts
-from atoll.runtime.local_state import Record, recent, session_members, tree_usage
-from atoll.runtime.proc_files import start_time, write_json
-from atoll.runtime.warm_pool import WarmPool
+from atoll.runtime.local import cgroups, sandbox
+from atoll.runtime.local.limits import LimitSupport, detect_limits
+from atoll.runtime.local.mounts import chown_tree, link_mounts
+from atoll.runtime.local.proc_files import start_time, write_json
+from atoll.runtime.local.state import Record, recent, session_members, tree_usage
+from atoll.runtime.local.warm_pool import WarmPool
 from atoll.storage.logs import LogStore, check_id, system_line
 
 log = logging.getLogger("atoll.runtime")
@@ -251,7 +251,7 @@ class LocalRuntime:
         return self.status(w.id)
 
     def _spawn_shim(self, d: Path, *args: str) -> subprocess.Popen[bytes]:
-        """`python -m atoll.runtime.shim ARGS` in a new session (it outlives the server), in ``d``."""
+        """`python -m atoll.runtime.local.shim ARGS` in a new session (it outlives the server), in ``d``."""
         # The shim gets a minimal environment too; PYTHONPATH makes sure it runs this very atoll
         # package, wherever it was imported from.
         pkg_root = str(Path(atoll.__file__).resolve().parent.parent)
@@ -259,7 +259,7 @@ class LocalRuntime:
         shim_env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
         with open(d / "shim.err", "ab") as err:
             return subprocess.Popen(
-                [sys.executable, "-m", "atoll.runtime.shim", *args],
+                [sys.executable, "-m", "atoll.runtime.local.shim", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -272,7 +272,7 @@ class LocalRuntime:
     # --- warm pools (beyond the protocol) ----------------------------------------------------
 
     def keep_warm(self, key: str, python: Path, modules: Sequence[str], count: int) -> int:
-        """See WarmPool.keep (runtime/warm_pool.py)."""
+        """See WarmPool.keep (runtime/local/warm_pool.py)."""
         return self.warm_pool.keep(key, python, modules, count)
 
     def close_warm(self) -> None:

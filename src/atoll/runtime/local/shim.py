@@ -1,4 +1,4 @@
-"""The supervisor of one local workload: `python -m atoll.runtime.shim <state dir of the workload>`.
+"""The supervisor of one local workload: `python -m atoll.runtime.local.shim <state dir of the workload>`.
 
 The local runtime starts one shim per workload in a new session, so it outlives the server. The
 shim reads `spec.json` from the state dir, starts the command in its own process group (inside
@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from atoll.runtime import sandbox
-from atoll.runtime.cgroups import Group
-from atoll.runtime.proc_files import (
+from atoll.runtime.local import sandbox
+from atoll.runtime.local.cgroups import Group
+from atoll.runtime.local.proc_files import (
     read_json,
     start_time,
     take_secrets,
@@ -300,7 +300,7 @@ def _warm_preexec(shim_pid: int, prctl: Any) -> None:
 
 
 def park(state: Path) -> int:
-    """Keep one warm process for a later workload: `python -m atoll.runtime.shim --park DIR`.
+    """Keep one warm process for a later workload: `python -m atoll.runtime.local.shim --park DIR`.
 
     DIR holds `warm.json` (the template: python and the modules to load). The shim starts
     `python warm.py MODULES…` in its own process group (still as the server's user, in no cgroup,
@@ -353,12 +353,12 @@ def park(state: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `python -m atoll.runtime.shim STATE_DIR` (or `--park DIR`, see park())."""
+    """Entry point: `python -m atoll.runtime.local.shim STATE_DIR` (or `--park DIR`, see park())."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "--park":
         return park(Path(args[1]))
     if len(args) != 1:
-        print("usage: python -m atoll.runtime.shim STATE_DIR | --park DIR", file=sys.stderr)
+        print("usage: python -m atoll.runtime.local.shim STATE_DIR | --park DIR", file=sys.stderr)
         return 2
     return Shim(Path(args[0])).run()
 

@@ -8,8 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from atoll.runtime import cgroups
-from atoll.runtime.proc_files import is_same_process, proc_stat, read_json
+from atoll.runtime.local import cgroups
+from atoll.runtime.local.proc_files import is_same_process, proc_stat, read_json
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")

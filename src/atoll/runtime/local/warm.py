@@ -38,7 +38,7 @@ def _venv_site(python: str) -> Path | None:
 
 
 def _load_sandbox() -> Any:
-    """runtime/sandbox.py, loaded by path: Atoll itself is not importable here."""
+    """runtime/local/sandbox.py, loaded by path: Atoll itself is not importable here."""
     spec = importlib.util.spec_from_file_location("atoll_sandbox", Path(__file__).with_name("sandbox.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -6,7 +6,7 @@ node of project B could connect to project A's container at its bridge address, 
 around the gateway. Here each project gets a user-defined bridge network ``atoll-<tag>-<key>``
 (labelled ``atoll.network=<tag>``; the tag keeps two installations on one daemon apart). Its
 Linux bridge is named ``av<hash>d``: the ``av`` family of the local runtime's veths
-(runtime/netns.py), whose rules already refuse to forward from a project into any ``av+``
+(runtime/local/netns.py), whose rules already refuse to forward from a project into any ``av+``
 interface, so each side's rules cover the other whatever their order in the chain.
 
 The rules Atoll adds for each bridge (iptables, as root; idempotent, checked at every start):
@@ -36,7 +36,7 @@ from typing import Any
 
 from docker.errors import APIError, NotFound
 
-log = logging.getLogger("atoll.runtime.docker")
+log = logging.getLogger("atoll.runtime.docker.runtime")
 LABEL = "atoll.network"
 _REPLIES = ("-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED")
 # Inside a container: the v4 rules are the whole story.

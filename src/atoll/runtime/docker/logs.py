@@ -22,7 +22,7 @@ from typing import Any
 from atoll.runtime.redaction import Redactor
 from atoll.storage.logs import LogStore
 
-log = logging.getLogger("atoll.runtime.docker")
+log = logging.getLogger("atoll.runtime.docker.runtime")
 STREAMS = ("stdout", "stderr")
 
 

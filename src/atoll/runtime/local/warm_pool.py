@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from atoll.runtime.base import DEFAULT_PATH
-from atoll.runtime.local_state import Record, recent
-from atoll.runtime.proc_files import is_same_process, read_json, start_time, write_json
+from atoll.runtime.local.proc_files import is_same_process, read_json, start_time, write_json
+from atoll.runtime.local.state import Record, recent
 
 log = logging.getLogger("atoll.runtime")
 _WARM_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from atoll.runtime.relay import LoopbackRelay
+from atoll.runtime.local.relay import LoopbackRelay
 
 log = logging.getLogger("atoll.netns")
 NETNS_DIR = Path("/run/netns")

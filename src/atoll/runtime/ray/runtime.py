@@ -1,6 +1,6 @@
 """The Ray runtime: every Workload runs on a Ray cluster, as a named, detached actor that holds the
 workload's resources on one node and runs it there with that node's local runtime
-(``atoll.runtime.ray_host``). The server is a Ray driver (``ray.init(address=...)``).
+(``atoll.runtime.ray.host``). The server is a Ray driver (``ray.init(address=...)``).
 
 - Placement: Atoll's scheduler picks the node (``Workload.node``, a Ray node id) from the
   cluster's resources (``inventory()``); the actor is pinned to it, and asks Ray for the
@@ -39,7 +39,7 @@ from atoll.runtime.base import (
     WorkloadStatus,
     read_log,
 )
-from atoll.runtime.proc_files import read_json, write_json
+from atoll.runtime.local.proc_files import read_json, write_json
 from atoll.storage.logs import LogStore, check_id, system_line
 
 log = logging.getLogger("atoll.ray")
@@ -153,7 +153,7 @@ class RayRuntime:
         self.node_dir = node_dir
         self.start_timeout = start_timeout
         self.ray = connect(address, namespace, node_ip)
-        from atoll.runtime.ray_host import WorkloadHost
+        from atoll.runtime.ray.host import WorkloadHost
 
         self._actor = self.ray.remote(WorkloadHost)
         self._w: dict[str, _Tracked] = {}

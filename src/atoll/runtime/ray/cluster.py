@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from atoll.storage.logs import LogStore
 
 WORKER_PORTS = range(10002, 20000)
@@ -201,14 +201,14 @@ def release(address: str, namespace: str, node_ip: str) -> None:
     held: the ray runtime's own forget(), from a Ray driver in a subprocess of its own (the caller
     does not join the cluster)."""
     subprocess.run(
-        [sys.executable, "-m", "atoll.runtime.ray_local", "release", address, namespace, node_ip],
+        [sys.executable, "-m", "atoll.runtime.ray.cluster", "release", address, namespace, node_ip],
         check=True,
         timeout=300,
     )
 
 
 def _release_main(address: str, namespace: str, node_ip: str) -> None:
-    from atoll.runtime.ray import RayRuntime
+    from atoll.runtime.ray.runtime import RayRuntime
 
     with tempfile.TemporaryDirectory(prefix="atoll-ray-release-") as tmp:
         rt = RayRuntime(address, LogStore(Path(tmp) / "logs"), Path(tmp) / "state", tmp, namespace, node_ip)
@@ -221,5 +221,5 @@ def _release_main(address: str, namespace: str, node_ip: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] != "release":
-        sys.exit("usage: python -m atoll.runtime.ray_local release ADDRESS NAMESPACE NODE_IP")
+        sys.exit("usage: python -m atoll.runtime.ray.cluster release ADDRESS NAMESPACE NODE_IP")
     _release_main(*sys.argv[2:])

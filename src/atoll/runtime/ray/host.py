@@ -5,7 +5,7 @@ So a workload on Ray is supervised exactly as on one machine (its own session an
 cgroup limits or rlimits, the per-project user, secret redaction, stop with signal and grace,
 usage from /proc): the actor is a thin host around ``LocalRuntime``, whose state and logs live in
 a directory of the node (``node_dir``). The control plane reads the logs from here and copies
-them into its own log store (see ``atoll.runtime.ray``), so they outlive the node and the cluster.
+them into its own log store (see ``atoll.runtime.ray.runtime``), so they outlive the node and the cluster.
 
 The actor is named after the workload and detached, so it survives the server that created it;
 the server finds it again by name after a restart. The workload starts in the actor's constructor:
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from atoll.runtime.base import LOG_STREAMS, UnknownWorkload, Workload, WorkloadStatus
-from atoll.runtime.local import LocalRuntime
+from atoll.runtime.local.runtime import LocalRuntime
 from atoll.storage.logs import LogStore
 
 

@@ -48,14 +48,14 @@ from atoll.runtime.base import (
     WorkloadStatus,
     read_log,
 )
-from atoll.runtime.docker_logs import STREAMS, LogFollower
-from atoll.runtime.docker_networks import NO_IPV6, ProjectBridges
+from atoll.runtime.docker.logs import STREAMS, LogFollower
+from atoll.runtime.docker.networks import NO_IPV6, ProjectBridges
 from atoll.runtime.environment import workload_env
 from atoll.runtime.redaction import Redactor
 from atoll.storage.logs import LogStore, check_id, system_line
 from atoll.storage.safepath import Tree
 
-log = logging.getLogger("atoll.runtime.docker")
+log = logging.getLogger("atoll.runtime.docker.runtime")
 DEFAULT_URL = "unix:///var/run/docker.sock"
 LABEL = "atoll.workload"
 _SECRETS_LABEL = "atoll.runtime.secret-env"  # names of the env vars whose values logs redact
