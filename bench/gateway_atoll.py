@@ -22,7 +22,7 @@ import httpx
 from procs import BenchError, Process, children, cmdline, free_port, kill_group
 
 from atoll.envs.build import usable_by_others
-from atoll.runtime.local.shim import is_same_process, read_json
+from atoll.runtime.local.proc_files import is_same_process, read_json
 
 CACHE = Path.home() / ".cache" / "atoll-bench"
 ENVS = CACHE / "envs"

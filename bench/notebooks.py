@@ -72,7 +72,7 @@ from atoll.notebooks.server import (
     jupyter_command,
     notebook_environment,
 )
-from atoll.runtime.local.shim import is_same_process, read_json
+from atoll.runtime.local.proc_files import is_same_process, read_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 WARM_NAME = "Atoll, warm pool"
