@@ -13,17 +13,14 @@ import pytest
 
 from tests.deploy.conftest import FAST, gateway_ready, set_alias, wait_for, wait_healthy
 from tests.notebooks.conftest import new_project
-from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.server import RunningServer, start_server
 
 
 @pytest.fixture(scope="module")
 def docker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Dockerd]]:
     with contextlib.ExitStack() as stack:
-        try:
-            d = stack.enter_context(running_dockerd())
-        except DockerUnavailable as e:
-            pytest.skip(f"Docker is not available here: {e}")
+        d = stack.enter_context(dockerd_or_skip())
         srv = start_server(
             tmp_path_factory.mktemp("docker-nodes") / "data", extra_env={**FAST, "ATOLL_DOCKER_HOST": d.url}
         )

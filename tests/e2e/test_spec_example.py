@@ -20,7 +20,7 @@ import pytest
 from tests.deploy.conftest import ENV_CACHE
 from tests.e2e.cli import PYCACHE, Cli
 from tests.e2e.test_cli_jobs import ProjectCli
-from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.server import RunningServer, start_server
 
 # Spec §5.2's example; <Docker_image_ID> is filled in with the image on this daemon.
@@ -101,11 +101,8 @@ PARAMS = Path("/usr/share/params.json")
 
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Dockerd]:
-    try:
-        with running_dockerd() as d:
-            yield d
-    except DockerUnavailable as e:
-        pytest.skip(f"Docker is not available here: {e}")
+    with dockerd_or_skip() as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ Skipped, with the reason, where Docker cannot run (no dockerd or debootstrap, no
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from atoll.runtime.base import (
 from atoll.runtime.docker.runtime import LABEL, DockerRuntime, ImageNotAvailable
 from atoll.storage.logs import LogStore
 from tests.runtime.conftest import wait_for
-from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.postgres import free_port
 
 SECRET = "hunter2-s3cr3t"
@@ -35,11 +34,7 @@ SECRET = "hunter2-s3cr3t"
 
 @pytest.fixture(scope="session")
 def dockerd() -> Iterator[Dockerd]:
-    with contextlib.ExitStack() as stack:
-        try:
-            d = stack.enter_context(running_dockerd())
-        except DockerUnavailable as e:
-            pytest.skip(f"Docker is not available here: {e}")
+    with dockerd_or_skip() as d:
         yield d
 
 

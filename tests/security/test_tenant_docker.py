@@ -30,7 +30,7 @@ from atoll.runtime.docker.runtime import LABEL, DockerRuntime
 from atoll.runtime.local.netns import IP_FORWARD, ProjectNetworks
 from atoll.storage.logs import LogStore
 from tests.runtime.conftest import wait_for
-from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.postgres import free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network isolation needs root")
@@ -53,11 +53,7 @@ PROBE = (
 
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Dockerd]:
-    with contextlib.ExitStack() as stack:
-        try:
-            d = stack.enter_context(running_dockerd())
-        except DockerUnavailable as e:
-            pytest.skip(f"Docker is not available here: {e}")
+    with dockerd_or_skip() as d:
         yield d
 
 
@@ -116,7 +112,7 @@ def _serve(rt: DockerRuntime, dockerd: Dockerd, tmp_path: Path, wid: str, projec
     wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 30, f"{wid} to serve")
     c = rt.client.containers.get(f"atoll-{wid}")
     nets = c.attrs["NetworkSettings"]["Networks"]
-    assert list(nets) == [rt.networks.name(project)] if rt.networks else False
+    assert rt.networks is not None and list(nets) == [rt.networks.name(project)]
     return next(iter(nets.values()))["IPAddress"], port
 
 
@@ -164,8 +160,8 @@ def _listener(address: str) -> Iterator[int]:
 
 
 def _gateway(rt: DockerRuntime, project: str) -> str:
-    net = rt.client.networks.get(rt.networks.name(project)) if rt.networks else None
-    assert net is not None
+    assert rt.networks is not None
+    net = rt.client.networks.get(rt.networks.name(project))
     return str(net.attrs["IPAM"]["Config"][0]["Gateway"])
 
 

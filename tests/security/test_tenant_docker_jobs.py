@@ -7,13 +7,12 @@ Skipped, with the reason, where Docker or root is missing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.docker import Dockerd, DockerUnavailable, running_dockerd
+from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.server import RunningServer
 from tests.support.tenants import finish, job_config, logs, new_project, root_server, submit
 
@@ -22,12 +21,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-project users nee
 
 @pytest.fixture(scope="module")
 def docker_srv() -> Iterator[tuple[RunningServer, Dockerd]]:
-    with contextlib.ExitStack() as stack:
-        try:
-            d = stack.enter_context(running_dockerd())
-        except DockerUnavailable as e:
-            pytest.skip(f"Docker is not available here: {e}")
-        server = stack.enter_context(root_server("atoll-secd-", {"ATOLL_DOCKER_HOST": d.url}))
+    with dockerd_or_skip() as d, root_server("atoll-secd-", {"ATOLL_DOCKER_HOST": d.url}) as server:
         yield server, d
 
 

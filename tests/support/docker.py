@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import pytest
 
 from atoll.runtime.docker import networks as docker_networks
 from tests.support.leaks import register_root
@@ -257,3 +258,14 @@ def running_dockerd() -> Iterator[Dockerd]:
             _run(["iptables", "-P", "FORWARD", policy])
         if _ip_forward() != forward:
             Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
+
+
+@contextlib.contextmanager
+def dockerd_or_skip() -> Iterator[Dockerd]:
+    """``running_dockerd()``, or the calling test skipped with the reason Docker cannot run here."""
+    with contextlib.ExitStack() as stack:
+        try:
+            d = stack.enter_context(running_dockerd())
+        except DockerUnavailable as e:
+            pytest.skip(f"Docker is not available here: {e}")
+        yield d
