@@ -12,7 +12,6 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from atoll.capacity import Inventory
 from atoll.controllers.base import Controller
@@ -24,15 +23,13 @@ from atoll.controllers.workloads import WorkloadController
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.activity import ActivityBoard
-from atoll.runtime.docker.runtime import DockerRuntime
-from atoll.runtime.local.runtime import LocalRuntime
-from atoll.runtime.router import RuntimeRouter
-
-if TYPE_CHECKING:
-    from atoll.runtime.ray.runtime import RayRuntime
+from atoll.runtime.base import ClusterInventory
 from atoll.runtime.isolation import in_force
-from atoll.runtime.local.netns import NetworkIsolation, ProjectNetworks, install_tag
+from atoll.runtime.local.netns import NetworkIsolation, ProjectNetworks
 from atoll.runtime.local.relay import LoopbackRelay
+from atoll.runtime.local.runtime import LocalRuntime
+from atoll.runtime.registry import build_runtimes
+from atoll.runtime.router import RuntimeRouter
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
@@ -40,22 +37,6 @@ from atoll.storage.logs import LogStore
 from atoll.store.db import Database
 
 log = logging.getLogger("atoll")
-
-
-def _ray_runtime(settings: Settings, logs: LogStore, data: Path) -> RayRuntime:
-    """Connect to the Ray cluster ATOLL_RAY_ADDRESS names (Ray is imported only here)."""
-    if not settings.ray_address:
-        raise ValueError("ATOLL_RUNTIME=ray needs ATOLL_RAY_ADDRESS (the Ray head's host:port)")
-    from atoll.runtime.ray.runtime import RayRuntime
-
-    return RayRuntime(
-        settings.ray_address,
-        logs,
-        data / "runtime-ray",
-        str(settings.ray_node_dir or data / "ray-node"),
-        namespace=settings.ray_namespace,
-        node_ip=settings.ray_node_ip or None,
-    )
 
 
 def _disk_gb(path: Path) -> float:
@@ -87,19 +68,14 @@ class Services:
         self.logs = LogStore(data / "logs")
         self.blobs = BlobStore(data / "blobs")
         self.envs = EnvironmentBuilder(settings.envs_dir or data / "envs")
-        self.local_runtime = LocalRuntime(data / "runtime", self.logs)
-        self.docker: DockerRuntime | None = None
-        if settings.docker_host:  # nodes from images (and any workload with an image) run there
-            tag = install_tag(data / "runtime") if settings.network_isolation != "off" else None
-            self.docker = DockerRuntime(
-                self.logs, base_url=settings.docker_host, gpus=settings.docker_gpus, network_tag=tag
-            )
-        self.ray: RayRuntime | None = None
-        if settings.runtime == "ray":
-            self.ray = _ray_runtime(settings, self.logs, data)
-            inventory = self.ray.inventory
+        runtimes = build_runtimes(settings, self.logs, data)
+        local = runtimes.pop("local")
+        assert isinstance(local, LocalRuntime)
+        self.local_runtime = local  # always there: warm pools, limits, a forgotten workload's logs
+        self.runtime = RuntimeRouter(local, *runtimes.values(), default=settings.runtime)
+        if isinstance(self.runtime.default, ClusterInventory):  # workloads go to its machines
+            inventory = self.runtime.default.inventory
         self.inventory = inventory
-        self.runtime = RuntimeRouter(self.local_runtime, self.docker, self.ray)
         uid_base = settings.workload_uid_base
         self.isolation = in_force(
             data, uid_base, settings.runtime, settings.network_isolation, settings.docker_host
@@ -205,7 +181,4 @@ class Services:
             await asyncio.to_thread(c.close)
         if self.networks is not None:
             self.networks.close()
-        if self.docker is not None:
-            await asyncio.to_thread(self.docker.close)
-        if self.ray is not None:
-            await asyncio.to_thread(self.ray.close)
+        await asyncio.to_thread(self.runtime.close)

@@ -16,6 +16,7 @@ import pytest
 
 from atoll.runtime.base import (
     Mount,
+    PythonEnv,
     Resources,
     Runtime,
     UnknownWorkload,
@@ -250,3 +251,30 @@ def test_forget_missing_image_and_duplicates(
         rt.start(workload("noimage", "print(1)", image=None))
     with pytest.raises(UnknownWorkload):
         rt.status("noimage")
+
+
+def test_python_env_cwd_and_host_env_in_a_container(
+    rt: DockerRuntime, workload: Callable[..., Workload], tmp_path: Path
+) -> None:
+    # The environment is bound read-only and its packages put on the image's python3's path; env
+    # naming the server's own files stays out; the command starts in its cwd.
+    prefix = tmp_path / "env"
+    site = prefix / "lib" / "python3.99" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "shapes_mod.py").write_text("VALUE = 'from the env'\n")
+    code = (
+        "import os, shapes_mod; print(shapes_mod.VALUE, os.getcwd().endswith('/work'), "
+        "os.environ.get('ATOLL_MODELS_DIR'), os.environ.get('VIRTUAL_ENV'))\n"
+        "try:\n    open(os.path.join(os.path.dirname(shapes_mod.__file__), 'w'), 'w')\n"
+        "except OSError as e:\n    print('read-only', e.errno)\n"
+    )
+    w = workload(
+        "pyenv", code, cwd="work", python=PythonEnv(prefix), host_env={"ATOLL_MODELS_DIR": "/srv/models"}
+    )
+    (w.workdir / "work").mkdir(parents=True)
+    rt.start(w)
+    wait_for(lambda: rt.status("pyenv").state.finished, 60, "the container")
+    assert rt.status("pyenv").exit_code == 0, read(rt, "pyenv", "stderr")
+    assert read(rt, "pyenv") == b"from the env True None None\nread-only 30\n"
+    system = read(rt, "pyenv", "system")
+    assert b"the image's python3 must be 3.99" in system and b"running in a container of image" in system

@@ -32,12 +32,11 @@ from atoll.api.schemas_jobs import (
 from atoll.domain import datasets, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
-from atoll.domain.jobs.lifecycle import FileRef
 from atoll.errors import Invalid, NotFound
 from atoll.jobspec.archive import MAX_FILE_BYTES
 from atoll.states import JOB_TERMINAL
 from atoll.storage.logs import LogStore
-from atoll.store.tables import Dataset, Job
+from atoll.store.tables import Dataset, Job, StoredFile
 
 router = APIRouter(tags=["jobs"])
 STREAMS = ("stdout", "stderr", "system")
@@ -45,14 +44,14 @@ STREAMS = ("stdout", "stderr", "system")
 
 def job_out(job: Job) -> JobOut:
     out = JobOut.model_validate(job)
-    out.output_files = [OutputFile.model_validate(o) for o in job.files.get("outputs", [])]
-    out.file_errors = list(job.files.get("fileErrors", []))
-    out.output_datasets = [OutputDatasetOut.model_validate(d) for d in job.files.get("outputDatasets", [])]
+    out.output_files = [OutputFile.model_validate(o) for o in job.files.outputs]
+    out.file_errors = [e.model_dump() for e in job.files.file_errors]
+    out.output_datasets = [OutputDatasetOut.model_validate(d) for d in job.files.output_datasets]
     return out
 
 
-def _refs(items: list[FileRefIn]) -> list[FileRef]:
-    return [FileRef(f.path, f.sha256, f.size, f.var, f.is_dir, f.executable) for f in items]
+def _refs(items: list[FileRefIn]) -> list[StoredFile]:
+    return [StoredFile.model_validate(f, from_attributes=True) for f in items]
 
 
 def _created(ctx: Ctx, job: Job) -> JobCreated:
@@ -81,7 +80,7 @@ def create_job(project_id: str, body: JobCreate, ctx: CtxDep) -> JobCreated:
         python=body.python.model_dump(exclude_none=True) if body.python else None,
         env_vars=body.env_vars,
         data_ttl_days=body.data_ttl_days,
-        served=lifecycle.SERVED | ({"docker"} if ctx.services.docker is not None else set()),
+        served=lifecycle.SERVED | ({"docker"} if ctx.services.runtime.images is not None else set()),
     )
     return _created(ctx, job)
 
@@ -156,7 +155,8 @@ def cancel_job(job_id: str, body: JobCancel, ctx: CtxDep) -> JobOut:
 def fork_job(job_id: str, body: JobFork, ctx: CtxDep) -> JobCreated:
     """A new job from this one with overrides (spec §5.7); upload the missing files, then execute it."""
     new_inputs = [
-        FileRef(f.path, f.sha256, f.size, var, f.is_dir, f.executable) for var, f in (body.vars or {}).items()
+        StoredFile.model_validate(f, from_attributes=True).model_copy(update={"var": var})
+        for var, f in (body.vars or {}).items()
     ]
     var_paths = {var: f.path for var, f in (body.vars or {}).items()} | dict(body.output_vars or {})
     overrides = {
@@ -205,7 +205,7 @@ def read_logs(
     if stream not in STREAMS:
         raise Invalid(f"stream must be one of {', '.join(STREAMS)}", field="stream")
     job = lifecycle.get_job(ctx.db, ctx.me, job_id)
-    wid = job.workload_id or job.files.get("systemLog")
+    wid = job.workload_id or job.files.system_log
     logs: LogStore = ctx.services.logs
     data, nxt = (b"", offset) if not wid or not logs.exists(wid) else logs.read(wid, stream, offset, limit)
     keep = _utf8_complete(data)
@@ -227,11 +227,11 @@ def download_file(job_id: str, sha256: str, ctx: CtxDep) -> FileResponse:
     job = lifecycle.get_job(ctx.db, ctx.me, job_id)
     if job.data_cleared:
         raise NotFound(f"job {job.id}'s data is cleared")
-    out = next((o for o in job.files.get("outputs", []) if o["sha256"] == sha256), None)
+    out = next((o for o in job.files.outputs if o.sha256 == sha256), None)
     if out is None:
         raise NotFound(f"job {job.id} has no output {sha256!r}")
     path = ctx.services.blobs.path(sha256)
-    name = os.path.basename(out["path"]) + (".zip" if out.get("isDir") else "")
+    name = os.path.basename(out.path) + (".zip" if out.is_dir else "")
     return FileResponse(path, filename=name, media_type="application/octet-stream")
 
 

@@ -29,10 +29,7 @@ from atoll.store.db import Database
 from atoll.store.tables import Dataset
 
 log = logging.getLogger("atoll.jobs")
-BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_RESULTS_BYTES = 1024**3
-STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
-PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
 
 def _limited(f: BinaryIO, limit: int) -> Iterator[bytes]:

@@ -36,8 +36,6 @@ from atoll.store.db import Database
 from atoll.store.tables import Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
-BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
-MAX_RESULTS_BYTES = 1024**3
 STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
 PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
@@ -214,7 +212,7 @@ class JobController:
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 assert job is not None
-                snapshot = (job.id, job.project_id, dict(job.files), lifecycle.job_config(job))
+                snapshot = (job.id, job.project_id, job.files, lifecycle.job_config(job))
                 run_as = run_identity(s, job.project_id, self.uid_base)
             spec, cfg = self.workspace.materialize(workload_id, *snapshot, run_as=run_as)
             with self.db.transaction() as s:
@@ -258,7 +256,7 @@ class JobController:
                     job.status_details = f"preparing failed: {detail}"
                     job.finished_at = utcnow()
                     job.workload_id = job.workload_id or None
-                    job.files = {**job.files, "systemLog": workload_id}
+                    job.files = job.files.with_(system_log=workload_id)
                     lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
@@ -287,7 +285,7 @@ class JobController:
                 for o in outputs:
                     lifecycle.record_blob(s, job.project_id, o["sha256"], o["size"])
                 self._read_progress(job)
-                job.files = {**job.files, "outputs": outputs, "fileErrors": errors, "outputDatasets": made}
+                job.files = job.files.with_(outputs=outputs, file_errors=errors, output_datasets=made)
                 job.return_code = exit_code
                 job.finished_at = utcnow()
                 job.data_size_bytes += sum(o["size"] for o in outputs)

@@ -31,6 +31,7 @@ from atoll.domain.secrets import SecretBox, project_env
 from atoll.domain.workloads import run_identity
 from atoll.runtime.base import (
     Mount,
+    PythonEnv,
     Resources,
     Runtime,
     UnknownWorkload,
@@ -90,10 +91,8 @@ class WorkloadController:
         self._stopping: set[str] = set()
 
     def _rt(self, wl: WorkloadRow) -> Runtime:
-        """The runtime that started ``wl`` (named on its row). Rows from before the name was
-        kept say the default's even for a container: an image always ran on Docker."""
-        name = "docker" if wl.spec.image else wl.runtime
-        return self.runtime.named(name, wl.id)
+        """The runtime that started ``wl`` (named on its row)."""
+        return self.runtime.named(wl.runtime, wl.id)
 
     # --- startup ------------------------------------------------------------------------
 
@@ -305,13 +304,14 @@ class WorkloadController:
                 secret_env = project_env(s, self.box, project)
             for name, sealed in spec.sealed_env.items():
                 secret_env[name] = self.box.open(sealed.encode())
+            rt = self.runtime.for_image(spec.image)
             run_as = run_identity(s, wl.project_id, self.uid_base)
             tmp_dir = None
             if self.layout is not None and run_as is not None:
                 self.layout.ensure_project(wl.project_id, run_as)
                 tmp_dir = self.layout.project_tmp(wl.project_id)
             net = None
-            if self.networks is not None and run_as is not None and not spec.image:
+            if self.networks is not None and run_as is not None and rt.uses_project_netns:
                 net = self.networks.for_project(wl.project_id)
         except Exception as e:  # one project's broken secret must not block everyone's admission
             wl.state = WorkloadPhase.FAILED
@@ -325,7 +325,10 @@ class WorkloadController:
             workdir=Path(spec.workdir),
             env={**spec.env, "ATOLL_CONFIGURATION": cfg.name},
             secret_env=secret_env,
-            mounts=tuple(Mount(Path(m[0]), m[1], read_only="ro" in m[2:]) for m in spec.mounts),
+            mounts=tuple(Mount(Path(m.source), m.target, read_only=m.read_only) for m in spec.mounts),
+            host_env=dict(spec.host_env),
+            python=PythonEnv(Path(spec.python.prefix), spec.python.venv) if spec.python else None,
+            cwd=spec.cwd,
             ports=tuple(spec.ports),
             gpu_ids=d.gpu_ids,
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
@@ -349,12 +352,11 @@ class WorkloadController:
         wl.configuration = cfg.name
         wl.gpu_ids = list(d.gpu_ids)
         wl.node = d.host
-        # Images run on this machine's Docker; a project's network has an address of its own.
-        wl.host = "127.0.0.1" if workload.image else (workload.address or d.address)
+        wl.host = rt.address_of(workload, d.address)
         wl.wait_reason = ""
         try:
             # Recorded before the start: the workload's later calls go to that runtime.
-            wl.runtime = self.runtime.runtime_for(workload).name
+            wl.runtime = rt.name
             st = self.runtime.start(workload)
         except Exception as e:  # a start that fails is the workload's failure, not the loop's
             log.warning("workload %s failed to start: %s", wl.id, e)

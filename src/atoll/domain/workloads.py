@@ -1,7 +1,8 @@
 """Workloads as the domain sees them: submit, ask to stop, read. Controllers do the rest.
 
-A workload's ``WorkloadSpec`` (what it runs) is the shape of its row's ``spec`` column
-(store/tables/compute.py); it is re-exported here for the code that builds one.
+A workload's ``WorkloadSpec`` (what it runs, with its ``MountSpec``s and ``PythonEnvSpec``) is
+the shape of its row's ``spec`` column (store/tables/compute.py); they are re-exported here for
+the code that builds one.
 
 Jobs, notebooks and node instances all become rows here; the workload controller admits them
 through the scheduler, starts them on the runtime, meters them and records how they ended.
@@ -19,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from atoll.errors import NotFound
 from atoll.states import Desired, WorkloadPhase
+from atoll.store.tables import MountSpec as MountSpec
 from atoll.store.tables import Project, RunIdentity, WorkloadRow, WorkloadSpec
+from atoll.store.tables import PythonEnvSpec as PythonEnvSpec
 
 
 def submit(
@@ -92,10 +95,8 @@ def hosts_of(db: Session, workload_ids: Iterable[str | None]) -> dict[str | None
     """The address each workload's ports are reached at (its cluster machine's; 127.0.0.1 locally,
     and for an id that is None or unknown), in one query."""
     ids = {i for i in workload_ids if i}
-    found = dict(
-        db.execute(select(WorkloadRow.id, WorkloadRow.host).where(WorkloadRow.id.in_(ids))).tuples().all()
-    )
-    return defaultdict(lambda: "127.0.0.1", {k: v or "127.0.0.1" for k, v in found.items()})
+    rows = db.execute(select(WorkloadRow.id, WorkloadRow.host).where(WorkloadRow.id.in_(ids)))
+    return defaultdict(lambda: "127.0.0.1", {k: v or "127.0.0.1" for k, v in rows})
 
 
 def host_of(db: Session, workload_id: str | None) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from atoll.errors import Invalid
 from atoll.jobspec.config import PipOptions
 from atoll.jobspec.requirements import normalize_requirement
+from atoll.runtime.base import PythonEnv
 from atoll.storage.safepath import Tree
 
 VERSION_FIELD = "env.python.version"
@@ -52,16 +53,13 @@ class Environment:
         """Where the interpreter and the packages' console scripts are."""
         return self.python.parent
 
+    def python_env(self) -> PythonEnv:
+        """This environment as a workload uses it (each runtime realizes it its own way)."""
+        return PythonEnv(self.path, venv=self.key != PLAIN_KEY)
+
     def activate(self, environ: Mapping[str, str]) -> dict[str, str]:
         """``environ`` with this environment first on PATH (and VIRTUAL_ENV set, for a venv)."""
-        env = dict(environ)
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), *filter(None, [env.get("PATH")])])
-        if self.key != PLAIN_KEY:
-            env["VIRTUAL_ENV"] = str(self.path)
-        else:  # the server's own venv must not leak into a plain job
-            env.pop("VIRTUAL_ENV", None)
-        env.pop("PYTHONHOME", None)  # would point the venv's interpreter at another stdlib
-        return env
+        return self.python_env().activate(environ)
 
 
 PLAIN_KEY = "plain"

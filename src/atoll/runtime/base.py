@@ -8,14 +8,16 @@ them in a worker thread.
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from atoll.capacity import Inventory
     from atoll.storage.logs import LogStore
 
 LOG_STREAMS = ("stdout", "stderr", "system")
@@ -51,6 +53,47 @@ class Mount:
     read_only: bool = False  # containers mount it read-only; the local runtime links it as is
 
 
+def inside_workdir(rel: str, what: str) -> str:
+    """``rel`` when it is a relative path inside a workload's workdir (a mount target, its cwd);
+    ValueError naming ``what`` if not."""
+    path = Path(rel)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"{what} {rel!r} must be a relative path inside the workdir")
+    return rel
+
+
+def check_cwd(cwd: str) -> str:
+    """A workload's cwd, checked ("" for the workdir itself)."""
+    return inside_workdir(cwd, "cwd") if cwd else ""
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """A built Python environment a command runs with: a prefix holding bin/ and
+    lib/pythonX.Y/site-packages. Where the workload sees the server's files (the local and Ray
+    runtimes) it is activated (first on PATH, VIRTUAL_ENV); a container runtime mounts it read-only
+    and puts its packages on PYTHONPATH for the image's own python3."""
+
+    prefix: Path
+    venv: bool = True  # False: an interpreter's own prefix (no VIRTUAL_ENV, which would mislead it)
+
+    def activate(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """``environ`` with this environment first on PATH (and VIRTUAL_ENV set, for a venv)."""
+        env = dict(environ)
+        env["PATH"] = os.pathsep.join([str(self.prefix / "bin"), *filter(None, [env.get("PATH")])])
+        if self.venv:
+            env["VIRTUAL_ENV"] = str(self.prefix)
+        else:  # the server's own venv must not leak into a plain job
+            env.pop("VIRTUAL_ENV", None)
+        env.pop("PYTHONHOME", None)  # would point the venv's interpreter at another stdlib
+        return env
+
+    def site_packages(self) -> str | None:
+        """Where its packages are, relative to the prefix (None when it has none)."""
+        found = sorted(self.prefix.glob("lib/python*/site-packages"))
+        return str(found[0].relative_to(self.prefix)) if found else None
+
+
 @dataclass(frozen=True)
 class Workload:
     """A command to run with resources, environment, mounts and ports."""
@@ -62,6 +105,14 @@ class Workload:
     env: dict[str, str] = field(default_factory=dict)  # over a minimal base env, not the server's
     secret_env: dict[str, str] = field(default_factory=dict)  # env vars whose values logs redact
     mounts: tuple[Mount, ...] = ()
+    # Env vars naming the server machine's own files (Atoll's SDK, a project's model outbox):
+    # set over `env` where the workload sees those files; a container runtime leaves them out.
+    host_env: dict[str, str] = field(default_factory=dict)
+    # The Python environment the command uses (see PythonEnv); None: whatever the system or image has.
+    python: PythonEnv | None = None
+    # Where the command starts: a relative dir under workdir ("": the workdir itself, which
+    # stays HOME).
+    cwd: str = ""
     ports: tuple[int, ...] = ()  # allocated by the caller; exported as PORT, PORT_1, ...
     # For a container: the ports inside it that ports[i] (on the host's loopback) publish; empty:
     # the same numbers. The local runtime has no "inside" and ignores it.
@@ -186,7 +237,11 @@ class Runtime(Protocol):
     """Runs Workloads. Every method is idempotent where that makes sense and safe to call after a
     server restart: the runtime's state lives outside the server process."""
 
-    name: str
+    name: str  # recorded on workload rows: their later calls come back to this runtime
+    runs_images: bool  # runs workloads with an image (containers); see runtime/router.py
+    # Its workloads join their project's network namespace (Workload.netns); False: it keeps
+    # projects apart its own way (Docker: a network per project).
+    uses_project_netns: bool
 
     def start(self, w: Workload) -> WorkloadStatus:
         """Start a workload; raises WorkloadExists if its id is in use."""
@@ -220,6 +275,23 @@ class Runtime(Protocol):
 
     def append_system_log(self, workload_id: str, line: str) -> None:
         """Add one of Atoll's own messages to the workload's "system" log stream."""
+        ...
+
+    def address_of(self, w: Workload, node_address: str) -> str:
+        """Where the server reaches the ports of ``w`` started on the node at ``node_address``."""
+        ...
+
+    def close(self) -> None:
+        """At server shutdown: let go of connections and threads; workloads keep running."""
+        ...
+
+
+@runtime_checkable
+class ClusterInventory(Protocol):
+    """A runtime that spans machines (Ray): the scheduler places workloads on its nodes."""
+
+    def inventory(self) -> Inventory:
+        """The machines and what each has."""
         ...
 
 

@@ -10,15 +10,16 @@ from atoll.runtime.base import DEFAULT_PATH, Workload
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
 
 
-def workload_env(w: Workload) -> dict[str, str]:
+def workload_env(w: Workload, *, host_files: bool = True) -> dict[str, str]:
     """The complete environment of a workload's command.
 
     A minimal base (PATH, HOST = 127.0.0.1 where its servers listen, HOME = workdir, LANG,
-    PYTHONUNBUFFERED so Python output reaches the log as it is printed), then `env`, then
-    `secret_env`; then what the runtime owns and callers cannot override: CUDA_VISIBLE_DEVICES
-    from gpu_ids ("" when none, so no GPU leaks in), PORT / PORT_<i> (PORT = PORT_0 = ports[0],
-    PORT_1 = ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own
-    environment never leaks in.
+    PYTHONUNBUFFERED so Python output reaches the log as it is printed), then `env`; where the
+    workload sees the server's files (``host_files``), its Python environment activated and
+    `host_env` (a container runtime realizes the Python environment itself); then `secret_env`;
+    then what the runtime owns and callers cannot override: CUDA_VISIBLE_DEVICES from gpu_ids
+    ("" when none, so no GPU leaks in), PORT / PORT_<i> (PORT = PORT_0 = ports[0], PORT_1 =
+    ports[1], ...) and ATOLL_WORKLOAD_ID. The server's own environment never leaks in.
     """
     env = {
         "PATH": DEFAULT_PATH,
@@ -30,6 +31,10 @@ def workload_env(w: Workload) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     env.update(w.env)
+    if host_files:
+        if w.python is not None:
+            env = w.python.activate(env)
+        env.update(w.host_env)
     env.update(w.secret_env)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in w.gpu_ids)
     for i, port in enumerate(w.ports):

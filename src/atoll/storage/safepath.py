@@ -208,6 +208,22 @@ class Tree:
         finally:
             os.close(fd)
 
+    def link(self, rel: str | Path, target: Path) -> None:
+        """Make ``rel`` a symbolic link to ``target`` (its missing parents made, an old link there
+        replaced); anything else already at ``rel`` is refused."""
+        parts = components(rel)
+        if not parts:
+            raise UnsafePath(errno.EINVAL, "the tree's root cannot be a link", str(rel))
+        fd = self._open_dir_fd(parts[:-1], create=True)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISLNK(os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise FileExistsError(errno.EEXIST, "already exists", str(rel))
+                os.unlink(parts[-1], dir_fd=fd)
+            os.symlink(target, parts[-1], dir_fd=fd)
+        finally:
+            os.close(fd)
+
     # --- whole trees -------------------------------------------------------------------------
 
     def walk(self, rel: str | Path = "") -> Iterator[tuple[Entry, int]]:

@@ -30,7 +30,7 @@ def recent_jobs(db: Session, ctx: WebCtx, project: Project, limit: int = 50) -> 
 
 
 def _tail(ctx: WebCtx, job: Job, stream: str) -> str:
-    wid = job.workload_id or job.files.get("systemLog")
+    wid = job.workload_id or job.files.system_log
     logs = ctx.request.app.state.services.logs
     if not wid or not logs.exists(wid):
         return ""
@@ -44,9 +44,9 @@ def job_view(ctx: WebCtx, job: Job) -> dict[str, Any]:
         "job": job,
         "terminal": job.status in JOB_TERMINAL,
         "status_class": STATUS_CLASS.get(job.status, ""),
-        "outputs": job.files.get("outputs", []),
-        "file_errors": job.files.get("fileErrors", []),
-        "datasets": job.files.get("outputDatasets", []),
+        "outputs": job.files.outputs,
+        "file_errors": job.files.file_errors,
+        "datasets": job.files.output_datasets,
         "logs": {s: _tail(ctx, job, s) for s in ("stdout", "stderr", "system")},
         "can_cancel": job.status not in JOB_TERMINAL
         and access.can(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -26,7 +25,17 @@ from atoll.jobspec.config import JobConfig, parse_config
 from atoll.jobspec.fork import apply_fork
 from atoll.jobspec.requirements import normalize_requirement
 from atoll.states import JOB_ACTIVE, JOB_TERMINAL, JobStatus
-from atoll.store.tables import Blob, Configuration, Job, Project, ProjectBlob, utcnow
+from atoll.store.tables import (
+    Blob,
+    Configuration,
+    Job,
+    JobFiles,
+    JobPython,
+    Project,
+    ProjectBlob,
+    StoredFile,
+    utcnow,
+)
 
 # What this installation serves of config.yaml (the rest is refused with a clear message).
 SERVED = frozenset({"project-disk", "graceful-shutdown", "working-storage", "output-datasets", "datasets"})
@@ -36,35 +45,7 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _VERSION_RE = re.compile(r"^3\.\d+$")
 
 
-@dataclass(frozen=True)
-class FileRef:
-    """A file the client sends: an input (by its config path and var) or a local module."""
-
-    path: str
-    sha256: str
-    size: int
-    var: str | None = None
-    is_dir: bool = False  # a directory, sent as a zip archive (entries keep their modes)
-    executable: bool = False  # a file that must be executable where it lands (./run.sh)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "size": self.size,
-            "var": self.var,
-            "isDir": self.is_dir,
-            "executable": self.executable,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> FileRef:
-        return cls(
-            d["path"], d["sha256"], d["size"], d.get("var"), d.get("isDir", False), d.get("executable", False)
-        )
-
-
-def _check_files(files: list[FileRef], field: str) -> None:
+def _check_files(files: list[StoredFile], field: str) -> None:
     total = 0
     for i, f in enumerate(files):
         where = f"{field}[{i}]"
@@ -81,7 +62,7 @@ def _check_files(files: list[FileRef], field: str) -> None:
         raise Invalid("inputs and local modules must be at most 10 GB in all", field=field)
 
 
-def _match_inputs(cfg: JobConfig, inputs: list[FileRef]) -> None:
+def _match_inputs(cfg: JobConfig, inputs: list[StoredFile]) -> None:
     declared = {(p.path, p.var) for p in cfg.inputs}
     given = {(f.path, f.var) for f in inputs}
     for i, f in enumerate(inputs):
@@ -92,7 +73,7 @@ def _match_inputs(cfg: JobConfig, inputs: list[FileRef]) -> None:
             raise Invalid(f"no file was sent for input {p.path!r}", field=f"inputs[{i}]")
 
 
-def _python(cfg: JobConfig, python: dict[str, Any] | None) -> dict[str, Any] | None:
+def _python(cfg: JobConfig, python: dict[str, Any] | None) -> JobPython | None:
     """The resolved environment the client detected (version, pinned requirements, pip options)."""
     if cfg.env.python is None:
         if python:
@@ -109,10 +90,9 @@ def _python(cfg: JobConfig, python: dict[str, Any] | None) -> dict[str, Any] | N
             "python.requirements must be a list of requirement strings", field="python.requirements"
         )
     clean = [normalize_requirement(r, "python.requirements") for r in reqs]
-    out: dict[str, Any] = {"version": version, "requirements": clean}
-    if python.get("pip"):
-        out["pip"] = dict(python["pip"])
-    return out
+    return JobPython.model_validate(
+        {"version": version, "requirements": clean, "pip": python.get("pip") or None}
+    )
 
 
 def _env_vars(cfg: JobConfig, given: dict[str, str]) -> dict[str, str]:
@@ -149,8 +129,8 @@ def create_job(
     config_yaml: str,
     name: str | None = None,
     desc: str | None = None,
-    inputs: list[FileRef],
-    modules: list[FileRef],
+    inputs: list[StoredFile],
+    modules: list[StoredFile],
     python: dict[str, Any] | None,
     env_vars: dict[str, str],
     data_ttl_days: int | None = DEFAULT_TTL_DAYS,
@@ -189,12 +169,12 @@ def create_job(
         desc=desc or config.desc or "",
         config_yaml=config_yaml,
         config=config.to_dict(),
-        files={
-            "inputs": [f.to_json() for f in inputs],
-            "modules": [f.to_json() for f in modules],
-            "python": _python(config, python),
-            "envVars": _env_vars(config, env_vars),
-        },
+        files=JobFiles(
+            inputs=list(inputs),
+            modules=list(modules),
+            python=_python(config, python),
+            env_vars=_env_vars(config, env_vars),
+        ),
         status=JobStatus.CREATING,
         created_by=p.user.id,
         parent_job_id=parent.id if parent else None,
@@ -226,7 +206,7 @@ def job_config(job: Job) -> JobConfig:
 
 
 def job_shas(job: Job) -> list[str]:
-    return [f["sha256"] for key in ("inputs", "modules") for f in job.files.get(key, [])]
+    return [f.sha256 for f in (*job.files.inputs, *job.files.modules)]
 
 
 def get_job(db: Session, p: Principal, job_id: str, action: Action = Action.PROJECT_VIEW) -> Job:
@@ -328,7 +308,7 @@ def fork_job(
     job_id: str,
     *,
     overrides: dict[str, Any],
-    new_inputs: list[FileRef],
+    new_inputs: list[StoredFile],
     env_vars: dict[str, str],
 ) -> Job:
     """A new job from a source job with the overrides of spec §5.7; the source is its parent."""
@@ -338,19 +318,17 @@ def fork_job(
     cfg = apply_fork(job_config(source), **overrides)
     # Inputs: the source's files, except those whose var now points at a new file.
     new_by_var = {f.var: f for f in new_inputs}
-    inputs: list[FileRef] = []
+    inputs: list[StoredFile] = []
     for spec in cfg.inputs:
         if spec.var in new_by_var:
             inputs.append(new_by_var[spec.var])
             continue
-        old = next(
-            (f for f in source.files.get("inputs", []) if f["path"] == spec.path and f["var"] == spec.var),
-            None,
-        )
+        old = next((f for f in source.files.inputs if f.path == spec.path and f.var == spec.var), None)
         if old is None:
             raise Invalid(f"input {spec.path!r} needs a new file", field="vars")
-        inputs.append(FileRef.from_json(old))
-    modules = [FileRef.from_json(m) for m in source.files.get("modules", [])]
+        inputs.append(old)
+    modules = list(source.files.modules)
+    python = source.files.python
     return create_job(
         db,
         p,
@@ -360,8 +338,8 @@ def fork_job(
         desc=cfg.desc,
         inputs=inputs,
         modules=modules,
-        python=source.files.get("python"),
-        env_vars=env_vars or source.files.get("envVars", {}),
+        python=python.model_dump(exclude_none=True) if python else None,
+        env_vars=env_vars or source.files.env_vars,
         data_ttl_days=source.data_ttl_days,
         parent=source,
         config=cfg,

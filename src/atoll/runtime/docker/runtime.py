@@ -12,8 +12,10 @@ How a Workload maps onto a container:
   env          the local runtime's environment (workload_env), except PATH, left to the image
                unless the caller sets it, and CUDA_VISIBLE_DEVICES with GPUs (the container sees
                only its devices, numbered from 0)
-  workdir      bind-mounted at the same path and used as the working dir (and HOME); mounts are
+  workdir      bind-mounted at the same path and (with cwd) the working dir; HOME; mounts are
                bind mounts at workdir/target
+  python       its prefix bound read-only at workdir/.python-env, site-packages on PYTHONPATH
+               (the image's python3 runs); host_env is left out
   ports        published on 127.0.0.1 only (docker-proxy connects to the container)
   network      its project's own Docker network (docker_networks.py) when the runtime has a
                network tag; else the daemon's default bridge
@@ -36,7 +38,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, ImageNotFound, NotFound
-from docker.types import DeviceRequest, Mount
+from docker.types import DeviceRequest
 
 from atoll.runtime.base import (
     LogChunk,
@@ -46,11 +48,12 @@ from atoll.runtime.base import (
     WorkloadExists,
     WorkloadState,
     WorkloadStatus,
+    check_cwd,
     read_log,
 )
+from atoll.runtime.docker.container_spec import container_env, container_mounts
 from atoll.runtime.docker.logs import STREAMS, LogFollower
 from atoll.runtime.docker.networks import NO_IPV6, ProjectBridges
-from atoll.runtime.environment import workload_env
 from atoll.runtime.redaction import Redactor
 from atoll.storage.logs import LogStore, check_id, system_line
 from atoll.storage.safepath import Tree
@@ -86,46 +89,12 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _mounts(w: Workload) -> list[Mount]:
-    root = w.workdir.resolve()
-    mounts = [Mount(str(root), str(root), type="bind")]
-    for m in w.mounts:
-        target = Path(m.target)
-        if target.is_absolute() or ".." in target.parts or not target.parts:
-            raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
-        mounts.append(
-            Mount(str(root / target), str(Path(m.source).resolve()), type="bind", read_only=m.read_only)
-        )
-    return mounts
-
-
-def _environment(w: Workload, gpus_by_env: bool) -> dict[str, str]:
-    env = workload_env(w)
-    if "PATH" not in w.env and "PATH" not in w.secret_env:
-        del env["PATH"]  # the image knows where its programs are
-    if not w.gpu_ids:
-        # CUDA images set NVIDIA_VISIBLE_DEVICES=all: on a daemon whose default runtime is nvidia,
-        # that would hand every GPU of the machine to a workload that was given none.
-        env["NVIDIA_VISIBLE_DEVICES"] = "void"
-    elif gpus_by_env:
-        # The nvidia runtime shows only these devices, numbered from 0 inside the container.
-        env["NVIDIA_VISIBLE_DEVICES"] = env["CUDA_VISIBLE_DEVICES"]
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(w.gpu_ids)))
-    else:
-        del env["CUDA_VISIBLE_DEVICES"]  # the device request numbers them from 0 inside
-    for i, port in enumerate(w.container_ports):  # inside, a program listens on the container's port
-        env[f"PORT_{i}"] = str(port)
-        if i == 0:
-            env["PORT"] = str(port)
-    env["HOST"] = "0.0.0.0"  # inside the container: its published ports reach what listens there
-    env["TINI_KILL_PROCESS_GROUP"] = "1"
-    return env
-
-
 class DockerRuntime:
     """Runs Workloads as containers on one Docker daemon (see the module docstring)."""
 
     name = "docker"
+    runs_images = True
+    uses_project_netns = False  # a Docker network per project instead
 
     def __init__(
         self,
@@ -154,6 +123,9 @@ class DockerRuntime:
         self._usage: dict[str, Usage] = {}  # last usage seen: a finished container has no stats
         self._done: set[str] = set()  # containers whose outcome is in the system log
         self._lock = threading.Lock()
+
+    def address_of(self, w: Workload, node_address: str) -> str:
+        return "127.0.0.1"  # ports are published on this machine's loopback
 
     def close(self) -> None:
         """Stop following logs and close the API client (at server shutdown); containers run on."""
@@ -271,9 +243,16 @@ class DockerRuntime:
                 "built or loaded there first (docker build / docker load / docker import); "
                 "Atoll does not pull from registries"
             ) from None
-        env = _environment(w, self.gpus_by_env)
+        env = container_env(w, self.gpus_by_env)
         w.workdir.mkdir(parents=True, exist_ok=True)
-        mounts = _mounts(w)
+        self.append_system_log(w.id, f"running in a container of image {w.image}")
+        site = w.python.site_packages() if w.python is not None else None
+        if site is not None:
+            version = Path(site).parent.name.removeprefix("python")
+            self.append_system_log(
+                w.id, f"its Python packages are on PYTHONPATH: the image's python3 must be {version}"
+            )
+        mounts = container_mounts(w)
         if w.run_as is not None:
             with Tree(w.workdir) as tree:  # never through a link the workload planted
                 tree.chown_all(*w.run_as)
@@ -294,7 +273,7 @@ class DockerRuntime:
                 list(w.command) or None,
                 name=f"atoll-{w.id}",
                 environment=env,
-                working_dir=str(w.workdir.resolve()) if w.command else None,
+                working_dir=str(w.workdir.resolve() / check_cwd(w.cwd)) if w.command else None,
                 mounts=mounts,
                 ports={
                     f"{inside}/tcp": ("127.0.0.1", host)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from atoll.runtime.base import Workload
 from atoll.runtime.local import cgroups
 from atoll.runtime.local.cgroups import Layout
+
+_MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,25 @@ def detect_limits() -> LimitSupport:
     return LimitSupport(
         f"cgroup-v{layout.version}", layout.describe(), "cpu" in p, "memory" in p, "pids" in p, layout
     )
+
+
+def limits_for(
+    layout: Layout | None, group_name: str, w: Workload
+) -> tuple[cgroups.Group | None, dict[str, int], list[str]]:
+    """The workload's cgroup (None where there is none to make), the rlimits that stand in for
+    what the cgroup cannot enforce, and a line per limit enforced (for its system log)."""
+    memory = w.resources.memory_mb * _MIB
+    group = None
+    enforced: list[str] = []
+    if layout is not None:
+        group = cgroups.create(layout, group_name, w.resources.cpus, memory, w.resources.max_pids)
+        enforced = [f"cgroup-v{group.version} {v}" for v in group.enforced.values()]
+        if not group.dirs:
+            group = None
+    rlimits: dict[str, int] = {}
+    if group is None or "memory" not in group.enforced:
+        # RLIMIT_AS counts address space, not memory: CUDA maps far more than it uses.
+        if w.resources.gpus == 0 and not w.gpu_ids:
+            rlimits["RLIMIT_AS"] = 2 * memory + 512 * _MIB
+            enforced.append(f"rlimit RLIMIT_AS {rlimits['RLIMIT_AS']}")
+    return group, rlimits, enforced

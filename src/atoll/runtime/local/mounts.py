@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atoll.runtime.base import Workload
+from atoll.runtime.base import Workload, inside_workdir
 from atoll.storage.safepath import Tree
 
 
@@ -17,16 +17,14 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
 
 
 def link_mounts(w: Workload) -> None:
-    # Local "mounts" are symlinks inside the workdir: the process sees the source at the target.
-    root = w.workdir.resolve()
-    for m in w.mounts:
-        target = Path(m.target)
-        if target.is_absolute() or ".." in target.parts or not target.parts:
-            raise ValueError(f"mount target {m.target!r} must be a relative path inside the workdir")
-        link = root / target
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists():
-            raise ValueError(f"mount target {m.target!r} already exists in the workdir")
-        link.symlink_to(Path(m.source).absolute())
+    """Local "mounts" are links inside the workdir: the process sees the source at the target.
+    Read-only is not enforced here: the sources a caller mounts read-only (datasets, a built
+    environment) are Atoll's and not writable by the workload's user in the first place."""
+    if not w.mounts:
+        return
+    with Tree(w.workdir) as tree:
+        for m in w.mounts:
+            try:
+                tree.link(inside_workdir(m.target, "mount target"), Path(m.source).absolute())
+            except FileExistsError:
+                raise ValueError(f"mount target {m.target!r} already exists in the workdir") from None

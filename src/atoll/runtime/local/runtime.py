@@ -43,11 +43,12 @@ from atoll.runtime.base import (
     WorkloadExists,
     WorkloadState,
     WorkloadStatus,
+    check_cwd,
     read_log,
 )
 from atoll.runtime.environment import workload_env
 from atoll.runtime.local import cgroups, sandbox
-from atoll.runtime.local.limits import LimitSupport, detect_limits
+from atoll.runtime.local.limits import LimitSupport, detect_limits, limits_for
 from atoll.runtime.local.mounts import chown_tree, link_mounts
 from atoll.runtime.local.proc_files import start_time, write_json
 from atoll.runtime.local.state import Record, recent, session_members, tree_usage
@@ -55,7 +56,6 @@ from atoll.runtime.local.warm_pool import WarmPool
 from atoll.storage.logs import LogStore, check_id, system_line
 
 log = logging.getLogger("atoll.runtime")
-_MIB = 1 << 20
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -64,6 +64,8 @@ class LocalRuntime:
     """Runs Workloads as supervised process trees on this machine (see the module docstring)."""
 
     name = "local"
+    runs_images = False
+    uses_project_netns = True
 
     def __init__(
         self,
@@ -112,28 +114,6 @@ class LocalRuntime:
             if p is not None and p.poll() is not None:
                 del self._shims[workload_id]
         return Record(d)
-
-    def _limits_for(self, w: Workload) -> tuple[cgroups.Group | None, dict[str, int], list[str]]:
-        memory = w.resources.memory_mb * _MIB
-        group = None
-        enforced: list[str] = []
-        if self.layout is not None:
-            group = cgroups.create(
-                self.layout,
-                f"atoll-{self._tag}-{w.id}",
-                w.resources.cpus,
-                memory,
-                w.resources.max_pids,
-            )
-            enforced = [f"cgroup-v{group.version} {v}" for v in group.enforced.values()]
-            if not group.dirs:
-                group = None
-        rlimits: dict[str, int] = {}
-        if group is None or "memory" not in group.enforced:
-            if w.resources.gpus == 0 and not w.gpu_ids:
-                rlimits["RLIMIT_AS"] = 2 * memory + 512 * _MIB
-                enforced.append(f"rlimit RLIMIT_AS {rlimits['RLIMIT_AS']}")
-        return group, rlimits, enforced
 
     def _status_of(self, workload_id: str, rec: Record) -> WorkloadStatus:
         started_at = rec.started.get("started_at")
@@ -210,11 +190,11 @@ class LocalRuntime:
             link_mounts(w)
             if w.run_as is not None:
                 chown_tree(w.workdir, *w.run_as)
-            group, rlimits, enforced = self._limits_for(w)
+            group, rlimits, enforced = limits_for(self.layout, f"atoll-{self._tag}-{w.id}", w)
             spec = {
                 "id": w.id,
                 "command": list(w.command),
-                "workdir": str(w.workdir),
+                "workdir": str(w.workdir / check_cwd(w.cwd)),
                 "env": {k: v for k, v in env.items() if k not in secret},
                 "sandbox": sandbox_spec,
                 "log_root": str(self.log_store.root.absolute()),
@@ -268,6 +248,12 @@ class LocalRuntime:
                 close_fds=True,
                 start_new_session=True,
             )
+
+    def address_of(self, w: Workload, node_address: str) -> str:
+        return w.address or node_address  # its project's own address in a network namespace
+
+    def close(self) -> None:
+        """Nothing to let go of: supervisors outlive the server (warm pools close by close_warm)."""
 
     # --- warm pools (beyond the protocol) ----------------------------------------------------
 

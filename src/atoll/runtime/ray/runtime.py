@@ -134,6 +134,8 @@ class RayRuntime:
     """Runs Workloads on a Ray cluster (see the module docstring)."""
 
     name = "ray"
+    runs_images = False
+    uses_project_netns = True
 
     def __init__(
         self,
@@ -386,6 +388,9 @@ class RayRuntime:
         """Atoll's own lines go to the server's log store directly (the copied node streams are
         kept apart by their offsets, so both writers interleave by time)."""
         self.log_store.append(check_id(workload_id), "system", system_line(line))
+
+    def address_of(self, w: Workload, node_address: str) -> str:
+        return w.address or node_address  # the node it was placed on
 
     def close(self) -> None:
         """Stop the log pump (the actors and their workloads go on; a restart adopts them)."""

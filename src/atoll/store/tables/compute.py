@@ -32,6 +32,31 @@ from atoll.store.json_types import TypedJSON
 from atoll.store.tables.base import Base, new_id, utcnow
 
 
+class MountSpec(BaseModel):
+    """A source dir made visible at ``target`` (relative to the workdir); each runtime realizes it
+    (a link for the local runtime, a bind mount for a container)."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
+
+
+class PythonEnvSpec(BaseModel):
+    """A built Python environment the command uses (see runtime.base.PythonEnv)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prefix: str
+    venv: bool = True
+
+
 class WorkloadSpec(BaseModel):
     """What a workload runs, as its row keeps it (camelCase in the database, as it always was)."""
 
@@ -40,8 +65,11 @@ class WorkloadSpec(BaseModel):
     command: list[str] = Field(default_factory=list)
     workdir: str = ""
     env: dict[str, str] = Field(default_factory=dict)
-    # (source path, target relative to workdir[, "ro"]): "ro" mounts read-only
-    mounts: list[tuple[str, ...]] = Field(default_factory=list)
+    mounts: list[MountSpec] = Field(default_factory=list)
+    # Env vars naming the server machine's own files: left out where the workload cannot see them.
+    host_env: dict[str, str] = Field(default_factory=dict)
+    python: PythonEnvSpec | None = None
+    cwd: str = ""  # where the command starts, relative to workdir
     ports: list[int] = Field(default_factory=list)
     with_secrets: bool = True  # the project's secrets become env vars
     # Env vars sealed with the installation's secret box (e.g. a notebook server's token): the
@@ -56,6 +84,18 @@ class WorkloadSpec(BaseModel):
     @classmethod
     def _path(cls, value: Any) -> Any:
         return str(value) if isinstance(value, Path) else value
+
+    @field_validator("mounts", mode="before")
+    @classmethod
+    def _legacy_mounts(cls, value: Any) -> Any:
+        # Rows written before mounts were typed hold [source, target] or [source, target, "ro"].
+        if isinstance(value, list):
+            legacy = (list, tuple)
+            return [
+                {"source": m[0], "target": m[1], "readOnly": "ro" in m[2:]} if isinstance(m, legacy) else m
+                for m in value
+            ]
+        return value
 
 
 class WorkloadRow(Base):
@@ -116,6 +156,76 @@ class ProjectBlob(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class _Camel(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class StoredFile(_Camel):
+    """A file of a job, by content: an input or local module the client sent, or an output."""
+
+    path: str
+    sha256: str
+    size: int
+    var: str | None = None
+    is_dir: bool = False  # a directory, kept as a zip archive
+    executable: bool = False  # must be executable where it lands (./run.sh)
+
+
+class FileError(_Camel):
+    """An output the job did not leave as a plain file or directory (NOT_FOUND, TOO_LARGE, ...)."""
+
+    path: str
+    error: str
+
+
+class OutputDataset(_Camel):
+    """An output dataset of a finished job: the one made, or why none was."""
+
+    name: str
+    id: str | None = None
+    size_bytes: int | None = None
+    desc: str = ""
+    error: str | None = None
+
+
+class JobPip(BaseModel):
+    """pip options from the job's requirements file (jobspec's PipOptions, as stored)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index_url: str | None = None
+    extra_index_urls: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=list)
+    no_deps: bool = False
+
+
+class JobPython(BaseModel):
+    """The Python environment the client detected: version, pinned requirements, pip options."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    requirements: list[str] = Field(default_factory=list)
+    pip: JobPip | None = None
+
+
+class JobFiles(_Camel):
+    """What a job's ``files`` column holds: what it was sent, and what it left."""
+
+    inputs: list[StoredFile] = Field(default_factory=list)
+    modules: list[StoredFile] = Field(default_factory=list)
+    python: JobPython | None = None
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    system_log: str | None = None  # the workload whose logs outlive it, once it is gone
+    outputs: list[StoredFile] = Field(default_factory=list)
+    file_errors: list[FileError] = Field(default_factory=list)
+    output_datasets: list[OutputDataset] = Field(default_factory=list)
+
+    def with_(self, **changes: Any) -> JobFiles:
+        """A copy with ``changes`` (field names), validated like a new value."""
+        return JobFiles.model_validate({**self.model_dump(), **changes})
+
+
 class Job(Base):
     """One DataSphere-compatible job run (spec §5): its config, files, status and results."""
 
@@ -126,8 +236,7 @@ class Job(Base):
     desc: Mapped[str] = mapped_column(Text, default="")
     config_yaml: Mapped[str] = mapped_column(Text, default="")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Files: {"inputs": [...], "modules": [...], "outputs": [...], "python": {...}}
-    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    files: Mapped[JobFiles] = mapped_column(TypedJSON(JobFiles), default=lambda: JobFiles())
     status: Mapped[str] = mapped_column(String(24), default=JobStatus.CREATING, index=True)
     status_details: Mapped[str] = mapped_column(Text, default="")
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
