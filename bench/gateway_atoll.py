@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from procs import BenchError, Process, children, cmdline, free_port, kill_group
 
+from atoll.dataplane.proxy import HAProxyPlane
 from atoll.envs.build import usable_by_others
 from atoll.runtime.local.proc_files import is_same_process, read_json
 
@@ -138,11 +139,16 @@ class Atoll:
         self.token = r.json()["token"]
 
     def gateway_pid(self) -> int:
+        """The process serving the gateway port: HAProxy's worker (the default data plane), or
+        the Python gateway under `atoll up` (ATOLL_DATA_PLANE=python)."""
         assert self.proc is not None
+        worker = HAProxyPlane(self.data_dir / "gateway", "", "", 0).admin.worker_pid()
+        if worker is not None:
+            return worker
         for pid in children(self.proc.pid):
             if "atoll.gateway" in cmdline(pid):
                 return pid
-        raise BenchError("no gateway process under `atoll up`")
+        raise BenchError("no gateway process: neither HAProxy's worker nor one under `atoll up`")
 
     def create_project(self) -> None:
         with self.api() as api:
@@ -250,7 +256,8 @@ class Atoll:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.stop()  # atoll up and its gateway (same process group)
+            self.proc.stop()  # atoll up (and the Python gateway, in its process group)
+        HAProxyPlane(self.data_dir / "gateway", "", "", 0).stop()  # it outlives `atoll up` by design
         # Node instances run in sessions of their own and outlive a stopped server by design:
         # stop the ones this run's server started (its runtime state), checked by start time.
         for state in sorted((self.data_dir / "runtime").glob("*/*.json")):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from atoll.api.routes_tenancy import router as tenancy_router
 from atoll.domain import catalog
 from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
 from atoll.domain.secrets import SecretBox
+from atoll.gateway.access_log import METRICS_PATH, AccessLogFeed, metrics_endpoint
+from atoll.gateway.metrics import Recorder
 from atoll.gateway.notebooks import NotebookGateway
 from atoll.runtime import inventory
 from atoll.services import Services
@@ -116,13 +120,20 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     box = SecretBox(settings.secret_key)
     services = Services(settings, prepared.db, box, inventory_fn)
     gateway = NotebookGateway(prepared.db, box, services.activity, settings)
+    # With HAProxy as the data plane, its request log feeds the node and alias metrics here.
+    feed: AccessLogFeed | None = None
+    if services.data_plane is not None:
+        feed = AccessLogFeed(services.data_plane.plane.directory, prepared.db, Recorder(secrets.token_hex(6)))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
+        tasks = [asyncio.create_task(feed.run()), asyncio.create_task(feed.flush())] if feed else []
         try:
             yield
         finally:
+            for t in tasks:
+                t.cancel()
             await services.stop()
             await gateway.aclose()
 
@@ -165,4 +176,7 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Projects' JupyterLab servers, HTTP and WebSocket, behind Atoll's sign-in.
     app.mount("/nb/{project_id}", gateway, name="notebooks")
+    if feed is not None:
+        endpoint = metrics_endpoint(feed, settings.resolved_metrics_token)
+        app.add_route(METRICS_PATH, endpoint, include_in_schema=False)
     return app

@@ -77,8 +77,8 @@ def serve(settings: Settings | None = None) -> None:
 
 def start_gateway(settings: Settings) -> subprocess.Popen[bytes] | None:
     """The deploy gateway, a process of its own (it exits by itself if this one dies)."""
-    if not settings.gateway_port:
-        return None
+    if not settings.gateway_port or settings.data_plane != "python":
+        return None  # HAProxy's keeper is started by the data plane controller
     env = {
         **os.environ,  # the same settings as this process, including those given as CLI flags:
         "ATOLL_HOST": settings.host,

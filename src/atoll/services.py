@@ -15,11 +15,13 @@ from pathlib import Path
 
 from atoll.capacity import Inventory
 from atoll.controllers.base import Controller
+from atoll.controllers.dataplane import DataPlaneController
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
 from atoll.controllers.nodes import NodeController
 from atoll.controllers.notebooks import NotebookController
 from atoll.controllers.workloads import WorkloadController
+from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary
 from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.activity import ActivityBoard
@@ -131,6 +133,13 @@ class Services:
             db, self.blobs, self.envs, data, self.jobs.project_home, uid_base=uid_base, notify=self.wake
         )
         self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
+        self.data_plane: DataPlaneController | None = None
+        if settings.data_plane == "haproxy" and settings.gateway_port:
+            binary = haproxy_binary(settings.haproxy_binary)
+            plane = HAProxyPlane(
+                data / "gateway", binary, settings.host, settings.gateway_port, settings.port
+            )
+            self.data_plane = DataPlaneController(db, plane)
         _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop_ref: asyncio.AbstractEventLoop | None = None
@@ -147,7 +156,8 @@ class Services:
     @property
     def controllers(self) -> list[Controller]:
         """Every reconcile loop the server runs, in start order (see controllers/base.py)."""
-        return [self.workloads, self.jobs, self.notebooks, self.nodes, self.model_inbox]
+        plane = [self.data_plane] if self.data_plane is not None else []
+        return [self.workloads, self.jobs, self.notebooks, self.nodes, self.model_inbox, *plane]
 
     async def start(self) -> None:
         if not self.settings.controllers:

