@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -128,12 +128,15 @@ def create_app(settings: Settings | None = None, prepared: Prepared | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
-        tasks = [asyncio.create_task(feed.run()), asyncio.create_task(feed.flush())] if feed else []
+        stop_feed = threading.Event()
+        if feed is not None:
+            threading.Thread(
+                target=feed.serve, args=(stop_feed,), name="atoll-access-log", daemon=True
+            ).start()
         try:
             yield
         finally:
-            for t in tasks:
-                t.cancel()
+            stop_feed.set()
             await services.stop()
             await gateway.aclose()
 

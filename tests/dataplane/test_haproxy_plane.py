@@ -241,3 +241,15 @@ def test_the_keeper_restarts_haproxy_and_is_adopted(
     assert again.keeper_pid() == keeper
     assert again.apply(base_plan(upstream)) == "reload"
     assert c.get("/alias/pub/").status_code == 200
+
+
+def test_an_odd_name_is_left_out_not_every_route(plane: HAProxyPlane, upstream: int) -> None:
+    plan = base_plan(upstream)
+    plan.aliases["bad name"] = AliasPlan("bad name", "prj1", True, (("n1", 1),))
+    plan.nodes["n 9"] = NodePlan("n 9", "prj1", (Server("i9", "127.0.0.1", upstream),))
+    plan.tokens["not hex; drop"] = "u1"
+    assert plane.apply(plan) == "reload"
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the other routes")
+    assert c.get("/a", headers={"x-node-alias": "bad name"}).status_code == 404
+    assert "n 9" not in plane.slots and "bad name" not in plane.maps["aliases.map"]

@@ -29,7 +29,10 @@ class Admin:
         """One command's answer (raises AdminError when HAProxy cannot be reached)."""
         if "\n" in command:
             raise ValueError("one command per call")
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise AdminError(f"HAProxy's runtime API is not reachable: {e}") from e
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(TIMEOUT_S)

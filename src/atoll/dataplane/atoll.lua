@@ -4,8 +4,9 @@
 --   "<public 0|1>|<project id>|<hold ms>|<backend>:<weight>,<backend>:<weight>,..."
 -- atoll_route picks a backend by weight among those with an instance up (a node with none
 -- gives its share to the others); when none has one, it holds the request up to <hold ms> for
--- one to come up (scale from zero) instead of answering 503 at once. It also takes Atoll's own
--- credentials off the request: its cookies (atoll_*) and an Authorization with an Atoll token.
+-- one to come up (scale from zero) instead of answering 503 at once. atoll_cookies and
+-- atoll_set_cookies take Atoll's own cookies off requests and responses (the config calls them
+-- only when a header may hold one; everything else about credentials is native rules).
 
 local function split(s, sep)
   local out = {}
@@ -56,10 +57,10 @@ local function atoll_cookie(name)
   return name:sub(1, 6) == "atoll_" or name:sub(1, 12) == "__Host-atoll" or name:sub(1, 14) == "__Secure-atoll"
 end
 
-local function strip_credentials(txn, public)
-  local headers = txn.http:req_get_headers()
+-- Atoll's cookies out of Cookie (the config calls this only when one may be there).
+core.register_action("atoll_cookies", {"http-req"}, function(txn)
   local kept = {}
-  for _, value in ipairs(values(headers["cookie"])) do
+  for _, value in ipairs(values(txn.http:req_get_headers()["cookie"])) do
     for piece in string.gmatch(value, "([^;]+)") do
       local trimmed = piece:gsub("^%s+", "")
       if trimmed ~= "" and not atoll_cookie(trimmed) then
@@ -67,24 +68,33 @@ local function strip_credentials(txn, public)
       end
     end
   end
-  if headers["cookie"] ~= nil then
-    txn.http:req_del_header("cookie")
-    if #kept > 0 then
-      txn.http:req_set_header("cookie", table.concat(kept, "; "))
+  txn.http:req_del_header("cookie")
+  if #kept > 0 then
+    txn.http:req_set_header("cookie", table.concat(kept, "; "))
+  end
+end, 0)
+
+-- A route's choices, parsed once per distinct map value.
+local parsed, parsed_count = {}, 0
+
+local function choices_of(route)
+  local found = parsed[route]
+  if found ~= nil then
+    return found
+  end
+  local fields = split(route, "|")
+  found = {hold_ms = tonumber(fields[3]) or 0, choices = {}}
+  for _, entry in ipairs(split(fields[4] or "", ",")) do
+    local backend, weight = entry:match("^([^:]+):(%d+)$")
+    if backend ~= nil then
+      found.choices[#found.choices + 1] = {backend = backend, weight = tonumber(weight)}
     end
   end
-  for _, value in ipairs(values(headers["authorization"])) do
-    -- A private route consumed it; an Atoll token (a word starting atl_, whatever the scheme)
-    -- never reaches tenant code.
-    if public == "0" or (" " .. value):find("%satl_") then
-      txn.http:req_del_header("authorization")
-      break
-    end
+  if parsed_count > 10000 then
+    parsed, parsed_count = {}, 0
   end
-  -- Routing and credentials meant for the gateway itself.
-  txn.http:req_del_header("x-node-alias")
-  txn.http:req_del_header("x-node-id")
-  txn.http:req_del_header("proxy-authorization")
+  parsed[route], parsed_count = found, parsed_count + 1
+  return found
 end
 
 core.register_action("atoll_route", {"http-req"}, function(txn)
@@ -92,25 +102,16 @@ core.register_action("atoll_route", {"http-req"}, function(txn)
   if route == nil then
     return
   end
-  local fields = split(route, "|")
-  local public, hold_ms = fields[1], tonumber(fields[3]) or 0
-  local choices = {}
-  for _, entry in ipairs(split(fields[4] or "", ",")) do
-    local backend, weight = entry:match("^([^:]+):(%d+)$")
-    if backend ~= nil then
-      choices[#choices + 1] = {backend = backend, weight = tonumber(weight)}
-    end
-  end
-  strip_credentials(txn, public)
-  local chosen = pick(choices)
+  local r = choices_of(route)
+  local chosen = pick(r.choices)
   local waited = 0
-  while chosen == nil and waited < hold_ms do
+  while chosen == nil and waited < r.hold_ms do
     core.msleep(50)
     waited = waited + 50
-    chosen = pick(choices)
+    chosen = pick(r.choices)
   end
-  if chosen == nil and #choices > 0 then
-    chosen = choices[1].backend -- none came up: that node answers 503
+  if chosen == nil and #r.choices > 0 then
+    chosen = r.choices[1].backend -- none came up: that node answers 503
   end
   if chosen ~= nil then
     txn:set_var("txn.be", chosen)
@@ -118,7 +119,7 @@ core.register_action("atoll_route", {"http-req"}, function(txn)
 end, 0)
 
 -- An instance never sets one of Atoll's cookies in the browser (the gateway shares its host).
-core.register_action("atoll_response", {"http-res"}, function(txn)
+core.register_action("atoll_set_cookies", {"http-res"}, function(txn)
   local set = txn.http:res_get_headers()["set-cookie"]
   if set == nil then
     return

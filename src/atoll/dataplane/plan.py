@@ -80,6 +80,25 @@ def slot_count(need: int, have: int = 0) -> int:
     return n
 
 
+def usable(plan: Plan) -> tuple[Plan, list[str]]:
+    """``plan`` without what cannot go into HAProxy's config and maps (a name with a space or a
+    quote, from a row written before names were checked), and a line for each thing left out:
+    one odd row must not stop every other route from being served."""
+    dropped: list[str] = []
+
+    def ok(what: str, *names: str) -> bool:
+        if all(_NAME.match(n) for n in names):
+            return True
+        dropped.append(f"{what} {names[0]!r}")
+        return False
+
+    nodes = {k: n for k, n in plan.nodes.items() if ok("node", n.node_id, n.project_id)}
+    aliases = {k: a for k, a in plan.aliases.items() if ok("alias", a.name, a.project_id)}
+    tokens = {h: u for h, u in plan.tokens.items() if ok("token of user", u, h)}
+    grants = {(u, p) for u, p in plan.grants if ok("grant to user", u, p)}
+    return Plan(nodes, aliases, tokens, grants), dropped
+
+
 def _checked(name: str) -> str:
     if not _NAME.match(name):
         raise ValueError(f"{name!r} cannot go into HAProxy's maps")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from atoll.dataplane.admin import Admin, AdminError
-from atoll.dataplane.plan import Plan, Server, Slots, maps, render_config, render_map, slot_count
+from atoll.dataplane.plan import Plan, Server, Slots, maps, render_config, render_map, slot_count, usable
 
 log = logging.getLogger("atoll.gateway")
 STOP_WAIT_S = 10.0
@@ -62,6 +62,7 @@ class HAProxyPlane:
         self.slots: Slots = {}
         self.maps: dict[str, dict[str, str]] = {}
         self._fresh = True  # nothing applied by this process yet: the first apply renders whole
+        self._dropped: set[str] = set()  # what the last plan left out (said once)
 
     # --- the keeper ------------------------------------------------------------------------
 
@@ -140,6 +141,11 @@ class HAProxyPlane:
 
     def apply(self, plan: Plan) -> str:
         """Make HAProxy serve ``plan``; returns "live", "reload" or "same"."""
+        plan, dropped = usable(plan)
+        for what in dropped:
+            if what not in self._dropped:
+                log.warning("the data plane leaves out %s: the name cannot go into HAProxy's maps", what)
+        self._dropped = set(dropped)
         slots, reshaped = self._assign(plan)
         new_maps = maps(plan)
         if not self._fresh and not reshaped and slots == self.slots and new_maps == self.maps:
