@@ -229,6 +229,15 @@ def test_the_keeper_restarts_haproxy_and_is_adopted(
     wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
     keeper = plane.keeper_pid()
     assert keeper is not None
+    worker = plane.admin.worker_pid()
+    assert worker is not None
+    if os.geteuid() == 0:  # the process that parses tenants' HTTP holds no privilege
+        uids = next(
+            line
+            for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        )
+        assert uids.split()[1:] == ["65534"] * 4
     master = int(
         subprocess.run(["pgrep", "-P", str(keeper)], capture_output=True, text=True).stdout.split()[0]
     )

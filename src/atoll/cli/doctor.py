@@ -178,6 +178,32 @@ def _isolation(settings: Any) -> list[dict[str, Any]]:
     return [{"what": what, "inForce": ok, "detail": detail} for what, ok, detail in found.rows()]
 
 
+def _data_plane(settings: Any) -> dict[str, Any]:
+    """Which data plane serves the gateway port, and whether HAProxy's keeper runs."""
+    if settings.data_plane != "haproxy" or not settings.gateway_port:
+        return {"kind": settings.data_plane, "ok": True, "message": "the Python gateway beside `atoll up`"}
+    import subprocess
+
+    from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary
+
+    try:
+        binary = haproxy_binary(settings.haproxy_binary)
+        out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stdout
+        version = out.split("\n", 1)[0].removeprefix("HAProxy version ").split(" ")[0]
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"kind": "haproxy", "ok": False, "message": f"no usable haproxy: {e}"}
+    pid = HAProxyPlane(settings.data_dir / "gateway", binary, "", 0).keeper_pid()
+    state = f"serving (keeper pid {pid})" if pid else "not running (`atoll up` starts it)"
+    return {
+        "kind": "haproxy",
+        "ok": True,
+        "binary": binary,
+        "version": version,
+        "keeperPid": pid,
+        "message": f"HAProxy {version} on port {settings.gateway_port}: {state}",
+    }
+
+
 def _server(url: str) -> dict[str, Any]:
     try:
         with Client(url, anonymous=True) as c:
@@ -212,6 +238,7 @@ def report(url: str | None = None) -> dict[str, Any]:
         "limits": _limits(),
         "compute": _compute(settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override),
         "server": _server(server_url),
+        "dataPlane": _data_plane(settings),
         "isolation": _isolation(settings),
     }
 
@@ -247,6 +274,7 @@ def _print_table(r: dict[str, Any]) -> None:
         ("cpu / memory", _mark(True), f"{comp['cpus']:g} CPUs, {comp['memoryGb']:g} GB"),
         ("gpus", _mark(True), gpus or comp["gpuNote"]),
         ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
+        ("data plane", _mark(r["dataPlane"]["ok"]), r["dataPlane"]["message"]),
     ]
     for iso in r["isolation"]:  # not a failure: a single-team install may run without it
         status = "[green]isolated[/]" if iso["inForce"] else "[yellow]shared[/]"

@@ -13,6 +13,7 @@ runtime API had put in place.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,7 @@ def render_config(
         host=host,
         port=port,
         control_port=control_port,
+        unprivileged=os.geteuid() == 0,
         metrics_path=METRICS_PATH,
         dir=directory,
         nodes=nodes,
