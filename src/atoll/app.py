@@ -111,14 +111,17 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(db, first)
 
 
-def create_app(settings: Settings | None = None, prepared: Prepared | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, prepared: Prepared | None = None, *, data_plane: bool = False
+) -> FastAPI:
+    """The app; ``data_plane``: also drive the gateway's HAProxy (what `atoll up` asks for)."""
     settings = settings or Settings()
     prepared = prepared or prepare(settings)
     inventory_fn = lambda: inventory.cached(  # noqa: E731 - one line, reused below
         settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override
     )
     box = SecretBox(settings.secret_key)
-    services = Services(settings, prepared.db, box, inventory_fn)
+    services = Services(settings, prepared.db, box, inventory_fn, data_plane=data_plane)
     gateway = NotebookGateway(prepared.db, box, services.activity, settings)
     # With HAProxy as the data plane, its request log feeds the node and alias metrics here.
     feed: AccessLogFeed | None = None

@@ -54,7 +54,7 @@ def serve(settings: Settings | None = None) -> None:
             )
         else:
             first = f"  first admin: sign in as '{fa.username}' with the password from ATOLL_ADMIN_PASSWORD"
-    app = create_app(settings, prepared)
+    app = create_app(settings, prepared, data_plane=True)
     gateway = start_gateway(settings)
     print(banner(settings, first), flush=True)
     config = uvicorn.Config(

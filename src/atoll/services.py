@@ -63,8 +63,16 @@ def _protect(data: Path, separate_users: bool) -> None:
 
 class Services:
     def __init__(
-        self, settings: Settings, db: Database, box: SecretBox, inventory: Callable[[], Inventory]
+        self,
+        settings: Settings,
+        db: Database,
+        box: SecretBox,
+        inventory: Callable[[], Inventory],
+        *,
+        data_plane: bool = False,
     ) -> None:
+        """``data_plane``: drive the gateway port's HAProxy (`atoll up` does; an app built in a
+        process of its own, as the tests build it, serves the API alone, as it always did)."""
         data = settings.ensure_data_dir()
         self.settings = settings
         self.logs = LogStore(data / "logs")
@@ -134,7 +142,7 @@ class Services:
         )
         self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
         self.data_plane: DataPlaneController | None = None
-        if settings.data_plane == "haproxy" and settings.gateway_port:
+        if data_plane and settings.data_plane == "haproxy" and settings.gateway_port:
             binary = haproxy_binary(settings.haproxy_binary)
             plane = HAProxyPlane(
                 data / "gateway", binary, settings.host, settings.gateway_port, settings.port
