@@ -181,6 +181,12 @@ def test_per_node_timeouts(plane: HAProxyPlane, upstream: int) -> None:
     plan.grants.add(("u1", "prj2"))
     plane.apply(plan)
     assert c.get("/node/n2/slow?s=2", headers=bearer(TOKEN)).text == "slow done"  # n2 keeps 600 s
+    # A node's timeout raised: its backend changes (a reload), and the 2 s request now passes.
+    plan = base_plan(upstream, timeout_s=5)
+    plan.grants.add(("u1", "prj2"))
+    assert plane.apply(plan) == "reload"
+    assert c.get("/alias/pub/slow?s=2").text == "slow done"
+    assert not (plane.directory / "haproxy.cfg.new").exists()  # checked, then put in place
 
 
 def test_scale_from_zero_holds_the_first_request(plane: HAProxyPlane, upstream: int) -> None:

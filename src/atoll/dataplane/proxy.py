@@ -63,6 +63,7 @@ class HAProxyPlane:
         self.maps: dict[str, dict[str, str]] = {}
         self._fresh = True  # nothing applied by this process yet: the first apply renders whole
         self._dropped: set[str] = set()  # what the last plan left out (said once)
+        self._settings: dict[str, tuple[int, int]] = {}  # what the config holds of each node
 
     # --- the keeper ------------------------------------------------------------------------
 
@@ -115,7 +116,8 @@ class HAProxyPlane:
         """Each node's instances in slots, an instance keeping the slot it has; and whether the
         backends must change (a node added or removed, or one out of slots)."""
         slots: Slots = {}
-        reshaped = set(plan.nodes) != set(self.slots)
+        # A node added or removed, or one whose backend settings changed, is a new config.
+        reshaped = _settings(plan) != self._settings
         for nid, node in plan.nodes.items():
             old = self.slots.get(nid, [])
             wanted = {s.instance_id: s for s in node.servers}
@@ -132,12 +134,28 @@ class HAProxyPlane:
             slots[nid] = kept
         return slots, reshaped
 
-    def _write_all(self, plan: Plan, slots: Slots | None = None) -> None:
+    def _write_all(self, plan: Plan, slots: Slots | None = None, *, check: bool = False) -> None:
+        """The map files and haproxy.cfg for ``plan``; with ``check``, the config replaces the
+        one in place only once HAProxy accepts it (a restart must never find a config it refuses)."""
         slots = slots if slots is not None else {n: [] for n in plan.nodes}
         for name, entries in maps(plan).items():
             _write(self.directory / name, render_map(entries))
         cfg = render_config(plan, slots, self.directory, self.host, self.port, self.control_port)
-        _write(self.directory / "haproxy.cfg", cfg)
+        if not check:
+            _write(self.directory / "haproxy.cfg", cfg)
+            return
+        _write(self.directory / "haproxy.cfg.new", cfg)
+        result = subprocess.run(
+            [self.binary, "-c", "-q", "-f", "haproxy.cfg.new"],
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise AdminError(
+                f"the rendered haproxy.cfg does not load: {result.stdout}{result.stderr}".strip()
+            )
+        (self.directory / "haproxy.cfg.new").replace(self.directory / "haproxy.cfg")
 
     def apply(self, plan: Plan) -> str:
         """Make HAProxy serve ``plan``; returns "live", "reload" or "same"."""
@@ -151,7 +169,7 @@ class HAProxyPlane:
         if not self._fresh and not reshaped and slots == self.slots and new_maps == self.maps:
             return "same"
         if self._fresh or reshaped:
-            self._write_all(plan, slots)
+            self._write_all(plan, slots, check=True)
             self._reload()
             how = "reload"
         else:
@@ -163,6 +181,7 @@ class HAProxyPlane:
             self._write_all(plan, slots)
             how = "live"
         self.slots, self.maps, self._fresh = slots, new_maps, False
+        self._settings = _settings(plan)
         return how
 
     def _live(self, slots: Slots, new_maps: dict[str, dict[str, str]]) -> None:
@@ -191,11 +210,6 @@ class HAProxyPlane:
         self.admin.run(commands)
 
     def _reload(self) -> None:
-        check = subprocess.run(
-            [self.binary, "-c", "-q", "-f", "haproxy.cfg"], cwd=self.directory, capture_output=True, text=True
-        )
-        if check.returncode != 0:
-            raise AdminError(f"the rendered haproxy.cfg does not load: {check.stdout}{check.stderr}".strip())
         pid = self.keeper_pid()
         if pid is None:
             raise AdminError("HAProxy's keeper is not running")
@@ -208,6 +222,11 @@ class HAProxyPlane:
             if time.monotonic() > deadline:
                 raise AdminError(f"HAProxy did not reload within {RELOAD_WAIT_S:g} s (see haproxy.log)")
             time.sleep(0.02)
+
+
+def _settings(plan: Plan) -> dict[str, tuple[int, int]]:
+    """What the config (not the maps or the slots) holds of each node."""
+    return {nid: (n.timeout_s, n.max_body_bytes) for nid, n in plan.nodes.items()}
 
 
 def _addr(name: str, s: Server) -> str:
