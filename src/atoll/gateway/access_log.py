@@ -48,7 +48,7 @@ class AccessLogFeed:
         self._names_at = 0.0
         self.lock = threading.Lock()  # the recorder is read by /metrics on the API's loop
 
-    def _follow(self) -> socket.socket | None:
+    def _follow(self, whole: bool) -> socket.socket | None:
         """A runtime-API connection that streams the ring's new lines (None while HAProxy is not
         up). A reload ends it (the old worker goes): the next call follows the new worker."""
         try:
@@ -59,7 +59,9 @@ class AccessLogFeed:
         try:
             s.settimeout(0.5)
             s.connect(f"/proc/self/fd/{fd}/admin.sock")  # the dir's path may be too long for one
-            s.sendall(f"show events {RING} -w -n\n".encode())
+            # -n: only lines from now on; a new worker's ring is read whole (it began empty at
+            # the reload, so nothing in it was counted, and lines written before we got here count).
+            s.sendall(f"show events {RING} -w{'' if whole else ' -n'}\n".encode())
         except OSError:
             s.close()
             return None
@@ -132,8 +134,9 @@ class AccessLogFeed:
                         sock.close()
                         sock = None
                 if sock is None:
-                    followed = admin.worker_pid()
-                    sock, pending = (self._follow(), b"") if followed is not None else (None, b"")
+                    before, followed = followed, admin.worker_pid()
+                    whole = before is not None and followed != before  # a reload since we followed
+                    sock, pending = (self._follow(whole), b"") if followed is not None else (None, b"")
                     if sock is None:
                         stop.wait(0.5)
                 data = b""
