@@ -244,9 +244,7 @@ def test_the_keeper_restarts_haproxy_and_is_adopted(
             if line.startswith("Uid:")
         )
         assert uids.split()[1:] == ["65534"] * 4
-    master = int(
-        subprocess.run(["pgrep", "-P", str(keeper)], capture_output=True, text=True).stdout.split()[0]
-    )
+    master = int(Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()[0])  # HAProxy's
     os.kill(master, signal.SIGKILL)
     wait_for(lambda: _up(f"http://127.0.0.1:{plane.port}/alias/pub/"), 10, "HAProxy back")
     # A new control plane (a restarted `atoll up`) adopts the keeper, and its first apply is a

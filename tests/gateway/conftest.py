@@ -46,7 +46,8 @@ class Gateway:
     url: str  # the proxy's origin, e.g. http://127.0.0.1:PORT
 
 
-@pytest.fixture(scope="session")
+# Package scope: JupyterLab stops when this folder's tests end, not with the whole session.
+@pytest.fixture(scope="package")
 def jupyter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter]:
     env = notebook_environment(EnvironmentBuilder(ENV_CACHE))
     base = tmp_path_factory.mktemp("jupyter")
@@ -89,7 +90,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gateway(jupyter: Jupyter) -> Iterator[Gateway]:
     upstream = Upstream(jupyter.url, {"Authorization": f"token {jupyter.token}"})
 

@@ -175,7 +175,6 @@ class JobWorkspace:
         storage = cfg.working_storage.size_gb if cfg.working_storage else 0
         if storage:
             say(f"working storage: {storage} GB reserved on the machine")
-        docker = cfg.env.docker  # env.docker (spec §5.4): an image on the runtime's daemon
         # The job's dir is the workload's, seen at its own path wherever it runs (a container binds
         # it there), so inputs, outputs and the progress file are where the command expects them.
         spec = workloads.WorkloadSpec(
@@ -187,7 +186,7 @@ class JobWorkspace:
             mounts=mounts,
             python=python_env,
             ports=[],
-            image=docker if isinstance(docker, str) or docker is None else docker.image,
+            image=cfg.env.image,  # env.docker (spec §5.4): an image on the runtime's daemon
             storage_gb=storage,
         )
         return spec, cfg

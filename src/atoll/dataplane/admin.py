@@ -25,31 +25,40 @@ class Admin:
         self.directory = directory
         self.name = name
 
-    def ask(self, command: str) -> str:
-        """One command's answer (raises AdminError when HAProxy cannot be reached)."""
+    def send(self, command: str, timeout: float = TIMEOUT_S) -> socket.socket:
+        """A connection that has sent ``command``, to read its answer from (a stream, for
+        ``show events ... -w``); raises AdminError when HAProxy cannot be reached."""
         if "\n" in command:
             raise ValueError("one command per call")
         try:
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise AdminError(f"HAProxy's runtime API is not reachable: {e}") from e
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-                s.settimeout(TIMEOUT_S)
-                try:
-                    s.connect(f"/proc/self/fd/{fd}/{self.name}")
-                    s.sendall(command.encode() + b"\n")
-                    chunks: list[bytes] = []
-                    size = 0
-                    while chunk := s.recv(65536):
-                        chunks.append(chunk)
-                        size += len(chunk)
-                        if size > MAX_ANSWER:
-                            raise AdminError(f"{command.split()[0]}: answer over {MAX_ANSWER} bytes")
-                except OSError as e:
-                    raise AdminError(f"HAProxy's runtime API is not reachable: {e}") from e
+            s.settimeout(timeout)
+            s.connect(f"/proc/self/fd/{fd}/{self.name}")
+            s.sendall(command.encode() + b"\n")
+        except OSError as e:
+            s.close()
+            raise AdminError(f"HAProxy's runtime API is not reachable: {e}") from e
         finally:
             os.close(fd)
+        return s
+
+    def ask(self, command: str) -> str:
+        """One command's answer (raises AdminError when HAProxy cannot be reached)."""
+        with self.send(command) as s:
+            chunks: list[bytes] = []
+            size = 0
+            try:
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > MAX_ANSWER:
+                        raise AdminError(f"{command.split()[0]}: answer over {MAX_ANSWER} bytes")
+            except OSError as e:
+                raise AdminError(f"HAProxy's runtime API is not reachable: {e}") from e
         return b"".join(chunks).decode(errors="replace")
 
     def run(self, commands: Iterable[str]) -> list[str]:

@@ -10,13 +10,14 @@ new config; the old one finishes every request it holds); SIGTERM stops HAProxy 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from atoll.runtime.local.proc_files import start_time, write_json
 
 RESTART_S = 0.1  # the first restart; doubled while HAProxy keeps dying at once, up to MAX_RESTART_S
 MAX_RESTART_S = 1.0
@@ -79,10 +80,9 @@ class Keeper:
 def main() -> int:
     directory, binary = Path(sys.argv[1]).resolve(), sys.argv[2]
     keeper = Keeper(directory, binary)
-    record = directory / "keeper.json"
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "binary": binary}))
-    tmp.replace(record)
+    # How Atoll finds it again (pid and start time name one process for good).
+    me = os.getpid()
+    write_json(directory / "keeper.json", {"pid": me, "start_time": start_time(me), "binary": binary})
     return keeper.run()
 
 

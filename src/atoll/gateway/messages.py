@@ -27,6 +27,12 @@ _ROUTING = frozenset({b"x-node-alias", b"x-node-id"})
 _DROP = _HOP | _ROUTING | {b"proxy-authorization"}
 # Forwarded without Atoll's own credentials (see tenant_only).
 _CREDENTIALS = frozenset({b"authorization", b"cookie"})
+# /metrics refused (both data planes): no credential, or an API token of a non-admin.
+METRICS_UNAUTHORIZED = (
+    "/metrics needs Authorization: Bearer <metrics token> (ATOLL_METRICS_TOKEN, else the file "
+    "metrics-token in Atoll's data dir) or an installation admin's API token"
+)
+METRICS_FORBIDDEN = "/metrics needs the metrics token or an installation admin's API token"
 ATOLL_TOKEN_PREFIX = b"atl_"  # an Atoll API token (domain.auth.TOKEN_PREFIX)
 # Cookie names Atoll's web UI and API set (domain.auth.SESSION_COOKIE, web.context's CSRF and
 # flash cookies), with the prefixes a browser may be told to keep them under.

@@ -42,7 +42,7 @@ def _check(db: Database, token: str, project_id: str) -> int:
         return 200
 
 
-def _admin(db: Database, token: str) -> int:
+def admin_status(db: Database, token: str) -> int:
     """200 for an installation admin's API token, 403 for another user's, 401 for a bad token."""
     with db.session() as s:
         user = auth.user_from_token(s, token)
@@ -89,7 +89,7 @@ async def main(settings: Settings, sock: socket.socket | None = None) -> None:
         return await asyncio.to_thread(_check, db, token, project_id)
 
     async def admin(token: str) -> int:
-        return await asyncio.to_thread(_admin, db, token)
+        return await asyncio.to_thread(admin_status, db, token)
 
     gw = Gateway(metrics.Recorder(secrets.token_hex(6)), check, settings.resolved_metrics_token, admin)
     gw.table = await asyncio.to_thread(routing.load, db)

@@ -91,6 +91,11 @@ class JobEnv:
     docker: str | DockerImage | None = None
     python: PythonEnv | None = None
 
+    @property
+    def image(self) -> str | None:
+        """The image ``docker`` names (with or without registry credentials); None: no container."""
+        return self.docker.image if isinstance(self.docker, DockerImage) else self.docker
+
 
 @dataclass(frozen=True)
 class WorkingStorage:
