@@ -4,7 +4,8 @@ vs Ray Serve, and a zero-downtime switch under constant load.
 Targets (issue: deploy data plane): through an alias, at least 0.70× the direct throughput and at
 most +1 ms on the median latency; at least 10× Ray Serve's throughput; no failed request while an
 alias switches 100/0 → 50/50 → 0/100, the new node is replaced by a rolling update and the old one
-is deleted.
+is deleted; (issue 16) the first event of a stream at most +5 ms through an alias, and no failed
+request while `atoll up` is killed and started again.
 
 1. A real ``atoll up`` on free ports with its own data dir (node environments built once under
    ``~/.cache/atoll-bench/envs``). A "noop" model (the built-in model server echoes its input) is
@@ -20,19 +21,22 @@ is deleted.
    reported, with the CPU seconds per request of wrk, the gateway (user and system), the model
    server and ``atoll up`` (from /proc), the cores busy on the path and on the whole machine
    (others' work shows as the difference), and a one-connection run (latency without queueing).
-   ``--profile`` adds a second gateway process (same code and store) under cProfile, loaded the
-   same way, and prints its hot functions per request.
 3. The switch run: ``noop-v2`` beside ``noop-v1``; while wrk keeps the alias busy, weights go
    100/0 → 50/50 → 0/100 a few seconds apart, then ``noop-v2`` is updated (a rolling replacement of
    its instance), then ``noop-v1`` is deleted. wrk counts every response's status.
+4. The streaming run: Server-Sent Events from a command node, first-event latency directly and
+   through an alias (bench/gateway_stream.py, which says how).
+5. The control-plane kill run: `atoll up` killed with SIGKILL and started again on the same ports
+   while wrk keeps the alias busy, against the same load with nothing killed (the same module).
 
 Everything binds to 127.0.0.1, runs in its own session and is stopped by its process group (and
 Ray's leftovers by pid), also on failure and Ctrl-C.
 
 Run: ``.venv/bin/python bench/gateway.py [--connections 16] [--duration 10] [--rounds 3]
-[--skip-ray] [--skip-switch] [--profile] [--keep]``. Exit status 0 when everything was measured
-and the switch run failed no request (the throughput targets are reported, not enforced), 1 when a
-step failed or a request did, 2 when wrk is missing.
+[--skip-ray] [--skip-switch] [--skip-stream] [--skip-kill] [--keep]``. Exit status 0
+when everything was measured and the switch, streaming and kill runs failed no request (the
+throughput and latency targets are reported, not enforced), 1 when a step failed or a request did,
+2 when wrk is missing.
 """
 
 from __future__ import annotations
@@ -50,11 +54,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gateway_stream as stream
 import httpx
 from gateway_atoll import BODY, ENVS, PATH, Atoll, answers, instance_pgid, wait_for
-from gateway_profile import profile_gateway
 from gateway_ray import RayServe
-from gateway_wrk import Wrk, WrkResult, lua_script, run, warm_up, wrk_executable
+from gateway_wrk import Timeline, Wrk, WrkResult, lua_script, run, warm_up, wrk_executable
 from procs import (
     BenchError,
     Process,
@@ -151,13 +155,7 @@ def switch_run(atoll: Atoll, args: argparse.Namespace, workdir: Path) -> SwitchR
     served_before = atoll.node_requests()
     step = args.switch_step
     w = Wrk("switch", atoll.gateway_url + PATH, script, args.connections, 600, workdir / "wrk-switch.log")
-    events: list[tuple[float, str]] = []
-    t0 = time.monotonic()
-
-    def event(what: str) -> None:
-        events.append((time.monotonic() - t0, what))
-        log(f"  {events[-1][0]:5.1f} s  {what}")
-
+    event = Timeline()
     w.start()
     try:
         event("wrk started, weights v1/v2 = 100/0")
@@ -183,7 +181,7 @@ def switch_run(atoll: Atoll, args: argparse.Namespace, workdir: Path) -> SwitchR
         w.stop()
     served_after = atoll.node_requests()
     served = {k: served_after.get(k, 0.0) - served_before.get(k, 0.0) for k in served_after}
-    return SwitchResult(load, events, served)
+    return SwitchResult(load, event.events, served)
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -193,9 +191,7 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def report(
-    targets: list[Target], switch: SwitchResult | None, profile: list[str], args: argparse.Namespace
-) -> bool:
+def report(targets: list[Target], switch: SwitchResult | None, args: argparse.Namespace) -> bool:
     ok = True
     log(
         f"\nwrk -t1 -c{args.connections} -d{args.duration}s, medians of {args.rounds} rounds "
@@ -248,10 +244,6 @@ def report(
         r = alias.median("rps") / ray.median("rps")
         met = verdict(r >= RAY_TARGET)
         log(f"  alias / Ray Serve throughput {r:6.1f}×   target ≥ {RAY_TARGET:.0f}×: {met}")
-    if profile:
-        log("")
-        for line in profile:
-            log(line)
     if switch is not None:
         load = switch.load
         failed = load.errors
@@ -290,15 +282,11 @@ def main() -> int:
     parser.add_argument(
         "--ray-max-ongoing", type=int, default=100, help="Ray Serve max_ongoing_requests (default 100)"
     )
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="also run a second gateway under cProfile and show its hot spots",
-    )
+    stream.add_arguments(parser)  # the streaming and kill runs' (bench/gateway_stream.py)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs) and print where")
     args = parser.parse_args()
-    if args.connections < 1 or args.duration < 1 or args.rounds < 1:
-        parser.error("--connections, --duration and --rounds must be at least 1")
+    if min(args.connections, args.duration, args.rounds, args.streams, args.stream_parallel) < 1:
+        parser.error("--connections, --duration, --rounds, --streams, --stream-parallel: at least 1")
     try:
         wrk_executable()
     except BenchError as e:
@@ -313,7 +301,8 @@ def main() -> int:
     stoppers: list[Callable[[], None]] = []
     targets: list[Target] = []
     switch: SwitchResult | None = None
-    profile: list[str] = []
+    streams: list[stream.StreamStats] = []
+    killed: stream.KillResult | None = None
     failed = ""
     try:
         settings = ", ".join(f"{k}={v}" for k, v in atoll.settings.items())
@@ -392,11 +381,12 @@ def main() -> int:
             ray.stop()
             ray = None
             log(f"Ray stopped ({time.monotonic() - t0:.1f} s)")
-        if args.profile:
-            log("\nthe gateway under cProfile …")
-            profile = profile_gateway(atoll, args, workdir)
         if not args.skip_switch:
             switch = switch_run(atoll, args, workdir)
+        if not args.skip_stream:
+            streams = stream.stream_run(atoll, args)
+        if not args.skip_kill:
+            killed = stream.kill_run(atoll, args, workdir)  # last: `atoll up` is a new process after it
     except BenchError as e:
         failed = str(e)
     except KeyboardInterrupt:
@@ -412,7 +402,11 @@ def main() -> int:
             log(f"\nwork dir and logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    ok = report(targets, switch, profile, args) if targets else False
+    ok = report(targets, switch, args) if targets else False
+    if streams:
+        ok = stream.report_streams(streams, args) and ok
+    if killed is not None:
+        ok = stream.report_kill(killed, args) and ok
     if failed:
         tail = atoll.proc.log_tail() if atoll.proc and failed != "interrupted" else ""
         print(f"\nerror: {failed}\n{tail}", file=sys.stderr)

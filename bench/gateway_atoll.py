@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import BenchError, Process, children, cmdline, free_port, kill_group
+from procs import BenchError, Process, free_port, kill_group
 
 from atoll.dataplane.proxy import HAProxyPlane
 from atoll.envs.build import usable_by_others
@@ -119,6 +119,16 @@ class Atoll:
         }
         self.env = env
         self.proc = Process([atoll_executable(), "up"], env, self.workdir / "atoll.log").start()
+        self._wait_up()
+        r = httpx.post(
+            self.url + "/api/v1/auth/tokens",
+            json={"username": "admin", "password": password, "name": "bench"},
+            trust_env=False,
+        )
+        r.raise_for_status()
+        self.token = r.json()["token"]
+
+    def _wait_up(self) -> None:
         for what, url in (("atoll up", self.url), ("the gateway", self.gateway_url)):
 
             def up(url: str = url) -> bool:
@@ -130,25 +140,31 @@ class Atoll:
                     return False
 
             wait_for(what, up, 60, 0.1)
-        r = httpx.post(
-            self.url + "/api/v1/auth/tokens",
-            json={"username": "admin", "password": password, "name": "bench"},
-            trust_env=False,
-        )
-        r.raise_for_status()
-        self.token = r.json()["token"]
+
+    def kill(self) -> None:
+        """SIGKILL the process group of `atoll up`, as a crash would (HAProxy's keeper and the node
+        instances run in sessions of their own and go on)."""
+        assert self.proc is not None and self.proc.proc is not None
+        kill_group(self.proc.pid, signal.SIGKILL)
+        self.proc.proc.wait(timeout=10)
+
+    def restart(self) -> None:
+        """`atoll up` again on the same ports and data dir (after ``kill``); the token stays valid."""
+        assert self.proc is not None and not self.proc.alive()
+        self.proc = Process([atoll_executable(), "up"], self.env, self.workdir / "atoll.log").start()
+        self._wait_up()
+
+    def keeper_pid(self) -> int | None:
+        """The pid of the data plane's keeper (DATA_DIR/gateway/keeper.json)."""
+        pid = (read_json(self.data_dir / "gateway" / "keeper.json") or {}).get("pid")
+        return pid if isinstance(pid, int) else None
 
     def gateway_pid(self) -> int:
-        """The process serving the gateway port: HAProxy's worker (the default data plane), or
-        the Python gateway under `atoll up` (ATOLL_DATA_PLANE=python)."""
-        assert self.proc is not None
+        """The process serving the gateway port: HAProxy's worker."""
         worker = HAProxyPlane(self.data_dir / "gateway", "", "", 0).admin.worker_pid()
-        if worker is not None:
-            return worker
-        for pid in children(self.proc.pid):
-            if "atoll.gateway" in cmdline(pid):
-                return pid
-        raise BenchError("no gateway process: neither HAProxy's worker nor one under `atoll up`")
+        if worker is None:
+            raise BenchError("no gateway process: HAProxy has no worker")
+        return worker
 
     def create_project(self) -> None:
         with self.api() as api:
@@ -182,9 +198,10 @@ class Atoll:
             check(r, 200)
             return dict(r.json())
 
-    def create_node(self, name: str) -> str:
+    def create_node(self, name: str, **spec: Any) -> str:
+        """A node of the noop model, or, given ``spec`` (e.g. ``command``), of that."""
         with self.api() as api:
-            body = {"name": name, "models": ["noop"], "configuration": CONFIGURATION}
+            body = {"name": name, "configuration": CONFIGURATION, **(spec or {"models": ["noop"]})}
             r = api.post(f"/projects/{self.project_id}/nodes", json=body)
             check(r, 201)
             self.nodes[name] = r.json()["id"]
@@ -210,16 +227,16 @@ class Atoll:
 
         return dict(wait_for(f"node {name} Healthy", ready, timeout, 0.2))
 
-    def set_alias(self, weights: dict[str, int], create: bool = False) -> None:
+    def set_alias(self, weights: dict[str, int], create: bool = False, alias: str = ALIAS) -> None:
         body = {"nodes": [{"nodeId": self.nodes[k], "weight": v} for k, v in weights.items()]}
         with self.api() as api:
             if create:
                 r = api.post(
-                    f"/projects/{self.project_id}/aliases", json={"name": ALIAS, "public": False, **body}
+                    f"/projects/{self.project_id}/aliases", json={"name": alias, "public": False, **body}
                 )
                 check(r, 201)
             else:
-                check(api.patch(f"/projects/{self.project_id}/aliases/{ALIAS}", json=body), 200)
+                check(api.patch(f"/projects/{self.project_id}/aliases/{alias}", json=body), 200)
 
     def update_node_env(self, name: str, env: dict[str, str]) -> int:
         """Start a rolling replacement; returns the node's new revision."""
@@ -238,10 +255,10 @@ class Atoll:
 
         wait_for(f"node {name} deleted", gone, 60, 0.2)
 
-    def alias_headers(self) -> dict[str, str]:
+    def alias_headers(self, alias: str = ALIAS) -> dict[str, str]:
         return {
             "content-type": "application/json",
-            "x-node-alias": ALIAS,
+            "x-node-alias": alias,
             "authorization": f"Bearer {self.token}",
         }
 
@@ -256,7 +273,7 @@ class Atoll:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.stop()  # atoll up (and the Python gateway, in its process group)
+            self.proc.stop()  # atoll up, by its process group
         HAProxyPlane(self.data_dir / "gateway", "", "", 0).stop()  # it outlives `atoll up` by design
         # Node instances run in sessions of their own and outlive a stopped server by design:
         # stop the ones this run's server started (its runtime state), checked by start time.

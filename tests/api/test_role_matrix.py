@@ -273,6 +273,18 @@ def _node(w: World, healthy: bool = False) -> str:
         return node.id
 
 
+def _instance(w: World) -> str:
+    """``nodes/{node}/instances/{instance}`` of a world project's node with one (never started) instance."""
+    from atoll.store.tables import NodeInstance
+
+    node = _node(w)
+    with w.db.transaction() as s:
+        inst = NodeInstance(node_id=node, project_id=w.project)
+        s.add(inst)
+        s.flush()
+        return f"nodes/{node}/instances/{inst.id}"
+
+
 def _model(w: World) -> str:
     from atoll.store.tables import Model
 
@@ -708,6 +720,9 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/logs"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/logs")
+    ),
+    ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/instances/{{instance}}/runs"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/{_instance(w)}/runs")
     ),
     ("GET", f"{V}/projects/{{project_id}}/nodes/{{node}}/metrics"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/nodes/{_node(w)}/metrics")

@@ -214,6 +214,10 @@ def test_forms_create_a_node_and_an_alias_and_change_the_node(
     settings.get_by_test_id("save-node").click()
     expect(settings.locator(".field-error")).to_contain_text("env: 'PORT' is not a name a node may set")
     settings.get_by_role("textbox", name="Environment").fill("GREETING=hi")
+    settings.get_by_label("Request timeout, s").fill("0")
+    settings.get_by_test_id("save-node").click()
+    expect(settings.locator(".field-error")).to_contain_text("endpoint.timeoutS must be a whole number")
+    settings.get_by_label("Request timeout, s").fill("900")
     settings.get_by_label("Max instances").fill("2")
     settings.get_by_label("Description", exact=True).fill("made in the browser")
     page.locator("#node-settings").get_by_test_id("save-node").click()
@@ -225,6 +229,7 @@ def test_forms_create_a_node_and_an_alias_and_change_the_node(
         2,
         {"GREETING": "hi"},
     )
+    assert got["spec"]["endpoint"]["timeoutS"] == 900
     assert got["spec"]["command"] == ["python3", "-m", "http.server", "$PORT"]
 
     page.goto(f"/projects/{pid}?tab=deploy")

@@ -185,7 +185,9 @@ def test_per_node_timeouts(plane: HAProxyPlane, upstream: int) -> None:
     plan = base_plan(upstream, timeout_s=5)
     plan.grants.add(("u1", "prj2"))
     assert plane.apply(plan) == "reload"
-    assert c.get("/alias/pub/slow?s=2").text == "slow done"
+    # (A connection kept alive from before gets one more answer from the old worker, which then
+    # closes it: a new connection meets the new settings.)
+    assert client(plane).get("/alias/pub/slow?s=2").text == "slow done"
     assert not (plane.directory / "haproxy.cfg.new").exists()  # checked, then put in place
 
 
@@ -198,10 +200,44 @@ def test_scale_from_zero_holds_the_first_request(plane: HAProxyPlane, upstream: 
     answers: list[int] = []
     t = threading.Thread(target=lambda: answers.append(c.get("/alias/pub/first").status_code))
     t.start()
-    # The instance comes up while the request waits (a slot filled live, no reload).
+    # The data plane tells Atoll a request waits for the node (its node controller starts an
+    # instance); the instance comes up while the request waits (a slot filled live, no reload).
+    wait_for(lambda: plane.load()["n1"].held == 1, 10, "the held request counted")
     assert plane.apply(base_plan(upstream)) == "live"
     t.join(30)
     assert answers == [200]
+    assert plane.load()["n1"].held == 0
+
+
+def test_a_capped_instance_queues_then_refuses(plane: HAProxyPlane, upstream: int) -> None:
+    # One request at a time per instance, one more may wait, for at most 1 s.
+    plane.apply(base_plan(upstream, max_conn=1, queue_length=1, queue_timeout_s=1))
+    c = client(plane)
+    wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
+    answers: dict[str, httpx.Response] = {}
+
+    def call(name: str) -> None:
+        answers[name] = httpx.get(f"http://127.0.0.1:{plane.port}/alias/pub/slow?s=3", timeout=30)
+
+    running = threading.Thread(target=call, args=("running",))
+    running.start()
+    wait_for(lambda: plane.load()["n1"].active == 1, 10, "the first request on the instance")
+    queued = threading.Thread(target=call, args=("queued",))
+    queued.start()
+    wait_for(lambda: plane.load()["n1"].queued == 1, 10, "the second request queued")
+    full = c.get("/alias/pub/slow?s=3")  # the queue is full: refused at once
+    assert full.status_code == 429 and full.headers["retry-after"] == "1"
+    assert "queue (1) is full" in full.json()["error"]
+    queued.join(30)
+    running.join(30)
+    # The queued request waited its 1 s and was let go with when to come back.
+    assert answers["queued"].status_code == 503 and answers["queued"].headers["retry-after"] == "1"
+    assert answers["running"].text == "slow done"
+    # Idle and upgraded-connection timeouts and h2c to the instances are in the backend.
+    plan = base_plan(upstream, idle_timeout_s=7, h2=True)
+    assert plane.apply(plan) == "reload"
+    cfg = (plane.directory / "haproxy.cfg").read_text()
+    assert "timeout tunnel 7s" in cfg and f"127.0.0.1:{upstream} proto h2" in cfg
 
 
 def test_reload_keeps_requests_in_flight_and_slots_grow(plane: HAProxyPlane, upstream: int) -> None:
@@ -247,13 +283,17 @@ def test_the_keeper_restarts_haproxy_and_is_adopted(
     master = int(Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()[0])  # HAProxy's
     os.kill(master, signal.SIGKILL)
     wait_for(lambda: _up(f"http://127.0.0.1:{plane.port}/alias/pub/"), 10, "HAProxy back")
-    # A new control plane (a restarted `atoll up`) adopts the keeper, and its first apply is a
-    # reload, which keeps serving.
+    # A new control plane (a restarted `atoll up`) adopts the keeper and takes up where the
+    # last one stopped: no reload (it would close clients' idle connections), changes live.
     again = HAProxyPlane(plane.directory, plane.binary, plane.host, plane.port)
     again.start()
     assert again.keeper_pid() == keeper
-    assert again.apply(base_plan(upstream)) == "reload"
+    assert again.apply(base_plan(upstream)) == "same"
     assert c.get("/alias/pub/").status_code == 200
+    plan = base_plan(upstream)
+    plan.aliases["pub2"] = AliasPlan("pub2", "prj1", True, (("n1", 1),))
+    assert again.apply(plan) == "live"
+    assert c.get("/alias/pub2/").status_code == 200
 
 
 def test_an_odd_name_is_left_out_not_every_route(plane: HAProxyPlane, upstream: int) -> None:

@@ -1,4 +1,4 @@
-"""A real `atoll up` (API, controllers and the gateway process) serving nodes and aliases."""
+"""A real `atoll up` (API, controllers and the HAProxy gateway) serving nodes and aliases."""
 
 from __future__ import annotations
 

@@ -69,6 +69,32 @@ def test_image_node_runs_containers_behind_an_alias(docker_server: tuple[Running
     wait_for("the containers stopped", stopped, timeout=60)
 
 
+def test_an_image_health_check_port_of_its_own(docker_server: tuple[RunningServer, Dockerd]) -> None:
+    """healthCheck.port names the image's own port (DataSphere's form has one): it is published
+    on a loopback port of its own and checked there; /ok exists only on that port."""
+    server, d = docker_server
+    pid = new_project(server, "image-health")["id"]
+    serve = (
+        "mkdir -p /tmp/h && touch /tmp/h/ok && "
+        "(python3 -m http.server 8001 --bind 0.0.0.0 --directory /tmp/h &) && "
+        "exec python3 -m http.server 8000 --bind 0.0.0.0"
+    )
+    body = {
+        "name": "checked-aside",
+        "image": d.image,
+        "command": ["sh", "-c", serve],
+        "port": 8000,
+        "configuration": "s1.1",
+        "healthCheck": {"path": "/ok", "port": 8001, "intervalS": 0.5},
+    }
+    with server.api() as api:
+        r = api.post(f"/projects/{pid}/nodes", json=body)
+        assert r.status_code == 201, r.text
+    node = wait_healthy(server, pid, r.json()["id"], timeout=120)
+    with server.api() as api:
+        assert api.post(f"/projects/{pid}/nodes/{node['id']}:suspend").status_code == 200
+
+
 def test_job_with_env_docker_runs_in_a_container(docker_server: tuple[RunningServer, Dockerd]) -> None:
     """env.docker (spec §5.4): the job's command runs in the image; outputs come back as usual."""
     server, d = docker_server

@@ -1,4 +1,4 @@
-"""Nodes from a command, aliases through the gateway process: routing, auth, errors."""
+"""Nodes from a command, aliases through the gateway (HAProxy): routing, auth, errors."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def test_command_node_answers_through_alias_and_node_routes(
 
 
 def test_requests_take_turns_over_every_instance(server: RunningServer, project: dict[str, Any]) -> None:
-    """Round robin: one client's requests, one after another, go to each instance in turn (the
-    fast path that reuses pooled connections must not make an instance without one skip its turn)."""
+    """Round robin: one client's requests, one after another, go to each instance in turn (reused
+    connections to the instances must not make an instance without one skip its turn)."""
     pid = project["id"]
     n = create_node(server, pid, "turns", command=service_command(), healthCheck=HEALTH, minInstances=3)
     n = wait_healthy(server, pid, n["id"], count=3)

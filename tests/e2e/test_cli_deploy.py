@@ -97,6 +97,15 @@ def test_deploy_cli(server: RunningServer, admin: Cli) -> None:
     assert f"instance {b['instances'][0]['id']}" in r.out and '"path": "/x"' in r.out, str(r)
     assert "cli-svc" in admin.ok("alias", "get", "cli-svc", *p, *gw).out
 
+    # The endpoint: a flag changes its one setting (no rollout); a bad value is one clear line.
+    changed = admin.json("node", "update", "svc-b", *p, "--max-concurrency", "4", "--request-timeout", "120")
+    assert (
+        changed["spec"]["endpoint"]["maxConcurrency"] == 4 and changed["spec"]["endpoint"]["timeoutS"] == 120
+    )
+    assert changed["revision"] == b["revision"]
+    assert "endpoint.type" in admin.fail("node", "update", "svc-b", *p, "--protocol", "smtp")
+    assert "maxConcurrency" in admin.ok("node", "get", "svc-b", *p).out
+
     # Errors: one line each, the API's field named where it has one.
     assert "NODE=WEIGHT" in admin.fail("alias", "create", "bad", *p, "--node", "svc-a", code=2)
     assert "whole percentage" in admin.fail("alias", "create", "bad", *p, "--node", "svc-a=half", code=2)

@@ -50,8 +50,11 @@ def test_doctor_reports_a_healthy_installation(server: RunningServer, tmp_path: 
 
 def test_doctor_on_a_fresh_machine(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    cli = Cli(tmp_path / "config", env={"ATOLL_DATA_DIR": str(tmp_path / "data"), "ATOLL_URL": url})
+    # ATOLL_DATA_PLANE, a leftover of the former Python gateway, is ignored: HAProxy it is.
+    env = {"ATOLL_DATA_DIR": str(tmp_path / "data"), "ATOLL_URL": url, "ATOLL_DATA_PLANE": "python"}
+    cli = Cli(tmp_path / "config", env=env)
     report = cli.json("doctor")
+    assert report["dataPlane"]["kind"] == "haproxy" and "not running" in report["dataPlane"]["message"]
     assert report["database"]["ok"] is True and report["database"]["status"] == "not created yet"
     assert not (tmp_path / "data").exists()  # doctor creates nothing
     assert report["server"]["ok"] is False and "cannot reach" in report["server"]["message"]

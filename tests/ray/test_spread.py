@@ -42,7 +42,7 @@ def test_instances_spread_over_the_nodes_by_their_room(
     # Each answers at its node's address, through the node's route in the gateway.
     auth = {"authorization": f"Bearer {server.admin_token}", "x-node-id": n["id"]}
     seen: dict[str, str] = {}
-    deadline = time.monotonic() + 30  # the gateway re-reads its routing table 4 times a second
+    deadline = time.monotonic() + 30  # the data plane follows the store twice a second
     while len(seen) < 3 and time.monotonic() < deadline:
         r = httpx.get(server.gateway_url + "/", headers=auth, timeout=10)
         assert r.status_code == 200, r.text

@@ -1,6 +1,6 @@
 """The deploy gateway never hands Atoll's own credentials to tenant code, and /metrics is not public.
 
-A real `atoll up` with its gateway process, and a command node that echoes every request header
+A real `atoll up` with its gateway (HAProxy), and a command node that echoes every request header
 it gets: what it echoes is what any tenant's service (public alias or not) would see. The gateway
 shares a host with Atoll's web UI, so a browser sends it Atoll's cookies too (cookies do not
 care about ports).
@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from atoll.domain import auth
-from atoll.gateway.messages import is_atoll_cookie
+from atoll.gateway.messages import ATOLL_COOKIE_PREFIXES, is_atoll_cookie
 from atoll.settings import Settings
 from tests.deploy.conftest import FAST, HEALTH, create_node, wait_for, wait_healthy
 from tests.notebooks.conftest import new_project
@@ -127,8 +127,8 @@ def test_public_alias_sees_its_own_cookies_but_none_of_atolls(
         "proxy-authorization": f"Bearer {server.admin_token}",
         "x-csrf-token": "x",
     }
-    # Several calls on one connection: the first takes the general path, the next the fast path
-    # (a pooled connection to the instance); both must filter.
+    # Several calls on one connection: the first opens a connection to the instance, the next
+    # reuse it; every one must filter.
     with httpx.Client(base_url=server.gateway_url, timeout=10) as client:
         for i in range(4):
             how = {"x-node-alias": "echo-pub"} if i % 2 else {}
@@ -169,7 +169,7 @@ def test_private_alias_and_node_keep_the_token_they_consumed(
         ("/x", {"x-node-id": echo["node"]}),
     )
     with httpx.Client(base_url=server.gateway_url, timeout=10) as client:
-        for _ in range(2):  # general path, then the fast path
+        for _ in range(2):  # a new connection to the instance, then a reused one
             for path, how in routes:
                 seen = _echoed(client.get(path, headers={**headers, **how}))
                 _assert_nothing_of_atoll(seen, server, browser_cookies)
@@ -244,3 +244,7 @@ def test_every_atoll_cookie_name_is_one_the_gateway_cuts() -> None:
     assert len(names) >= 3, names  # the session, pre-session (CSRF) and flash cookies
     for name in names:
         assert is_atoll_cookie(name.encode()), f"the gateway would forward the cookie {name!r}"
+    # What cuts them is HAProxy's Lua: it must know every prefix the Python rule does.
+    lua = (src / "dataplane" / "atoll.lua").read_text()
+    for prefix in ATOLL_COOKIE_PREFIXES:
+        assert f'"{prefix.decode()}"' in lua, f"atoll.lua does not cut cookies named {prefix!r}…"

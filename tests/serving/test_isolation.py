@@ -2,7 +2,8 @@
 
 A fresh venv gets only SERVING_REQUIREMENTS; PYTHONPATH is a directory holding only a link
 `atoll` to the package, as Atoll sets it up for workloads. There the modules import, pull in
-nothing of Atoll's own stack, and the server serves a noop model and stops cleanly on SIGTERM.
+nothing of Atoll's own stack, and the server serves a noop model over HTTP and gRPC (what the
+gRPC face needs is in SERVING_REQUIREMENTS too) and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tritonclient.grpc as tgrpc
 
 import atoll
 from atoll.envs.build import default_uv
@@ -26,7 +28,7 @@ from tests.support.postgres import free_port
 CHECK = """
 import sys
 import atoll.models, atoll.serving, atoll.serving.server, atoll.serving.app, atoll.serving.formats
-import atoll.serving.boosting, atoll.serving.protocol, atoll.serving.httpserver
+import atoll.serving.boosting, atoll.serving.protocol, atoll.serving.httpserver, atoll.serving.grpcserver
 heavy = ["fastapi", "starlette", "pydantic", "sqlalchemy", "httpx", "typer", "rich", "yaml", "uvicorn",
          "sklearn", "onnx", "onnxruntime", "joblib", "torch", "xgboost", "prometheus_client"]
 loaded = sorted(m for m in heavy if m in sys.modules)
@@ -78,10 +80,11 @@ def test_sdk_and_server_in_a_bare_environment(version: str | None, tmp_path: Pat
     model.mkdir()
     spec = [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     (model / "meta.json").write_text(json.dumps({"format": "noop", "inputs": spec, "outputs": spec}))
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = tmp_path / "server.log"
+    serve = ["-m", "atoll.serving", "--port", str(port), "--grpc-port", str(grpc_port)]
     proc = subprocess.Popen(
-        [str(python), "-s", "-m", "atoll.serving", "--port", str(port), "--model", f"echo={model}"],
+        [str(python), "-s", *serve, "--model", f"echo={model}"],
         env=env,
         cwd=tmp_path,
         stdout=log.open("wb"),
@@ -101,6 +104,8 @@ def test_sdk_and_server_in_a_bare_environment(version: str | None, tmp_path: Pat
         status, answer = call("POST", url + "/v2/models/echo/infer", json.dumps(body).encode())
         assert status == 200, log.read_text()
         assert json.loads(answer)["outputs"][0]["data"] == ["hé", "lo"]
+        with tgrpc.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+            assert client.is_server_ready() and client.is_model_ready("echo")
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert f"serving models echo(1) on 127.0.0.1:{port}" in log.read_text()

@@ -67,7 +67,7 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
-        # HAProxy's keeper outlives `atoll up` by design (ATOLL_DATA_PLANE=haproxy): stopped here.
+        # HAProxy's keeper outlives `atoll up` by design: stopped here.
         HAProxyPlane(self.data_dir / "gateway", "", "", 0).stop()
         if after_stop is not None:
             after_stop(self)
@@ -114,7 +114,7 @@ def start_server(
     else:
         server.stop()
         raise RuntimeError(f"atoll up did not answer within 60 s:\n{server.log()}")
-    while True:  # the deploy gateway, a process of its own, starts beside it
+    while True:  # the deploy gateway: HAProxy, which `atoll up` starts (or adopts) under its keeper
         try:
             if httpx.get(server.gateway_url + "/healthz", timeout=1).status_code == 200:
                 break

@@ -22,7 +22,7 @@ from atoll.api.common import act
 from atoll.api.deps import Ctx, CtxDep
 from atoll.api.routes_jobs import STREAMS
 from atoll.api.schemas_jobs import LogChunkOut
-from atoll.domain import deploy, deploy_metrics, model_registry, workloads
+from atoll.domain import deploy, deploy_metrics, instance_runs, model_registry, workloads
 from atoll.domain.access import Action
 from atoll.errors import Conflict, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
@@ -102,6 +102,7 @@ def _node_input(body: d.NodeCreate | d.NodeUpdate) -> deploy.NodeInput:
         env=body.env,
         health_check=body.health_check.as_spec() if body.health_check else None,
         telemetry=body.telemetry.model_dump(exclude_none=True) if body.telemetry else None,
+        endpoint=body.endpoint.as_spec() if body.endpoint else None,
         given=given,
     )
 
@@ -187,17 +188,18 @@ def node_logs(
     stream: str = Query("stdout", max_length=16),
     offset: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
     limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK),
+    run: int = Query(0, ge=0, le=instance_runs.MAX_RUNS - 1, description="0: the latest, 1: the one before"),
 ) -> LogChunkOut:
-    """A slice of one instance's log (the first instance's unless ``instance`` names one); the
-    log of its latest run, so a restarted instance shows why it crashed in its system stream."""
+    """A slice of one instance's log (the first instance's unless ``instance`` names one): of its
+    latest run, or with ``run`` of an earlier one (``…/instances/{instance}/runs`` lists them), so a
+    restarted instance shows what it printed before it crashed and, in its system stream, why."""
     if stream not in STREAMS:
         raise Invalid(f"stream must be one of {', '.join(STREAMS)}", field="stream")
     n = deploy.get_node(ctx.db, ctx.me, project_id, node)
-    insts = deploy.instances(ctx.db, n, finished=True)
-    inst = next((i for i in insts if i.id == instance), None) if instance else (insts[0] if insts else None)
-    if instance and inst is None:
-        raise NotFound(f"node {n.name!r} has no instance {instance!r}")
-    wid = inst.workload_ids[-1] if inst is not None and inst.workload_ids else None
+    inst = instance_runs.find_instance(ctx.db, n, instance or None)
+    if inst is None and run:
+        raise NotFound(f"node {n.name!r} has no instances, so no run {run}", field="run")
+    wid = instance_runs.workload_of(inst, run) if inst is not None else None
     logs = ctx.services.logs
     data, nxt = (b"", offset) if not wid or not logs.exists(wid) else logs.read(wid, stream, offset, limit)
     data = data[: len(data.decode("utf-8", "ignore").encode())]
@@ -206,9 +208,25 @@ def node_logs(
         stream=stream,
         data=data.decode("utf-8", "replace"),
         offset=nxt,
-        eof=inst is None or inst.status == InstanceStatus.DELETED,
+        # An earlier run has ended: its log is whole, and a follower stops at its end.
+        eof=inst is None or inst.status == InstanceStatus.DELETED or run > 0,
         status=inst.status if inst else "none",
     )
+
+
+@router.get(
+    "/projects/{project_id}/nodes/{node}/instances/{instance}/runs",
+    response_model=list[d.InstanceRunOut],
+    openapi_extra=act(Action.PROJECT_VIEW),
+)
+def instance_runs_list(project_id: str, node: str, instance: str, ctx: CtxDep) -> list[d.InstanceRunOut]:
+    """An instance's runs, newest first (``run`` 0 is the latest), each with why it ended; their
+    logs are ``nodes/{node}/logs?instance=…&run=…`` (the last 10 runs are kept)."""
+    if len(instance) > MAX_ID:
+        raise Invalid(f"an instance id has at most {MAX_ID} characters", field="instance")
+    n = deploy.get_node(ctx.db, ctx.me, project_id, node)
+    inst = instance_runs.get_instance(ctx.db, n, instance)
+    return [d.InstanceRunOut.model_validate(r) for r in instance_runs.runs(ctx.db, inst)]
 
 
 @router.get(

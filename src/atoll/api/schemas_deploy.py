@@ -59,6 +59,21 @@ class TelemetryIn(Input):
     port: Port | None = None
 
 
+class EndpointIn(Input):
+    """How the data plane talks to the instances (domain/node_endpoint.py has the bounds)."""
+
+    type: Literal["HTTP", "HTTP2", "GRPC", "http", "http2", "grpc"] | None = None
+    timeout_s: int | None = Field(default=None, alias="timeoutS", ge=1, le=86_400)
+    idle_timeout_s: int | None = Field(default=None, alias="idleTimeoutS", ge=1, le=86_400)
+    max_concurrency: int | None = Field(default=None, ge=0, le=10_000)
+    queue_length: int | None = Field(default=None, ge=0, le=100_000)
+    queue_timeout_s: int | None = Field(default=None, alias="queueTimeoutS", ge=1, le=600)
+    max_body_mb: int | None = Field(default=None, ge=1, le=1024)
+
+    def as_spec(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(by_alias=True).items() if v is not None}
+
+
 class NodeCreate(Input):
     name: Name
     description: Description = ""
@@ -76,6 +91,7 @@ class NodeCreate(Input):
     env: EnvVars | None = None
     health_check: HealthCheckIn | None = None
     telemetry: TelemetryIn | None = None
+    endpoint: EndpointIn | None = None
 
 
 class NodeUpdate(Input):
@@ -91,6 +107,7 @@ class NodeUpdate(Input):
     env: EnvVars | None = None
     health_check: HealthCheckIn | None = None
     telemetry: TelemetryIn | None = None
+    endpoint: EndpointIn | None = None
 
 
 class InstanceOut(ApiModel):
@@ -99,6 +116,7 @@ class InstanceOut(ApiModel):
     detail: str
     revision: int
     port: int | None
+    grpc_port: int | None = None  # a model server's KServe v2 / Triton gRPC face (model nodes only)
     restarts: int
     workload_id: str | None
     created_at: Timestamp
@@ -198,3 +216,15 @@ class MetricsOut(ApiModel):
     target: str
     bucket_s: int
     points: list[MetricPoint]
+
+
+class InstanceRunOut(ApiModel):
+    """One run of a node instance (a crash restarts it as a new run with its own log)."""
+
+    run: int = Field(description="0 is the latest run, 1 the one before it, …")
+    workload_id: str
+    state: str
+    exit_code: int | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    reason: str = Field(description='Why it ended ("exited with code 3", a failed check…), or "running"')

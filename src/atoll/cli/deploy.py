@@ -244,6 +244,7 @@ def node_body(
     unset_env: list[str] | None,
     health: Obj,
     telemetry: Obj,
+    endpoint: Obj | None = None,
 ) -> Obj:
     """The create/update body: only what was given (on update, what runs changes as a whole)."""
     sources = {"models": models, "command": command, "image": image}
@@ -260,6 +261,8 @@ def node_body(
         "env": pairs(env, "--env", spec.get("env") if old else None, unset_env),
         "healthCheck": _section(spec.get("healthCheck"), **health),
         "telemetry": _section(spec.get("telemetry"), **telemetry),
+        # The server keeps the settings not given: only the given ones are sent.
+        "endpoint": {k: v for k, v in (endpoint or {}).items() if v is not None} or None,
     }
     body = {k: v for k, v in body.items() if v is not None}
     if named:
@@ -355,4 +358,23 @@ TelemetryPathOpt = Annotated[
 ]
 TelemetryPortOpt = Annotated[int | None, typer.Option("--telemetry-port", help="Metrics port")]
 DescriptionOpt = Annotated[str | None, typer.Option("--description", help="What the node is for")]
+ProtocolOpt = Annotated[
+    str | None, typer.Option("--protocol", help="What the instances speak: http (default), http2 or grpc")
+]
+RequestTimeoutOpt = Annotated[
+    int | None, typer.Option("--request-timeout", help="Seconds an instance may stay silent (default 600)")
+]
+IdleTimeoutOpt = Annotated[
+    int | None, typer.Option("--idle-timeout", help="Seconds a WebSocket may stay silent (default 3600)")
+]
+MaxConcurrencyOpt = Annotated[
+    int | None, typer.Option("--max-concurrency", help="Requests at once per instance (default 0: no cap)")
+]
+QueueLengthOpt = Annotated[
+    int | None, typer.Option("--queue-length", help="Requests that may wait for a place (default 100)")
+]
+QueueTimeoutOpt = Annotated[
+    int | None, typer.Option("--queue-timeout", help="Seconds a request may wait for one (default 30)")
+]
+MaxBodyOpt = Annotated[int | None, typer.Option("--max-body-mb", help="Largest request body (default 16)")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait until the node is Healthy, showing progress")]

@@ -179,9 +179,10 @@ def _isolation(settings: Any) -> list[dict[str, Any]]:
 
 
 def _data_plane(settings: Any) -> dict[str, Any]:
-    """Which data plane serves the gateway port, and whether HAProxy's keeper runs."""
-    if settings.data_plane != "haproxy" or not settings.gateway_port:
-        return {"kind": settings.data_plane, "ok": True, "message": "the Python gateway beside `atoll up`"}
+    """The HAProxy that serves the gateway port: its version, and whether its keeper runs."""
+    if not settings.gateway_port:
+        off = "off (ATOLL_GATEWAY_PORT=0): nodes and aliases are not served"
+        return {"kind": "haproxy", "ok": True, "message": off}
     import subprocess
 
     from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary

@@ -29,7 +29,10 @@ from atoll.cli.deploy import (
     HealthPortOpt,
     HealthTimeoutOpt,
     HealthyOpt,
+    IdleTimeoutOpt,
     ImageOpt,
+    MaxBodyOpt,
+    MaxConcurrencyOpt,
     MaxOpt,
     MethodOpt,
     MinOpt,
@@ -37,6 +40,10 @@ from atoll.cli.deploy import (
     PathOpt,
     PortOpt,
     ProjectOpt,
+    ProtocolOpt,
+    QueueLengthOpt,
+    QueueTimeoutOpt,
+    RequestTimeoutOpt,
     TelemetryPathOpt,
     TelemetryPortOpt,
     TimeoutOpt,
@@ -84,6 +91,16 @@ COLUMNS: list[Column] = [
     ("HEALTHY/MIN", count),
     ("CONFIGURATION", "configuration"),
 ]
+RUN_COLUMNS: list[Column] = [
+    ("RUN", "run"),
+    ("WORKLOAD", "workloadId"),
+    ("STATE", "state"),
+    ("EXIT", "exitCode"),
+    ("STARTED", "startedAt"),
+    ("FINISHED", "finishedAt"),
+    ("REASON", "reason"),
+]
+MAX_RUN = 9  # an instance keeps its last 10 runs (the API's bound on `run`)
 INSTANCE_COLUMNS: list[Column] = [
     ("INSTANCE", "id"),
     ("STATUS", "status"),
@@ -100,6 +117,26 @@ INSTANCE_COLUMNS: list[Column] = [
 def _find(c: Client, project: str, node: str) -> tuple[Obj, Obj]:
     p = resolve.project(c, project)
     return p, c.get(f"/projects/{p['id']}/nodes/{quote(node, safe='')}")
+
+
+def _endpoint(
+    protocol: str | None,
+    request_timeout: int | None,
+    idle_timeout: int | None,
+    max_concurrency: int | None,
+    queue_length: int | None,
+    queue_timeout: int | None,
+    max_body_mb: int | None,
+) -> Obj:
+    return {
+        "type": protocol.upper() if protocol else None,
+        "timeoutS": request_timeout,
+        "idleTimeoutS": idle_timeout,
+        "maxConcurrency": max_concurrency,
+        "queueLength": queue_length,
+        "queueTimeoutS": queue_timeout,
+        "maxBodyMb": max_body_mb,
+    }
 
 
 @app.command()
@@ -123,6 +160,13 @@ def create(
     unhealthy_threshold: UnhealthyOpt = None,
     telemetry_path: TelemetryPathOpt = None,
     telemetry_port: TelemetryPortOpt = None,
+    protocol: ProtocolOpt = None,
+    request_timeout: RequestTimeoutOpt = None,
+    idle_timeout: IdleTimeoutOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
+    queue_length: QueueLengthOpt = None,
+    queue_timeout: QueueTimeoutOpt = None,
+    max_body_mb: MaxBodyOpt = None,
     description: DescriptionOpt = None,
     wait_: WaitOpt = False,
     timeout: TimeoutOpt = 300,
@@ -150,6 +194,9 @@ def create(
             "unhealthyThreshold": unhealthy_threshold,
         },
         telemetry={"path": telemetry_path, "port": telemetry_port},
+        endpoint=_endpoint(
+            protocol, request_timeout, idle_timeout, max_concurrency, queue_length, queue_timeout, max_body_mb
+        ),
     )
     if not {"models", "command", "image"} & body.keys():
         usage("say what the node runs: --model, --command/--command-arg or --image with --port")
@@ -205,6 +252,7 @@ def get(node: NodeArg, project: ProjectOpt, fmt: FormatOpt = Format.table) -> No
             "env": ", ".join(sorted(spec.get("env", {}))) or None,
             "healthCheck": spec.get("healthCheck"),
             "telemetry": spec.get("telemetry"),
+            "endpoint": spec.get("endpoint"),
             "createdAt": n["createdAt"],
             "updatedAt": n["updatedAt"],
         }
@@ -237,6 +285,13 @@ def update(
     unhealthy_threshold: UnhealthyOpt = None,
     telemetry_path: TelemetryPathOpt = None,
     telemetry_port: TelemetryPortOpt = None,
+    protocol: ProtocolOpt = None,
+    request_timeout: RequestTimeoutOpt = None,
+    idle_timeout: IdleTimeoutOpt = None,
+    max_concurrency: MaxConcurrencyOpt = None,
+    queue_length: QueueLengthOpt = None,
+    queue_timeout: QueueTimeoutOpt = None,
+    max_body_mb: MaxBodyOpt = None,
     description: DescriptionOpt = None,
     wait_: Annotated[
         bool, typer.Option("--wait", help="Wait until every instance runs the change and is Healthy")
@@ -269,6 +324,15 @@ def update(
                 "unhealthyThreshold": unhealthy_threshold,
             },
             telemetry={"path": telemetry_path, "port": telemetry_port},
+            endpoint=_endpoint(
+                protocol,
+                request_timeout,
+                idle_timeout,
+                max_concurrency,
+                queue_length,
+                queue_timeout,
+                max_body_mb,
+            ),
         )
         if name:
             body["name"] = name
@@ -331,20 +395,31 @@ def logs(
     ] = None,
     stream: Annotated[str, typer.Option("--stream", help="stdout, stderr or system")] = "stdout",
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines")] = False,
+    previous: Annotated[
+        bool, typer.Option("--previous", help="The run before the latest (what it printed before a restart)")
+    ] = False,
+    run: Annotated[
+        int | None,
+        typer.Option("--run", help=f"0 the latest run, 1 the one before… up to {MAX_RUN} (`node runs`)"),
+    ] = None,
 ) -> None:
-    """An instance's log (of its latest run: `--stream system` says why it restarted)."""
+    """An instance's log: of its latest run, or with --previous / --run of an earlier one
+    (`--stream system` says why it ended; `atoll node runs` lists the runs)."""
     if stream not in ("stdout", "stderr", "system"):
         usage(f"--stream must be stdout, stderr or system (got {stream!r})")
+    if run is not None and not 0 <= run <= MAX_RUN:
+        usage(f"--run must be 0 (the latest) to {MAX_RUN}: an instance keeps its last {MAX_RUN + 1} runs")
+    if previous and run not in (None, 1):
+        usage("--previous is --run 1: give one of them")
+    which = 1 if previous else (run or 0)
     with client() as c:
         p, n = _find(c, project, node)
-        if instance is None:
-            live = sorted(n.get("instances", []), key=lambda i: i["status"] != InstanceStatus.HEALTHY)
-            instance = live[0]["id"] if live else None
+        instance = _instance(n, instance)
         path = f"/projects/{p['id']}/nodes/{n['id']}/logs"
         offset, ended = 0, True
         try:
             while True:
-                chunk = c.get(path, instance=instance, stream=stream, offset=offset)
+                chunk = c.get(path, instance=instance, stream=stream, offset=offset, run=which)
                 if chunk["data"]:
                     sys.stdout.write(chunk["data"])
                     sys.stdout.flush()
@@ -359,6 +434,34 @@ def logs(
             pass
         if not ended and sys.stdout.isatty():
             sys.stdout.write("\n")  # a log cut mid-line must not run into the prompt
+
+
+def _instance(n: Obj, instance: str | None) -> str | None:
+    """The instance named, else a Healthy one, else the first (None: the node has none now)."""
+    if instance is not None:
+        return instance
+    live = sorted(n.get("instances", []), key=lambda i: i["status"] != InstanceStatus.HEALTHY)
+    return str(live[0]["id"]) if live else None
+
+
+@app.command()
+def runs(
+    node: NodeArg,
+    project: ProjectOpt,
+    instance: Annotated[
+        str | None, typer.Option("--instance", help="Instance id (default: a Healthy one, else the first)")
+    ] = None,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """An instance's runs, newest first, and why each ended (a crash restarts it as a new run);
+    `atoll node logs --run N` shows one's log."""
+    with client() as c:
+        p, n = _find(c, project, node)
+        instance = _instance(n, instance)
+        if instance is None:
+            fail(f"node {n['name']} has no instances now: name one with --instance")
+        items = c.get(f"/projects/{p['id']}/nodes/{n['id']}/instances/{quote(instance, safe='')}/runs")
+    emit_list(items, fmt, RUN_COLUMNS, "no runs yet")
 
 
 @app.command()

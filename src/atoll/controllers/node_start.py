@@ -56,14 +56,18 @@ class InstanceStarter:
                 assert m is not None
                 s.expunge(m)
         port = pick_port()
+        grpc_port: int | None = None
+        side_ports: dict[str, int] = {}
         env = {"PATH": DEFAULT_PATH, **spec.get("env", {})}
         image: str | None = None
         container_port = port
         home = self.project_home(project_id, run_as)
         workdir = home
         if kind == "model":
+            # The model server's second face, KServe v2 / Triton gRPC, on a port of its own.
+            grpc_port = _another_port({port})
             command, env = self._model_server(
-                [m for m in models if m is not None], port, env, node_id, project_id, run_as
+                [m for m in models if m is not None], port, grpc_port, env, node_id, project_id, run_as
             )
             workdir = self._node_dir(project_id, node_id)
         elif kind == "command":
@@ -72,6 +76,10 @@ class InstanceStarter:
         else:  # an image: its own server on spec port, published on the instance's port
             command = list(spec.get("command") or [])
             image, container_port = spec["image"], int(spec["port"])
+            # Its own health-check and telemetry ports are published on loopback ports too.
+            for own in {(spec.get(k) or {}).get("port") for k in ("healthCheck", "telemetry")}:
+                if own and own != container_port:
+                    side_ports[str(own)] = _another_port({port, *side_ports.values()})
             if "PATH" not in spec.get("env", {}):
                 env.pop("PATH")  # the image knows where its programs are
             workdir = self._node_dir(project_id, node_id)
@@ -98,14 +106,16 @@ class InstanceStarter:
                     workdir=workdir,
                     env=env,
                     mounts=[],
-                    ports=[port],
+                    # Every port the instance listens on, published or isolated alike by runtimes.
+                    ports=[port, *([grpc_port] if grpc_port else []), *side_ports.values()],
                     image=image,
-                    container_ports=[container_port] if image else [],
+                    container_ports=[container_port, *map(int, side_ports)] if image else [],
                 ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,
             )
-            inst.workload_id, inst.port = wl.id, port
+            inst.workload_id, inst.port, inst.grpc_port = wl.id, port, grpc_port
+            inst.side_ports = side_ports
             inst.workload_ids = [*inst.workload_ids[-9:], wl.id]
             inst.status = InstanceStatus.CREATED if inst.status == InstanceStatus.UNDEFINED else inst.status
             inst.detail = "waiting for the scheduler"
@@ -123,6 +133,7 @@ class InstanceStarter:
         self,
         models: list[Model],
         port: int,
+        grpc_port: int,
         env: dict[str, str],
         node_id: str,
         project_id: str,
@@ -146,4 +157,12 @@ class InstanceStarter:
         env["PYTHONPATH"] = str(sdk_path(self.data_dir))
         # It binds to $HOST: 127.0.0.1, or its Ray node's address on a cluster.
         command = [str(environment.python), "-m", "atoll.serving", "--port", str(port)]
+        command += ["--grpc-port", str(grpc_port)]
         return command + args, env
+
+
+def _another_port(taken: set[int]) -> int:
+    """A free port that is none of ``taken`` (picked, not yet bound, ones)."""
+    while (chosen := pick_port()) in taken:
+        pass
+    return chosen

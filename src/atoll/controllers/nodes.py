@@ -25,9 +25,10 @@ import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.node_load import NodeLoadBoard
 from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
-from atoll.domain import deploy
+from atoll.domain import deploy, node_endpoint
 from atoll.domain.workloads import hosts_of, request_stop
 from atoll.envs.build import EnvironmentBuilder
 from atoll.states import (
@@ -50,6 +51,7 @@ MAX_BACKOFF_S = 30.0
 PER_INSTANCE = 4.0  # requests in flight per instance above which a node grows towards its maximum
 LOAD_WINDOW_S = 30.0
 SCALE_DOWN_S = 60.0
+REPLACE_MIN_S = 10.0  # an instance out of balancing this long (and its failed checks' time) is replaced
 
 
 @dataclass
@@ -85,8 +87,10 @@ class NodeController:
         self._checked: dict[str, float] = {}  # instance id → time.monotonic() of its last check
         self._not_before: dict[str, float] = {}  # instance id → when a crashed one may start again
         self._low_since: dict[str, float] = {}  # node id → since when it needs fewer instances
+        self._failing_since: dict[str, float] = {}  # instance id → since when it is out of balancing
         self._http = httpx.Client(trust_env=False)
         self.telemetry = TelemetryBoard()
+        self.loads = NodeLoadBoard()  # the data plane's counts, when it is HAProxy
         self.starter = InstanceStarter(db, blobs, envs, data_dir, project_home, uid_base, notify)
 
     # --- the loop -----------------------------------------------------------------------
@@ -162,9 +166,12 @@ class NodeController:
 
     def _wanted(self, s: Session, node: Node, running: int, now: datetime) -> int:
         """How many instances the node should run: ``minInstances``, and up to ``maxInstances``
-        while the requests in flight through the gateway (Little's law over the last 30 s: the
-        sum of their latencies / 30 s) exceed ``PER_INSTANCE`` per instance. It scales down one
-        at a time, after the load has stayed low for ``SCALE_DOWN_S``."""
+        while its requests exceed what its instances take: ``maxConcurrency`` each where the
+        endpoint caps them, else ``PER_INSTANCE``. Its requests are the larger of what the data
+        plane holds now (in flight, queued, and held for a first instance: a node scaled to zero
+        starts one) and the average over the last 30 s (Little's law: the sum of the finished
+        requests' latencies / 30 s). It scales down one at a time, after the load has stayed low
+        for ``SCALE_DOWN_S``."""
         lo, hi = node.min_instances, node.max_instances
         if hi <= lo:
             return lo
@@ -175,8 +182,9 @@ class NodeController:
                 DeployMetric.bucket_at >= since - timedelta(seconds=10),
             )
         )
-        in_flight = float(busy or 0.0) / LOAD_WINDOW_S
-        needed = max(lo, min(hi, math.ceil(in_flight / PER_INSTANCE)))
+        in_flight = max(float(busy or 0.0) / LOAD_WINDOW_S, float(self.loads.of(node.id) or 0))
+        per_instance = node_endpoint.of(node.spec)["maxConcurrency"] or PER_INSTANCE
+        needed = max(lo, min(hi, math.ceil(in_flight / per_instance)))
         current = max(lo, min(hi, running))
         if needed >= current:
             self._low_since.pop(node.id, None)
@@ -207,7 +215,11 @@ class NodeController:
             return [], live
         hosts = hosts_of(s, (inst.workload_id for _, inst, _ in due))
         return [
-            (node.id, inst.id, f"http://{hosts[inst.workload_id]}:{inst.port}{path}")
+            (
+                node.id,
+                inst.id,
+                f"http://{hosts[inst.workload_id]}:{_port(inst, node.spec.get('telemetry'))}{path}",
+            )
             for node, inst, path in due
         ], live
 
@@ -278,12 +290,33 @@ class NodeController:
         if inst.status in (InstanceStatus.UNDEFINED, InstanceStatus.CREATED):
             inst.status, inst.detail = InstanceStatus.STARTED, f"running on {wl.configuration}"
         hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS)
+        if self._replace_if_stuck(s, inst, wl, hc):
+            return None
         every = float(hc["intervalS"]) if inst.healthy_at else min(float(hc["intervalS"]), READY_CHECK_S)
         last = self._checked.get(inst.id, 0.0)
         if time.monotonic() - last < every:
             return None
         self._checked[inst.id] = time.monotonic()
-        return _Check(inst.id, f"http://{wl.host}:{inst.port}{hc['path']}", float(hc["timeoutS"]))
+        return _Check(inst.id, f"http://{wl.host}:{_port(inst, hc)}{hc['path']}", float(hc["timeoutS"]))
+
+    def _replace_if_stuck(self, s: Session, inst: NodeInstance, wl: WorkloadRow, hc: dict) -> bool:
+        """An instance that served, then failed its health check while its process lives (hung,
+        out of memory in a way that does not kill it, a dead backend connection) is stopped once
+        it has stayed out of balancing for ``unhealthyThreshold`` more intervals (at least
+        ``REPLACE_MIN_S``); it then starts again like one that crashed."""
+        since = self._failing_since.get(inst.id)
+        if inst.status != InstanceStatus.UNHEALTHY or since is None or wl.desired == Desired.STOP:
+            return False
+        after = max(REPLACE_MIN_S, float(hc["intervalS"]) * int(hc["unhealthyThreshold"]))
+        if time.monotonic() - since < after:
+            return False
+        reason = f"unhealthy for {after:g} s while running: replaced"
+        log.warning("instance %s: %s", inst.id, reason)
+        request_stop(s, wl.id, reason, sig=int(signal.SIGTERM), grace=5)
+        inst.detail = reason
+        self._failing_since.pop(inst.id, None)
+        self.notify("workloads")
+        return True
 
     def _retire(self, s: Session, inst: NodeInstance, now: datetime, why: str) -> None:
         if inst.workload_id is None:
@@ -295,6 +328,7 @@ class NodeController:
     def _forget(self, instance_id: str) -> None:
         self._checked.pop(instance_id, None)
         self._not_before.pop(instance_id, None)
+        self._failing_since.pop(instance_id, None)
 
     # --- health checks ------------------------------------------------------------------
 
@@ -314,6 +348,7 @@ class NodeController:
         node = s.get(Node, inst.node_id)
         hc = node.spec.get("healthCheck", deploy.HEALTH_DEFAULTS) if node else deploy.HEALTH_DEFAULTS
         if ok:
+            self._failing_since.pop(instance_id, None)
             inst.passes, inst.fails = inst.passes + 1, 0
             if inst.status != InstanceStatus.HEALTHY and inst.passes >= int(hc["healthyThreshold"]):
                 inst.status, inst.detail = InstanceStatus.HEALTHY, "in balancing"
@@ -323,6 +358,7 @@ class NodeController:
         if inst.status == InstanceStatus.HEALTHY:
             if inst.fails >= int(hc["unhealthyThreshold"]):
                 inst.status, inst.detail = InstanceStatus.UNHEALTHY, f"{detail}: out of balancing"
+                self._failing_since[instance_id] = time.monotonic()
         elif inst.status == InstanceStatus.STARTED:
             inst.status, inst.detail = InstanceStatus.PREPARING, "waiting for the health check to pass"
         elif inst.status == InstanceStatus.UNHEALTHY:
@@ -362,3 +398,12 @@ def _worst_first(insts: list[NodeInstance]) -> list[NodeInstance]:
     return sorted(
         insts, key=lambda i: (i.status == InstanceStatus.HEALTHY, -(as_utc(i.created_at).timestamp()))
     )
+
+
+def _port(inst: NodeInstance, section: dict | None) -> int | None:
+    """Where a health check or telemetry scrape goes: the instance's serving port, or the port
+    the section names (an image's own port, published on a loopback port of its own)."""
+    own = (section or {}).get("port")
+    if not own:
+        return inst.port
+    return int((inst.side_ports or {}).get(str(own), own))

@@ -1,10 +1,13 @@
 -- Atoll's per-request logic inside HAProxy (loaded by the rendered haproxy.cfg).
 --
 -- txn.route holds what the maps say of the alias or node the request names:
---   "<public 0|1>|<project id>|<hold ms>|<backend>:<weight>,<backend>:<weight>,..."
+--   "<public 0|1>|<project id>|<hold ms>|<backend>:<weight>,<backend>:<weight>,...|..."
+-- (the config routes on its own a request that has only one node to go to: see plan.py)
 -- atoll_route picks a backend by weight among those with an instance up (a node with none
 -- gives its share to the others); when none has one, it holds the request up to <hold ms> for
--- one to come up (scale from zero) instead of answering 503 at once. atoll_cookies and
+-- one to come up (scale from zero) instead of answering 503 at once, and counts it as held for
+-- the node it would go to: `atoll held` on the runtime API tells Atoll which nodes requests wait
+-- for, so their first instance starts (the node controller reads it). atoll_cookies and
 -- atoll_set_cookies take Atoll's own cookies off requests and responses (the config calls them
 -- only when a header may hold one; everything else about credentials is native rules).
 
@@ -51,6 +54,33 @@ local function pick(choices)
   end
   return up[#up].backend
 end
+
+-- The node a request would go to by weight alone, instances or not: the one it waits for.
+local function pick_any(choices)
+  local total = 0
+  for _, c in ipairs(choices) do
+    total = total + c.weight
+  end
+  local r = math.random() * total
+  for _, c in ipairs(choices) do
+    r = r - c.weight
+    if r < 0 then
+      return c.backend
+    end
+  end
+  return choices[1].backend
+end
+
+-- Requests held right now, by backend (scale from zero).
+local held = {}
+
+core.register_cli({"atoll", "held"}, "requests waiting for a node's first instance", function(applet)
+  for backend, n in pairs(held) do
+    if n > 0 then
+      applet:send(backend .. " " .. n .. "\n")
+    end
+  end
+end)
 
 -- Atoll's own cookies (session, CSRF, flash) under the names a browser may keep them as.
 local function atoll_cookie(name)
@@ -104,16 +134,26 @@ core.register_action("atoll_route", {"http-req"}, function(txn)
   end
   local r = choices_of(route)
   local chosen = pick(r.choices)
-  local waited = 0
-  while chosen == nil and waited < r.hold_ms do
-    core.msleep(50)
-    waited = waited + 50
-    chosen = pick(r.choices)
+  if chosen == nil and r.hold_ms > 0 and #r.choices > 0 then
+    local wanted = pick_any(r.choices)
+    held[wanted] = (held[wanted] or 0) + 1
+    local waited = 0
+    while chosen == nil and waited < r.hold_ms do
+      core.msleep(50)
+      waited = waited + 50
+      chosen = pick(r.choices)
+    end
+    held[wanted] = held[wanted] - 1
   end
   if chosen == nil and #r.choices > 0 then
     chosen = r.choices[1].backend -- none came up: that node answers 503
   end
   if chosen ~= nil then
+    -- A model node's gRPC face is a backend of its own (KServe v2 over HTTP/2).
+    local ctype = txn.f:req_hdr("content-type")
+    if ctype ~= nil and ctype:sub(1, 16) == "application/grpc" and core.backends[chosen .. "_grpc"] ~= nil then
+      chosen = chosen .. "_grpc"
+    end
     txn:set_var("txn.be", chosen)
   end
 end, 0)

@@ -22,7 +22,6 @@ import jinja2
 
 MIN_SLOTS = 8
 DEFAULT_TIMEOUT_S = 600  # an LLM may generate for ten minutes
-DEFAULT_HOLD_MS = 30_000  # how long a request waits for a node's first instance
 MAX_BODY_BYTES = 16 * 1024 * 1024  # spec §6.1; per node
 METRICS_PATH = "/_data-plane/metrics"  # where `atoll up` answers the gateway port's /metrics
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # what goes into a map key or a backend name
@@ -35,20 +34,49 @@ class Server:
     instance_id: str
     host: str
     port: int
+    grpc_port: int = 0  # the model server's gRPC face, where the node has one
 
 
 @dataclass(frozen=True)
 class NodePlan:
+    """A node's backend: its instances, and the endpoint settings (domain/node_endpoint.py)."""
+
     node_id: str
     project_id: str
     servers: tuple[Server, ...] = ()
-    timeout_s: int = DEFAULT_TIMEOUT_S
-    hold_ms: int = DEFAULT_HOLD_MS
+    timeout_s: int = DEFAULT_TIMEOUT_S  # silence allowed from the instance (HAProxy's server timeout)
+    idle_timeout_s: int = 3600  # silence allowed on a WebSocket (the tunnel timeout)
+    h2: bool = False  # the instances speak h2c (HTTP/2 or gRPC)
+    max_conn: int = 0  # requests at once per instance; 0: no cap
+    queue_length: int = 100  # requests that may wait for a place while every instance is full
+    queue_timeout_s: int = 30  # ... and how long, also for a first instance (scale from zero)
     max_body_bytes: int = MAX_BODY_BYTES
+    # A model node's instances answer gRPC (KServe v2) on a port of its own: a second backend,
+    # its slots mirroring the first's, takes the requests whose content type is gRPC.
+    grpc: bool = False
 
     @property
     def backend(self) -> str:
         return f"node_{self.node_id}"
+
+    @property
+    def hold_ms(self) -> int:
+        """How long atoll.lua holds a request while the node has no instance up."""
+        return self.queue_timeout_s * 1000
+
+    @property
+    def settings(self) -> tuple[object, ...]:
+        """What the config (not the slots' addresses) holds of the node: a change is a reload."""
+        return (
+            self.timeout_s,
+            self.idle_timeout_s,
+            self.h2,
+            self.max_conn,
+            self.queue_length,
+            self.queue_timeout_s,
+            self.max_body_bytes,
+            self.grpc,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,23 +134,33 @@ def _checked(name: str) -> str:
     return name
 
 
-def route_value(public: bool, project_id: str, hold_ms: int, choices: list[tuple[str, int]]) -> str:
-    """A map value atoll.lua reads (see there)."""
-    spread = ",".join(f"{backend}:{weight}" for backend, weight in choices)
-    return f"{int(public)}|{_checked(project_id)}|{hold_ms}|{spread}"
+def route_value(plan: Plan, public: bool, project_id: str, nodes: list[tuple[str, int]]) -> str:
+    """A map value the frontend and atoll.lua read:
+    ``<public 0|1>|<project id>|<hold ms>|<backend>:<weight>,...|<direct>|<grpc 0|1>``.
+
+    ``direct`` is the one backend the route can go to now (the only node with a share and an
+    instance up), which the config uses without Lua — most routes, most of the time; "none" when
+    the choice is atoll.lua's (several nodes by weight, or none up: hold). ``grpc``: that
+    backend has a gRPC face."""
+    known = [(plan.nodes[nid], w) for nid, w in nodes if nid in plan.nodes]
+    spread = ",".join(f"{n.backend}:{w}" for n, w in known)
+    hold = max((n.hold_ms for n, _ in known), default=0)
+    up = [n for n, w in known if w > 0 and n.servers]
+    direct = up[0] if len(up) == 1 else None
+    tail = f"{direct.backend}|{int(direct.grpc)}" if direct else "none|0"
+    return f"{int(public)}|{_checked(project_id)}|{hold}|{spread}|{tail}"
 
 
 def maps(plan: Plan) -> dict[str, dict[str, str]]:
     """Each map file's entries, by file name."""
     nodes = {
-        _checked(n.node_id): route_value(False, n.project_id, n.hold_ms, [(n.backend, 1)])
+        _checked(n.node_id): route_value(plan, False, n.project_id, [(n.node_id, 1)])
         for n in plan.nodes.values()
     }
-    aliases: dict[str, str] = {}
-    for a in plan.aliases.values():
-        choices = [(plan.nodes[nid].backend, w) for nid, w in a.nodes if nid in plan.nodes]
-        hold = max((plan.nodes[nid].hold_ms for nid, _ in a.nodes if nid in plan.nodes), default=0)
-        aliases[_checked(a.name)] = route_value(a.public, a.project_id, hold, choices)
+    aliases = {
+        _checked(a.name): route_value(plan, a.public, a.project_id, list(a.nodes))
+        for a in plan.aliases.values()
+    }
     return {
         "nodes.map": nodes,
         "aliases.map": aliases,
@@ -135,10 +173,12 @@ def render_map(entries: dict[str, str]) -> str:
     return "".join(f"{k} {v}\n" for k, v in sorted(entries.items()))
 
 
-def server_line(slot: int, server: Server | None) -> str:
-    if server is None:  # an empty slot: no address, out of rotation until the runtime API fills it
-        return f"server s{slot} 127.0.0.1:1 disabled"
-    return f"server s{slot} {server.host}:{server.port}"
+def server_line(node: NodePlan, slot: int, server: Server | None, *, grpc: bool = False) -> str:
+    # An empty slot has no address and is out of rotation until the runtime API fills it.
+    port = (server.grpc_port if grpc else server.port) if server else 0
+    where = f"{server.host}:{port}" if server and port else "127.0.0.1:1 disabled"
+    cap = f" maxconn {node.max_conn}" if node.max_conn else ""
+    return f"server s{slot} {where}{cap}{' proto h2' if node.h2 or grpc else ''}"
 
 
 _TEMPLATE = jinja2.Environment(
@@ -171,5 +211,10 @@ def render_config(
         metrics_path=METRICS_PATH,
         dir=directory,
         nodes=nodes,
-        slots={n.node_id: [server_line(i + 1, s) for i, s in enumerate(slots[n.node_id])] for n in nodes},
+        slots={n.node_id: [server_line(n, i + 1, s) for i, s in enumerate(slots[n.node_id])] for n in nodes},
+        grpc_slots={
+            n.node_id: [server_line(n, i + 1, s, grpc=True) for i, s in enumerate(slots[n.node_id])]
+            for n in nodes
+            if n.grpc
+        },
     )

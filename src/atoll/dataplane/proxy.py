@@ -9,12 +9,14 @@ keeper has HAProxy's master start a new worker while the old one finishes what i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from atoll.dataplane.admin import Admin, AdminError
@@ -54,7 +56,7 @@ class HAProxyPlane:
         self.maps: dict[str, dict[str, str]] = {}
         self._fresh = True  # nothing applied by this process yet: the first apply renders whole
         self._dropped: set[str] = set()  # what the last plan left out (said once)
-        self._settings: dict[str, tuple[int, int]] = {}  # what the config holds of each node
+        self._settings: dict[str, tuple[object, ...]] = {}  # what the config holds of each node
 
     # --- the keeper ------------------------------------------------------------------------
 
@@ -140,8 +142,16 @@ class HAProxyPlane:
         for name, entries in maps(plan).items():
             _write(self.directory / name, render_map(entries))
         cfg = render_config(plan, slots, self.directory, self.host, self.port, self.control_port)
+        # What a later `atoll up` needs to carry on live where this one stopped (see _resume).
+        state = {
+            "slots": {
+                nid: [[x.instance_id, x.host, x.port] if x else None for x in v] for nid, v in slots.items()
+            },
+            "settings": _settings(plan),
+        }
         if not check:
             _write(self.directory / "haproxy.cfg", cfg)
+            _write(self.directory / "state.json", json.dumps(state))
             return
         _write(self.directory / "haproxy.cfg.new", cfg)
         result = subprocess.run(
@@ -155,6 +165,7 @@ class HAProxyPlane:
                 f"the rendered haproxy.cfg does not load: {result.stdout}{result.stderr}".strip()
             )
         (self.directory / "haproxy.cfg.new").replace(self.directory / "haproxy.cfg")
+        _write(self.directory / "state.json", json.dumps(state))
 
     def apply(self, plan: Plan) -> str:
         """Make HAProxy serve ``plan``; returns "live", "reload" or "same"."""
@@ -163,6 +174,8 @@ class HAProxyPlane:
             if what not in self._dropped:
                 log.warning("the data plane leaves out %s: the name cannot go into HAProxy's maps", what)
         self._dropped = set(dropped)
+        if self._fresh:
+            self._resume()
         slots, reshaped = self._assign(plan)
         new_maps = maps(plan)
         if not self._fresh and not reshaped and slots == self.slots and new_maps == self.maps:
@@ -173,7 +186,7 @@ class HAProxyPlane:
             how = "reload"
         else:
             try:
-                self._live(slots, new_maps)
+                self._live(plan, slots, new_maps)
             except AdminError:
                 self._fresh = True  # part of it may have been applied: the next plan goes whole
                 raise
@@ -183,7 +196,27 @@ class HAProxyPlane:
         self._settings = _settings(plan)
         return how
 
-    def _live(self, slots: Slots, new_maps: dict[str, dict[str, str]]) -> None:
+    def _resume(self) -> None:
+        """Take up the state the running HAProxy was given (its files, which every change is
+        written to), so a restarted control plane changes it live: a reload at each start
+        would close the idle keep-alive connections of clients under load."""
+        try:
+            state = json.loads((self.directory / "state.json").read_text())
+            slots: Slots = {nid: [Server(*x) if x else None for x in v] for nid, v in state["slots"].items()}
+            settings = {nid: tuple(v) for nid, v in state["settings"].items()}
+            found = {
+                name: dict(
+                    line.split(" ", 1) for line in (self.directory / name).read_text().splitlines() if line
+                )
+                for name in maps(Plan())
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # none, or from an older Atoll: the first plan is a reload
+        if not self.admin.alive():
+            return
+        self.slots, self.maps, self._settings, self._fresh = slots, found, settings, False
+
+    def _live(self, plan: Plan, slots: Slots, new_maps: dict[str, dict[str, str]]) -> None:
         commands: list[str] = []
         for nid, now in slots.items():
             before = self.slots.get(nid, [])
@@ -191,11 +224,14 @@ class HAProxyPlane:
                 old = before[i] if i < len(before) else None
                 if s == old:
                     continue
-                name = f"node_{nid}/s{i + 1}"
-                if s is None:
-                    commands.append(f"set server {name} state maint")
-                else:
-                    commands += [_addr(name, s), f"set server {name} state ready"]
+                for name, port in ((f"node_{nid}/s{i + 1}", s.port if s else 0),) + (
+                    ((f"node_{nid}_grpc/s{i + 1}", s.grpc_port if s else 0),) if plan.nodes[nid].grpc else ()
+                ):
+                    if not port:
+                        commands.append(f"set server {name} state maint")
+                    else:
+                        assert s is not None
+                        commands += [_addr(name, s.host, port), f"set server {name} state ready"]
         for file, entries in new_maps.items():
             path = self.directory / file
             old_entries = self.maps.get(file, {})
@@ -206,7 +242,15 @@ class HAProxyPlane:
                     commands.append(f"add map {path} {key} {value}")
                 elif old_entries[key] != value:
                     commands.append(f"set map {path} {key} {value}")
-        self.admin.run(commands)
+        # A route that stops going straight to one node (its instance leaves) hands over to
+        # atoll.lua before that instance's slot empties, never after.
+        first = [c for c in commands if c.startswith("set map") and "|none|" in c]
+        self.admin.run(first + [c for c in commands if c not in first])
+
+    def load(self) -> dict[str, BackendLoad]:
+        """Each node's requests in flight, queued and held now (raises AdminError when HAProxy
+        cannot be reached)."""
+        return parse_load(self.admin.ask("show stat -1 2 -1"), self.admin.ask("atoll held"))
 
     def _reload(self) -> None:
         pid = self.keeper_pid()
@@ -223,10 +267,41 @@ class HAProxyPlane:
             time.sleep(0.02)
 
 
-def _settings(plan: Plan) -> dict[str, tuple[int, int]]:
+@dataclass(frozen=True)
+class BackendLoad:
+    """A node's requests in the data plane right now."""
+
+    active: int  # with an instance, or queued for one (HAProxy's backend sessions)
+    queued: int  # waiting for a place on a capped instance
+    held: int  # waiting for the node's first instance (scale from zero)
+
+
+def parse_load(stat_csv: str, held: str) -> dict[str, BackendLoad]:
+    """Node id → its load, from `show stat` (CSV) and `atoll held` (atoll.lua's counts)."""
+    lines = stat_csv.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    header = lines[0][2:].split(",")
+    at = {name: i for i, name in enumerate(header)}
+    out: dict[str, BackendLoad] = {}
+    for line in lines[1:]:
+        row = line.split(",")
+        if len(row) < len(header) or row[at["svname"]] != "BACKEND" or not row[0].startswith("node_"):
+            continue
+        out[row[0][5:]] = BackendLoad(int(row[at["scur"]] or 0), int(row[at["qcur"]] or 0), 0)
+    for line in held.splitlines():
+        backend, _, count = line.partition(" ")
+        if backend.startswith("node_") and count.isdigit():
+            nid = backend[5:]
+            was = out.get(nid, BackendLoad(0, 0, 0))
+            out[nid] = BackendLoad(was.active, was.queued, int(count))
+    return out
+
+
+def _settings(plan: Plan) -> dict[str, tuple[object, ...]]:
     """What the config (not the maps or the slots) holds of each node."""
-    return {nid: (n.timeout_s, n.max_body_bytes) for nid, n in plan.nodes.items()}
+    return {nid: n.settings for nid, n in plan.nodes.items()}
 
 
-def _addr(name: str, s: Server) -> str:
-    return f"set server {name} addr {s.host} port {s.port}"
+def _addr(name: str, host: str, port: int) -> str:
+    return f"set server {name} addr {host} port {port}"

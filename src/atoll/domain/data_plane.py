@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from atoll.domain import access
+from atoll.domain import access, node_endpoint
 from atoll.states import InstanceStatus, NodeDesired
 from atoll.store.tables import (
     Alias,
@@ -34,6 +34,7 @@ class Instance:
     instance_id: str
     host: str
     port: int
+    grpc_port: int = 0  # a model server's gRPC face
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class NodeRoute:
     node_id: str
     project_id: str
     instances: tuple[Instance, ...]
+    endpoint: tuple[tuple[str, object], ...] = ()  # the node's endpoint settings, as items
+    grpc: bool = False  # its instances answer gRPC on a port of their own (model nodes)
+
+    def setting(self, key: str) -> int:
+        value = dict(self.endpoint).get(key, node_endpoint.DEFAULTS[key])
+        return int(value)  # type: ignore[call-overload]
+
+    @property
+    def protocol(self) -> str:
+        return str(dict(self.endpoint).get("type", "HTTP"))
 
 
 @dataclass(frozen=True)
@@ -61,19 +72,24 @@ class Routes:
 
 def routes(db: Session) -> Routes:
     out = Routes()
-    nodes = db.execute(select(Node.id, Node.project_id).where(Node.desired == NodeDesired.RUN)).all()
-    found: dict[str, list[Instance]] = {nid: [] for nid, _ in nodes}
+    nodes = db.execute(
+        select(Node.id, Node.project_id, Node.spec, Node.kind).where(Node.desired == NodeDesired.RUN)
+    ).all()
+    found: dict[str, list[Instance]] = {nid: [] for nid, _, _, _ in nodes}
     insts = db.execute(
-        select(NodeInstance.id, NodeInstance.node_id, NodeInstance.port, WorkloadRow.host)
+        select(
+            NodeInstance.id, NodeInstance.node_id, NodeInstance.port, NodeInstance.grpc_port, WorkloadRow.host
+        )
         .outerjoin(WorkloadRow, WorkloadRow.id == NodeInstance.workload_id)
         .where(NodeInstance.status == InstanceStatus.HEALTHY, NodeInstance.port.is_not(None))
         .order_by(NodeInstance.id)
     ).all()
-    for iid, nid, port, host in insts:
+    for iid, nid, port, grpc_port, host in insts:
         if nid in found:
-            found[nid].append(Instance(iid, host or "127.0.0.1", int(port or 0)))
-    for nid, project_id in nodes:
-        out.nodes[nid] = NodeRoute(nid, project_id, tuple(found[nid]))
+            found[nid].append(Instance(iid, host or "127.0.0.1", int(port or 0), int(grpc_port or 0)))
+    for nid, project_id, spec, kind in nodes:
+        settings = tuple(sorted(node_endpoint.of(spec or {}).items()))
+        out.nodes[nid] = NodeRoute(nid, project_id, tuple(found[nid]), settings, grpc=kind == "model")
     for name, project_id, public, entries in db.execute(
         select(Alias.name, Alias.project_id, Alias.public, Alias.nodes)
     ).all():

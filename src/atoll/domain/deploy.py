@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from atoll.domain import model_registry, tenancy
+from atoll.domain import model_registry, node_endpoint, tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
@@ -38,6 +38,7 @@ HEALTH_DEFAULTS: dict[str, Any] = {
     "unhealthyThreshold": 3,
 }
 MODEL_HEALTH_PATH = "/v2/health/ready"
+_NOT_RUN = ("healthCheck", "telemetry", "endpoint")  # spec parts an instance does not see
 
 
 @dataclass
@@ -56,6 +57,7 @@ class NodeInput:
     env: dict[str, str] | None = None
     health_check: dict[str, Any] | None = None
     telemetry: dict[str, Any] | None = None
+    endpoint: dict[str, Any] | None = None
     given: set[str] = field(default_factory=set)
 
 
@@ -166,6 +168,8 @@ def _spec(db: Session, project: Project, inp: NodeInput, old: dict[str, Any] | N
     telemetry = _telemetry(inp.telemetry if inp.telemetry is not None else old.get("telemetry"))
     if telemetry:
         spec["telemetry"] = telemetry
+    # One field given changes one setting; the rest stay as they were.
+    spec["endpoint"] = node_endpoint.endpoint(inp.endpoint, old.get("endpoint"))
     return kind, spec
 
 
@@ -256,19 +260,20 @@ def update_node(db: Session, p: Principal, project_id: str, ref: str, inp: NodeI
         node.max_instances if inp.max_instances is None else inp.max_instances,
     )
     node.min_instances, node.max_instances = lo, hi
-    runs = {"models", "command", "image", "port", "env", "health_check", "telemetry"} & inp.given
+    runs = {"models", "command", "image", "port", "env", "health_check", "telemetry", "endpoint"} & inp.given
     kind, spec = (node.kind, node.spec)
     if runs:
         kind, spec = _spec(db, project, inp, node.spec)
     configuration = node.configuration
     if inp.configuration is not None:
         configuration = choose_configuration(db, project, inp.configuration)
-    # Health checks and telemetry are read by Atoll, not by the instance: no rollout for them.
+    # Health checks, telemetry and the endpoint are read by Atoll and its data plane, not by the
+    # instance: no rollout for them.
     rollout = (
         kind != node.kind
         or configuration != node.configuration
-        or {k: v for k, v in spec.items() if k not in ("healthCheck", "telemetry")}
-        != {k: v for k, v in node.spec.items() if k not in ("healthCheck", "telemetry")}
+        or {k: v for k, v in spec.items() if k not in _NOT_RUN}
+        != {k: v for k, v in node.spec.items() if k not in _NOT_RUN}
     )
     node.kind, node.spec, node.configuration = kind, spec, configuration
     if rollout:

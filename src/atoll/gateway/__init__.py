@@ -1,6 +1,7 @@
-"""The data plane: reverse proxies in front of notebook servers and node instances.
+"""HTTP faces beside the API: the notebooks proxy, and the node/alias data plane's metrics
+(HAProxy serves nodes and aliases, see atoll.dataplane; access_log.py counts its requests).
 
-No import of ``atoll.api`` here (see DESIGN.md): the gateway reads routes from the store and
+No import of ``atoll.api`` here (see DESIGN.md): the gateway authorizes through the domain and
 never depends on the control plane's HTTP layer.
 """
 

@@ -1,9 +1,9 @@
-"""Node and alias metrics from HAProxy's request log (ATOLL_DATA_PLANE=haproxy).
+"""Node and alias metrics from HAProxy's request log, and the gateway port's /metrics.
 
 HAProxy writes one line per request (``<alias>|<backend>|<status>|<ms>``, see haproxy.cfg.j2)
 into a ring in its memory; this feed follows the ring through the runtime API and counts each
-line into the same Recorder the Python gateway uses, so the store's 10-second buckets (the node
-and alias pages' charts) and the Prometheus exposition read the same. While `atoll up` is down,
+line into a Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and
+alias pages' charts) and the Prometheus exposition. While `atoll up` is down,
 or across a reload, lines are not read: serving goes on, only those requests go uncounted.
 """
 
@@ -23,10 +23,9 @@ from starlette.responses import JSONResponse, Response
 
 from atoll.dataplane.admin import Admin, AdminError
 from atoll.dataplane.plan import METRICS_PATH as METRICS_PATH
-from atoll.domain import access
+from atoll.domain import access, auth
 from atoll.gateway import metrics
 from atoll.gateway.messages import METRICS_FORBIDDEN, METRICS_UNAUTHORIZED
-from atoll.gateway.serve import admin_status
 from atoll.store.db import Database
 from atoll.store.tables import Alias, Node
 
@@ -37,6 +36,16 @@ FLUSH_S = 2.0  # how often the current bucket is written to the store
 MAX_LINE = 2048
 RING = "atoll_requests"  # the ring haproxy.cfg.j2 logs requests into
 WORKER_CHECK_S = 1.0  # how often the feed looks for a new worker (after a reload)
+
+
+def admin_status(db: Database, token: str) -> int:
+    """200 for an installation admin's API token, 403 for another user's, 401 for a bad token."""
+    with db.session() as s:
+        user = auth.user_from_token(s, token)
+        if user is None:
+            return 401
+        s.commit()  # the token's last-used stamp
+        return 200 if access.can(s, access.load_principal(s, user), access.Action.SYSTEM_MANAGE) else 403
 
 
 class AccessLogFeed:
@@ -83,7 +92,8 @@ class AccessLogFeed:
             except ValueError:
                 continue
             alias = "" if parts[0] == "-" else parts[0]
-            seen.append((alias, parts[1][len("node_") :], status, seconds))
+            node_id = parts[1][len("node_") :].removesuffix("_grpc")  # a model node's gRPC face
+            seen.append((alias, node_id, status, seconds))
         self._names(soon=any(n not in self._nodes or (a and a not in self._aliases) for a, n, _, _ in seen))
         with self.lock:
             rec = self.recorder.record
@@ -158,8 +168,8 @@ class AccessLogFeed:
 
 
 def metrics_endpoint(feed: AccessLogFeed, metrics_token: str):  # type: ignore[no-untyped-def]
-    """The gateway's /metrics: for the metrics token or an installation admin's API token (the
-    same rules and answers as the Python gateway's)."""
+    """The gateway's /metrics (HAProxy hands it to the API): for the metrics token or an
+    installation admin's API token."""
 
     async def endpoint(request: Request) -> Response:
         token = access.bearer_token(request.headers.get("authorization")) or ""

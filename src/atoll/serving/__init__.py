@@ -2,7 +2,8 @@
 
 `python -m atoll.serving --model NAME=DIR ...` serves model directories (see `atoll.models`) over
 the Open Inference Protocol v2 (HTTP/REST, as Triton and KServe speak it), so that
-`tritonclient.http` works unchanged.
+`tritonclient.http` works unchanged, and with `--grpc-port` over its gRPC protocol too (KServe v2 /
+Triton's `inference.GRPCInferenceService`), for `tritonclient.grpc`.
 
 This package runs inside users' environments, which do not have Atoll's dependencies: it imports
 only the standard library, numpy and the packages in `SERVING_REQUIREMENTS` (this file: only the
@@ -15,11 +16,16 @@ import re
 from typing import Any
 
 # What an environment needs, on top of the model's own libraries (meta.json "libraries"), to run
-# `python -m atoll.serving` (uvloop: optional, faster; the server runs on Linux).
+# `python -m atoll.serving` (uvloop: optional, faster; the server runs on Linux). The gRPC face
+# (--grpc-port, which Atoll's model nodes always get) takes grpcio, the standard health service,
+# and the generated KServe v2 / Triton stubs shipped in tritonclient[grpc].
 SERVING_REQUIREMENTS: list[str] = [
     "numpy",
     "httptools",
     "uvloop",
+    "grpcio",
+    "grpcio-health-checking",
+    "tritonclient[grpc]>=2.50",
 ]
 
 # What each format needs in the server, whatever the environment that saved it had: each entry

@@ -11,13 +11,17 @@ import json
 import logging
 import time
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from atoll import __version__
 from atoll.serving.httpserver import Headers, Reply, error_body
 from atoll.serving.protocol import RequestError, ServedModel, encode_infer, parse_infer
 
 log = logging.getLogger("atoll.serving")
+T = TypeVar("T")
+# A parsed inference request: (request id or None, input arrays, [(output index, binary?)]).
+Parsed = tuple[Any, list[Any], list[tuple[int, bool]]]
 
 MAX_BODY = 16 * 1024 * 1024
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
@@ -43,10 +47,10 @@ class ModelServer:
         self.models = {m.name: m for m in models}
         self.max_body = max_body
         self.ready = False
-        meta = {"name": "atoll", "version": __version__, "extensions": EXTENSIONS}
-        self._server_meta = json.dumps(meta).encode()
+        self.server_meta = {"name": "atoll", "version": __version__, "extensions": EXTENSIONS}
+        self._server_meta = json.dumps(self.server_meta).encode()
         self._model_meta = {m.name: json.dumps(m.metadata()).encode() for m in models}
-        self._model_config = {m.name: json.dumps(_config(m)).encode() for m in models}
+        self._model_config = {m.name: json.dumps(config(m)).encode() for m in models}
 
     def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         try:
@@ -64,17 +68,24 @@ class ModelServer:
         except RequestError as e:
             return e.status, error_body(str(e)), JSON, []
 
-    def _model_route(self, parts: list[str], method: str, path: str, headers: Headers, body: bytes) -> Reply:
-        model = self.models.get(parts[0])
+    def find(self, name: str, version: str | None = None) -> ServedModel:
+        """The model `name` (at `version`, when given), or a 404 naming what is unknown."""
+        model = self.models.get(name)
         if model is None:
-            raise RequestError(f"Request for unknown model: '{parts[0]}' is not found", 404)
+            raise RequestError(f"Request for unknown model: '{name}' is not found", 404)
+        if version is not None and version != model.version:
+            raise RequestError(
+                f"Request for unknown model: '{model.name}' version {version} is not found", 404
+            )
+        return model
+
+    def _model_route(self, parts: list[str], method: str, path: str, headers: Headers, body: bytes) -> Reply:
         rest = parts[1:]
         if len(rest) >= 2 and rest[0] == "versions":
-            if rest[1] != model.version:
-                raise RequestError(
-                    f"Request for unknown model: '{model.name}' version {rest[1]} is not found", 404
-                )
+            model = self.find(parts[0], rest[1])
             rest = rest[2:]
+        else:
+            model = self.find(parts[0])
         action = rest[0] if len(rest) == 1 else "" if not rest else None
         if action == "infer":
             if method != "POST":
@@ -103,36 +114,53 @@ class ModelServer:
             )
         return out
 
-    def _infer(self, model: ServedModel, headers: Headers, body: bytes) -> Reply:
+    def infer(
+        self, model: ServedModel, parse: Callable[[], Parsed], encode: Callable[[Any, list[Any], Any], T]
+    ) -> T:
+        """One inference, whichever face it came by: `parse` reads the request (once the model is
+        loaded), `encode` writes the model's results. Counts it in the model's stats; refuses with
+        RequestError (400 for what the model rejects, 500 for a model that fails)."""
         started = time.perf_counter_ns()
         stats = model.stats
         try:
-            header_length = headers.get(b"inference-header-content-length")
-            if header_length is not None and not header_length.strip().isdigit():
-                raise RequestError("Inference-Header-Content-Length must be a non-negative integer")
-            encoding = headers.get(b"content-encoding", b"").strip().lower()
-            if encoding and encoding != b"identity":
-                body = self._inflate(body, encoding)
             run = model.run
             if run is None:
                 raise RequestError(f"model '{model.name}' is still loading", 503)
-            request_id, arrays, selected = parse_infer(
-                body, None if header_length is None else int(header_length), model
-            )
+            request_id, arrays, selected = parse()
             computing = time.perf_counter_ns()
             try:
                 results = run(arrays)
             except (ValueError, TypeError) as e:
                 raise RequestError(f"model '{model.name}' rejected the input: {e}") from None
             computed = time.perf_counter_ns()
-            out, json_length = encode_infer(model, request_id, results, selected)
+            out = encode(request_id, results, selected)
         except RequestError:
             stats.failure += 1
             raise
         except Exception as e:
             stats.failure += 1
             log.exception("model '%s': inference failed", model.name)
-            return 500, error_body(f"model '{model.name}' failed: {type(e).__name__}: {e}"), JSON, []
+            raise RequestError(f"model '{model.name}' failed: {type(e).__name__}: {e}", 500) from None
+        stats.success += 1
+        stats.exec_count += 1
+        stats.count += len(arrays[0]) if arrays and arrays[0].ndim else 1
+        stats.compute_us += (computed - computing) // 1000
+        stats.request_us += (time.perf_counter_ns() - started) // 1000
+        return out
+
+    def _infer(self, model: ServedModel, headers: Headers, body: bytes) -> Reply:
+        def parse() -> Parsed:
+            header_length = headers.get(b"inference-header-content-length")
+            if header_length is not None and not header_length.strip().isdigit():
+                raise RequestError("Inference-Header-Content-Length must be a non-negative integer")
+            encoding = headers.get(b"content-encoding", b"").strip().lower()
+            data = self._inflate(body, encoding) if encoding and encoding != b"identity" else body
+            return parse_infer(data, None if header_length is None else int(header_length), model)
+
+        def encode(request_id: Any, results: list[Any], selected: Any) -> tuple[bytes, int | None]:
+            return encode_infer(model, request_id, results, selected)
+
+        out, json_length = self.infer(model, parse, encode)
         extra = []
         if json_length is not None:
             extra.append((b"inference-header-content-length", b"%d" % json_length))
@@ -142,11 +170,6 @@ class ModelServer:
             deflater = zlib.compressobj(6, zlib.DEFLATED, 31 if gzip else 15)
             out = deflater.compress(out) + deflater.flush()
             extra.append((b"content-encoding", b"gzip" if gzip else b"deflate"))
-        stats.success += 1
-        stats.exec_count += 1
-        stats.count += len(arrays[0]) if arrays and arrays[0].ndim else 1
-        stats.compute_us += (computed - computing) // 1000
-        stats.request_us += (time.perf_counter_ns() - started) // 1000
         return 200, out, JSON if json_length is None else OCTETS, extra
 
     def metrics(self) -> str:
@@ -165,7 +188,7 @@ def _get(method: str, status: int, body: bytes, content_type: bytes = JSON) -> R
     return status, body, content_type, []
 
 
-def _config(model: ServedModel) -> dict[str, Any]:
+def config(model: ServedModel) -> dict[str, Any]:
     """A Triton-style model configuration (GET .../config), for clients that ask for it."""
 
     def tensors(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

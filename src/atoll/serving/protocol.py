@@ -175,6 +175,14 @@ def parse_infer(body: bytes, header_length: int | None, model: ServedModel) -> t
         raise RequestError(f"the request is not valid JSON: {e}") from None
     if type(req) is not dict:
         raise RequestError("the request must be a JSON object with 'inputs'")
+    return read_request(req, binary, model)
+
+
+def read_request(req: dict[str, Any], binary: memoryview, model: ServedModel) -> tuple[Any, list[Any], Any]:
+    """`parse_infer` past the JSON: the request as a dict and the binary tensor data after it.
+
+    The gRPC face (grpcproto.py) brings its messages to this same form, so both faces check
+    requests alike and refuse them with the same messages."""
     request_id = req.get("id")
     if request_id is not None and type(request_id) is not str:
         raise RequestError("'id' must be a string")
@@ -237,18 +245,23 @@ def parse_infer(body: bytes, header_length: int | None, model: ServedModel) -> t
     return request_id, arrays, selected
 
 
+def pack_bytes(items: Any) -> bytes:
+    """BYTES elements in the binary tensor data layout: each a 4-byte length, then its bytes."""
+    return b"".join(_U32.pack(len(b)) + b for b in items)
+
+
 def _as_bytes_list(arr: np.ndarray) -> list[bytes]:
     return [x if isinstance(x, bytes) else str(x).encode() for x in arr.ravel().tolist()]
 
 
-def encode_infer(
-    model: ServedModel, request_id: Any, results: list[Any], selected: list[tuple[int, bool]]
-) -> tuple[bytes, int | None]:
-    """Response body, and the JSON header's length when binary tensors follow it (else None)."""
+def output_tensors(
+    model: ServedModel, results: list[Any], selected: list[tuple[int, bool]]
+) -> list[tuple[dict[str, Any], bytes | None]]:
+    """The selected outputs, each as its response entry ({"name", "datatype", "shape"}, and
+    "data" when not binary) and its raw bytes when binary (the binary tensor data layout)."""
     if len(results) != len(model.outputs):
         raise TypeError(f"the model returned {len(results)} outputs, its signature has {len(model.outputs)}")
-    outputs = []
-    chunks: list[bytes] = []
+    tensors: list[tuple[dict[str, Any], bytes | None]] = []
     for index, binary in selected:
         spec = model.outputs[index]
         datatype = spec["datatype"]
@@ -257,7 +270,7 @@ def encode_infer(
         if datatype == "BYTES":
             items = _as_bytes_list(arr)
             if binary:
-                raw = b"".join(_U32.pack(len(b)) + b for b in items)
+                raw = pack_bytes(items)
             else:
                 entry["data"] = [b.decode("utf-8", "replace") for b in items]
         else:
@@ -271,7 +284,18 @@ def encode_infer(
                 raw = arr.tobytes()
             else:
                 entry["data"] = arr.ravel().tolist()
-        if binary:
+        tensors.append((entry, raw if binary else None))
+    return tensors
+
+
+def encode_infer(
+    model: ServedModel, request_id: Any, results: list[Any], selected: list[tuple[int, bool]]
+) -> tuple[bytes, int | None]:
+    """Response body, and the JSON header's length when binary tensors follow it (else None)."""
+    outputs = []
+    chunks: list[bytes] = []
+    for entry, raw in output_tensors(model, results, selected):
+        if raw is not None:
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         outputs.append(entry)

@@ -1,11 +1,13 @@
 """`python -m atoll.serving`: serve model directories over the Open Inference Protocol v2.
 
     python -m atoll.serving --host 127.0.0.1 --port 8000 --model iris=/models/iris/3 [--model ...]
+                            [--grpc-port 8001]
 
 Listens at once (`/v2/health/live`), loads the models in a thread, then answers
 `/v2/health/ready` with 200 and logs "serving models iris(3) on 127.0.0.1:8000". A model that
 fails to load stops the server with exit status 1. SIGTERM (or SIGINT) finishes the requests in
-flight, then exits 0.
+flight, then exits 0. With --grpc-port the same models are also served over KServe v2 / Triton's
+gRPC protocol on that port of the same host (grpcserver.py), ready when HTTP is.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model", dest="models", type=_model_arg, action="append", required=True, metavar="NAME=DIR",
         help="serve the model directory DIR as model NAME (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--grpc-port", type=int, default=0,
+        help="also serve KServe v2 / Triton gRPC on this port of the same host (default 0: no gRPC)",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="compute threads per model call (default 1)")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY, help="request limit (default 16 MiB)")
@@ -103,6 +109,18 @@ async def serve(args: argparse.Namespace, app: ModelServer) -> int:
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", args.host, args.port, e)
         return 2
+    grpc_face: Any = None
+    if args.grpc_port:
+        # Imported only here: an environment without grpcio still serves HTTP.
+        from atoll.serving.grpcserver import GrpcServer
+
+        grpc_face = GrpcServer(app, args.max_body_bytes)
+        try:
+            grpc_port = await grpc_face.start(args.host, args.grpc_port)
+        except OSError as e:
+            log.error("cannot listen for gRPC on %s:%s: %s", args.host, args.grpc_port, e)
+            await asyncio.gather(http.stop(0), grpc_face.stop(0))
+            return 2
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -119,12 +137,19 @@ async def serve(args: argparse.Namespace, app: ModelServer) -> int:
         else:
             app.ready = True
             served = ", ".join(f"{m.name}({m.version})" for m in app.models.values())
-            log.info("serving models %s on %s:%s", served, host, port)
+            also = ""
+            if grpc_face is not None:
+                await grpc_face.set_serving(True)
+                also = f", gRPC on {host}:{grpc_port}"
+            log.info("serving models %s on %s:%s%s", served, host, port, also)
             await stopping
     else:
         loading.cancel()
     stopping.cancel()
-    await http.stop(GRACE_SECONDS)
+    if grpc_face is None:
+        await http.stop(GRACE_SECONDS)
+    else:
+        await asyncio.gather(http.stop(GRACE_SECONDS), grpc_face.stop(GRACE_SECONDS))
     return status
 
 

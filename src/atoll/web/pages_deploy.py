@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
-from atoll.domain import access, deploy, model_registry, tenancy
+from atoll.domain import access, deploy, model_registry, node_endpoint, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, Invalid, NotFound
 from atoll.states import InstanceStatus, NodeDesired, NodeStatus
@@ -42,6 +42,16 @@ HEALTH_FIELDS = [  # (key, label, parse as)
     ("healthyThreshold", "Checks passed", int),
     ("unhealthyThreshold", "Failed checks", int),
 ]
+ENDPOINT_FIELDS = [  # (key, label, parse as): domain/node_endpoint.py
+    ("type", "Protocol (HTTP, HTTP2, GRPC)", str),
+    ("timeoutS", "Request timeout, s", int),
+    ("idleTimeoutS", "Idle timeout, s", int),
+    ("maxConcurrency", "Requests at once per instance (0: any)", int),
+    ("queueLength", "Queue length", int),
+    ("queueTimeoutS", "Queue timeout, s", int),
+    ("maxBodyMb", "Largest request body, MB", int),
+]
+NODE_SETTINGS = {"description", "configuration", "min_instances", "max_instances", "env", "health_check"}
 NODE_FORM = ["name", "description", "kind", "command", "models", "configuration", "minInstances",
              "maxInstances", "env", "healthCheck.path"]  # fmt: skip
 
@@ -229,6 +239,8 @@ def _node_view(ctx: WebCtx, project: Project, node: Node) -> dict[str, Any]:
         env_text=_env_text(node.spec.get("env", {})),
         health=node.spec.get("healthCheck", {}),
         health_fields=HEALTH_FIELDS,
+        endpoint=node_endpoint.of(node.spec),
+        endpoint_fields=ENDPOINT_FIELDS,
         configurations=_configurations(ctx, project, values["can_use"]),
         notice=None,
         error=NO_ERROR,
@@ -291,11 +303,15 @@ def delete(project_id: str, node: str, ctx: Ctx) -> Response:
 def node_settings(project_id: str, node: str, ctx: Ctx) -> Response:
     keys = ["description", "configuration", "minInstances", "maxInstances", "env"]
     keys += [f"healthCheck.{k}" for k, _, _ in HEALTH_FIELDS]
+    keys += [f"endpoint.{k}" for k, _, _ in ENDPOINT_FIELDS]
     values = {k: ctx.value(k) for k in keys}
     try:
         health = {
             k: _parse_number(values[f"healthCheck.{k}"], f"healthCheck.{k}", kind)
             for k, _, kind in HEALTH_FIELDS
+        }
+        endpoint = {
+            k: _parse_number(values[f"endpoint.{k}"], f"endpoint.{k}", kind) for k, _, kind in ENDPOINT_FIELDS
         }
         inp = deploy.NodeInput(
             description=values["description"],
@@ -304,7 +320,8 @@ def node_settings(project_id: str, node: str, ctx: Ctx) -> Response:
             max_instances=_parse_number(values["maxInstances"], "maxInstances", int),
             env=_parse_env(values["env"]),
             health_check={k: v for k, v in health.items() if v is not None},
-            given={"description", "configuration", "min_instances", "max_instances", "env", "health_check"},
+            endpoint={k: v for k, v in endpoint.items() if v is not None},
+            given={*NODE_SETTINGS, "endpoint"},
         )
         deploy.update_node(ctx.db, ctx.me, project_id, node, inp)
         ctx.commit()

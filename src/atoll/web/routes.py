@@ -9,6 +9,7 @@ from atoll.web import (
     pages_home,
     pages_jobs,
     pages_members,
+    pages_node_runs,
     pages_notebooks,
     pages_project,
 )
@@ -23,5 +24,6 @@ for _module in (
     pages_jobs,
     pages_notebooks,
     pages_deploy,
+    pages_node_runs,
 ):
     router.include_router(_module.router)

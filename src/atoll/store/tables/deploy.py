@@ -112,6 +112,10 @@ class NodeInstance(Base):
     workload_id: Mapped[str | None] = mapped_column(String(32), default=None)
     workload_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # every run, for their logs
     port: Mapped[int | None] = mapped_column(Integer, default=None)
+    # A model server's gRPC face (KServe v2 / Triton); None for command and image nodes.
+    grpc_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    # An image's own health-check or telemetry port (as a string) → the loopback port it is on.
+    side_ports: Mapped[dict[str, int]] = mapped_column(JSON, default=dict, server_default="{}")
     status: Mapped[str] = mapped_column(String(16), default=InstanceStatus.UNDEFINED, index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
     passes: Mapped[int] = mapped_column(Integer, default=0)  # consecutive health checks passed

@@ -179,6 +179,9 @@
     const state = root.querySelector("[data-log-state]");
     const instance = root.querySelector("[data-log-instance]");
     const stream = root.querySelector("[data-log-stream]");
+    // Which run of the instance (0: the latest); its choices are rendered by the server (htmx).
+    const run = root.querySelector("[data-log-run]");
+    const runs = () => window.htmx && run && window.htmx.trigger(run, "runs-changed");
     let offset = 0;
     let generation = 0;
     let busy = false;
@@ -199,6 +202,7 @@
         for (let round = 0; round < 8; round++) {
           const q = new URLSearchParams({ stream: stream.value, offset: String(offset), limit: "262144" });
           if (instance.value) q.set("instance", instance.value);
+          if (run && run.value !== "0") q.set("run", run.value);
           const r = await fetch(`${root.dataset.logsUrl}?${q}`);
           if (mine !== generation) return;
           if (!r.ok) {
@@ -212,7 +216,8 @@
             if (out.textContent.length > MAX_CHARS) out.textContent = out.textContent.slice(-MAX_CHARS);
             if (atBottom) out.scrollTop = out.scrollHeight;
           }
-          state.textContent = `Instance ${chunk.status}; ${stream.value}, ${chunk.offset} bytes.`;
+          const which = run && run.value !== "0" ? `${run.selectedOptions[0]?.textContent.trim()}; ` : "";
+          state.textContent = `Instance ${chunk.status}; ${which}${stream.value}, ${chunk.offset} bytes.`;
           const more = chunk.offset > offset && chunk.data.length >= 200000;
           offset = chunk.offset;
           if (!more) break;
@@ -224,10 +229,30 @@
       }
     }
 
-    instance.addEventListener("change", reset);
+    // Another instance starts at its latest run, and gets its own run choices.
+    // The restarts of the instance shown, as the live table last said: a new one is a new run.
+    const restartsOf = () =>
+      document.querySelector(`[data-instance="${CSS.escape(instance.value)}"]`)?.dataset.instanceRestarts;
+    let restarts = restartsOf();
+    instance.addEventListener("change", () => {
+      if (run) run.value = "0";
+      restarts = restartsOf();
+      runs();
+      reset();
+    });
     stream.addEventListener("change", reset);
+    if (run) run.addEventListener("change", reset);
     // Keep the instance list in step with the live instances table.
-    document.body.addEventListener("htmx:afterSwap", () => {
+    document.body.addEventListener("htmx:afterSwap", (e) => {
+      if (run && e.detail.target === run) {
+        reset(); // after a restart the same index names another run: read it again
+        return;
+      }
+      const now = restartsOf();
+      if (now !== restarts) {
+        restarts = now;
+        runs();
+      }
       const rows = [...document.querySelectorAll("[data-instance]")];
       const known = new Set([...instance.options].map((o) => o.value));
       for (const row of rows) {
