@@ -17,6 +17,7 @@ from tests.browser.conftest import new_context, sign_in
 from tests.deploy.conftest import FAST, HEALTH, create_node, gateway_ready, service_command, wait_healthy
 from tests.notebooks.conftest import new_project
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
+from tests.support.tenants import stop_workloads
 
 pytestmark = pytest.mark.browser
 TRAFFIC = 300  # requests sent through the gateway over about 10 s
@@ -29,6 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield srv
     finally:
         srv.stop()
+        stop_workloads(srv.data_dir / "runtime")  # nodes' instances outlive `atoll up` by design
 
 
 class Traffic(threading.Thread):
