@@ -70,9 +70,10 @@ from procs import (
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
-THROUGHPUT_TARGET = 0.70
-P50_TARGET_MS = 1.0
-RAY_TARGET = 10.0
+# Issue 16's targets for the HAProxy data plane on the 2-core machine.
+THROUGHPUT_TARGET = 0.85
+P50_TARGET_MS = 0.1
+RAY_TARGET = 50.0
 
 
 def log(msg: str) -> None:
@@ -236,7 +237,7 @@ def report(targets: list[Target], switch: SwitchResult | None, args: argparse.Na
         met = verdict(ratio >= THROUGHPUT_TARGET)
         log(f"  alias / direct throughput   {ratio:6.2f}×    target ≥ {THROUGHPUT_TARGET:.2f}: {met}")
         met = verdict(extra <= P50_TARGET_MS)
-        log(f"  alias − direct p50        {extra:+7.2f} ms  target ≤ {P50_TARGET_MS:.0f} ms: {met}")
+        log(f"  alias − direct p50        {extra:+7.2f} ms  target ≤ {P50_TARGET_MS:g} ms: {met}")
         if direct.single and alias.single:
             one = alias.median("p50_ms", alias.single) - direct.median("p50_ms", direct.single)
             log(f"  alias − direct p50 at -c1 {one:+7.3f} ms  (the gateway's own per-request latency)")

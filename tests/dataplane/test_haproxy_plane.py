@@ -6,95 +6,19 @@ HAProxy back and outlives the control plane's object."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from websockets.sync.client import connect
 
-from atoll.dataplane.plan import AliasPlan, NodePlan, Plan, Server
-from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary
+from atoll.dataplane.plan import AliasPlan, NodePlan, Server
+from atoll.dataplane.proxy import HAProxyPlane
+from tests.dataplane.conftest import OTHER, TOKEN, base_plan, bearer, client, up
 from tests.runtime.conftest import wait_for
-from tests.support.postgres import free_port
-
-TOKEN = "atl_" + "t" * 40
-OTHER = "atl_" + "o" * 40
-
-
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = free_port()
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.support.upstream:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=root,
-    )
-    try:
-        wait_for(lambda: _up(f"http://127.0.0.1:{port}/x"), 20, "the upstream")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[HAProxyPlane]:
-    p = HAProxyPlane(tmp_path / "gateway", haproxy_binary(), "127.0.0.1", free_port())
-    p.start()
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-def base_plan(port: int, **node: object) -> Plan:
-    return Plan(
-        nodes={
-            "n1": NodePlan("n1", "prj1", (Server("i1", "127.0.0.1", port),), **node),  # type: ignore[arg-type]
-            "n2": NodePlan("n2", "prj2", (Server("i2", "127.0.0.1", port),)),
-        },
-        aliases={
-            "pub": AliasPlan("pub", "prj1", True, (("n1", 1),)),
-            "priv": AliasPlan("priv", "prj1", False, (("n1", 1),)),
-        },
-        tokens={sha(TOKEN): "u1", sha(OTHER): "u2"},
-        grants={("u1", "prj1")},
-    )
-
-
-def client(plane: HAProxyPlane) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{plane.port}", timeout=30)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
 
 
 def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> None:
@@ -282,7 +206,7 @@ def test_the_keeper_restarts_haproxy_and_is_adopted(
         assert uids.split()[1:] == ["65534"] * 4
     master = int(Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()[0])  # HAProxy's
     os.kill(master, signal.SIGKILL)
-    wait_for(lambda: _up(f"http://127.0.0.1:{plane.port}/alias/pub/"), 10, "HAProxy back")
+    wait_for(lambda: up(f"http://127.0.0.1:{plane.port}/alias/pub/"), 10, "HAProxy back")
     # A new control plane (a restarted `atoll up`) adopts the keeper and takes up where the
     # last one stopped: no reload (it would close clients' idle connections), changes live.
     again = HAProxyPlane(plane.directory, plane.binary, plane.host, plane.port)

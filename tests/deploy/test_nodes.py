@@ -60,8 +60,15 @@ def test_command_node_answers_through_alias_and_node_routes(
     # 16 MB cap
     r = httpx.post(server.gateway_url + "/alias/svc/", content=b"x" * (16 * 1024 * 1024 + 1), headers=auth)
     assert r.status_code == 413 and "16 MB" in r.json()["error"]
-    # metrics
-    m = httpx.get(server.gateway_url + "/metrics", headers=auth).text  # an installation admin's token
+
+    # metrics (HAProxy's counters are read every second; the 413 was the last request)
+    too_big = f'node_http_codes_total{{code="413",node_id="{n["id"]}",node_name="svc-a"}} 1.0'
+
+    def counted() -> str | None:
+        text = httpx.get(server.gateway_url + "/metrics", headers=auth).text  # an admin's token
+        return text if too_big in text else None
+
+    m = wait_for("the requests counted", counted, 10)
     assert 'alias_requests_total{alias_name="svc"}' in m
     assert f'node_http_codes_total{{code="200",node_id="{n["id"]}",node_name="svc-a"}}' in m
 

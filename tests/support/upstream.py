@@ -52,6 +52,10 @@ async def cookie(request: Request) -> Response:
     return r
 
 
+async def status(request: Request) -> Response:
+    return PlainTextResponse("as asked", status_code=int(request.query_params.get("code", "200")))
+
+
 async def echo(request: Request) -> Response:
     body = await request.body()
     return JSONResponse(
@@ -78,6 +82,7 @@ app = Starlette(
         Route("/release", release),
         Route("/slow", slow),
         Route("/cookie", cookie),
+        Route("/status", status),
         WebSocketRoute("/ws", ws),
         Route("/{rest:path}", echo, methods=["GET", "POST", "PUT"]),
     ]

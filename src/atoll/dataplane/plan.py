@@ -20,6 +20,8 @@ from pathlib import Path
 
 import jinja2
 
+from atoll.dataplane import counters
+
 MIN_SLOTS = 8
 DEFAULT_TIMEOUT_S = 600  # an LLM may generate for ten minutes
 MAX_BODY_BYTES = 16 * 1024 * 1024  # spec §6.1; per node
@@ -211,6 +213,11 @@ def render_config(
         metrics_path=METRICS_PATH,
         dir=directory,
         nodes=nodes,
+        node_table=counters.NODE_TABLE,
+        alias_table=counters.ALIAS_TABLE,
+        buckets=counters.BUCKETS,
+        codes=counters.COUNTED_CODES,
+        counter_slots=counters.SLOTS,
         slots={n.node_id: [server_line(n, i + 1, s) for i, s in enumerate(slots[n.node_id])] for n in nodes},
         grpc_slots={
             n.node_id: [server_line(n, i + 1, s, grpc=True) for i, s in enumerate(slots[n.node_id])]

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from atoll.dataplane import counters
 from atoll.dataplane.admin import Admin, AdminError
 from atoll.dataplane.plan import Plan, Server, Slots, maps, render_config, render_map, slot_count, usable
 from atoll.runtime.local.proc_files import is_same_process, read_json
@@ -141,6 +142,7 @@ class HAProxyPlane:
         slots = slots if slots is not None else {n: [] for n in plan.nodes}
         for name, entries in maps(plan).items():
             _write(self.directory / name, render_map(entries))
+        _write(self.directory / "latency.map", counters.latency_map())
         cfg = render_config(plan, slots, self.directory, self.host, self.port, self.control_port)
         # What a later `atoll up` needs to carry on live where this one stopped (see _resume).
         state = {

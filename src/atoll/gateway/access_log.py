@@ -1,10 +1,12 @@
-"""Node and alias metrics from HAProxy's request log, and the gateway port's /metrics.
+"""Node and alias metrics from HAProxy's counters and request log, and the gateway port's /metrics.
 
-HAProxy writes one line per request (``<alias>|<backend>|<status>|<ms>``, see haproxy.cfg.j2)
-into a ring in its memory; this feed follows the ring through the runtime API and counts each
-line into a Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and
-alias pages' charts) and the Prometheus exposition. While `atoll up` is down,
-or across a reload, lines are not read: serving goes on, only those requests go uncounted.
+HAProxy counts each node's and alias's responses by latency bucket and status itself
+(dataplane/counters.py); this feed reads the counters every second and adds what changed into a
+Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and alias pages'
+charts) and the Prometheus exposition. A response with a status HAProxy does not count is
+logged, one line in a ring in its memory, which the feed follows through the runtime API to
+count that code. While `atoll up` is down, or across a reload, what is served goes uncounted:
+serving goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from atoll.dataplane import counters
 from atoll.dataplane.admin import Admin, AdminError
 from atoll.dataplane.plan import METRICS_PATH as METRICS_PATH
 from atoll.domain import access, auth
@@ -36,6 +39,7 @@ FLUSH_S = 2.0  # how often the current bucket is written to the store
 MAX_LINE = 2048
 RING = "atoll_requests"  # the ring haproxy.cfg.j2 logs requests into
 WORKER_CHECK_S = 1.0  # how often the feed looks for a new worker (after a reload)
+COUNT_S = 1.0  # how often HAProxy's counters are read
 
 
 def admin_status(db: Database, token: str) -> int:
@@ -58,6 +62,10 @@ class AccessLogFeed:
         self._names_at = 0.0
         self.lock = threading.Lock()  # the recorder is read by /metrics on the API's loop
         self.admin = Admin(directory)
+        # The counters at the last reading, and the worker that held them (a new one, after a
+        # reload, starts from zero). None: not read yet, the first reading is the baseline.
+        self._counted: dict[str, dict[str, list[int]]] | None = None
+        self._counted_by: int | None = None
 
     def _follow(self, whole: bool) -> socket.socket | None:
         """A runtime-API connection that streams the ring's lines (None while HAProxy is not up).
@@ -80,28 +88,50 @@ class AccessLogFeed:
         self._names_at = time.monotonic()
 
     def count(self, lines: list[bytes]) -> None:
-        """Requests' lines, ``<alias or ->|<backend>|<status>|<ms>`` (anything else is skipped:
-        a line answered by the frontend itself, 404, 401 or /healthz, has no node backend)."""
-        seen: list[tuple[str, str, int, float]] = []
+        """Log lines of responses with a status HAProxy does not count, ``<alias or
+        ->|<backend>|<status>|<ms>``: their codes (the counters have their requests already)."""
+        seen: list[tuple[str, str, int]] = []
         for line in lines:
             parts = line.decode(errors="replace").strip().split("|")
-            if len(parts) != 4 or not parts[1].startswith("node_"):
+            if len(parts) != 4 or not parts[1].startswith("node_") or not parts[2].isdigit():
                 continue
-            try:
-                status, seconds = int(parts[2]), max(int(parts[3]), 0) / 1000
-            except ValueError:
-                continue
-            alias = "" if parts[0] == "-" else parts[0]
-            node_id = parts[1][len("node_") :].removesuffix("_grpc")  # a model node's gRPC face
-            seen.append((alias, node_id, status, seconds))
-        self._names(soon=any(n not in self._nodes or (a and a not in self._aliases) for a, n, _, _ in seen))
+            seen.append(("" if parts[0] == "-" else parts[0], _node_of(parts[1]), int(parts[2])))
+        self._names(soon=any(n not in self._nodes or (a and a not in self._aliases) for a, n, _ in seen))
         with self.lock:
-            rec = self.recorder.record
-            for alias, node_id, status, seconds in seen:
-                if alias in self._aliases:
-                    aid = self._aliases[alias]
-                    rec("alias:" + aid, "alias", aid, alias, status, seconds)
-                rec("node:" + node_id, "node", node_id, self._nodes.get(node_id, node_id), status, seconds)
+            for alias, node_id, status in seen:
+                self._add(alias, node_id, None, {status: 1})
+
+    def read_counters(self) -> None:
+        """What HAProxy counted since the last reading, into the recorder."""
+        worker = self.admin.worker_pid()
+        try:
+            now = {t: counters.parse_table(self.admin.ask(f"show table {t}")) for t in TABLES}
+        except AdminError:
+            return
+        before = self._counted if worker == self._counted_by else {}
+        first = self._counted is None
+        self._counted, self._counted_by = now, worker
+        if first or before is None:
+            return  # the baseline: what was served before this `atoll up` is not ours to count
+        nodes = counters.delta(now[counters.NODE_TABLE], before.get(counters.NODE_TABLE, {}))
+        aliases = counters.delta(now[counters.ALIAS_TABLE], before.get(counters.ALIAS_TABLE, {}))
+        named = [_node_of(b) for b in nodes]
+        self._names(
+            soon=any(n not in self._nodes for n in named) or any(a not in self._aliases for a in aliases)
+        )
+        with self.lock:
+            for node_id, c in zip(named, nodes.values(), strict=True):
+                self._add("", node_id, c.buckets, c.codes)
+            for alias, c in aliases.items():
+                self._add(alias, "", c.buckets, c.codes)
+
+    def _add(self, alias: str, node_id: str, buckets: list[int] | None, codes: dict[int, int]) -> None:
+        if alias in self._aliases:
+            aid = self._aliases[alias]
+            self.recorder.add("alias:" + aid, "alias", aid, alias, buckets, codes)
+        if node_id:
+            name = self._nodes.get(node_id, node_id)
+            self.recorder.add("node:" + node_id, "node", node_id, name, buckets, codes)
 
     def serve(self, stop: threading.Event) -> None:
         """Count lines as they come and write the store's bucket every FLUSH_S, until ``stop``.
@@ -118,7 +148,7 @@ class AccessLogFeed:
         sock: socket.socket | None = None
         pending = b""
         followed: int | None = None  # the worker whose ring is followed
-        flushed, checked, n = time.monotonic(), time.monotonic(), 0
+        flushed, checked, read, n = time.monotonic(), time.monotonic(), 0.0, 0
         try:
             while not stop.is_set():
                 if sock is not None and time.monotonic() - checked >= WORKER_CHECK_S:
@@ -154,6 +184,12 @@ class AccessLogFeed:
                         self.count(lines)
                     except Exception:
                         log.exception("counting data plane requests failed")
+                if time.monotonic() - read >= COUNT_S:
+                    read = time.monotonic()
+                    try:
+                        self.read_counters()
+                    except Exception:
+                        log.exception("reading the data plane's counters failed")
                 if time.monotonic() - flushed >= FLUSH_S:
                     flushed, n = time.monotonic(), n + 1
                     with self.lock:
@@ -165,6 +201,14 @@ class AccessLogFeed:
         finally:
             if sock is not None:
                 sock.close()
+
+
+TABLES = (counters.NODE_TABLE, counters.ALIAS_TABLE)
+
+
+def _node_of(backend: str) -> str:
+    """The node id in a backend's name (node_<id>, or node_<id>_grpc: a model node's gRPC face)."""
+    return backend.removeprefix("node_").removesuffix("_grpc")
 
 
 def metrics_endpoint(feed: AccessLogFeed, metrics_token: str):  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """Per-node and per-alias request metrics of the gateway (spec §6.4 names).
 
-Counting is a few dict and list operations per request. ``/metrics`` renders the running totals
-in Prometheus text format (through prometheus-client, so scrapers get the standard exposition):
+The data plane counts requests itself (dataplane/counters.py); this adds its readings up.
+``/metrics`` renders the running totals in Prometheus text format (through prometheus-client,
+so scrapers get the standard exposition):
 ``node_requests``, ``node_http_codes`` (label ``code``), ``node_request_durations`` (a histogram,
 seconds) with labels ``node_id`` and ``node_name``, and the ``alias_*`` series with ``alias_name``.
 The current 10-second bucket is also written to the store every few seconds (``DeployMetric``)
@@ -10,7 +11,6 @@ for the node and alias pages' charts.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +25,10 @@ from atoll.store.db import Database
 from atoll.store.tables import DeployMetric
 
 KEEP_DAYS = 7
+# The time a request in each latency bucket is taken to have taken (for the histogram's sum and
+# the node controller's load average): the middle of the bucket (15 s for the last, open one).
+_LOWS, _HIGHS = (0.0, *LATENCY_BUCKETS), (*LATENCY_BUCKETS, 2 * LATENCY_BUCKETS[-1])
+TYPICAL_S = tuple((lo + hi) / 2 for lo, hi in zip(_LOWS, _HIGHS, strict=True))
 
 
 @dataclass
@@ -34,11 +38,15 @@ class Stats:
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     seconds: float = 0.0
 
-    def add(self, code: int, seconds: float) -> None:
-        self.requests += 1
-        self.codes[code] = self.codes.get(code, 0) + 1
-        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.seconds += seconds
+    def add(self, buckets: list[int] | None, codes: dict[int, int]) -> None:
+        """Requests by latency bucket, and responses by code (a code may come without its
+        request: the data plane counts rare codes apart)."""
+        if buckets is not None:
+            self.requests += sum(buckets)
+            self.buckets = [a + b for a, b in zip(self.buckets, buckets, strict=True)]
+            self.seconds += sum(n * TYPICAL_S[i] for i, n in enumerate(buckets) if n)
+        for code, n in codes.items():
+            self.codes[code] = self.codes.get(code, 0) + n
 
 
 @dataclass
@@ -56,14 +64,17 @@ class Recorder:
         self.window_at = _bucket_start()
         self.names: dict[str, _Labels] = {}
 
-    def record(self, key: str, kind: str, target_id: str, name: str, code: int, seconds: float) -> None:
-        """Count one request (the hot path: one Stats.add; totals are folded in per bucket)."""
+    def add(
+        self, key: str, kind: str, target_id: str, name: str, buckets: list[int] | None, codes: dict[int, int]
+    ) -> None:
+        """Count what the data plane counted since the last reading (totals are folded in per
+        bucket)."""
         w = self.window.get(key)
         if w is None:
             w = self.window[key] = Stats()
             if key not in self.names:
                 self.names[key] = _Labels(kind, target_id, name)
-        w.add(code, seconds)
+        w.add(buckets, codes)
 
     def current_totals(self) -> dict[str, Stats]:
         """Totals since the start: the folded buckets plus the current one."""
