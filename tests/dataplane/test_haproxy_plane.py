@@ -57,7 +57,7 @@ def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> N
 
 
 def test_streaming_websocket_http2_and_big_bodies(plane: HAProxyPlane, upstream: int, tmp_path: Path) -> None:
-    plane.apply(base_plan(upstream))
+    plane.apply(base_plan(upstream, max_body_bytes=32 * 1024 * 1024))  # raised from 16 MB
     url = f"http://127.0.0.1:{plane.port}"
     c = client(plane)
     wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
@@ -74,7 +74,7 @@ def test_streaming_websocket_http2_and_big_bodies(plane: HAProxyPlane, upstream:
     )
     assert '"path":"/h2"' in h2.stdout, h2.stderr
     big = tmp_path / "big.json"
-    big.write_bytes(b"x" * (12 * 1024 * 1024))  # over curl's threshold for Expect: 100-continue
+    big.write_bytes(b"x" * (20 * 1024 * 1024))  # over curl's threshold for Expect: 100-continue
     out = subprocess.run(
         [
             "curl",
@@ -90,9 +90,9 @@ def test_streaming_websocket_http2_and_big_bodies(plane: HAProxyPlane, upstream:
         capture_output=True,
         text=True,
     )
-    assert f'"bytes":{12 * 1024 * 1024}' in out.stdout, out.stderr
-    over = c.post("/alias/pub/up", content=b"x" * (16 * 1024 * 1024 + 1))
-    assert over.status_code == 413 and "16 MB" in over.json()["error"]
+    assert f'"bytes":{20 * 1024 * 1024}' in out.stdout, out.stderr
+    over = c.post("/alias/pub/up", content=b"x" * (32 * 1024 * 1024 + 1))
+    assert over.status_code == 413 and "32 MB" in over.json()["error"]
 
 
 def test_per_node_timeouts(plane: HAProxyPlane, upstream: int) -> None:

@@ -179,3 +179,64 @@ def test_a_health_check_port_of_its_own(server: RunningServer, project: dict[str
         env={"CHECK_PORT": str(health_port)}, healthCheck={**HEALTH, "port": health_port},
     )  # fmt: skip
     wait_healthy(server, pid, n["id"])
+
+
+GRPC_SERVICE = r"""
+import os, grpc
+from concurrent import futures
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+server = grpc.server(futures.ThreadPoolExecutor(4))
+checks = health.HealthServicer()
+checks.set("atoll.Demo", health_pb2.HealthCheckResponse.SERVING)
+checks.set("atoll.Down", health_pb2.HealthCheckResponse.NOT_SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+server.add_insecure_port(os.environ["HOST"] + ":" + os.environ["PORT"])
+server.start()
+server.wait_for_termination()
+"""
+
+
+def test_a_grpc_service_checked_by_grpc_and_called_through_an_alias(
+    server: RunningServer, project: dict[str, Any]
+) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    pid = project["id"]
+    with server.api() as api:
+        bad = {"name": "bad", "command": COMMAND, "healthCheck": {"type": "TCP"}}
+        r = api.post(f"/projects/{pid}/nodes", json=bad)
+        assert r.status_code == 422 and "healthCheck.type" in r.text, r.text
+    check = {**HEALTH, "type": "GRPC", "service": "atoll.Demo"}
+    n = create_node(
+        server, pid, "grpc-svc", command=[sys.executable, "-c", GRPC_SERVICE], healthCheck=check,
+        endpoint={"type": "GRPC"},
+    )  # fmt: skip
+    wait_healthy(server, pid, n["id"])  # only a gRPC check can pass: the service speaks no HTTP/1
+    set_alias(server, pid, "grpc-svc", {n["id"]: 100}, create=True)
+    metadata = (("x-node-alias", "grpc-svc"), ("authorization", f"Bearer {server.admin_token}"))
+    with grpc.insecure_channel(server.gateway_url.removeprefix("http://")) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+
+        def status(service: str) -> int | None:
+            try:
+                request = health_pb2.HealthCheckRequest(service=service)
+                return int(stub.Check(request, metadata=metadata, timeout=5).status)
+            except grpc.RpcError:
+                return None
+
+        wait_for(
+            "gRPC through the alias",
+            lambda: status("atoll.Demo") == health_pb2.HealthCheckResponse.SERVING,
+            15,
+        )
+        assert status("atoll.Down") == health_pb2.HealthCheckResponse.NOT_SERVING
+    with server.api() as api:  # a service reported down takes the instance out of balancing
+        r = api.patch(f"/projects/{pid}/nodes/grpc-svc", json={"healthCheck": {"service": "atoll.Down"}})
+        assert r.status_code == 200, r.text
+    wait_for(
+        "the instance Unhealthy",
+        lambda: node(server, pid, n["id"])["instances"][0]["status"] == "Unhealthy",
+        timeout=30,
+    )
+    assert "NOT_SERVING" in node(server, pid, n["id"])["instances"][0]["detail"]

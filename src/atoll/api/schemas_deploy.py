@@ -43,6 +43,8 @@ class ModelOut(ApiModel):
 
 
 class HealthCheckIn(Input):
+    type: Literal["HTTP", "GRPC", "http", "grpc"] | None = None
+    service: Annotated[str, Field(max_length=255)] | None = None  # GRPC: the service asked about
     path: UrlPath | None = None
     port: Port | None = None
     timeout_s: Seconds | None = Field(default=None, alias="timeoutS")

@@ -344,6 +344,12 @@ MinOpt = Annotated[int | None, typer.Option("--min", help="Instances to keep Hea
 MaxOpt = Annotated[int | None, typer.Option("--max", help="Most instances (default: --min)")]
 EnvOpt = Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE for the instances (repeatable)")]
 HealthPathOpt = Annotated[str | None, typer.Option("--health-path", help="HTTP path of the health check")]
+HealthTypeOpt = Annotated[
+    str | None, typer.Option("--health-type", help="http (a GET of --health-path, default) or grpc")
+]
+HealthServiceOpt = Annotated[
+    str | None, typer.Option("--health-service", help="grpc: the service to ask about (default: the server)")
+]
 HealthPortOpt = Annotated[int | None, typer.Option("--health-port", help="Its port (default: the service's)")]
 HealthIntervalOpt = Annotated[float | None, typer.Option("--health-interval", help="Seconds between checks")]
 HealthTimeoutOpt = Annotated[float | None, typer.Option("--health-timeout", help="Seconds a check may take")]

@@ -17,7 +17,6 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.node_health import Check, port_for
 from atoll.controllers.node_load import NodeLoadBoard
 from atoll.controllers.node_start import InstanceStarter
 from atoll.controllers.telemetry import TelemetryBoard
@@ -52,13 +52,6 @@ PER_INSTANCE = 4.0  # requests in flight per instance above which a node grows t
 LOAD_WINDOW_S = 30.0
 SCALE_DOWN_S = 60.0
 REPLACE_MIN_S = 10.0  # an instance out of balancing this long (and its failed checks' time) is replaced
-
-
-@dataclass
-class _Check:
-    instance_id: str
-    url: str
-    timeout: float
 
 
 class NodeController:
@@ -109,7 +102,7 @@ class NodeController:
         with self.db.transaction() as s:
             nodes = list(s.scalars(select(Node)))
             self.active = bool(nodes)
-            checks: list[_Check] = []
+            checks: list[Check] = []
             seen: list[tuple[Node, list[NodeInstance]]] = []
             for node in nodes:
                 insts = deploy.instances(s, node)
@@ -126,8 +119,8 @@ class NodeController:
                 for c, (ok, detail) in zip(checks, results, strict=True):
                     self._apply_check(s, c.instance_id, ok, detail)
 
-    def _reconcile(self, s: Session, node: Node, insts: list[NodeInstance], now: datetime) -> list[_Check]:
-        checks: list[_Check] = []
+    def _reconcile(self, s: Session, node: Node, insts: list[NodeInstance], now: datetime) -> list[Check]:
+        checks: list[Check] = []
         for inst in insts:
             check = self._follow(s, node, inst, now)
             if check is not None:
@@ -218,7 +211,7 @@ class NodeController:
             (
                 node.id,
                 inst.id,
-                f"http://{hosts[inst.workload_id]}:{_port(inst, node.spec.get('telemetry'))}{path}",
+                f"http://{hosts[inst.workload_id]}:{port_for(inst, node.spec.get('telemetry'))}{path}",
             )
             for node, inst, path in due
         ], live
@@ -252,7 +245,7 @@ class NodeController:
 
     # --- one instance -------------------------------------------------------------------
 
-    def _follow(self, s: Session, node: Node, inst: NodeInstance, now: datetime) -> _Check | None:
+    def _follow(self, s: Session, node: Node, inst: NodeInstance, now: datetime) -> Check | None:
         wl = s.get(WorkloadRow, inst.workload_id) if inst.workload_id else None
         if inst.status == InstanceStatus.DELETING:
             if wl is None or wl.state in WORKLOAD_FINISHED:
@@ -297,7 +290,7 @@ class NodeController:
         if time.monotonic() - last < every:
             return None
         self._checked[inst.id] = time.monotonic()
-        return _Check(inst.id, f"http://{wl.host}:{_port(inst, hc)}{hc['path']}", float(hc["timeoutS"]))
+        return Check.of(inst, wl.host, hc, node.kind == "model")
 
     def _replace_if_stuck(self, s: Session, inst: NodeInstance, wl: WorkloadRow, hc: dict) -> bool:
         """An instance that served, then failed its health check while its process lives (hung,
@@ -332,14 +325,8 @@ class NodeController:
 
     # --- health checks ------------------------------------------------------------------
 
-    def _check(self, c: _Check) -> tuple[bool, str]:
-        try:
-            r = self._http.get(c.url, timeout=c.timeout)
-        except httpx.HTTPError as e:
-            return False, f"health check failed: {type(e).__name__}"
-        if 200 <= r.status_code < 300:
-            return True, ""
-        return False, f"health check answered {r.status_code}"
+    def _check(self, c: Check) -> tuple[bool, str]:
+        return c.run(self._http)
 
     def _apply_check(self, s: Session, instance_id: str, ok: bool, detail: str) -> None:
         inst = s.get(NodeInstance, instance_id)
@@ -398,12 +385,3 @@ def _worst_first(insts: list[NodeInstance]) -> list[NodeInstance]:
     return sorted(
         insts, key=lambda i: (i.status == InstanceStatus.HEALTHY, -(as_utc(i.created_at).timestamp()))
     )
-
-
-def _port(inst: NodeInstance, section: dict | None) -> int | None:
-    """Where a health check or telemetry scrape goes: the instance's serving port, or the port
-    the section names (an image's own port, published on a loopback port of its own)."""
-    own = (section or {}).get("port")
-    if not own:
-        return inst.port
-    return int((inst.side_ports or {}).get(str(own), own))

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import model_registry, node_endpoint, tenancy
 from atoll.domain.access import Action, Principal
+from atoll.domain.node_checks import HEALTH_DEFAULTS as HEALTH_DEFAULTS
+from atoll.domain.node_checks import check_port, health, telemetry
 from atoll.domain.notebooks import choose_configuration, require_balance
 from atoll.domain.validation import check_description, check_name
 from atoll.errors import Conflict, Invalid, NotFound
@@ -28,16 +30,7 @@ MAX_INSTANCES = 16
 MAX_MODELS = 16
 ALIAS_PREFIX = "datasphere.user."  # DataSphere's alias names carry it; accepted and dropped
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-PATH_RE = re.compile(r"^/[\x21-\x7e]{0,255}$")
 RESERVED_ENV = {"PORT", "PATH", "HOME", "PYTHONPATH", "CUDA_VISIBLE_DEVICES"}
-HEALTH_DEFAULTS: dict[str, Any] = {
-    "path": "/",
-    "timeoutS": 1.0,
-    "intervalS": 5.0,
-    "healthyThreshold": 1,
-    "unhealthyThreshold": 3,
-}
-MODEL_HEALTH_PATH = "/v2/health/ready"
 _NOT_RUN = ("healthCheck", "telemetry", "endpoint")  # spec parts an instance does not see
 
 
@@ -59,42 +52,6 @@ class NodeInput:
     telemetry: dict[str, Any] | None = None
     endpoint: dict[str, Any] | None = None
     given: set[str] = field(default_factory=set)
-
-
-def _check_path(value: Any, fld: str) -> str:
-    if not isinstance(value, str) or not PATH_RE.match(value):
-        raise Invalid(f"{fld} must be an absolute URL path such as /healthz (got {value!r})", field=fld)
-    return value
-
-
-def _check_port(value: Any, fld: str) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 65535:
-        raise Invalid(f"{fld} must be a TCP port, 1-65535 (got {value!r})", field=fld)
-    return value
-
-
-def _health(value: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    out = {**HEALTH_DEFAULTS, **({"path": MODEL_HEALTH_PATH} if kind == "model" else {})}
-    out.update({k: v for k, v in (value or {}).items() if v is not None})
-    _check_path(out["path"], "healthCheck.path")
-    for key, lo, hi in (("timeoutS", 0.1, 60), ("intervalS", 0.2, 3600)):
-        if not isinstance(out[key], int | float) or not lo <= out[key] <= hi:
-            raise Invalid(f"healthCheck.{key} must be {lo}-{hi} seconds", field=f"healthCheck.{key}")
-    for key in ("healthyThreshold", "unhealthyThreshold"):
-        if not isinstance(out[key], int) or not 1 <= out[key] <= 10:
-            raise Invalid(f"healthCheck.{key} must be 1-10 checks", field=f"healthCheck.{key}")
-    if out.get("port") is not None:
-        _check_port(out["port"], "healthCheck.port")
-    return out
-
-
-def _telemetry(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not value:
-        return None
-    out: dict[str, Any] = {"path": _check_path(value.get("path", "/metrics"), "telemetry.path")}
-    if value.get("port") is not None:
-        out["port"] = _check_port(value["port"], "telemetry.port")
-    return out
 
 
 def _env(value: dict[str, str] | None) -> dict[str, str]:
@@ -161,13 +118,14 @@ def _spec(db: Session, project: Project, inp: NodeInput, old: dict[str, Any] | N
         port = inp.port if inp.port is not None else old.get("port")
         if port is None:
             raise Invalid("port: the port the image's server listens on is required", field="port")
-        spec["port"] = _check_port(port, "port")
+        spec["port"] = check_port(port, "port")
     spec["env"] = _env(inp.env if inp.env is not None else old.get("env"))
-    health = inp.health_check if inp.health_check is not None else old.get("healthCheck")
-    spec["healthCheck"] = _health(health, kind)
-    telemetry = _telemetry(inp.telemetry if inp.telemetry is not None else old.get("telemetry"))
-    if telemetry:
-        spec["telemetry"] = telemetry
+    # A field given changes that field (as JSON merge patch does); the others stay.
+    health_given = {**(old.get("healthCheck") or {}), **(inp.health_check or {})}
+    spec["healthCheck"] = health(health_given, kind)
+    watched = telemetry(inp.telemetry if inp.telemetry is not None else old.get("telemetry"))
+    if watched:
+        spec["telemetry"] = watched
     # One field given changes one setting; the rest stay as they were.
     spec["endpoint"] = node_endpoint.endpoint(inp.endpoint, old.get("endpoint"))
     return kind, spec
