@@ -19,6 +19,7 @@ from atoll.dataplane.plan import AliasPlan, NodePlan, Server
 from atoll.dataplane.proxy import HAProxyPlane
 from tests.dataplane.conftest import OTHER, TOKEN, base_plan, bearer, client, up
 from tests.runtime.conftest import wait_for
+from tests.support.postgres import free_port
 
 
 def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> None:
@@ -230,3 +231,17 @@ def test_an_odd_name_is_left_out_not_every_route(plane: HAProxyPlane, upstream: 
     wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the other routes")
     assert c.get("/a", headers={"x-node-alias": "bad name"}).status_code == 404
     assert "n 9" not in plane.slots and "bad name" not in plane.maps["aliases.map"]
+
+
+def test_a_start_on_other_ports_renders_the_config_again(plane: HAProxyPlane, upstream: int) -> None:
+    """A state left by a data plane on other ports (or by another Atoll) is not taken up: the
+    first plan renders and reloads, so the new port serves."""
+    plane.apply(base_plan(upstream))
+    plane.stop()
+    moved = HAProxyPlane(plane.directory, plane.binary, plane.host, free_port())
+    moved.start()
+    try:
+        assert moved.apply(base_plan(upstream)) == "reload"
+        wait_for(lambda: up(f"http://127.0.0.1:{moved.port}/alias/pub/"), 10, "the new port")
+    finally:
+        moved.stop()

@@ -9,6 +9,7 @@ keeper has HAProxy's master start a new worker while the old one finishes what i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -150,6 +151,7 @@ class HAProxyPlane:
                 nid: [[x.instance_id, x.host, x.port] if x else None for x in v] for nid, v in slots.items()
             },
             "settings": _settings(plan),
+            "shape": self._shape(),
         }
         if not check:
             _write(self.directory / "haproxy.cfg", cfg)
@@ -214,9 +216,19 @@ class HAProxyPlane:
             }
         except (OSError, ValueError, KeyError, TypeError):
             return  # none, or from an older Atoll: the first plan is a reload
-        if not self.admin.alive():
-            return
+        if state.get("shape") != self._shape() or not self.admin.alive():
+            return  # other ports, or another Atoll's config: the first plan is a reload
         self.slots, self.maps, self._settings, self._fresh = slots, found, settings, False
+
+    def _shape(self) -> str:
+        """What the config is made from besides the plan: the code that renders it, and where it
+        listens. A resumed state holds only if these are the same (not after an upgrade of
+        Atoll, nor a start on other ports)."""
+        digest = hashlib.sha256()
+        for name in ("haproxy.cfg.j2", "atoll.lua", "plan.py", "counters.py"):
+            digest.update((Path(__file__).parent / name).read_bytes())
+        digest.update(repr((self.host, self.port, self.control_port, str(self.directory))).encode())
+        return digest.hexdigest()
 
     def _live(self, plan: Plan, slots: Slots, new_maps: dict[str, dict[str, str]]) -> None:
         commands: list[str] = []
