@@ -3,16 +3,14 @@ previous run, labelled with why it ended, and shows what that run printed."""
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import sign_in
-from tests.deploy.conftest import FAST, HEALTH, create_node, wait_healthy
-from tests.deploy.test_instance_runs import CRASH_ONCE
+from tests.deploy.conftest import FAST
+from tests.deploy.test_instance_runs import deploy_crash_once
 from tests.notebooks.conftest import new_project
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server
 from tests.support.tenants import stop_workloads
@@ -32,15 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 def test_log_panel_shows_the_previous_run(page: Page, server: RunningServer) -> None:
     pid = new_project(server, "ui-runs")["id"]
-    n = create_node(
-        server,
-        pid,
-        "crash-once",
-        command=[sys.executable, "-u", "-c", CRASH_ONCE],
-        env={"MARKER": f"crash-once-{uuid.uuid4().hex}"},
-        healthCheck=HEALTH,
-    )
-    wait_healthy(server, pid, n["id"])
+    n = deploy_crash_once(server, pid)
 
     sign_in(page, "admin", ADMIN_PASSWORD)
     page.goto(f"/projects/{pid}/nodes/{n['id']}")

@@ -29,19 +29,24 @@ print("second run: serving", flush=True)
 )
 
 
-@pytest.fixture(scope="module")
-def crashed(server: RunningServer, project: dict[str, Any]) -> dict[str, Any]:
-    """A node whose only instance crashed once and now serves (Healthy after one restart)."""
-    pid = project["id"]
+def deploy_crash_once(server: RunningServer, project_id: str) -> dict[str, Any]:
+    """The crash-once node, Healthy after its one restart."""
     n = create_node(
         server,
-        pid,
+        project_id,
         "crash-once",
         command=[sys.executable, "-u", "-c", CRASH_ONCE],
         env={"MARKER": f"crash-once-{uuid.uuid4().hex}"},
         healthCheck=HEALTH,
     )
-    n = wait_healthy(server, pid, n["id"])
+    return wait_healthy(server, project_id, n["id"])
+
+
+@pytest.fixture(scope="module")
+def crashed(server: RunningServer, project: dict[str, Any]) -> dict[str, Any]:
+    """A node whose only instance crashed once and now serves (Healthy after one restart)."""
+    pid = project["id"]
+    n = deploy_crash_once(server, pid)
     inst = n["instances"][0]
     assert inst["restarts"] == 1, n
     return {"project": pid, "node": n, "instance": inst["id"]}

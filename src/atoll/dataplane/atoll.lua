@@ -33,12 +33,12 @@ local function active(name)
   return be ~= nil and be:get_srv_act() > 0
 end
 
-local function pick(choices)
-  local total = 0
-  local up = {}
+-- A backend by weight among the choices `eligible` keeps (nil when none with a weight is).
+local function weighted(choices, eligible)
+  local total, kept = 0, {}
   for _, c in ipairs(choices) do
-    if c.weight > 0 and active(c.backend) then
-      up[#up + 1] = c
+    if c.weight > 0 and eligible(c.backend) then
+      kept[#kept + 1] = c
       total = total + c.weight
     end
   end
@@ -46,29 +46,22 @@ local function pick(choices)
     return nil
   end
   local r = math.random() * total
-  for _, c in ipairs(up) do
+  for _, c in ipairs(kept) do
     r = r - c.weight
     if r < 0 then
       return c.backend
     end
   end
-  return up[#up].backend
+  return kept[#kept].backend
+end
+
+local function pick(choices)
+  return weighted(choices, active)
 end
 
 -- The node a request would go to by weight alone, instances or not: the one it waits for.
 local function pick_any(choices)
-  local total = 0
-  for _, c in ipairs(choices) do
-    total = total + c.weight
-  end
-  local r = math.random() * total
-  for _, c in ipairs(choices) do
-    r = r - c.weight
-    if r < 0 then
-      return c.backend
-    end
-  end
-  return choices[1].backend
+  return weighted(choices, function() return true end) or choices[1].backend
 end
 
 -- Requests held right now, by backend (scale from zero).
