@@ -1,6 +1,6 @@
-"""HAProxy counts each node's and alias's responses by latency bucket and status (stick-table
-counters Atoll reads each second), and logs only a status it does not count: against a real
-HAProxy and upstream, and the parsing and differencing Atoll does on what it reads."""
+"""HAProxy counts each instance's responses under one stick-table key (alias, node, status, gRPC
+status, latency bucket) that Atoll reads each second, and logs its own answers: against a real
+HAProxy and upstream, and the parsing, differencing and adding up Atoll does on what it reads."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 from atoll.dataplane import counters
 from atoll.dataplane.proxy import HAProxyPlane
 from atoll.domain.deploy_metrics import LATENCY_BUCKETS
-from tests.dataplane.conftest import base_plan, client
+from tests.dataplane.conftest import TOKEN, base_plan, bearer, client
 from tests.runtime.conftest import wait_for
 
 
@@ -20,35 +20,53 @@ def test_the_buckets_are_the_charts() -> None:
 
 
 def test_a_reading_after_a_reload_counts_from_zero() -> None:
-    before = {"node_a": [5] + [0] * (counters.SLOTS - 1)}
-    grown = {"node_a": [7] + [0] * (counters.SLOTS - 1)}
-    assert counters.delta(grown, before)["node_a"].buckets[0] == 2
-    fresh = {"node_a": [1] + [0] * (counters.SLOTS - 1)}  # a new worker: lower than before
-    assert counters.delta(fresh, before)["node_a"].requests == 1
+    before = {"pub|node_a|200||0": 5}
+    assert counters.delta({"pub|node_a|200||0": 7}, before) == {"pub|node_a|200||0": 2}
+    # A new worker (or an entry that expired and came back): lower than before, all of it is new.
+    assert counters.delta({"pub|node_a|200||0": 1}, before) == {"pub|node_a|200||0": 1}
     assert counters.delta(before, before) == {}
 
 
+def test_keys_and_log_lines_tally_by_alias_and_node() -> None:
+    tallies = counters.tally(
+        {
+            "pub|node_a|200||0": 4,
+            "pub|node_a|404||3": 1,
+            "|node_a|200|14|1": 2,  # x-node-id, a gRPC UNAVAILABLE before any message
+            "-|node_a_grpc|429||0": 1,  # a log line (absent fields are "-")
+            "pub|node_a|200||99": 3,  # malformed: no such bucket
+            "pub|gateway|404||0": 3,  # not a node's
+            "pub|node_a|200|0": 1,  # a field short
+        }
+    )
+    assert set(tallies) == {("pub", "node_a"), ("", "node_a"), ("", "node_a_grpc")}
+    pub = tallies["pub", "node_a"]
+    assert pub.requests == 5 and pub.codes == {200: 4, 404: 1} and pub.buckets[3] == 1 and not pub.grpc_codes
+    assert tallies["", "node_a"].grpc_codes == {"UNAVAILABLE": 2}
+    assert tallies["", "node_a_grpc"].codes == {429: 1}
+
+
 def test_haproxy_counts_by_node_alias_bucket_and_code(plane: HAProxyPlane, upstream: int) -> None:
-    plane.apply(base_plan(upstream))
+    plane.apply(base_plan(upstream, max_body_bytes=1 << 20))
     c = client(plane)
     wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
-    start = {t: counters.parse_table(plane.admin.ask(f"show table {t}")) for t in (counters.NODE_TABLE,)}
+    start = counters.parse_table(plane.admin.ask(f"show table {counters.TABLE}"))
     for _ in range(5):
         assert c.get("/alias/pub/x").status_code == 200
     assert c.get("/alias/pub/slow?s=0.3").status_code == 200
     assert c.get("/alias/pub/status?code=404").status_code == 404
-    assert c.get("/alias/pub/status?code=418").status_code == 418  # not a counted code
-    nodes = counters.delta(
-        counters.parse_table(plane.admin.ask(f"show table {counters.NODE_TABLE}")),
-        start[counters.NODE_TABLE],
-    )
-    n1 = nodes["node_n1"]
-    assert n1.requests == 8 and n1.codes == {200: 6, 404: 1}
-    assert n1.buckets[8] == 1  # the 0.3 s one: over 0.25 s, up to 0.5 s
-    aliases = counters.parse_table(plane.admin.ask(f"show table {counters.ALIAS_TABLE}"))
-    assert sum(aliases["pub"][: counters.BUCKETS]) >= 8
-    # The uncounted status is logged, and only it.
-    ring = plane.admin.ask("show events atoll_requests")
-    lines = [line for line in ring.splitlines() if "node_n1" in line]
-    assert len(lines) == 1 and lines[0].startswith("pub|node_n1|418|"), ring
+    assert c.get("/alias/pub/status?code=418").status_code == 418
+    assert c.get("/node/n1/status?code=503", headers=bearer(TOKEN)).status_code == 503  # the instance's
+    assert c.post("/alias/pub/x", content=b"x" * (2 << 20)).status_code == 413  # HAProxy's own
+    now = counters.parse_table(plane.admin.ask(f"show table {counters.TABLE}"))
+    tallies = counters.tally(counters.delta(now, start))
+    pub = tallies["pub", "node_n1"]
+    assert pub.requests == 8 and pub.codes == {200: 6, 404: 1, 418: 1}, pub
+    assert pub.buckets[8] == 1  # the 0.3 s one: over 0.25 s, up to 0.5 s
+    assert tallies["", "node_n1"].codes == {503: 1}
+    # What an instance answered is counted; HAProxy's own answer is logged, with the same fields.
+    ring = [line for line in plane.admin.ask("show events atoll_requests").splitlines() if "node_n1" in line]
+    assert len(ring) == 1 and ring[0].startswith("pub|node_n1|413||"), ring
+    logged = counters.tally({ring[0]: 1})
+    assert logged["pub", "node_n1"].codes == {413: 1} and logged["pub", "node_n1"].requests == 1
     assert httpx.get(f"http://127.0.0.1:{plane.port}/healthz").status_code == 200

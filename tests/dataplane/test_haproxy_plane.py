@@ -41,6 +41,16 @@ def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> N
     assert c.get("/alias/priv/", headers=bearer("atl_unknown")).status_code == 401
     assert c.get("/alias/priv/", headers=bearer(OTHER)).status_code == 403
     assert c.get("/node/n2/", headers=bearer(TOKEN)).status_code == 403
+    # The Bearer scheme as the API takes it (any case), and no other: not Basic, not a bare token.
+    assert c.get("/alias/priv/", headers={"authorization": f"bearer {TOKEN}"}).status_code == 200
+    assert c.get("/alias/priv/", headers={"authorization": f"BEARER {TOKEN}"}).status_code == 200
+    assert c.get("/alias/priv/", headers={"authorization": f"Bearer  {TOKEN}"}).status_code == 200
+    assert c.get("/alias/priv/", headers={"authorization": f"Basic {TOKEN}"}).status_code == 401
+    assert c.get("/alias/priv/", headers={"authorization": TOKEN}).status_code == 401
+    assert c.get("/alias/priv/", headers={"authorization": f"Bearer {TOKEN}x"}).status_code == 401
+    # A path that names no route is no route ("/alias/" alone, an empty name).
+    assert "x-node-alias" in c.get("/alias/").json()["error"]
+    assert "x-node-alias" in c.get("/alias//x").json()["error"]
     seen = c.get("/alias/priv/", headers={**bearer(TOKEN), "cookie": "atoll_session=s; mine=1"}).json()
     assert seen["headers"] == {"cookie": "mine=1"}  # the token was consumed, Atoll's cookie cut
     # A public alias passes the tenant's own credentials, never an Atoll token or cookie.
@@ -50,11 +60,19 @@ def test_routing_access_and_credentials(plane: HAProxyPlane, upstream: int) -> N
     # An instance cannot plant one of Atoll's cookies in the browser.
     r = c.get("/alias/pub/cookie")
     assert r.cookies.get("tenant") == "kept" and "atoll_session" not in r.cookies
-    # A revoked grant or token takes effect live.
+    # Another token on the same connection is checked as itself (the data plane keeps a
+    # connection's last token hash, never its answer).
+    assert c.get("/alias/priv/", headers=bearer(TOKEN)).status_code == 200
+    assert c.get("/alias/priv/", headers=bearer(OTHER)).status_code == 403
+    assert c.get("/alias/priv/", headers=bearer(TOKEN)).status_code == 200
+    # A revoked grant or token takes effect live, also on a connection kept open.
     plan = base_plan(upstream)
     plan.grants = set()
     assert plane.apply(plan) == "live"
     assert c.get("/alias/priv/", headers=bearer(TOKEN)).status_code == 403
+    plan.tokens = {}
+    assert plane.apply(plan) == "live"
+    assert c.get("/alias/priv/", headers=bearer(TOKEN)).json()["error"].startswith("the API token is unknown")
 
 
 def test_streaming_websocket_http2_and_big_bodies(plane: HAProxyPlane, upstream: int, tmp_path: Path) -> None:

@@ -71,6 +71,11 @@ def test_model_instance_answers_tritonclient_grpc_on_its_grpc_port(
         answer = client.infer("echo-grpc", [tensor], headers=headers)
         np.testing.assert_array_equal(answer.as_numpy("x"), x)
         try:
+            client.infer("no-such-model", [tensor], headers=headers)
+            raise AssertionError("an unknown model answered")
+        except tgrpc.InferenceServerException as e:
+            assert e.status() == "StatusCode.NOT_FOUND", e.status()
+        try:
             client.infer("echo-grpc", [tensor], headers={"x-node-alias": "echo-grpc"})
             raise AssertionError("a private alias answered gRPC without a token")
         except tgrpc.InferenceServerException as e:
@@ -81,3 +86,18 @@ def test_model_instance_answers_tritonclient_grpc_on_its_grpc_port(
         json={"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4], "data": x.ravel().tolist()}]},
     )
     assert rest.status_code == 200 and rest.json()["outputs"][0]["data"] == x.ravel().tolist()
+
+    # The gRPC statuses are counted by node and alias (metrics read each second).
+    labels = f'node_id="{node["id"]}",node_name="echo-grpc-v1"'
+    wanted = [
+        f'node_grpc_codes_total{{code="OK",{labels}}}',
+        f'node_grpc_codes_total{{code="NOT_FOUND",{labels}}} 1.0',
+        'alias_grpc_codes_total{alias_name="echo-grpc",code="NOT_FOUND"} 1.0',
+    ]
+
+    def counted() -> bool:
+        admin = {"authorization": headers["authorization"]}
+        text = httpx.get(server.gateway_url + "/metrics", headers=admin).text
+        return all(w in text for w in wanted)
+
+    wait_for("the gRPC statuses counted", counted, timeout=10)

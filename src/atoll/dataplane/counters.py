@@ -1,30 +1,34 @@
-"""What HAProxy counts itself for Atoll's metrics: per node and per alias, requests by latency
-bucket and by HTTP status, in stick-table counters (``gpc``) that Atoll reads each second.
+"""What HAProxy counts itself for Atoll's metrics, and how Atoll reads it.
 
-Counting inside HAProxy costs a few integer compares per response; a log line per request, read
-and parsed by Atoll, cost about 50 µs of CPU per request on the 2-core machine, which the
-gateway's throughput paid for. A status outside COUNTED_CODES is rare: its response is still
-logged (``<alias>|<backend>|<status>|<ms>``), and Atoll counts its code from that line.
+Each response an instance gives is counted in one stick table, under a key that says everything
+the metrics need: ``<alias>|<backend>|<HTTP status>|<gRPC status>|<latency bucket>``. That is
+three rules per response (build the key, track it, add one); counting a bucket and a status per
+rule, as before, took ~75 rule evaluations per response, which the gateway's median latency paid.
+Atoll reads the table each second and adds up what grew.
+
+HAProxy's own answers (429, 503, 504, 413, …) never reach the response rules: each is logged
+instead, one line with the same fields in a ring in HAProxy's memory, which Atoll follows.
 
 The latency is from the request's arrival (so time held for a first instance counts) to the
-response's headers: for a streamed answer, its first byte.
+response's headers: for a streamed answer, its first byte. The gRPC status is the response
+headers' ``grpc-status`` (a call that fails before any message: "trailers-only"), else OK for a
+gRPC response: HAProxy 2.8 cannot read trailers, so a stream that fails after its first message
+counts as OK.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import grpc
+
 # The chart and Prometheus buckets (domain/deploy_metrics.LATENCY_BUCKETS; a test keeps the two
 # equal): bucket i holds latencies up to LATENCY_BOUNDS_S[i], the last one anything longer.
 LATENCY_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-COUNTED_CODES = (
-    200, 201, 202, 204, 206, 301, 302, 304, 307, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429,
-    500, 502, 503, 504,
-)  # fmt: skip
 BUCKETS = len(LATENCY_BOUNDS_S) + 1
-SLOTS = BUCKETS + len(COUNTED_CODES)  # gpc slots per table entry
-NODE_TABLE = "atoll_node_counts"  # keyed by backend name
-ALIAS_TABLE = "atoll_alias_counts"  # keyed by alias name
+TABLE = "atoll_counts"
+# gRPC's status codes by number (0 OK … 16 UNAUTHENTICATED), the label values of node_grpc_codes.
+GRPC_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def latency_map() -> str:
@@ -40,44 +44,77 @@ def latency_map() -> str:
 
 @dataclass
 class Counts:
+    """One alias's or node's responses: by latency bucket, HTTP status and gRPC status."""
+
     buckets: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     codes: dict[int, int] = field(default_factory=dict)
+    grpc_codes: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
         return sum(self.buckets)
 
 
-def parse_table(text: str) -> dict[str, list[int]]:
-    """`show table` lines (``0x…: key=node_x use=0 exp=0 shard=0 gpc0=6 gpc1=1 …``) → key →
-    its slots, in order."""
-    out: dict[str, list[int]] = {}
+@dataclass(frozen=True)
+class Key:
+    alias: str  # "" when the request named a node
+    backend: str
+    status: int
+    grpc: str  # a GRPC_CODES name, "" for a response that is not gRPC
+    bucket: int
+
+
+def parse_key(text: str) -> Key | None:
+    """A table key or a log line (``-`` or nothing for an absent field); None if malformed."""
+    parts = text.strip().split("|")
+    if len(parts) != 5 or not parts[1].startswith("node_"):
+        return None
+    alias, backend, status, grpc_status, bucket = ("" if p == "-" else p for p in parts)
+    if not (status.isdigit() and bucket.isdigit() and int(bucket) < BUCKETS):
+        return None
+    name = GRPC_CODES.get(int(grpc_status), "") if grpc_status.isdigit() else ""
+    return Key(alias, backend, int(status), name, int(bucket))
+
+
+def parse_table(text: str) -> dict[str, int]:
+    """`show table` lines (``0x…: key=pub|node_x|200||3 use=0 exp=… gpc0=6``) → key → count."""
+    out: dict[str, int] = {}
     for line in text.splitlines():
-        key, slots = "", [0] * SLOTS
-        seen = 0
+        key, count = "", -1
         for word in line.split():
             name, _, value = word.partition("=")
             if name == "key":
                 key = value
-            elif name.startswith("gpc") and name[3:].isdigit() and value.isdigit():
-                i = int(name[3:])
-                if i < SLOTS:
-                    slots[i], seen = int(value), seen + 1
-        if key and seen == SLOTS:
-            out[key] = slots
+            elif name == "gpc0" and value.isdigit():
+                count = int(value)
+        if key and count >= 0:
+            out[key] = count
     return out
 
 
-def delta(now: dict[str, list[int]], before: dict[str, list[int]]) -> dict[str, Counts]:
-    """What was counted between two readings, per key. A key whose counters went down is a new
-    table (HAProxy reloaded: a new worker starts from zero): its counts are all new."""
-    out: dict[str, Counts] = {}
-    for key, slots in now.items():
-        old = before.get(key)
-        if old is None or any(a < b for a, b in zip(slots, old, strict=True)):
-            old = [0] * SLOTS
-        diff = [a - b for a, b in zip(slots, old, strict=True)]
-        if any(diff):
-            codes = {c: n for c, n in zip(COUNTED_CODES, diff[BUCKETS:], strict=True) if n}
-            out[key] = Counts(diff[:BUCKETS], codes)
+def delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """What was counted between two readings, per key. A key that is new, or whose count went
+    down, is a new table entry (HAProxy reloaded, or the entry expired and came back): all of
+    its count is new."""
+    out: dict[str, int] = {}
+    for key, n in now.items():
+        old = before.get(key, 0)
+        grown = n - old if n >= old else n
+        if grown:
+            out[key] = grown
+    return out
+
+
+def tally(counted: dict[str, int]) -> dict[tuple[str, str], Counts]:
+    """Counted keys (or log lines, each counting one) → (alias, backend) → their Counts."""
+    out: dict[tuple[str, str], Counts] = {}
+    for text, n in counted.items():
+        key = parse_key(text)
+        if key is None:
+            continue
+        c = out.setdefault((key.alias, key.backend), Counts())
+        c.buckets[key.bucket] += n
+        c.codes[key.status] = c.codes.get(key.status, 0) + n
+        if key.grpc:
+            c.grpc_codes[key.grpc] = c.grpc_codes.get(key.grpc, 0) + n
     return out

@@ -213,11 +213,7 @@ def render_config(
         metrics_path=METRICS_PATH,
         dir=directory,
         nodes=nodes,
-        node_table=counters.NODE_TABLE,
-        alias_table=counters.ALIAS_TABLE,
-        buckets=counters.BUCKETS,
-        codes=counters.COUNTED_CODES,
-        counter_slots=counters.SLOTS,
+        table=counters.TABLE,
         slots={n.node_id: [server_line(n, i + 1, s) for i, s in enumerate(slots[n.node_id])] for n in nodes},
         grpc_slots={
             n.node_id: [server_line(n, i + 1, s, grpc=True) for i, s in enumerate(slots[n.node_id])]

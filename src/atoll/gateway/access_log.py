@@ -1,12 +1,11 @@
 """Node and alias metrics from HAProxy's counters and request log, and the gateway port's /metrics.
 
-HAProxy counts each node's and alias's responses by latency bucket and status itself
-(dataplane/counters.py); this feed reads the counters every second and adds what changed into a
-Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and alias pages'
-charts) and the Prometheus exposition. A response with a status HAProxy does not count is
-logged, one line in a ring in its memory, which the feed follows through the runtime API to
-count that code. While `atoll up` is down, or across a reload, what is served goes uncounted:
-serving goes on.
+HAProxy counts each instance's responses by alias, node, status, gRPC status and latency bucket
+itself (dataplane/counters.py); this feed reads the counters every second and adds what changed
+into a Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and alias
+pages' charts) and the Prometheus exposition. HAProxy's own answers (429, 503, …) are logged
+instead, a line each in a ring in its memory, which the feed follows through the runtime API.
+While `atoll up` is down, or across a reload, what is served goes uncounted: serving goes on.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ class AccessLogFeed:
         self.admin = Admin(directory)
         # The counters at the last reading, and the worker that held them (a new one, after a
         # reload, starts from zero). None: not read yet, the first reading is the baseline.
-        self._counted: dict[str, dict[str, list[int]]] | None = None
+        self._counted: dict[str, int] | None = None
         self._counted_by: int | None = None
 
     def _follow(self, whole: bool) -> socket.socket | None:
@@ -88,24 +87,19 @@ class AccessLogFeed:
         self._names_at = time.monotonic()
 
     def count(self, lines: list[bytes]) -> None:
-        """Log lines of responses with a status HAProxy does not count, ``<alias or
-        ->|<backend>|<status>|<ms>``: their codes (the counters have their requests already)."""
-        seen: list[tuple[str, str, int]] = []
+        """Log lines of HAProxy's own answers to routed requests (429, 503, …), with the
+        counters' fields (dataplane/counters.py): each counts one response."""
+        seen: dict[str, int] = {}
         for line in lines:
-            parts = line.decode(errors="replace").strip().split("|")
-            if len(parts) != 4 or not parts[1].startswith("node_") or not parts[2].isdigit():
-                continue
-            seen.append(("" if parts[0] == "-" else parts[0], _node_of(parts[1]), int(parts[2])))
-        self._names(soon=any(n not in self._nodes or (a and a not in self._aliases) for a, n, _ in seen))
-        with self.lock:
-            for alias, node_id, status in seen:
-                self._add(alias, node_id, None, {status: 1})
+            text = line.decode(errors="replace").strip()
+            seen[text] = seen.get(text, 0) + 1
+        self._add_all(counters.tally(seen))
 
     def read_counters(self) -> None:
         """What HAProxy counted since the last reading, into the recorder."""
         worker = self.admin.worker_pid()
         try:
-            now = {t: counters.parse_table(self.admin.ask(f"show table {t}")) for t in TABLES}
+            now = counters.parse_table(self.admin.ask(f"show table {counters.TABLE}"))
         except AdminError:
             return
         before = self._counted if worker == self._counted_by else {}
@@ -113,25 +107,22 @@ class AccessLogFeed:
         self._counted, self._counted_by = now, worker
         if first or before is None:
             return  # the baseline: what was served before this `atoll up` is not ours to count
-        nodes = counters.delta(now[counters.NODE_TABLE], before.get(counters.NODE_TABLE, {}))
-        aliases = counters.delta(now[counters.ALIAS_TABLE], before.get(counters.ALIAS_TABLE, {}))
-        named = [_node_of(b) for b in nodes]
-        self._names(
-            soon=any(n not in self._nodes for n in named) or any(a not in self._aliases for a in aliases)
-        )
-        with self.lock:
-            for node_id, c in zip(named, nodes.values(), strict=True):
-                self._add("", node_id, c.buckets, c.codes)
-            for alias, c in aliases.items():
-                self._add(alias, "", c.buckets, c.codes)
+        self._add_all(counters.tally(counters.delta(now, before)))
 
-    def _add(self, alias: str, node_id: str, buckets: list[int] | None, codes: dict[int, int]) -> None:
-        if alias in self._aliases:
-            aid = self._aliases[alias]
-            self.recorder.add("alias:" + aid, "alias", aid, alias, buckets, codes)
-        if node_id:
-            name = self._nodes.get(node_id, node_id)
-            self.recorder.add("node:" + node_id, "node", node_id, name, buckets, codes)
+    def _add_all(self, tallies: dict[tuple[str, str], counters.Counts]) -> None:
+        """Each (alias, backend)'s counts to its alias and to its node."""
+        if not tallies:
+            return
+        named = {(alias, _node_of(backend)) for alias, backend in tallies}
+        self._names(soon=any(n not in self._nodes or (a and a not in self._aliases) for a, n in named))
+        with self.lock:
+            for (alias, backend), c in tallies.items():
+                if alias in self._aliases:
+                    aid = self._aliases[alias]
+                    self.recorder.add("alias:" + aid, "alias", aid, alias, c)
+                node_id = _node_of(backend)
+                name = self._nodes.get(node_id, node_id)
+                self.recorder.add("node:" + node_id, "node", node_id, name, c)
 
     def serve(self, stop: threading.Event) -> None:
         """Count lines as they come and write the store's bucket every FLUSH_S, until ``stop``.
@@ -201,9 +192,6 @@ class AccessLogFeed:
         finally:
             if sock is not None:
                 sock.close()
-
-
-TABLES = (counters.NODE_TABLE, counters.ALIAS_TABLE)
 
 
 def _node_of(backend: str) -> str:

@@ -3,7 +3,8 @@
 The data plane counts requests itself (dataplane/counters.py); this adds its readings up.
 ``/metrics`` renders the running totals in Prometheus text format (through prometheus-client,
 so scrapers get the standard exposition):
-``node_requests``, ``node_http_codes`` (label ``code``), ``node_request_durations`` (a histogram,
+``node_requests``, ``node_http_codes`` and ``node_grpc_codes`` (label ``code``: the HTTP status,
+the gRPC status's name), ``node_request_durations`` (a histogram,
 seconds) with labels ``node_id`` and ``node_name``, and the ``alias_*`` series with ``alias_name``.
 The current 10-second bucket is also written to the store every few seconds (``DeployMetric``)
 for the node and alias pages' charts.
@@ -14,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import delete, select
 
+from atoll.dataplane.counters import Counts
 from atoll.domain.deploy_metrics import BUCKET_S, LATENCY_BUCKETS
 from atoll.store.db import Database
 from atoll.store.tables import DeployMetric
@@ -37,16 +40,15 @@ class Stats:
     codes: dict[int, int] = field(default_factory=dict)
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     seconds: float = 0.0
+    grpc_codes: dict[str, int] = field(default_factory=dict)  # gRPC status name → responses
 
-    def add(self, buckets: list[int] | None, codes: dict[int, int]) -> None:
-        """Requests by latency bucket, and responses by code (a code may come without its
-        request: the data plane counts rare codes apart)."""
-        if buckets is not None:
-            self.requests += sum(buckets)
-            self.buckets = [a + b for a, b in zip(self.buckets, buckets, strict=True)]
-            self.seconds += sum(n * TYPICAL_S[i] for i, n in enumerate(buckets) if n)
-        for code, n in codes.items():
-            self.codes[code] = self.codes.get(code, 0) + n
+    def add(self, counts: Counts) -> None:
+        """Requests by latency bucket, HTTP status and gRPC status."""
+        self.requests += counts.requests
+        self.buckets = [a + b for a, b in zip(self.buckets, counts.buckets, strict=True)]
+        self.seconds += sum(n * TYPICAL_S[i] for i, n in enumerate(counts.buckets) if n)
+        _add_to(self.codes, counts.codes)
+        _add_to(self.grpc_codes, counts.grpc_codes)
 
 
 @dataclass
@@ -64,9 +66,7 @@ class Recorder:
         self.window_at = _bucket_start()
         self.names: dict[str, _Labels] = {}
 
-    def add(
-        self, key: str, kind: str, target_id: str, name: str, buckets: list[int] | None, codes: dict[int, int]
-    ) -> None:
+    def add(self, key: str, kind: str, target_id: str, name: str, counts: Counts) -> None:
         """Count what the data plane counted since the last reading (totals are folded in per
         bucket)."""
         w = self.window.get(key)
@@ -74,7 +74,7 @@ class Recorder:
             w = self.window[key] = Stats()
             if key not in self.names:
                 self.names[key] = _Labels(kind, target_id, name)
-        w.add(buckets, codes)
+        w.add(counts)
 
     def current_totals(self) -> dict[str, Stats]:
         """Totals since the start: the folded buckets plus the current one."""
@@ -107,10 +107,15 @@ class Recorder:
         return at, dict(window), False
 
 
+def _add_to(acc: dict[Any, int], more: dict[Any, int]) -> None:
+    for k, n in more.items():
+        acc[k] = acc.get(k, 0) + n
+
+
 def _fold(acc: Stats, st: Stats) -> None:
     acc.requests += st.requests
-    for code, n in st.codes.items():
-        acc.codes[code] = acc.codes.get(code, 0) + n
+    _add_to(acc.codes, st.codes)
+    _add_to(acc.grpc_codes, st.grpc_codes)
     acc.buckets = [a + b for a, b in zip(acc.buckets, st.buckets, strict=True)]
     acc.seconds += st.seconds
 
@@ -155,6 +160,9 @@ class _Collector(Collector):
             codes = CounterMetricFamily(
                 f"{kind}_http_codes", f"Responses by HTTP code, per {kind}", labels=[*labels, "code"]
             )
+            grpc_codes = CounterMetricFamily(
+                f"{kind}_grpc_codes", f"gRPC responses by status code, per {kind}", labels=[*labels, "code"]
+            )
             durations = HistogramMetricFamily(
                 f"{kind}_request_durations",
                 f"Request latency through the gateway (s), per {kind}",
@@ -168,6 +176,8 @@ class _Collector(Collector):
                 requests.add_metric(values, st.requests)
                 for code, n in sorted(st.codes.items()):
                     codes.add_metric([*values, str(code)], n)
+                for name, n in sorted(st.grpc_codes.items()):
+                    grpc_codes.add_metric([*values, name], n)
                 cumulative, acc = [], 0
                 for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), st.buckets, strict=True):
                     acc += n
@@ -175,4 +185,5 @@ class _Collector(Collector):
                 durations.add_metric(values, cumulative, st.seconds)
             yield requests
             yield codes
+            yield grpc_codes
             yield durations
