@@ -13,14 +13,16 @@ request while `atoll up` is killed and started again.
    node ``noop-v1`` (configuration s1.1, one instance) and published as the private alias ``bench``.
 2. wrk (``-t1 -c<connections> -d<duration>s``, the same OIP v2 infer body and settings for all)
    against: **direct** — the instance's own port (``python -m atoll.serving``); **Atoll alias** —
-   the gateway with ``x-node-alias: bench`` and an Atoll API token (the gateway caches the token
-   check); **Ray Serve** — a one-replica no-op deployment with the same JSON answer (see
-   bench/gateway_ray.py). As a reference, not a contender, a **TCP relay**: a bare uvloop byte
-   copier in front of the same instance (bench/gateway_relay.py), the floor of any Python proxy
-   here. ``--rounds`` interleaved rounds each, after an uncounted warm-up; the medians are
-   reported, with the CPU seconds per request of wrk, the gateway (user and system), the model
-   server and ``atoll up`` (from /proc), the cores busy on the path and on the whole machine
-   (others' work shows as the difference), and a one-connection run (latency without queueing).
+   the gateway with ``x-node-alias: bench`` and an Atoll API token (HAProxy hashes it once per
+   connection, and looks it up on every request); **Ray Serve** — a one-replica no-op deployment
+   with the same JSON answer (see bench/gateway_ray.py). As references, not contenders, a **TCP
+   relay**: a bare uvloop byte copier in front of the same instance (bench/gateway_relay.py), the
+   floor of any Python proxy here; and a **bare HAProxy**: the data plane's binary, one thread,
+   with no rules (what any proxy hop costs on this machine). ``--rounds`` interleaved rounds
+   each, after an uncounted warm-up; the medians are reported, with the CPU seconds per request
+   of wrk, the gateway (user and system), the model server and ``atoll up`` (from /proc), the
+   cores busy on the path and on the whole machine (others' work shows as the difference), and a
+   one-connection run (latency without queueing).
 3. The switch run: ``noop-v2`` beside ``noop-v1``; while wrk keeps the alias busy, weights go
    100/0 → 50/50 → 0/100 a few seconds apart, then ``noop-v2`` is updated (a rolling replacement of
    its instance), then ``noop-v1`` is deleted. wrk counts every response's status.
@@ -69,8 +71,24 @@ from procs import (
     machine_busy_seconds,
 )
 
+from atoll.dataplane.proxy import haproxy_binary
+
 BENCH_DIR = Path(__file__).resolve().parent
 # Issue 16's targets for the HAProxy data plane on the 2-core machine.
+# A reference contender: the same HAProxy as the data plane with none of Atoll's rules.
+BARE_HAPROXY = """global
+    nbthread 1
+defaults
+    mode http
+    timeout client 60s
+    timeout server 60s
+    timeout connect 5s
+frontend bare
+    bind 127.0.0.1:{port}
+    default_backend instance
+backend instance
+    server s1 127.0.0.1:{upstream}
+"""
 THROUGHPUT_TARGET = 0.85
 P50_TARGET_MS = 0.1
 RAY_TARGET = 50.0
@@ -241,6 +259,11 @@ def report(targets: list[Target], switch: SwitchResult | None, args: argparse.Na
         if direct.single and alias.single:
             one = alias.median("p50_ms", alias.single) - direct.median("p50_ms", direct.single)
             log(f"  alias − direct p50 at -c1 {one:+7.3f} ms  (the gateway's own per-request latency)")
+        bare = by.get("bare HAProxy")
+        if bare:
+            r = bare.median("rps") / direct.median("rps")
+            e = bare.median("p50_ms") - direct.median("p50_ms")
+            log(f"  (bare HAProxy / direct      {r:6.2f}×, p50 {e:+.2f} ms: what any proxy hop costs here)")
     if alias and ray:
         r = alias.median("rps") / ray.median("rps")
         met = verdict(r >= RAY_TARGET)
@@ -338,14 +361,23 @@ def main() -> int:
         ).start()
         stoppers.append(relay.stop)
 
+        bare_port = free_port()
+        (workdir / "bare-haproxy.cfg").write_text(BARE_HAPROXY.format(port=bare_port, upstream=node_port))
+        bare_cfg = str(workdir / "bare-haproxy.cfg")
+        bare = Process([haproxy_binary(), "-f", bare_cfg], dict(os.environ), workdir / "bare.log").start()
+        stoppers.append(bare.stop)
+
         def atoll_cpu() -> dict[str, float]:
             gw_user, gw_sys = cpu_split(gw_pid)
             relay_user, relay_sys = cpu_split(relay.pid)
+            bare_user, bare_sys = cpu_split(bare.pid)
             return {
                 "gateway user": gw_user,
                 "gateway sys": gw_sys,
                 "relay user": relay_user,
                 "relay sys": relay_sys,
+                "bare HAProxy user": bare_user,
+                "bare HAProxy sys": bare_sys,
                 "model server": group_cpu_seconds(inst),
                 "atoll up": cpu_seconds(atoll_pid),
             }
@@ -354,6 +386,8 @@ def main() -> int:
         with_alias = lua_script(workdir / "alias.lua", BODY, atoll.alias_headers())
         relay_url = f"http://127.0.0.1:{relay_port}{PATH}"
         wait_for("the TCP relay", lambda: answers(relay_url), 10, 0.1)
+        bare_url = f"http://127.0.0.1:{bare_port}{PATH}"
+        wait_for("the bare HAProxy", lambda: answers(bare_url), 10, 0.1)
         targets = [
             Target("direct", direct_url, plain, atoll_cpu, note="the node's instance port, no gateway"),
             Target(
@@ -361,10 +395,14 @@ def main() -> int:
                 note="a reference, not a contender: a bare uvloop byte relay (bench/gateway_relay.py)",
             ),
             Target(
+                "bare HAProxy", bare_url, plain, atoll_cpu,
+                note="a reference: the same HAProxy binary, one thread, frontend -> the instance, no rules",
+            ),
+            Target(
                 "Atoll alias", alias_url, with_alias, atoll_cpu, note="gateway, private alias, bearer token"
             ),
         ]  # fmt: skip
-        log(f"\nthroughput: direct, TCP relay and alias, {args.rounds} rounds of {args.duration} s")
+        log(f"\nthroughput: direct, the references and alias, {args.rounds} rounds of {args.duration} s")
         throughput(targets, args, workdir)
         if not args.skip_ray:
             ray = RayServe(workdir, ENVS, args.ray_max_ongoing)

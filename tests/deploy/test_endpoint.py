@@ -113,6 +113,17 @@ def test_a_full_queue_answers_429(server: RunningServer, project: dict[str, Any]
     t.join(30)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
     assert slow[0].status_code == 200
+    # HAProxy's own answer is counted too (from its log, not its counters), by node and alias.
+    auth = {"authorization": f"Bearer {server.admin_token}"}
+    wanted = [
+        f'node_http_codes_total{{code="429",node_id="{n["id"]}",node_name="one-at-a-time"}} 1.0',
+        'alias_http_codes_total{alias_name="one-at-a-time",code="429"} 1.0',
+    ]
+    wait_for(
+        "the 429 counted",
+        lambda: all(w in httpx.get(server.gateway_url + "/metrics", headers=auth).text for w in wanted),
+        10,
+    )
 
 
 def test_a_node_scaled_to_zero_answers_its_first_request(
