@@ -44,30 +44,30 @@ from atoll.dataplane.plan import AliasPlan, NodePlan, Plan, Server
 from atoll.dataplane.proxy import HAProxyPlane, haproxy_binary
 
 TOKEN = "atl_" + "b" * 40
-BARE = """global
+PREAMBLE = """global
     nbthread 1
 defaults
     mode http
     timeout client 30s
     timeout server 30s
     timeout connect 5s
-frontend gateway
+"""
+BARE = (
+    PREAMBLE
+    + """frontend gateway
     bind 127.0.0.1:{port}
     default_backend node
 backend node
     server s1 127.0.0.1:{upstream}
 """
-UPSTREAM = """global
-    nbthread 1
-defaults
-    mode http
-    timeout client 30s
-    timeout server 30s
-    timeout connect 5s
-frontend upstream
+)
+UPSTREAM = (
+    PREAMBLE
+    + """frontend upstream
     bind 127.0.0.1:{port}
     http-request return status 200 content-type application/json string '{{"outputs":[]}}'
 """
+)
 
 
 def free_port() -> int:

@@ -155,7 +155,7 @@ class Services:
 
     def wake(self, name: str) -> None:
         """Run controller ``name`` (a ``Controller.name``: "workloads", "jobs", "notebooks",
-        "nodes", "models") now rather than at its next tick; callable from any thread (API
+        "nodes", "models", "dataplane") now rather than at its next tick; callable from any thread (API
         handlers, other controllers' worker threads)."""
         event, loop = self._wakers.get(name), self._loop_ref
         if event is not None and loop is not None and not loop.is_closed():

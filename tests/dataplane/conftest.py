@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,9 +58,18 @@ def up(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[HAProxyPlane]:
-    p = HAProxyPlane(tmp_path / "gateway", haproxy_binary(), "127.0.0.1", free_port())
+def _system_haproxy() -> str:
+    """The machine's own haproxy (Debian's 2.6 from apt), which ATOLL_HAPROXY_BINARY may name."""
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else "")
+
+
+@pytest.fixture(params=["wheel", "system"])
+def plane(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HAProxyPlane]:
+    """Each test against the locked wheel's HAProxy 2.8, and the machine's own where it has one."""
+    binary = haproxy_binary() if request.param == "wheel" else _system_haproxy()
+    if not binary:
+        pytest.skip("no system haproxy here (apt install haproxy): only the locked wheel's is tested")
+    p = HAProxyPlane(tmp_path / "gateway", binary, "127.0.0.1", free_port())
     p.start()
     try:
         yield p

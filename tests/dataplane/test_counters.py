@@ -7,10 +7,12 @@ from __future__ import annotations
 import httpx
 
 from atoll.dataplane import counters
+from atoll.dataplane.plan import NodePlan, Server
 from atoll.dataplane.proxy import HAProxyPlane
 from atoll.domain.deploy_metrics import LATENCY_BUCKETS
 from tests.dataplane.conftest import TOKEN, base_plan, bearer, client
 from tests.runtime.conftest import wait_for
+from tests.support.postgres import free_port
 
 
 def test_the_buckets_are_the_charts() -> None:
@@ -46,8 +48,20 @@ def test_keys_and_log_lines_tally_by_alias_and_node() -> None:
     assert tallies["", "node_a_grpc"].codes == {429: 1}
 
 
+def test_log_lines_the_counters_counted_are_left_out() -> None:
+    lines = [
+        "pub|node_a|503||2 -",  # HAProxy's own 503: counted from its line
+        "pub|node_a|503||2 pub|node_a|503||2",  # an instance's 503, counted already
+        "|node_a|504||13 ",
+    ]
+    assert counters.uncounted(lines) == {"pub|node_a|503||2": 1, "|node_a|504||13": 1}
+
+
 def test_haproxy_counts_by_node_alias_bucket_and_code(plane: HAProxyPlane, upstream: int) -> None:
-    plane.apply(base_plan(upstream, max_body_bytes=1 << 20))
+    plan = base_plan(upstream, max_body_bytes=1 << 20)
+    # n3's instance is gone (nothing listens on its port): HAProxy answers 503 itself.
+    plan.nodes["n3"] = NodePlan("n3", "prj1", (Server("i3", "127.0.0.1", free_port()),))
+    plane.apply(plan)
     c = client(plane)
     wait_for(lambda: c.get("/alias/pub/").status_code == 200, 10, "the first route")
     start = counters.parse_table(plane.admin.ask(f"show table {counters.TABLE}"))
@@ -57,16 +71,19 @@ def test_haproxy_counts_by_node_alias_bucket_and_code(plane: HAProxyPlane, upstr
     assert c.get("/alias/pub/status?code=404").status_code == 404
     assert c.get("/alias/pub/status?code=418").status_code == 418
     assert c.get("/node/n1/status?code=503", headers=bearer(TOKEN)).status_code == 503  # the instance's
-    assert c.post("/alias/pub/x", content=b"x" * (2 << 20)).status_code == 413  # HAProxy's own
+    assert c.post("/alias/pub/x", content=b"x" * (2 << 20)).status_code == 413  # refused by n1's rules
+    assert c.get("/node/n3/", headers=bearer(TOKEN)).status_code == 503  # HAProxy's own
     now = counters.parse_table(plane.admin.ask(f"show table {counters.TABLE}"))
     tallies = counters.tally(counters.delta(now, start))
     pub = tallies["pub", "node_n1"]
-    assert pub.requests == 8 and pub.codes == {200: 6, 404: 1, 418: 1}, pub
+    assert pub.requests == 9 and pub.codes == {200: 6, 404: 1, 418: 1, 413: 1}, pub
     assert pub.buckets[8] == 1  # the 0.3 s one: over 0.25 s, up to 0.5 s
     assert tallies["", "node_n1"].codes == {503: 1}
-    # What an instance answered is counted; HAProxy's own answer is logged, with the same fields.
-    ring = [line for line in plane.admin.ask("show events atoll_requests").splitlines() if "node_n1" in line]
-    assert len(ring) == 1 and ring[0].startswith("pub|node_n1|413||"), ring
-    logged = counters.tally({ring[0]: 1})
-    assert logged["pub", "node_n1"].codes == {413: 1} and logged["pub", "node_n1"].requests == 1
+    assert ("", "node_n3") not in tallies
+    # Only what went wrong is logged: the instance's 503 (counted already, so left out) and
+    # HAProxy's own 503, counted from its line.
+    ring = plane.admin.ask("show events atoll_requests").splitlines()
+    logged = counters.tally(counters.uncounted(line for line in ring if "|node_" in line))
+    assert set(logged) == {("", "node_n3")}, ring
+    assert logged["", "node_n3"].codes == {503: 1} and logged["", "node_n3"].requests == 1
     assert httpx.get(f"http://127.0.0.1:{plane.port}/healthz").status_code == 200

@@ -61,6 +61,13 @@ class Ctx:
         self.db.commit()
         return value
 
+    def commit_and_wake(self, value: T, controller: str) -> T:
+        """Commit, and have ``controller`` act on the change now rather than at its next tick
+        (e.g. "dataplane": a new alias or token works at once, a revoked token stops at once)."""
+        self.db.commit()
+        self.services.wake(controller)
+        return value
+
 
 def identify(db: Session, request: Request) -> tuple[Principal | None, WebSession | None]:
     """Who is calling: a bearer token, else a session cookie (which then needs CSRF on writes)."""

@@ -70,7 +70,7 @@ def token_login(body: TokenLogin, ctx: AnonCtxDep) -> NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
     user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
     tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
-    return ctx.commit(NewTokenOut(**token_out(tok).model_dump(), token=raw))
+    return ctx.commit_and_wake(NewTokenOut(**token_out(tok).model_dump(), token=raw), "dataplane")
 
 
 @router.get("/users/me", response_model=UserOut, openapi_extra=act(SELF), tags=["users"])
@@ -96,12 +96,12 @@ def list_tokens(ctx: CtxDep, page_size: int = PageSize, page_token: str | None =
 @router.post("/tokens", response_model=NewTokenOut, status_code=201, openapi_extra=act(SELF), tags=["tokens"])
 def create_token(body: TokenCreate, ctx: CtxDep) -> NewTokenOut:
     tok, raw = auth.create_token(ctx.db, ctx.me.user, body.name, body.expires_in_days)
-    return ctx.commit(NewTokenOut(**token_out(tok).model_dump(), token=raw))
+    return ctx.commit_and_wake(NewTokenOut(**token_out(tok).model_dump(), token=raw), "dataplane")
 
 
 @router.delete("/tokens/{token_id}", response_model=TokenOut, openapi_extra=act(SELF), tags=["tokens"])
 def revoke_token(token_id: str, ctx: CtxDep) -> TokenOut:
-    return ctx.commit(token_out(auth.revoke_token(ctx.db, ctx.me.user, token_id)))
+    return ctx.commit_and_wake(token_out(auth.revoke_token(ctx.db, ctx.me.user, token_id)), "dataplane")
 
 
 @router.get("/users", response_model=Page[UserOut], openapi_extra=act(SELF), tags=["users"])

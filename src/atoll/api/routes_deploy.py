@@ -82,9 +82,7 @@ def node_out(db: Session, node: Node) -> d.NodeOut:
 
 def _changed(ctx: Ctx, node: Node) -> d.NodeOut:
     """Commit a change to a node and have the node controller act on it now."""
-    out = ctx.commit(node_out(ctx.db, node))
-    ctx.services.wake("nodes")
-    return out
+    return ctx.commit_and_wake(node_out(ctx.db, node), "nodes")
 
 
 def _node_input(body: d.NodeCreate | d.NodeUpdate) -> deploy.NodeInput:
@@ -365,7 +363,7 @@ def create_alias(project_id: str, body: d.AliasCreate, ctx: CtxDep) -> d.AliasOu
         metadata=body.metadata,
         public=body.public,
     )
-    return ctx.commit(alias_out(ctx.db, a))
+    return ctx.commit_and_wake(alias_out(ctx.db, a), "dataplane")  # the route at once
 
 
 @router.get(
@@ -391,7 +389,7 @@ def update_alias(project_id: str, alias: str, body: d.AliasUpdate, ctx: CtxDep) 
         metadata=body.metadata,
         public=body.public,
     )
-    return ctx.commit(alias_out(ctx.db, a))
+    return ctx.commit_and_wake(alias_out(ctx.db, a), "dataplane")  # the route at once
 
 
 @router.delete(
@@ -399,7 +397,7 @@ def update_alias(project_id: str, alias: str, body: d.AliasUpdate, ctx: CtxDep) 
 )
 def delete_alias(project_id: str, alias: str, ctx: CtxDep) -> None:
     deploy.delete_alias(ctx.db, ctx.me, project_id, alias)
-    ctx.commit(None)
+    ctx.commit_and_wake(None, "dataplane")
 
 
 @router.get(

@@ -30,7 +30,13 @@ end
 
 local function active(name)
   local be = core.backends[name]
-  return be ~= nil and be:get_srv_act() > 0
+  if be == nil then
+    return false
+  end
+  if be.get_srv_act ~= nil then
+    return be:get_srv_act() > 0
+  end
+  return (tonumber(be:get_stats()["act"]) or 0) > 0 -- HAProxy before 2.8 (a setting may name 2.6)
 end
 
 -- A backend by weight among the choices `eligible` keeps (nil when none with a weight is).

@@ -6,8 +6,12 @@ three rules per response (build the key, track it, add one); counting a bucket a
 rule, as before, took ~75 rule evaluations per response, which the gateway's median latency paid.
 Atoll reads the table each second and adds up what grew.
 
-HAProxy's own answers (429, 503, 504, 413, …) never reach the response rules: each is logged
-instead, one line with the same fields in a ring in HAProxy's memory, which Atoll follows.
+A request the node's rules refuse (413 body too big, 429 every instance busy) is counted the
+same way before its answer. HAProxy's own 503, 504 and 502 pass no rule that can count (HAProxy
+2.6, which a setting may name, cannot count after the response): only what went wrong is logged
+(`option dontlog-normal`), one line with the same fields in a ring in HAProxy's memory, which
+Atoll follows; a logged response the rules counted already (a 5xx from an instance) carries its
+key after a space, and Atoll leaves it out.
 
 The latency is from the request's arrival (so time held for a first instance counts) to the
 response's headers: for a streamed answer, its first byte. The gRPC status is the response
@@ -18,6 +22,7 @@ counts as OK.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import grpc
@@ -102,6 +107,17 @@ def delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
         grown = n - old if n >= old else n
         if grown:
             out[key] = grown
+    return out
+
+
+def uncounted(lines: Iterable[str]) -> dict[str, int]:
+    """Log lines (``<fields> <key or ->``) of responses the counters did not count → their
+    fields → how many."""
+    out: dict[str, int] = {}
+    for line in lines:
+        fields, _, key = line.strip().partition(" ")
+        if key in ("", "-"):
+            out[fields] = out.get(fields, 0) + 1
     return out
 
 

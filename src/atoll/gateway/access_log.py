@@ -3,8 +3,8 @@
 HAProxy counts each instance's responses by alias, node, status, gRPC status and latency bucket
 itself (dataplane/counters.py); this feed reads the counters every second and adds what changed
 into a Recorder (metrics.py), which feeds both the store's 10-second buckets (the node and alias
-pages' charts) and the Prometheus exposition. HAProxy's own answers (429, 503, …) are logged
-instead, a line each in a ring in its memory, which the feed follows through the runtime API.
+pages' charts) and the Prometheus exposition. HAProxy's own 503, 504 and 502 are logged instead,
+a line each in a ring in its memory, which the feed follows through the runtime API.
 While `atoll up` is down, or across a reload, what is served goes uncounted: serving goes on.
 """
 
@@ -87,13 +87,10 @@ class AccessLogFeed:
         self._names_at = time.monotonic()
 
     def count(self, lines: list[bytes]) -> None:
-        """Log lines of HAProxy's own answers to routed requests (429, 503, …), with the
-        counters' fields (dataplane/counters.py): each counts one response."""
-        seen: dict[str, int] = {}
-        for line in lines:
-            text = line.decode(errors="replace").strip()
-            seen[text] = seen.get(text, 0) + 1
-        self._add_all(counters.tally(seen))
+        """Log lines of what went wrong (dataplane/counters.py): HAProxy's own answers to routed
+        requests (503, 504, 502) count one response each; a line that carries the key the
+        counters counted it under (after the space) is left out."""
+        self._add_all(counters.tally(counters.uncounted(line.decode(errors="replace") for line in lines)))
 
     def read_counters(self) -> None:
         """What HAProxy counted since the last reading, into the recorder."""

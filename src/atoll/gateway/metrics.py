@@ -4,8 +4,8 @@ The data plane counts requests itself (dataplane/counters.py); this adds its rea
 ``/metrics`` renders the running totals in Prometheus text format (through prometheus-client,
 so scrapers get the standard exposition):
 ``node_requests``, ``node_http_codes`` and ``node_grpc_codes`` (label ``code``: the HTTP status,
-the gRPC status's name), ``node_request_durations`` (a histogram,
-seconds) with labels ``node_id`` and ``node_name``, and the ``alias_*`` series with ``alias_name``.
+the gRPC status's name), ``node_request_durations`` (a histogram, seconds) with labels ``node_id``
+and ``node_name``, and the ``alias_*`` series with ``alias_name``.
 The current 10-second bucket is also written to the store every few seconds (``DeployMetric``)
 for the node and alias pages' charts.
 """

@@ -123,8 +123,12 @@ class WebCtx:
         """The URL users reach us at: ATOLL_PUBLIC_URL, else what this browser used."""
         return self.settings.public_url.rstrip("/") or str(self.request.base_url).rstrip("/")
 
-    def commit(self) -> None:
+    def commit(self, wake: str = "") -> None:
+        """Commit; with ``wake``, have that controller act on the change now (api/deps.Ctx's
+        commit_and_wake)."""
         self.db.commit()
+        if wake:
+            self.request.app.state.services.wake(wake)
 
     def rollback(self) -> None:
         self.db.rollback()

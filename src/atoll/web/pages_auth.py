@@ -155,7 +155,7 @@ def create_token(ctx: Ctx) -> Response:
     try:
         days = forms.parse_int(values["expiresInDays"], "expiresInDays", 0) or None
         tok, raw = auth.create_token(ctx.db, ctx.me.user, values["name"], days)
-        ctx.commit()
+        ctx.commit(wake="dataplane")
     except DomainError as e:
         ctx.rollback()
         return account_page(ctx, error=FormError.of("token", e, values), status=e.status)
@@ -171,7 +171,7 @@ def tokens_redirect(ctx: Ctx) -> Response:
 @router.post("/account/tokens/{token_id}/revoke")
 def revoke_token(token_id: str, ctx: Ctx) -> Response:
     tok = auth.revoke_token(ctx.db, ctx.me.user, token_id)
-    ctx.commit()
+    ctx.commit(wake="dataplane")
     if ctx.htmx:
         return account_page(ctx, notice=f"Token {tok.name!r} revoked")
     return redirect(ctx, "/account", flash=f"Token {tok.name!r} revoked")

@@ -214,7 +214,7 @@ def create_alias(project_id: str, ctx: Ctx) -> Response:
         alias = deploy.create_alias(
             ctx.db, ctx.me, project_id, name=values["name"], nodes=entries, public=values["public"]
         )
-        ctx.commit()
+        ctx.commit(wake="dataplane")
     except NotFound:
         raise
     except DomainError as e:
@@ -394,7 +394,7 @@ def alias_nodes(project_id: str, alias: str, ctx: Ctx) -> Response:
             for i, (nid, w) in enumerate(zip(ids, weights, strict=False))
         ]
         deploy.update_alias(ctx.db, ctx.me, project_id, alias, nodes=entries)
-        ctx.commit()
+        ctx.commit(wake="dataplane")
     except NotFound:
         raise
     except DomainError as e:
@@ -410,7 +410,7 @@ def alias_nodes(project_id: str, alias: str, ctx: Ctx) -> Response:
 def alias_access(project_id: str, alias: str, ctx: Ctx) -> Response:
     public = ctx.value("public") in ("on", "true")
     a = deploy.update_alias(ctx.db, ctx.me, project_id, alias, public=public)
-    ctx.commit()
+    ctx.commit(wake="dataplane")
     what = "public: anyone may call it" if a.public else "private: callers need an Atoll token"
     return _alias_saved(ctx, project_id, alias, f"Alias {a.name} is {what}")
 
@@ -420,7 +420,7 @@ def alias_delete(project_id: str, alias: str, ctx: Ctx) -> Response:
     a = deploy.get_alias(ctx.db, ctx.me, project_id, alias)
     name = a.name
     deploy.delete_alias(ctx.db, ctx.me, project_id, alias)
-    ctx.commit()
+    ctx.commit(wake="dataplane")
     return redirect(ctx, f"/projects/{project_id}?tab=deploy", flash=f"Alias {name} deleted")
 
 
