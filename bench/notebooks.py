@@ -11,7 +11,7 @@ until the result of a first cell (``1+1``) comes back. That includes creating th
 this for all three; the poll interval (readiness, kernel creation retries) is the same, 50 ms.
 
 1. **Atoll** — a real ``atoll up`` on a free port (own data dir, environments cached in
-   ``~/.cache/atoll-test-envs`` like the tests). The clock starts at
+   the tests' environment cache). The clock starts at
    ``POST /api/v1/projects/{id}/notebook/open``, polls ``GET …/notebook`` until ``READY``, then
    reaches JupyterLab through the gateway, ``/nb/{id}/…``, with the Atoll API token as a bearer
    token. Each run is followed by ``…/notebook/stop`` and a wait for ``STOPPED``. It runs twice:
@@ -64,20 +64,18 @@ import httpx
 import websockets
 from procs import BenchError, Process, free_port, kill_group
 
+from atoll.envs import builtins
 from atoll.envs.build import EnvironmentBuilder
-from atoll.notebooks.server import (
-    NOTEBOOK_EXCLUDES,
-    NOTEBOOK_PYTHON,
-    NOTEBOOK_REQUIREMENTS,
-    jupyter_command,
-    notebook_environment,
-)
+from atoll.envs.interpreter import current_version
+from atoll.notebooks.server import jupyter_command, notebook_environment
 from atoll.runtime.local.proc_files import is_same_process, read_json
 
 BENCH_DIR = Path(__file__).resolve().parent
 WARM_NAME = "Atoll, warm pool"
 CACHE = Path.home() / ".cache" / "atoll-bench"
-ATOLL_ENVS_DIR = Path.home() / ".cache" / "atoll-test-envs"
+ATOLL_ENVS_DIR = (
+    Path("/var/cache/atoll-test-envs") if os.geteuid() == 0 else Path.home() / ".cache" / "atoll-test-envs"
+)
 
 JUPYTERHUB_REQUIREMENT = "jupyterhub==6.1.1"  # configurable-http-proxy: bench/jupyterhub/package.json
 HUB_USER = "bench"
@@ -438,7 +436,9 @@ def hub_environment() -> Path:
     # The same notebook packages, and the same one left out, as Atoll's: JupyterHub's single-user
     # servers then import exactly what Atoll's do.
     env = builder.build(
-        NOTEBOOK_PYTHON, [JUPYTERHUB_REQUIREMENT, *NOTEBOOK_REQUIREMENTS], excludes=NOTEBOOK_EXCLUDES
+        current_version(),
+        [JUPYTERHUB_REQUIREMENT, *builtins.DEFAULT.requirements()],
+        excludes=builtins.EXCLUDES,
     )
     return env.bin_dir
 

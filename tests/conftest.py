@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,12 @@ import pytest
 
 from tests.support import leaks
 from tests.support.postgres import create_database, running_postgres
-from tests.support.server import RunningServer, start_server
+from tests.support.server import ENV_CACHE, RunningServer, start_server
+
+# Every server the suite starts, in process or not, builds the built-in environments at its start
+# (envs/builtins.py): in one cache shared by all of them and kept across runs, that is once per
+# machine, not once per server. A test that wants its own cache sets ATOLL_ENVS_DIR itself.
+os.environ.setdefault("ATOLL_ENVS_DIR", str(ENV_CACHE))
 
 # Everything the suite starts inherits this mark, or works in a tree registered as the session's
 # (tests/support/leaks.py); the run fails if any of it is alive at the end.

@@ -23,6 +23,7 @@ from atoll.api.routes_access import router as access_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
 from atoll.api.routes_deploy import router as deploy_router
+from atoll.api.routes_environments import router as environments_router
 from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
@@ -46,6 +47,7 @@ API_ROUTERS = (
     tenancy_router,
     access_router,
     catalog_router,
+    environments_router,
     secrets_router,
     jobs_router,
     notebooks_router,

@@ -16,6 +16,7 @@ from pathlib import Path
 from atoll.capacity import Inventory
 from atoll.controllers.base import Controller
 from atoll.controllers.dataplane import DataPlaneController
+from atoll.controllers.environments import EnvironmentController
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
 from atoll.controllers.nodes import NodeController
@@ -78,6 +79,7 @@ class Services:
         self.logs = LogStore(data / "logs")
         self.blobs = BlobStore(data / "blobs")
         self.envs = EnvironmentBuilder(settings.envs_dir or data / "envs")
+        self.environments = EnvironmentController(self.envs, prebuild=settings.prebuild_environments)
         runtimes = build_runtimes(settings, self.logs, data)
         local = runtimes.pop("local")
         assert isinstance(local, LocalRuntime)
@@ -165,7 +167,15 @@ class Services:
     def controllers(self) -> list[Controller]:
         """Every reconcile loop the server runs, in start order (see controllers/base.py)."""
         plane = [self.data_plane] if self.data_plane is not None else []
-        return [self.workloads, self.jobs, self.notebooks, self.nodes, self.model_inbox, *plane]
+        return [
+            self.workloads,
+            self.jobs,
+            self.notebooks,
+            self.nodes,
+            self.model_inbox,
+            self.environments,
+            *plane,
+        ]
 
     async def start(self) -> None:
         if not self.settings.controllers:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Where built Python environments are cached (default DATA_DIR/envs). Several installations
     # (or test servers) may share one: builds are keyed by content and lock each other out.
     envs_dir: Path | None = None
+    # Build the built-in environments (envs/builtins.py) in the background at start, so the first
+    # notebook does not wait for them; off: the first one that needs an environment builds it.
+    prebuild_environments: bool = True
     # Notebooks (spec §3.3): the CPU load of a server's processes, in cores, that counts as
     # activity; and a factor on staleExecTimeoutMode's hour(s), for demos and tests only.
     notebook_idle_cpu: float = 0.05

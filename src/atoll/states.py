@@ -1,5 +1,5 @@
-"""Every state a job, workload, notebook server, notebook run, node and node instance can be in,
-with the moves allowed between them: the one place their names are spelled.
+"""Every state a job, workload, notebook server, notebook run, node, node instance and built-in
+environment can be in, with the moves allowed between them: the one place their names are spelled.
 
 A leaf module (it imports nothing of Atoll), so the server, the HTTP client and the CLI share it.
 The members are ``StrEnum``s: they are stored, compared and sent as the plain strings DataSphere's
@@ -206,6 +206,24 @@ INSTANCE_MOVES: dict[InstanceStatus, tuple[InstanceStatus, ...]] = {
     ),
     InstanceStatus.DELETING: (InstanceStatus.DELETED,),
     InstanceStatus.DELETED: (),
+}
+
+
+class EnvironmentStatus(StrEnum):
+    """A built-in environment on this machine (envs/builtins.py): waiting for its build, being
+    built, usable, or its last build failed (built again later, or at the next start)."""
+
+    PENDING = "PENDING"
+    BUILDING = "BUILDING"
+    READY = "READY"
+    FAILED = "FAILED"
+
+
+ENVIRONMENT_MOVES: dict[EnvironmentStatus, tuple[EnvironmentStatus, ...]] = {
+    EnvironmentStatus.PENDING: (EnvironmentStatus.BUILDING, EnvironmentStatus.READY),
+    EnvironmentStatus.BUILDING: (EnvironmentStatus.READY, EnvironmentStatus.FAILED),
+    EnvironmentStatus.READY: (),  # immutable: a changed lock file is another environment
+    EnvironmentStatus.FAILED: (EnvironmentStatus.BUILDING,),
 }
 
 

@@ -768,6 +768,10 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     # configurations
     ("GET", f"{V}/configurations"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/configurations")),
+    ("GET", f"{V}/environments"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/environments")),
+    ("GET", f"{V}/environments/{{name}}"): Case(
+        "catalog.view", "any", None, _w(lambda w: f"{V}/environments/datascience")
+    ),
     ("GET", f"{V}/configurations/{{name}}"): Case(
         "catalog.view", "any", None, _w(lambda w: f"{V}/configurations/c1.4")
     ),

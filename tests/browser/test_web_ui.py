@@ -296,6 +296,21 @@ def test_configurations_page_and_api_tokens(page: Page) -> None:
     expect(page.get_by_label("New API token")).to_have_count(0)  # shown once only
 
 
+def test_environments_page(page: Page) -> None:
+    """The built-in environments, with their packages and their build state on this machine."""
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Environments").first.click()
+    row = page.locator('tr[data-environment="datascience"]')
+    expect(row).to_contain_text("Data science")
+    expect(row).to_contain_text("default")
+    # Built at the server's start (the tests' cache has it after the first run: then at once).
+    expect(row.get_by_test_id("env-status")).to_have_text(re.compile("^(pending|building|ready)$"))
+    packages = page.locator('tr[data-environment-packages="datascience"] details')
+    packages.locator("summary").click()
+    expect(packages).to_contain_text("scikit-learn==")
+    expect(packages).to_contain_text("jupyterlab==")
+
+
 def test_pages_work_with_plain_full_page_loads(browser: Browser, server: RunningServer) -> None:
     """Without JavaScript (no htmx) tabs are links and forms post/redirect/get, with a flash message."""
     _, project_id = _community_and_project(server)

@@ -277,6 +277,19 @@ def test_bad_configs_fail_in_one_line_and_create_nothing(cli: ProjectCli, tmp_pa
     assert _job_count(cli) == before
 
 
+def test_a_configuration_the_community_refuses_is_named_as_refused(
+    cli: ProjectCli, admin: Cli, tmp_path: Path
+) -> None:
+    admin.ok("community", "restrictions", "set", "jobs-e2e", "--allow", "s1.1")
+    try:
+        (tmp_path / "config.yaml").write_text("cmd: echo\ncloud-instance-types: [s1.2]\n")
+        line = _one_error(cli.run("job", "execute", "-p", PROJECT, "-c", "config.yaml"))
+        assert "s1.2: not allowed in this project's community" in line, line
+        assert "fits" not in line, line  # it does fit the pool: that is not why it is refused
+    finally:
+        admin.ok("community", "restrictions", "set", "jobs-e2e", "--allow-all")
+
+
 def test_generate_requirements(cli: ProjectCli, tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text("import yaml\nimport json\n")
     cli.ok("generate-requirements", "main.py")

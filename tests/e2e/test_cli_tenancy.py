@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.cli import Cli
@@ -238,6 +239,24 @@ def test_restrictions_and_the_catalogue(world: World, admin: Cli) -> None:
     assert (
         admin.json("community", "restrictions", "set", "team", "--allow-all")["allowedConfigurations"] is None
     )
+
+
+def test_environments_are_listed_with_their_build(world: World, admin: Cli, server: RunningServer) -> None:
+    envs = admin.json("env", "list")
+    with server.api() as api:
+        assert envs == api.get("/environments").json()
+        missing = api.get("/environments/nope")
+        assert missing.status_code == 404 and missing.json()["errors"][0]["field"] == "name"
+    ds = next(e for e in envs if e["name"] == "datascience")
+    assert ds["default"] and ds["builtIn"] and ds["packagesLocked"] > 100
+    assert ds["status"] in ("PENDING", "BUILDING", "READY")
+    assert admin.json("env", "get", "datascience")["key"] == ds["key"]
+    table = admin.ok("env", "list").out
+    assert "datascience" in table and "PACKAGES" in table
+    line = admin.fail("env", "get", "nope")
+    assert "no environment named 'nope'" in line and "datascience" in line
+    # Any signed-in user may look; nobody who is not signed in.
+    assert httpx.get(f"{server.url}/api/v1/environments").status_code == 401
 
 
 def test_names_resolve_and_ambiguity_is_explained(world: World, admin: Cli) -> None:

@@ -25,9 +25,9 @@ from atoll.envs.build import EnvironmentBuilder
 from atoll.gateway.proxy import NotebookProxy, Upstream
 from atoll.notebooks.server import jupyter_command, notebook_environment, wait_ready
 from tests.support.postgres import free_port
+from tests.support.server import ENV_CACHE
 
 # Stable across runs, so only the first run pays for building JupyterLab's environment.
-ENV_CACHE = Path.home() / ".cache" / "atoll-test-envs"
 
 
 @dataclass

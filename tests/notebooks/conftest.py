@@ -16,10 +16,8 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.server import RunningServer, start_server
+from tests.support.server import ENV_CACHE, RunningServer, start_server
 
-# Shared with tests/gateway: only the first run on a machine builds JupyterLab's environment.
-ENV_CACHE = Path.home() / ".cache" / "atoll-test-envs"
 FAST = {
     "ATOLL_ENVS_DIR": str(ENV_CACHE),
     "ATOLL_CONTROLLER_TICK_S": "0.2",

@@ -16,6 +16,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from atoll.envs.builtins import DEFAULT
 from atoll.runtime.local.proc_files import is_same_process, read_json
 from tests.e2e.cli import Cli
 from tests.notebooks.conftest import (
@@ -31,6 +32,8 @@ from tests.notebooks.conftest import (
 )
 from tests.runtime.conftest import wait_for
 from tests.support.server import ADMIN_PASSWORD, RunningServer, start_server, user_password
+
+NUMPY = DEFAULT.version_of("numpy")
 
 
 def make_user(server: RunningServer, name: str) -> str:
@@ -63,7 +66,9 @@ def test_open_run_cell_and_only_developers_get_in(atoll: RunningServer) -> None:
     assert nb["idle"]["timeout"] == "10800s" and nb["idle"]["secondsLeft"] > 10000
 
     kernel = Kernel(atoll, pid)
-    assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
+    # The default environment's data-science stack, as locked in the repository (issue 17).
+    stack = "import pandas, sklearn, matplotlib, scipy, xgboost, lightgbm, numpy"
+    assert kernel.run(f"{stack}; print(numpy.__version__)").strip() == NUMPY
     # The project's storage is the server's root and its working dir.
     assert kernel.run("import os; print(os.environ['DS_PROJECT_HOME'] == os.getcwd())").strip() == "True"
     jupyter_token = notebook_secret(atoll, pid).secret
@@ -358,7 +363,7 @@ def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
         # Kernels run on the project's own layer (where %pip installs go), as after a fresh start.
         assert out[1] == str(server.data_dir / "projects" / pid / "notebook-env" / "bin" / "python")
         assert out[2] == "True"
-        assert kernel.run("import numpy; print(numpy.__version__)").strip() == "2.3.5"
+        assert kernel.run("import numpy; print(numpy.__version__)").strip() == NUMPY
         jupyter_token = notebook_secret(server, pid).secret
         # The warm process got the secret with its claim, and its kernels do not inherit it.
         assert jupyter_token not in kernel.run("import os; print(os.environ)")
@@ -383,3 +388,15 @@ def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
     # A server that shuts down takes its warm processes with it.
     assert not left
     assert not is_same_process(refilled[0]["pid"], refilled[0]["start_time"])
+
+
+def test_shut_down_from_jupyterlab_is_a_stop_not_a_failure(atoll: RunningServer) -> None:
+    """File › Shut Down posts /api/shutdown: JupyterLab exits 0, on purpose (issue 17, item 8)."""
+    pid = new_project(atoll, "nb-shutdown")["id"]
+    open_and_wait(atoll, pid)
+    headers = {"Authorization": f"Bearer {atoll.admin_token}"}
+    r = httpx.post(f"{atoll.url}/nb/{pid}/api/shutdown", headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    nb = wait_state(atoll, pid, ("STOPPED", "FAILED"), 60)
+    assert nb["state"] == "STOPPED", nb
+    assert nb["detail"] == "shut down from JupyterLab (File › Shut Down)"

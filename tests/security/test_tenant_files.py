@@ -236,7 +236,9 @@ def test_another_projects_saved_model_cannot_be_read(
 def test_no_file_under_the_data_dir_is_world_readable(srv: RunningServer, api: httpx.Client) -> None:
     """After the scenarios above (jobs, outputs, datasets, secrets): nothing is open to other users.
     Python environments are shared by every project's workloads by design (see docs/security.md)
-    and the SDK dir holds only a link to Atoll's package: both are left out."""
+    and the SDK dir holds only a link to Atoll's package: both are left out. So are a workload's
+    passwd and group files (runtime/local/accounts.py): copies of the host's world-readable ones
+    with its own entry, which its user must read."""
     shared = {srv.data_dir / "envs", srv.data_dir / "sdk"}
     found = []
     for dirpath, dirnames, filenames in os.walk(srv.data_dir):
@@ -245,6 +247,8 @@ def test_no_file_under_the_data_dir_is_world_readable(srv: RunningServer, api: h
             continue
         for name in dirnames + filenames:
             if Path(dirpath, name) in shared:
+                continue
+            if Path(dirpath).parent == srv.data_dir / "runtime" and name in ("passwd", "group"):
                 continue
             st = os.lstat(os.path.join(dirpath, name))
             if stat.S_ISLNK(st.st_mode):

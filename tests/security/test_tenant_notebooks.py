@@ -26,9 +26,7 @@ PORT = 18766
 
 @pytest.fixture(scope="module")
 def srv() -> Iterator[RunningServer]:
-    # Its environments in its data dir: the shared test cache is in root's home, closed to others.
-    env = {k: v for k, v in FAST.items() if k != "ATOLL_ENVS_DIR"}
-    with root_server("atoll-nbsec-", {**env, "ATOLL_NOTEBOOK_WARM_POOL": "1"}) as server:
+    with root_server("atoll-nbsec-", {**FAST, "ATOLL_NOTEBOOK_WARM_POOL": "1"}) as server:
         yield server
 
 

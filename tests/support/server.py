@@ -18,6 +18,14 @@ from tests.support.postgres import free_port
 
 ADMIN_PASSWORD = "admin-pass-1234"
 
+# Built environments shared by every test server that names it (ATOLL_ENVS_DIR), kept across runs:
+# only the first run on a machine builds JupyterLab's and the built-in ones. As root it lies where
+# per-project users may pass (a root server's workloads run from it), and out of /tmp and /var/tmp,
+# which a workload sees as its own project's.
+ENV_CACHE = (
+    Path("/var/cache/atoll-test-envs") if os.geteuid() == 0 else Path.home() / ".cache" / "atoll-test-envs"
+)
+
 
 def user_password(username: str) -> str:
     """A password for a test account that the password policy accepts (long, hard to guess)."""

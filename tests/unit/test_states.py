@@ -12,6 +12,7 @@ import pytest
 
 from atoll import states
 from atoll.states import (
+    ENVIRONMENT_MOVES,
     INSTANCE_MOVES,
     JOB_MOVES,
     JOB_TERMINAL,
@@ -27,7 +28,15 @@ from atoll.states import (
 )
 
 SRC = Path(states.__file__).parent
-TABLES = [JOB_MOVES, WORKLOAD_MOVES, NOTEBOOK_MOVES, NOTEBOOK_RUN_MOVES, NODE_MOVES, INSTANCE_MOVES]
+TABLES = [
+    JOB_MOVES,
+    WORKLOAD_MOVES,
+    NOTEBOOK_MOVES,
+    NOTEBOOK_RUN_MOVES,
+    NODE_MOVES,
+    INSTANCE_MOVES,
+    ENVIRONMENT_MOVES,
+]
 # Words that are also HTTP methods or Docker's field names; they name no state where they appear.
 NOT_STATES = {"DELETE", "Created"}
 

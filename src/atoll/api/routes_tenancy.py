@@ -280,6 +280,7 @@ def create_project(body: ProjectCreate, ctx: CtxDep) -> ProjectOut:
         labels=body.labels,
         project_settings=_settings_dict(body.settings),
         limits=body.limits.model_dump(by_alias=True, exclude_unset=True) if body.limits else None,
+        inventory=ctx.inventory,
     )
     return ctx.commit(project_out(ctx.db, p))
 

@@ -205,6 +205,44 @@ def _data_plane(settings: Any) -> dict[str, Any]:
     }
 
 
+def _environments(settings: Any) -> dict[str, Any]:
+    """The built-in environments in this installation's cache, and the Pythons uv finds here."""
+    import time
+
+    from atoll.envs.build import EnvironmentBuilder, metadata
+    from atoll.envs.builtins import BUILTINS
+
+    builder = EnvironmentBuilder(settings.envs_dir or settings.data_dir / "envs")
+    found = []
+    for env in BUILTINS.values():
+        built = env.lookup(builder) if builder.cache_dir.exists() else None
+        since = builder.building_since(env.key()) if builder.cache_dir.exists() and built is None else None
+        item: dict[str, Any] = {"name": env.name, "built": built is not None, "building": since is not None}
+        if built is not None:
+            meta = metadata(built)
+            size = meta.get("size_bytes")
+            item["message"] = f"ready: {meta.get('packages')} packages" + (
+                f", {int(size) / 1e9:.1f} GB" if isinstance(size, int) else ""
+            )
+        elif since is not None:
+            item["message"] = f"building for {time.time() - since:.0f} s (`atoll up` started it)"
+        else:
+            item["message"] = "not built yet: `atoll up` builds it in the background at start"
+        found.append(item)
+    try:
+        pythons = builder.available_pythons()
+    except (OSError, FileNotFoundError) as e:
+        pythons, found_error = [], str(e)
+    else:
+        found_error = ""
+    return {
+        "cache": str(builder.cache_dir),
+        "builtIn": found,
+        "pythons": pythons,
+        "pythonsError": found_error,
+    }
+
+
 def _server(url: str) -> dict[str, Any]:
     try:
         with Client(url, anonymous=True) as c:
@@ -241,6 +279,7 @@ def report(url: str | None = None) -> dict[str, Any]:
         "server": _server(server_url),
         "dataPlane": _data_plane(settings),
         "isolation": _isolation(settings),
+        "environments": _environments(settings),
     }
 
 
@@ -277,6 +316,20 @@ def _print_table(r: dict[str, Any]) -> None:
         ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
         ("data plane", _mark(r["dataPlane"]["ok"]), r["dataPlane"]["message"]),
     ]
+    envs = r["environments"]
+    for env in envs["builtIn"]:  # not a failure: the first notebook waits for it
+        status = (
+            "[green]ready[/]"
+            if env["built"]
+            else "[yellow]building[/]"
+            if env["building"]
+            else "[yellow]pending[/]"
+        )
+        rows.append((f"environment: {env['name']}", status, env["message"]))
+    pythons = ", ".join(envs["pythons"]) or envs["pythonsError"] or "none found"
+    rows.append(
+        ("python versions", _mark(bool(envs["pythons"])), f"{pythons} (env.python.version may name these)")
+    )
     for iso in r["isolation"]:  # not a failure: a single-team install may run without it
         status = "[green]isolated[/]" if iso["inForce"] else "[yellow]shared[/]"
         rows.append((f"isolation: {iso['what']}", status, iso["detail"]))

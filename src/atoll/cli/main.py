@@ -20,6 +20,7 @@ from atoll.cli import (
     communities,
     configs,
     doctor,
+    environments,
     groups,
     invites,
     members,
@@ -96,6 +97,7 @@ app.add_typer(members.app, name="member")
 app.add_typer(invites.app, name="invite")
 app.add_typer(groups.app, name="group")
 app.add_typer(configs.app, name="config")
+app.add_typer(environments.app, name="env")
 app.add_typer(tokens.app, name="token")
 app.add_typer(billing.app, name="billing-account")
 app.add_typer(users.app, name="user")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from atoll.controllers.models import workload_env as model_env
 from atoll.domain import workloads
+from atoll.envs import builtins
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.sdk import sdk_path
 from atoll.jobspec.archive import ArchiveError, extract
@@ -152,6 +153,15 @@ class JobWorkspace:
             built = environment.python_env()
             python_env = workloads.PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
             say(f"environment ready: {environment.key[:12]}")
+        elif cfg.env.image is None:
+            # No env.python: the installation's default environment, as a notebook has it (a
+            # container's image brings its own Python).
+            default = builtins.DEFAULT
+            if default.lookup(self.envs) is None:
+                say(f"waiting for the {default.title} environment: it is built once per machine")
+            built = default.build(self.envs).python_env()
+            python_env = workloads.PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
+            say(f"environment: {default.name} (built-in)")
         env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
         # atoll.models.save/load, where the workload sees Atoll's files (the job's own PYTHONPATH,
         # if any, comes first).

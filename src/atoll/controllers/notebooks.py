@@ -31,6 +31,7 @@ from atoll.controllers.notebook_runs import NotebookRuns
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
+from atoll.envs import builtins
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.envs.sdk import sdk_path
 from atoll.notebooks.activity import ActivityBoard
@@ -170,6 +171,11 @@ class NotebookController:
                 return
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
+            if builtins.DEFAULT.lookup(self.envs) is None:  # the first server on this machine
+                server.detail = (
+                    f"waiting for the {builtins.DEFAULT.title} environment: it is built once per machine "
+                    "(about a minute with a fast network)"
+                )
         overlay, home = self._environment(project_id, run_as)
         state_dir = self.projects_root / project_id / "jupyter"
         port = pick_port()
@@ -182,7 +188,13 @@ class NotebookController:
                 return
             token = self.box.open(server.token)
             argv, jenv = jupyter_command(
-                overlay.python, port, nbs.base_path(project_id), home, token, state_dir
+                overlay.python,
+                port,
+                nbs.base_path(project_id),
+                home,
+                token,
+                state_dir,
+                base_prefix=notebook_environment(self.envs).path,  # built by _environment above
             )
             if run_as is not None:  # all of it: the config Atoll just wrote (as root) included
                 with Tree(state_dir) as state:
@@ -309,6 +321,9 @@ class NotebookController:
         self._forget(server.id)
         if wl.desired == Desired.STOP:
             nbs.finish(server, NotebookState.STOPPED, wl.stop_reason or server.detail or "stopped")
+            return
+        if wl.exit_code == 0:  # JupyterLab's File › Shut Down (or `jupyter server stop`): on purpose
+            nbs.finish(server, NotebookState.STOPPED, "shut down from JupyterLab (File › Shut Down)")
             return
         detail = wl.stop_reason or f"JupyterLab exited (code {wl.exit_code})"
         tail = self._stderr_tail(wl.id)

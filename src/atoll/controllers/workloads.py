@@ -333,6 +333,8 @@ class WorkloadController:
             gpu_ids=d.gpu_ids,
             labels={"kind": wl.kind, "owner": wl.owner_id, "project": wl.project_id},
             run_as=run_as,
+            # Its login name is its project's: the terminal prompt and `whoami` say whose it is.
+            user_name=project.name if project is not None and run_as is not None else None,
             warm=spec.warm,
             image=spec.image,
             container_ports=tuple(spec.container_ports),

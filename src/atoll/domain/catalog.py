@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from atoll.capacity import Inventory
 from atoll.domain import access
 from atoll.domain.access import Action, Principal
 from atoll.errors import Invalid, NotFound
-from atoll.store.tables import Configuration
+from atoll.states import WORKLOAD_STARTED
+from atoll.store.tables import Configuration, WorkloadRow
 
 SHIPPED_CATALOG = Path(__file__).with_name("catalog.yaml")
 ACCESS_TIERS = ("everyone", "deposit", "business", "local")
@@ -144,6 +146,52 @@ def availability(cfg: Configuration, inv: Inventory, overcommit: float = 1.0) ->
             False, f"needs {cfg.ram_gb:g} GB RAM; the pool has {inv.memory_gb * overcommit:g} GB"
         )
     return Availability(True, "fits the compute pool")
+
+
+# DataSphere's default configuration (spec §3.2): what a project runs on when it names none.
+FALLBACK_CONFIGURATION = "c1.4"
+
+
+@dataclass(frozen=True)
+class FreeNow:
+    """What the compute pool has left at this moment (overcommit applied)."""
+
+    cpus: float
+    memory_gb: float
+    total_cpus: float
+
+    def fits(self, cfg: Configuration) -> bool:
+        return cfg.vcpu <= self.cpus + 1e-9 and cfg.ram_gb <= self.memory_gb + 1e-9
+
+    def note(self) -> str:
+        """Why a configuration that fits the pool would wait now."""
+        return f"busy now: {max(self.cpus, 0):g} of {self.total_cpus:g} vCPU free, it would queue"
+
+
+def free_now(db: Session, inv: Inventory, overcommit: float = 1.0) -> FreeNow:
+    """The pool's CPUs and memory not held by a running workload (the scheduler's view, summed
+    over the machines: a picker's hint, not a promise)."""
+    sizes = {c.name: (c.vcpu, c.ram_gb) for c in db.scalars(select(Configuration))}
+    cpus, memory = inv.cpus * overcommit, inv.memory_gb * overcommit
+    for name in db.scalars(select(WorkloadRow.configuration).where(WorkloadRow.state.in_(WORKLOAD_STARTED))):
+        vcpu, ram = sizes.get(name or "", (0.0, 0.0))
+        cpus, memory = cpus - vcpu, memory - ram
+    return FreeNow(cpus=cpus, memory_gb=memory, total_cpus=inv.cpus * overcommit)
+
+
+def fitting_default(
+    db: Session, inv: Inventory, overcommit: float, allowed: Callable[[str], bool], fallback: str
+) -> str | None:
+    """The configuration a new project should default to when ``fallback`` (DataSphere's c1.4)
+    cannot run here: the largest enabled CPU configuration that fits this machine's pool and that
+    ``allowed`` (the community's allow-list) lets through. None when ``fallback`` can run, or
+    when nothing else can either (its own error then says why)."""
+    configs = list(db.scalars(select(Configuration)))
+    fits = [c for c in configs if not c.gpu_count and availability(c, inv, overcommit).available]
+    usable = [c for c in fits if allowed(c.name)]
+    if any(c.name == fallback for c in usable) or not usable:
+        return None
+    return max(usable, key=lambda c: (c.vcpu, c.ram_gb, c.name)).name
 
 
 def list_configurations(db: Session, p: Principal) -> list[Configuration]:

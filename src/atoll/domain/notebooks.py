@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from atoll.domain import communities, tenancy
 from atoll.domain.access import Action, Principal
+from atoll.domain.catalog import FALLBACK_CONFIGURATION
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
@@ -26,8 +27,6 @@ from atoll.errors import Conflict, Invalid
 from atoll.states import NOTEBOOK_FINISHED, NotebookState
 from atoll.store.tables import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
 
-# The configuration DataSphere falls back to when a project names none (spec §3.2).
-FALLBACK_CONFIGURATION = "c1.4"
 STALE_EXEC_SECONDS = {"ONE_HOUR": 3600, "THREE_HOURS": 3 * 3600, "NO_TIMEOUT": None}
 
 

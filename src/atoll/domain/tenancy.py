@@ -7,8 +7,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from atoll.domain import access
+from atoll.capacity import Inventory
+from atoll.domain import access, catalog
 from atoll.domain.access import Action, Principal, ResourceType
+from atoll.domain.catalog import FALLBACK_CONFIGURATION
 from atoll.domain.communities import configuration_allowed
 from atoll.domain.validation import (
     check_description,
@@ -153,7 +155,11 @@ def create_project(
     labels: dict[str, Any] | None = None,
     project_settings: dict[str, Any] | None = None,
     limits: dict[str, Any] | None = None,
+    inventory: Inventory | None = None,
 ) -> Project:
+    """A new project in the community. ``inventory``: this installation's compute pool; where
+    DataSphere's default configuration (c1.4) cannot run on it (a 2-core machine), the project's
+    default becomes the largest configuration that can, so that its first job runs as written."""
     c = db.get(Community, community_id)
     if c is None or not access.can(db, p, Action.COMMUNITY_VIEW, c):
         raise Invalid(f"community {community_id!r} not found", field="communityId")
@@ -172,6 +178,14 @@ def create_project(
     )
     _apply_settings(db, c, project, project_settings or {})
     _apply_limits(project, limits or {}, prefix="limits.")
+    if project.default_configuration is None and inventory is not None:
+        project.default_configuration = catalog.fitting_default(
+            db,
+            inventory,
+            settings.pool_overcommit,
+            lambda name: configuration_allowed(c, name),
+            FALLBACK_CONFIGURATION,
+        )
     db.add(project)
     db.flush()
     access.grant_creator(db, p, ResourceType.PROJECT, project.id)

@@ -11,6 +11,7 @@ uv never downloads a Python here: the version must be installed on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -172,6 +174,9 @@ class EnvironmentBuilder:
         self._envs = self.cache_dir / "envs"
         self._tmp = self.cache_dir / "tmp"
         self._locks = self.cache_dir / "locks"
+        self._running: set[subprocess.Popen[str]] = set()
+        self._running_lock = threading.Lock()
+        self._cancelled = False
 
     # -- uv
 
@@ -189,23 +194,45 @@ class EnvironmentBuilder:
         if user is not None:
             env["UV_NO_CACHE"] = "1"
             env.pop("UV_CACHE_DIR", None)
-        try:
-            return subprocess.run(
+        with self._running_lock:
+            if self._cancelled:
+                raise BuildFailed("the server is stopping: the environment was not built")
+            proc = subprocess.Popen(
                 [self.uv, *args],
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
-                timeout=self.timeout,
                 env=env,
-                check=False,
                 # Shared envs are read by every project's workloads: readable, never writable.
                 umask=0o022 if user is None else 0o077,
                 user=user[0] if user else None,
                 group=user[1] if user else None,
                 extra_groups=[] if user else None,
                 cwd="/" if user else None,
+                # In the server's own process group: a server killed outright takes uv with it.
             )
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            _kill(proc)
             raise BuildFailed(f"building the environment took longer than {self.timeout:.0f} s") from None
+        finally:
+            with self._running_lock:
+                self._running.discard(proc)
+        if self._cancelled:
+            raise BuildFailed("the server is stopping: the environment was not built")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def cancel(self) -> None:
+        """Stop every uv this builder runs, now and later (at server shutdown): a build in flight
+        fails and leaves nothing behind but its temp dir's removal."""
+        with self._running_lock:
+            self._cancelled = True
+            running = list(self._running)
+        for proc in running:  # the building thread reaps it (its communicate() returns)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                proc.kill()
 
     def available_pythons(self) -> list[str]:
         """major.minor of every Python installed on this machine that uv can use."""
@@ -251,6 +278,26 @@ class EnvironmentBuilder:
         if not (path / _META).is_file():
             return None
         return Environment(path=path, python=path / "bin" / "python", key=key)
+
+    def building_since(self, key: str) -> float | None:
+        """When the build of ``key`` in progress began (by any process sharing this cache), or
+        None when none is: a build holds the key's lock and works in a temp dir of its own."""
+        lock = self._locks / f"{key}.lock"
+        try:
+            with open(lock, "a+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+                return None
+        except BlockingIOError:
+            pass
+        except OSError:
+            return None
+        work = (
+            sorted(self._tmp.glob(f"{key[:16]}-*"), key=lambda d: d.stat().st_mtime)
+            if self._tmp.exists()
+            else []
+        )
+        return work[-1].stat().st_mtime if work else lock.stat().st_mtime
 
     @contextmanager
     def _lock(self, key: str) -> Iterator[None]:
@@ -388,6 +435,8 @@ class EnvironmentBuilder:
                 "pip": dataclasses.asdict(pip_options or PipOptions()),
                 "excludes": excludes,
                 "build_seconds": round(time.monotonic() - started, 3),
+                "size_bytes": _size(venv),
+                "packages": len(list(site_packages(venv).glob("*.dist-info"))),
             }
             (venv / _META).write_text(json.dumps(meta, indent=2))
             final = self._envs / key
@@ -397,6 +446,39 @@ class EnvironmentBuilder:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return Environment(path=final, python=final / "bin" / "python", key=key)
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a uv run (by its pid, which it holds until we reap it) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
+        proc.communicate(timeout=10)
+
+
+def _size(root: Path) -> int:
+    """Bytes under ``root`` (each file once: uv hard-links files from its cache)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for d, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(d, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def metadata(env: Environment) -> dict[str, object]:
+    """What the environment's build recorded (requirements, build time, size, packages)."""
+    try:
+        data: dict[str, object] = json.loads((env.path / _META).read_text())
+        return data
+    except (OSError, ValueError):
+        return {}
 
 
 def site_packages(venv: Path) -> Path:

@@ -121,9 +121,7 @@ class JobClient:
             and catalogue[n].get("allowed") is not False
         ]
         if not usable:
-            reasons = "; ".join(
-                f"{n}: {catalogue[n].get('availabilityReason') or 'unavailable'}" for n in types
-            )
+            reasons = "; ".join(f"{n}: {_why_not(catalogue[n])}" for n in types)
             raise AtollError(
                 f"{field}: none of {', '.join(types)} can run on this installation ({reasons}); "
                 "choose one that can: `atoll config list`"
@@ -366,3 +364,13 @@ def safe_extract(archive: Path, dest: Path) -> None:
         extract(archive, dest)
     except ArchiveError as e:
         raise AtollError(str(e)) from None
+
+
+def _why_not(cfg: dict[str, Any]) -> str:
+    """Why a catalogue entry cannot run a job: the community's allow-list first (the entry may
+    well fit the pool), then the machine."""
+    if cfg.get("allowed") is False:
+        return "not allowed in this project's community"
+    if not cfg.get("enabled", True):
+        return "disabled by the administrator"
+    return str(cfg.get("availabilityReason") or "unavailable")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from atoll.envs import builtins
 from atoll.envs.build import Environment, EnvironmentBuilder
-from atoll.envs.interpreter import current_version
 from atoll.storage.safepath import Tree
 
 # The environment variable that hands a server its secret (read, then removed, by
@@ -29,24 +29,6 @@ from atoll.storage.safepath import Tree
 SECRET_ENV = "ATOLL_NOTEBOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 # Where jupyter_command copies the identity provider, and the name it is imported under.
 IDENTITY_MODULE = "atoll_jupyter_identity"
-
-# The Python Atoll itself runs on: installed wherever Atoll is, so a fresh machine needs no other.
-NOTEBOOK_PYTHON = current_version()
-# Pinned so that every project gets the same, tested JupyterLab; bump deliberately. pip is there
-# for %pip install (into the project's own layer, see EnvironmentBuilder.overlay); numpy because
-# a data-science notebook without it is not one.
-NOTEBOOK_REQUIREMENTS: tuple[str, ...] = (
-    "jupyterlab==4.6.6",
-    "ipykernel==7.4.0",
-    "numpy==2.3.5",
-    "pip==25.3",
-)
-
-# Left out of the environment although jupyter-events' jsonschema[format-nongpl] asks for it: it
-# builds ~35 Lark parsers at import (≈0.9 s of a 1.7 s JupyterLab start here) for the "iri" string
-# format, which no Jupyter schema uses (jupyter_server#1559). A notebook that validates IRIs with
-# jsonschema can `%pip install rfc3987-syntax` into its project.
-NOTEBOOK_EXCLUDES: tuple[str, ...] = ("rfc3987-syntax",)
 
 # Lab plugins that reach for the network on their own (news feed, update check): no network
 # reach-outs from a self-hosted server, and the checks fail slowly where there is no internet.
@@ -67,11 +49,12 @@ WARM_MODULES: tuple[str, ...] = (
 
 
 def notebook_environment(builder: EnvironmentBuilder) -> Environment:
-    """The base environment notebook servers run in: Atoll's Python with JupyterLab and ipykernel.
+    """The base environment notebook servers run in: the default built-in environment (Atoll's
+    Python, JupyterLab and the data-science stack, see envs/builtins.py).
 
     Built once per machine (the builder caches by content), so later calls return at once.
     """
-    return builder.build(NOTEBOOK_PYTHON, list(NOTEBOOK_REQUIREMENTS), excludes=NOTEBOOK_EXCLUDES)
+    return builtins.DEFAULT.build(builder)
 
 
 def pick_port() -> int:
@@ -108,6 +91,9 @@ if '{IDENTITY_MODULE}' not in sys.modules:
     _spec.loader.exec_module(_module)
 c.ServerApp.identity_provider_class = sys.modules['{IDENTITY_MODULE}'].AtollIdentityProvider
 c.IdentityProvider.token = ''
+# Terminals run the user's shell as it is, not as a login shell (Jupyter's default when not on a
+# tty): /etc/profile would reset PATH and lose the project's environment.
+c.ServerApp.terminado_settings = {{'shell_command': [os.environ.get('SHELL') or '/bin/sh']}}
 """
 
 
@@ -138,7 +124,13 @@ def _write_config(state: Tree) -> None:
 
 
 def jupyter_command(
-    python: Path, port: int, base_url: str, root_dir: Path, token: str, state_dir: Path
+    python: Path,
+    port: int,
+    base_url: str,
+    root_dir: Path,
+    token: str,
+    state_dir: Path,
+    base_prefix: Path | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """argv and env vars to run ``jupyter lab`` for one project.
 
@@ -150,6 +142,9 @@ def jupyter_command(
     merges it over the workload's environment.
     ``base_url`` must be the public prefix the gateway serves the server under (``/nb/<project>/``):
     Jupyter builds its links and redirects from it.
+    ``base_prefix``: the environment ``python``'s project layer lies over (EnvironmentBuilder.overlay).
+    Jupyter finds its server extensions (terminals, Git) and lab extensions (widgets, Git) under
+    ``sys.prefix``, which is the layer's: the base's are named to it here.
     """
     state_dir = Path(state_dir)
     config_dir, data_dir, runtime_dir = state_dir / "config", state_dir / "data", state_dir / "runtime"
@@ -188,7 +183,11 @@ def jupyter_command(
         "JUPYTER_RUNTIME_DIR": str(runtime_dir),
         "JUPYTER_PLATFORM_DIRS": "1",
         "IPYTHONDIR": str(state_dir / "ipython"),
+        "SHELL": "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh",  # the terminals' shell
     }
+    if base_prefix is not None:
+        env["JUPYTER_CONFIG_PATH"] = str(Path(base_prefix) / "etc" / "jupyter")
+        env["JUPYTER_PATH"] = str(Path(base_prefix) / "share" / "jupyter")
     return argv, env
 
 

@@ -122,6 +122,10 @@ class Workload:
     # (uid, gid) the command runs as; None: the server's own user. A root server gives each
     # project its own uid, so a workload can read neither the server's files nor other projects'.
     run_as: tuple[int, int] | None = None
+    # The login name of run_as (its project's): with a private mount namespace the workload sees a
+    # passwd and a group entry under that name (runtime/local/accounts.py), and USER/LOGNAME are
+    # set, so whoami, getpass.getuser(), git and ssh work. None: no entry of ours.
+    user_name: str | None = None
     # The name of a warm template (see LocalRuntime.keep_warm): start on a process of that pool
     # that has already loaded the program, if one is ready, instead of a fresh one. The result is
     # the same workload (limits, user, logs, stop); only the start is faster. Runtimes without

@@ -145,6 +145,7 @@ def create_project(community_id: str, ctx: Ctx) -> Response:
             community_id=community_id,
             name=values["name"],
             description=values["description"],
+            inventory=ctx.inventory,
         )
         ctx.commit()
     except DomainError as e:

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from atoll.domain import access, catalog, communities, members, tenancy
 from atoll.domain.access import Action
+from atoll.envs import builtins
 from atoll.errors import DomainError, NotFound
 from atoll.store.tables import Community, Organization
 from atoll.web import forms, queries
@@ -206,3 +207,16 @@ def configurations(ctx: Ctx) -> Response:
         fmt_units=forms.format_units,
         isolation=ctx.request.app.state.services.isolation.rows(),
     )
+
+
+# --- environments ---------------------------------------------------------------------------
+
+
+@router.get("/environments")
+def environments(ctx: Ctx) -> Response:
+    access.authorize(ctx.db, ctx.me, Action.CATALOG_VIEW)
+    services = ctx.request.app.state.services
+    rows = []
+    for env in services.environments.status():
+        rows.append({**env, "packages": builtins.BUILTINS[str(env["name"])].requirements()})
+    return render(ctx, "environments.html", rows=rows, default=builtins.DEFAULT.name)

@@ -58,12 +58,15 @@ LIMITS = [
 def configuration_choices(ctx: WebCtx, c: Community) -> list[dict[str, Any]]:
     """Every catalogue entry, with whether it runs here and whether the community allows it."""
     inv = ctx.inventory
+    free = catalog.free_now(ctx.db, inv, ctx.settings.pool_overcommit)
     out = []
     for cfg in catalog.list_configurations(ctx.db, ctx.me):
         av = catalog.availability(cfg, inv, ctx.settings.pool_overcommit)
         allowed = communities.configuration_allowed(c, cfg.name)
         gpu = f", {cfg.gpu_count}× {cfg.gpu_type}" if cfg.gpu_count else ""
         note = "available" if av.available else f"unavailable: {av.reason}"
+        if av.available and not free.fits(cfg):  # it runs here, but not before others end
+            note = free.note()
         if not allowed:
             note = "not allowed in this community"
         out.append(

@@ -48,6 +48,7 @@ from atoll.runtime.base import (
 )
 from atoll.runtime.environment import workload_env
 from atoll.runtime.local import cgroups, sandbox
+from atoll.runtime.local.accounts import account_files
 from atoll.runtime.local.limits import LimitSupport, detect_limits, limits_for
 from atoll.runtime.local.mounts import chown_tree, link_mounts
 from atoll.runtime.local.proc_files import start_time, write_json
@@ -182,10 +183,13 @@ class LocalRuntime:
         group: cgroups.Group | None = None
         # The secret values (where no runtime-owned variable replaced them) stay out of spec.json.
         secret = {k: env[k] for k, v in w.secret_env.items() if env.get(k) == v}
-        sandbox_spec = None
+        sandbox_spec: dict[str, object] | None = None
         if w.run_as is not None and not self.sandbox_unavailable:
             sandbox_spec = {"tmp": str(w.tmp_dir) if w.tmp_dir else None, "netns": w.netns}
         try:
+            if sandbox_spec is not None and w.run_as is not None and w.user_name:
+                login, sandbox_spec["files"] = account_files(d, w.user_name, *w.run_as, home=w.workdir)
+                env["USER"] = env["LOGNAME"] = login  # what getpass.getuser() and git read first
             w.workdir.mkdir(parents=True, exist_ok=True)
             link_mounts(w)
             if w.run_as is not None:

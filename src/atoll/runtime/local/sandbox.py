@@ -49,12 +49,18 @@ def private_targets(tmp: str) -> list[bytes]:
     ]
 
 
-def enter(c: Any, tmp: str | None) -> None:
+def enter(c: Any, tmp: str | None, files: dict[str, str] | None = None) -> None:
     """Move the calling process into a new mount namespace with ``tmp`` over /tmp and /var/tmp
-    (if given) and a /proc that hides other users' processes. Raises OSError if it cannot."""
+    (if given), each of ``files`` (target → source: the workload's own /etc/passwd and
+    /etc/group, see accounts.py) bound over its target, and a /proc that hides other users'
+    processes. Raises OSError if it cannot."""
     _check(c.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     # Nothing mounted here may leak back to the host, nor the host's later mounts in.
     _check(c.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
+    # Before /tmp is covered: a test install keeps its state (the sources) under /tmp.
+    for file_target, file_source in (files or {}).items():
+        bound = c.mount(file_source.encode(), file_target.encode(), None, MS_BIND, None)
+        _check(bound, f"binding {file_source} on {file_target}")
     if tmp:
         # Through a descriptor: once /tmp is bound over, a source beneath /tmp is out of sight.
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)

@@ -126,7 +126,7 @@ class Shim:
             os.umask(0o077)
             box = self.spec.get("sandbox")
             if box:  # as root still: its own /tmp and a /proc that hides other users' processes
-                sandbox.enter(self._libc, box.get("tmp"))
+                sandbox.enter(self._libc, box.get("tmp"), box.get("files"))
                 if box.get("netns"):  # its project's network: its loopback, its address
                     sandbox.join_netns(self._libc, box["netns"])
             run_as = self.spec.get("run_as")

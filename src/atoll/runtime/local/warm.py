@@ -61,7 +61,7 @@ def main() -> int:
     box = claim.get("sandbox")
     if box:  # before the user switch, which drops the right to make mounts
         sandbox = _load_sandbox()
-        sandbox.enter(sandbox.libc(), box.get("tmp"))
+        sandbox.enter(sandbox.libc(), box.get("tmp"), box.get("files"))
         if box.get("netns"):
             sandbox.join_netns(sandbox.libc(), box["netns"])
     run_as = claim.get("run_as")

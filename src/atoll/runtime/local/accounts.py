@@ -1,0 +1,63 @@
+"""A workload's user as the system sees it: a passwd and a group entry for its uid.
+
+A project's workloads run as a uid of their own (see domain/workloads.run_identity) that the
+host's /etc/passwd does not know. Without an entry, ``whoami`` fails, ``getpass.getuser()``
+raises (and with it torch's and matplotlib's cache paths), git refuses to commit and ssh cannot
+find its home. Adding users to the host's files would need cleanup and races with the admin's
+tools; instead each workload's mount namespace (runtime/local/sandbox.py) gets copies of the
+host's files with its own entry added, bound over /etc/passwd and /etc/group. The copies lie in
+the workload's state dir (Atoll's, never in a tenant-writable tree) and go with it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+HOST_PASSWD = Path("/etc/passwd")
+HOST_GROUP = Path("/etc/group")
+SHELL = "/bin/bash"
+_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+def account_name(wanted: str, uid: int) -> str:
+    """A valid login name from ``wanted`` (lowercase letters, digits, ``-``, ``_``; starting with
+    a letter; at most 32 characters), ``u<uid>`` when nothing usable is left."""
+    name = _NAME.sub("-", wanted.lower()).strip("-_")[:32].rstrip("-_")
+    return name if name and name[0].isalpha() else f"u{uid}"
+
+
+def _entries(path: Path) -> list[list[str]]:
+    return [line.split(":") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def account_files(
+    directory: Path,
+    name: str,
+    uid: int,
+    gid: int,
+    home: Path,
+    *,
+    host_passwd: Path = HOST_PASSWD,
+    host_group: Path = HOST_GROUP,
+) -> tuple[str, dict[str, str]]:
+    """Write passwd and group files for (uid, gid) named ``name`` with ``home`` into the
+    workload's state dir ``directory``; return the name given (made valid, and unlike any of the
+    host's) and ``{"/etc/passwd": path, "/etc/group": path}`` for the sandbox to bind.
+    World-readable: the workload's user reads them (getpwuid) after the bind."""
+    name = account_name(name, uid)
+    # The host's entries stay as they are, but for any with our id: ours must be the only answer.
+    users = [e for e in _entries(host_passwd) if len(e) > 2 and e[2] != str(uid)]
+    groups = [e for e in _entries(host_group) if len(e) > 2 and e[2] != str(gid)]
+    if any(e[0] == name for e in users + groups):  # a project named "root" stays out of root's way
+        name = f"{name[:25]}-{uid}"
+    passwd_lines = [":".join(e) for e in users]
+    group_lines = [":".join(e) for e in groups]
+    gecos = f"Atoll workload user {name}"
+    passwd_lines.append(f"{name}:x:{uid}:{gid}:{gecos}:{home}:{SHELL}")
+    group_lines.append(f"{name}:x:{gid}:")
+    passwd, group = directory / "passwd", directory / "group"
+    for path, lines in ((passwd, passwd_lines), (group, group_lines)):
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o644)
+    return name, {str(HOST_PASSWD): str(passwd), str(HOST_GROUP): str(group)}
