@@ -79,7 +79,8 @@ class Services:
         self.logs = LogStore(data / "logs")
         self.blobs = BlobStore(data / "blobs")
         self.envs = EnvironmentBuilder(settings.envs_dir or data / "envs")
-        self.environments = EnvironmentController(self.envs, prebuild=settings.prebuild_environments)
+        self.environments = EnvironmentController(db, self.envs, prebuild=settings.prebuild_environments)
+        self.environments.register()  # the built-in ones are listed (and chosen) before any build
         runtimes = build_runtimes(settings, self.logs, data)
         local = runtimes.pop("local")
         assert isinstance(local, LocalRuntime)

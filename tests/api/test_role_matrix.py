@@ -189,6 +189,25 @@ def _secret(w: World) -> str:
         return sec.name
 
 
+def _project_env(w: World) -> str:
+    """A project environment whose build failed (rebuilding it queues it; nothing runs here)."""
+    from atoll.states import EnvironmentStatus
+    from atoll.store.tables import EnvironmentRow
+
+    with w.db.transaction() as s:
+        env = EnvironmentRow(
+            project_id=w.project,
+            name=w.next_name("env"),
+            python_version="3.11",
+            requirements=["six==1.16.0"],
+            resolved=["six==1.16.0"],
+            status=EnvironmentStatus.FAILED,
+        )
+        s.add(env)
+        s.flush()
+        return env.id
+
+
 def _notebook_file(w: World) -> str:
     """A notebook in the world project's storage, for projects/{id}:execute."""
     home = w.notebooks.projects_root / w.project / "home"
@@ -769,8 +788,27 @@ CASES: dict[tuple[str, str], Case] = {
     # configurations
     ("GET", f"{V}/configurations"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/configurations")),
     ("GET", f"{V}/environments"): Case("catalog.view", "any", None, _w(lambda w: f"{V}/environments")),
-    ("GET", f"{V}/environments/{{name}}"): Case(
+    ("GET", f"{V}/environments/{{ref}}"): Case(
         "catalog.view", "any", None, _w(lambda w: f"{V}/environments/datascience")
+    ),
+    ("GET", f"{V}/environments/{{ref}}/log"): Case(
+        "catalog.view", "any", None, _w(lambda w: f"{V}/environments/datascience/log")
+    ),
+    # a project's environments: made, rebuilt and deleted by its Editors
+    ("POST", f"{V}/projects/{{project_id}}/environments"): Case(
+        "project.update",
+        "path",
+        PRJ,
+        lambda w, p: (
+            f"{V}/projects/{w.project}/environments",
+            {"name": w.next_name("env"), "requirements": ["six==1.16.0"]},
+        ),
+    ),
+    ("POST", f"{V}/environments/{{env_id}}:build"): Case(
+        "project.update", "path", PRJ, _w(lambda w: f"{V}/environments/{_project_env(w)}:build"), raw=True
+    ),
+    ("DELETE", f"{V}/environments/{{env_id}}"): Case(
+        "project.update", "path", PRJ, _w(lambda w: f"{V}/environments/{_project_env(w)}")
     ),
     ("GET", f"{V}/configurations/{{name}}"): Case(
         "catalog.view", "any", None, _w(lambda w: f"{V}/configurations/c1.4")

@@ -254,7 +254,7 @@ def test_environments_are_listed_with_their_build(world: World, admin: Cli, serv
     table = admin.ok("env", "list").out
     assert "datascience" in table and "PACKAGES" in table
     line = admin.fail("env", "get", "nope")
-    assert "no environment named 'nope'" in line and "datascience" in line
+    assert "no environment 'nope'" in line and "datascience" in line
     # Any signed-in user may look; nobody who is not signed in.
     assert httpx.get(f"{server.url}/api/v1/environments").status_code == 401
 

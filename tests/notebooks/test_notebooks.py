@@ -400,3 +400,36 @@ def test_shut_down_from_jupyterlab_is_a_stop_not_a_failure(atoll: RunningServer)
     nb = wait_state(atoll, pid, ("STOPPED", "FAILED"), 60)
     assert nb["state"] == "STOPPED", nb
     assert nb["detail"] == "shut down from JupyterLab (File › Shut Down)"
+
+
+def _ready_env(server: RunningServer, project_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    with server.api() as api:
+        r = api.post(f"/projects/{project_id}/environments", json=body)
+        assert r.status_code == 201, r.text
+        env_id = r.json()["id"]
+        deadline = time.monotonic() + 300
+        while (env := api.get(f"/environments/{env_id}").json())["status"] not in ("READY", "FAILED"):
+            assert time.monotonic() < deadline, env
+            time.sleep(0.3)
+    assert env["status"] == "READY", env
+    return dict(env)
+
+
+def test_a_notebook_runs_in_the_project_s_environment(atoll: RunningServer) -> None:
+    """The project's setting picks the environment its JupyterLab runs in (issue 17, item 7)."""
+    pid = new_project(atoll, "nb-own-env")["id"]
+    _ready_env(atoll, pid, {"name": "cows", "base": "datascience", "requirements": ["cowsay==6.1"]})
+    _ready_env(atoll, pid, {"name": "bare", "requirements": ["cowsay==6.1"]})
+    with atoll.api() as api:
+        r = api.patch(f"/projects/{pid}", json={"settings": {"defaultEnvironment": "bare"}})
+        assert r.status_code == 200, r.text
+        assert api.post(f"/projects/{pid}/notebook/open", json={}).status_code == 202
+    nb = wait_state(atoll, pid, ("FAILED",), 60)
+    assert "has no JupyterLab" in nb["detail"] and "--base datascience" in nb["detail"], nb
+    with atoll.api() as api:
+        api.patch(f"/projects/{pid}", json={"settings": {"defaultEnvironment": "cows"}}).raise_for_status()
+    open_and_wait(atoll, pid)
+    kernel = Kernel(atoll, pid)
+    assert kernel.run("import cowsay, pandas; print(cowsay.__name__)").strip() == "cowsay"
+    kernel.close()
+    stop_and_wait(atoll, pid)

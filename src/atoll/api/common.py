@@ -58,6 +58,7 @@ def project_out(db: Session, p: Project) -> ProjectOut:
         labels=p.labels or {},
         settings=ProjectSettings(
             default_configuration=p.default_configuration,
+            default_environment=p.default_environment,
             vm_inactivity_timeout=format_duration(p.vm_inactivity_timeout_s),
             stale_exec_timeout_mode=p.stale_exec_timeout_mode,
             ide=p.ide,

@@ -145,6 +145,10 @@ class RestrictionsUpdate(Input):
 
 class ProjectSettings(ApiModel):
     default_configuration: str | None = None
+    default_environment: str | None = Field(
+        default=None,
+        description="What notebooks and jobs without env.python run in; null: the default built-in one",
+    )
     vm_inactivity_timeout: str = "10800s"
     stale_exec_timeout_mode: str = "NO_TIMEOUT"
     ide: str = "JUPYTER_LAB"
@@ -152,6 +156,7 @@ class ProjectSettings(ApiModel):
 
 class ProjectSettingsIn(Input):
     default_configuration: Short | None = None
+    default_environment: Short | None = None
     vm_inactivity_timeout: Short | Count | None = None
     stale_exec_timeout_mode: Short | None = None
     ide: Short | None = None

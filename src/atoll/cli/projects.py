@@ -43,6 +43,13 @@ DefaultConfigOpt = Annotated[
     str | None,
     typer.Option("--default-configuration", help="Configuration used by default, e.g. c1.4 ('none' clears)"),
 ]
+DefaultEnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--default-environment",
+        help="Where notebooks and jobs without env.python run, e.g. datascience ('none': the default)",
+    ),
+]
 InactivityOpt = Annotated[
     str | None,
     typer.Option("--inactivity-timeout", help="Release idle compute after this long, e.g. 3h, 90m, 1800s"),
@@ -74,12 +81,18 @@ COLUMNS: list[Column] = [
 
 
 def _settings_body(
-    default_configuration: str | None, inactivity_timeout: str | None, stale_exec_timeout_mode: str | None
+    default_configuration: str | None,
+    inactivity_timeout: str | None,
+    stale_exec_timeout_mode: str | None,
+    default_environment: str | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    if default_configuration is not None:
-        clear = default_configuration.strip().lower() in ("none", "null", "")
-        body["defaultConfiguration"] = None if clear else default_configuration
+    for key, value in (
+        ("defaultConfiguration", default_configuration),
+        ("defaultEnvironment", default_environment),
+    ):
+        if value is not None:
+            body[key] = None if value.strip().lower() in ("none", "null", "") else value
     if inactivity_timeout is not None:
         body["vmInactivityTimeout"] = inactivity_timeout
     if stale_exec_timeout_mode is not None:
@@ -203,13 +216,16 @@ def settings_set(
     default_configuration: DefaultConfigOpt = None,
     inactivity_timeout: InactivityOpt = None,
     stale_exec_timeout_mode: StaleModeOpt = None,
+    default_environment: DefaultEnvOpt = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Change settings (project Editors), e.g. --inactivity-timeout 1h --default-configuration c1.8."""
-    body = _settings_body(default_configuration, inactivity_timeout, stale_exec_timeout_mode)
+    body = _settings_body(
+        default_configuration, inactivity_timeout, stale_exec_timeout_mode, default_environment
+    )
     if not body:
         usage(
-            "nothing to change: give --default-configuration, --inactivity-timeout "
+            "nothing to change: give --default-configuration, --default-environment, --inactivity-timeout "
             "or --stale-exec-timeout-mode"
         )
     with client() as c:

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from atoll.controllers.environments import EnvironmentChoice, content_key
 from atoll.controllers.models import workload_env as model_env
 from atoll.domain import workloads
 from atoll.envs import builtins
@@ -96,6 +97,7 @@ class JobWorkspace:
         cfg: JobConfig,
         *,
         run_as: tuple[int, int] | None = None,
+        project_env: EnvironmentChoice | None = None,
     ) -> tuple[workloads.WorkloadSpec, JobConfig]:
         base = self.layout.job(job_id)
         with Tree(self.layout.jobs) as jobs:
@@ -154,14 +156,21 @@ class JobWorkspace:
             python_env = workloads.PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
             say(f"environment ready: {environment.key[:12]}")
         elif cfg.env.image is None:
-            # No env.python: the installation's default environment, as a notebook has it (a
-            # container's image brings its own Python).
-            default = builtins.DEFAULT
-            if default.lookup(self.envs) is None:
-                say(f"waiting for the {default.title} environment: it is built once per machine")
-            built = default.build(self.envs).python_env()
+            # No env.python: the project's environment (its setting, else the default built-in
+            # one), as its notebooks have it. A container's image brings its own Python.
+            if project_env is None:
+                built = builtins.DEFAULT.build(self.envs).python_env()
+                name = builtins.DEFAULT.name
+            else:
+                if (
+                    self.envs.lookup(content_key(project_env.python_version, list(project_env.resolved)))
+                    is None
+                ):
+                    say(f"waiting for the {project_env.name} environment to be built (once per machine)")
+                built = project_env.realize(self.envs).python_env()
+                name = project_env.name
             python_env = workloads.PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
-            say(f"environment: {default.name} (built-in)")
+            say(f"environment: {name}")
         env["JOB_PROGRESS_FILENAME"] = str(base / "progress.json")
         # atoll.models.save/load, where the workload sees Atoll's files (the job's own PYTHONPATH,
         # if any, comes first).

@@ -20,9 +20,10 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
+from atoll.controllers.environments import EnvironmentChoice
 from atoll.controllers.job_outputs import JobOutputs
 from atoll.controllers.job_workspace import JobWorkspace, PrepareFailed
-from atoll.domain import workloads
+from atoll.domain import environments, workloads
 from atoll.domain.jobs import lifecycle
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
@@ -214,7 +215,12 @@ class JobController:
                 assert job is not None
                 snapshot = (job.id, job.project_id, job.files, lifecycle.job_config(job))
                 run_as = run_identity(s, job.project_id, self.uid_base)
-            spec, cfg = self.workspace.materialize(workload_id, *snapshot, run_as=run_as)
+                project = s.get(Project, job.project_id)
+                row = environments.of_project(s, project) if project is not None else None
+                project_env = EnvironmentChoice.of(row) if row is not None else None
+            spec, cfg = self.workspace.materialize(
+                workload_id, *snapshot, run_as=run_as, project_env=project_env
+            )
             with self.db.transaction() as s:
                 job = s.get(Job, job_id)
                 project = s.get(Project, snapshot[1])

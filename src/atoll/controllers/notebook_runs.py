@@ -28,7 +28,7 @@ from atoll.store.tables import NotebookRun, Project, WorkloadRow, utcnow
 
 MAX_RUN_OUTPUTS_BYTES = 16 * 1024**2  # a run's output variables, as JSON
 Background = Callable[[str, Callable[[str], None], Callable[[str, str], None]], None]
-ProjectEnvironment = Callable[[str, tuple[int, int] | None], tuple[Environment, Path]]
+ProjectEnvironment = Callable[[str, tuple[int, int] | None], tuple[Environment, Path, Environment]]
 
 
 class NotebookRuns:
@@ -115,7 +115,7 @@ class NotebookRuns:
                 return
             project_id = run.project_id
             run_as = run_identity(s, project_id, self.uid_base)
-        overlay, home = self._environment(project_id, run_as)
+        overlay, home, _base = self._environment(project_id, run_as)
         run_dir = self.layout.run(project_id, run_id)
         self.layout.passage(run_dir.parent)
         run_dir.mkdir(mode=0o700, exist_ok=True)

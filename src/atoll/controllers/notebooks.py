@@ -25,15 +25,17 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from atoll.controllers.environments import EnvironmentChoice, content_key
 from atoll.controllers.models import workload_env as model_env
 from atoll.controllers.notebook_probe import Found, Probe, ServerProber
 from atoll.controllers.notebook_runs import NotebookRuns
+from atoll.domain import environments
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
-from atoll.envs import builtins
 from atoll.envs.build import Environment, EnvironmentBuilder, site_packages, usable_by_others
 from atoll.envs.sdk import sdk_path
+from atoll.errors import Invalid
 from atoll.notebooks.activity import ActivityBoard
 from atoll.notebooks.server import SECRET_ENV, WARM_MODULES, jupyter_command, notebook_environment, pick_port
 from atoll.runtime.base import DEFAULT_PATH, Runtime, UnknownWorkload, WarmPools
@@ -171,12 +173,16 @@ class NotebookController:
                 return
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
-            if builtins.DEFAULT.lookup(self.envs) is None:  # the first server on this machine
+            choice = self._choice(s, project_id)
+            if (
+                choice is not None
+                and self.envs.lookup(content_key(choice.python_version, list(choice.resolved))) is None
+            ):
                 server.detail = (
-                    f"waiting for the {builtins.DEFAULT.title} environment: it is built once per machine "
+                    f"waiting for the {choice.name} environment: it is built once per machine "
                     "(about a minute with a fast network)"
                 )
-        overlay, home = self._environment(project_id, run_as)
+        overlay, home, base = self._environment(project_id, run_as)
         state_dir = self.projects_root / project_id / "jupyter"
         port = pick_port()
         with self.db.transaction() as s:
@@ -194,7 +200,7 @@ class NotebookController:
                 home,
                 token,
                 state_dir,
-                base_prefix=notebook_environment(self.envs).path,  # built by _environment above
+                base_prefix=base.path,
             )
             if run_as is not None:  # all of it: the config Atoll just wrote (as root) included
                 with Tree(state_dir) as state:
@@ -222,7 +228,8 @@ class NotebookController:
                     mounts=[],
                     ports=[port],
                     sealed_env={SECRET_ENV: sealed_token},
-                    warm=self._warm_key,
+                    # A warm process has the default environment loaded: of use only to that one.
+                    warm=self._warm_key if self._warm_key == _warm_name(base) else None,
                 ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,
@@ -240,7 +247,7 @@ class NotebookController:
         """Keep ``warm_pool`` JupyterLab processes of the base environment loaded in the runtime
         (building the environment first if no server was ever opened here)."""
         base = notebook_environment(self.envs)
-        key = f"jupyter-{base.key[:16]}"
+        key = _warm_name(base)
         with self._warm_lock:  # never park a process after close() stopped them all
             if self._warm_closed or not isinstance(self.runtime, WarmPools):
                 return
@@ -259,9 +266,33 @@ class NotebookController:
     def notebook_exists(self, project_id: str, path: str) -> bool:
         return self.runs.notebook_exists(project_id, path)
 
-    def _environment(self, project_id: str, run_as: tuple[int, int] | None) -> tuple[Environment, Path]:
-        """The project's notebook environment (shared base + its own %pip layer) and its storage."""
-        base = notebook_environment(self.envs)  # cached after the first server on this machine
+    @staticmethod
+    def _choice(s: Session, project_id: str) -> EnvironmentChoice | None:
+        """The environment the project chose (or the default built-in one), None before the
+        environments controller registered the built-in ones."""
+        project = s.get(Project, project_id)
+        row = environments.of_project(s, project) if project is not None else None
+        return EnvironmentChoice.of(row) if row is not None else None
+
+    def _base(self, project_id: str) -> Environment:
+        with self.db.transaction() as s:
+            choice = self._choice(s, project_id)
+        if choice is None:
+            return notebook_environment(self.envs)
+        if not choice.has_jupyter:
+            raise Invalid(
+                f"the project's environment {choice.name!r} has no JupyterLab: make it on top of a built-in "
+                "one (atoll env create --base datascience), or choose another in the project's settings",
+                field="settings.defaultEnvironment",
+            )
+        return choice.realize(self.envs)  # at once when built; else built (or waited for) now
+
+    def _environment(
+        self, project_id: str, run_as: tuple[int, int] | None
+    ) -> tuple[Environment, Path, Environment]:
+        """The project's notebook environment (a shared base + its own %pip layer), its storage,
+        and the base."""
+        base = self._base(project_id)
         if run_as is not None and not usable_by_others(site_packages(base.path)):
             raise RuntimeError(
                 f"the notebook environment in {base.path} is not reachable by the project's user "
@@ -273,7 +304,7 @@ class NotebookController:
         overlay = self.envs.overlay(base, env_dir, run_as)
         if run_as is not None:
             _chown_tree(env_dir, run_as)
-        return overlay, home
+        return overlay, home, base
 
     # --- following the workload ---------------------------------------------------------
 
@@ -399,3 +430,8 @@ def _chown_tree(root: Path, run_as: tuple[int, int]) -> None:
     with Tree(root) as tree:
         if os.fstat(tree.fd).st_uid != run_as[0]:
             tree.chown_all(*run_as)
+
+
+def _warm_name(base: Environment) -> str:
+    """The warm pool's template name for JupyterLab processes of this environment."""
+    return f"jupyter-{base.key[:16]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from atoll.capacity import Inventory
@@ -26,6 +26,7 @@ from atoll.store.tables import (
     BillingAccount,
     Community,
     Configuration,
+    EnvironmentRow,
     Group,
     Organization,
     Project,
@@ -110,14 +111,24 @@ def _apply_settings(db: Session, community: Community, project: Project, setting
             if value not in STALE_EXEC_MODES:
                 raise Invalid(f"{f} must be one of {', '.join(STALE_EXEC_MODES)} (got {value!r})", field=f)
             project.stale_exec_timeout_mode = value
+        elif key == "defaultEnvironment":
+            if value is not None:
+                check_name(value, f)
+                visible = or_(EnvironmentRow.project_id.is_(None), EnvironmentRow.project_id == project.id)
+                if db.scalar(select(EnvironmentRow.id).where(EnvironmentRow.name == value, visible)) is None:
+                    raise Invalid(
+                        f"no environment {value!r} in this project or built in (see `atoll env list -p`)",
+                        field=f,
+                    )
+            project.default_environment = value
         elif key == "ide":
             if value not in IDES:
                 raise Invalid(f"{f} must be one of {', '.join(IDES)} (got {value!r})", field=f)
             project.ide = value
         else:
             raise Invalid(
-                f"unknown project setting {key!r}; known: defaultConfiguration, vmInactivityTimeout, "
-                "staleExecTimeoutMode, ide",
+                f"unknown project setting {key!r}; known: defaultConfiguration, defaultEnvironment, "
+                "vmInactivityTimeout, staleExecTimeoutMode, ide",
                 field=f,
             )
 

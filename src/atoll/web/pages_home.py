@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, communities, members, tenancy
+from atoll.domain import access, catalog, communities, environments, members, tenancy
 from atoll.domain.access import Action
-from atoll.envs import builtins
 from atoll.errors import DomainError, NotFound
+from atoll.states import EnvironmentStatus
 from atoll.store.tables import Community, Organization
 from atoll.web import forms, queries
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, render, signed_in
@@ -213,10 +213,6 @@ def configurations(ctx: Ctx) -> Response:
 
 
 @router.get("/environments")
-def environments(ctx: Ctx) -> Response:
-    access.authorize(ctx.db, ctx.me, Action.CATALOG_VIEW)
-    services = ctx.request.app.state.services
-    rows = []
-    for env in services.environments.status():
-        rows.append({**env, "packages": builtins.BUILTINS[str(env["name"])].requirements()})
-    return render(ctx, "environments.html", rows=rows, default=builtins.DEFAULT.name)
+def environments_page(ctx: Ctx) -> Response:
+    rows = environments.list_environments(ctx.db, ctx.me)
+    return render(ctx, "environments.html", rows=rows, ready=EnvironmentStatus.READY)

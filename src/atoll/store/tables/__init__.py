@@ -4,6 +4,7 @@ base.py       the declarative base, timestamps, ids
 identity.py   users, sign-in, tenancy, roles, the catalogue, usage, secrets
 compute.py    workloads, jobs, notebook servers and runs
 deploy.py     models, datasets, nodes, instances, aliases, metrics
+environments.py  built-in and projects' environments
 """
 
 from atoll.store.tables.base import Base, Timestamped, as_utc, new_id, utcnow
@@ -25,6 +26,7 @@ from atoll.store.tables.compute import (
     WorkloadSpec,
 )
 from atoll.store.tables.deploy import Alias, Dataset, DeployMetric, Model, Node, NodeInstance
+from atoll.store.tables.environments import EnvironmentRow
 from atoll.store.tables.identity import (
     AccessBinding,
     ApiToken,
@@ -54,6 +56,7 @@ __all__ = [
     "Configuration",
     "Dataset",
     "DeployMetric",
+    "EnvironmentRow",
     "FileError",
     "Group",
     "GroupMember",

@@ -145,6 +145,9 @@ class Project(Timestamped, Base):
     description: Mapped[str] = mapped_column(String(256), default="")
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     default_configuration: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The environment its notebooks, jobs without env.python and nodes run in: a built-in one or
+    # the project's own, by name; None: the installation's default built-in one.
+    default_environment: Mapped[str | None] = mapped_column(String(63), default=None)
     vm_inactivity_timeout_s: Mapped[int] = mapped_column(Integer, default=3 * 3600)
     stale_exec_timeout_mode: Mapped[str] = mapped_column(String(16), default="NO_TIMEOUT")
     ide: Mapped[str] = mapped_column(String(16), default="JUPYTER_LAB")
