@@ -189,6 +189,18 @@ def _secret(w: World) -> str:
         return sec.name
 
 
+def _ide_on(w: World) -> str:
+    """The world's project, its community's external IDE link turned on (it is off by default)."""
+    from atoll.store.tables import Community
+
+    with w.db.transaction() as s:
+        c = s.get(Community, w.community)
+        assert c is not None
+        r = dict(c.restrictions or {})
+        c.restrictions = {**r, "features": {**dict(r.get("features") or {}), "externalIde": True}}
+    return w.project
+
+
 def _project_env(w: World) -> str:
     """A project environment whose build failed (rebuilding it queues it; nothing runs here)."""
     from atoll.states import EnvironmentStatus
@@ -652,6 +664,12 @@ CASES: dict[tuple[str, str], Case] = {
     # notebooks (spec §2: the IDE needs project Developer; its status is visible to Viewers)
     ("GET", f"{V}/projects/{{project_id}}/notebook"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/notebook")
+    ),
+    ("POST", f"{V}/projects/{{project_id}}/notebook/ide-link"): Case(
+        "project.use",
+        "path",
+        PRJ,
+        lambda w, p: (f"{V}/projects/{_ide_on(w)}/notebook/ide-link", {"expiresInDays": 1}),
     ),
     ("POST", f"{V}/projects/{{project_id}}/notebook/open"): Case(
         "project.use", "path", PRJ, lambda w, p: (f"{V}/projects/{w.project}/notebook/open", {})

@@ -42,6 +42,8 @@ def test_open_jupyterlab_and_run_a_cell(page: Page, server: RunningServer) -> No
     picker = page.get_by_test_id("nb-configuration")
     expect(picker).to_have_value("s1.1")
     expect(picker.locator("option[value='s1.1']")).to_contain_text("available")
+    # Beside the configuration, the environment it will run in (issue 17, item 7).
+    expect(page.get_by_test_id("nb-environment")).to_contain_text("Environment: datascience")
     page.get_by_test_id("open-notebook").click()
     expect(page.get_by_test_id("nb-state")).to_have_text("READY", timeout=120_000)
     expect(page.get_by_test_id("nb-timeline")).to_contain_text("preparing")
@@ -78,3 +80,16 @@ def test_open_jupyterlab_and_run_a_cell(page: Page, server: RunningServer) -> No
     page.get_by_test_id("stop-notebook").click()
     expect(page.get_by_test_id("nb-state")).to_have_text("STOPPED", timeout=30_000)
     expect(page.get_by_test_id("nb-detail")).to_contain_text("stopped by admin")
+
+
+def test_the_settings_choose_the_environment(page: Page, server: RunningServer) -> None:
+    project = new_project(server, "ui-env")
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/projects/{project['id']}?tab=settings")
+    choice = page.get_by_test_id("settings-environment")
+    expect(choice.locator("option[value='datascience']")).to_contain_text("built-in")
+    choice.select_option("datascience")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Project settings saved")).to_be_visible()
+    with server.api() as api:
+        assert api.get(f"/projects/{project['id']}").json()["settings"]["defaultEnvironment"] == "datascience"

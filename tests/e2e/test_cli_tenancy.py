@@ -283,3 +283,22 @@ def test_billing_account_linking(world: World, admin: Cli) -> None:
     assert admin.json("community", "link-billing", "team", "--unlink")["billingAccountId"] is None
     admin.ok("billing-account", "delete", "ml-budget", "--yes")
     assert ba["id"] not in ids(admin.json("billing-account", "list"))
+
+
+def test_the_external_ide_link_is_off_until_the_community_turns_it_on(
+    world: World, admin: Cli, server: RunningServer
+) -> None:
+    line = admin.fail("notebook", "ide-link", "-p", "team/demo")
+    assert "external IDE link is off in community 'team'" in line and "externalIde=true" in line, line
+    admin.ok("community", "restrictions", "set", "team", "--feature", "externalIde=true")
+    try:
+        r = admin.ok("notebook", "ide-link", "-p", "team/demo", "--expires-in-days", "2")
+        url = r.out.strip()
+        assert url.startswith(f"{server.url}/nb/{world.project_id}/?token=atl_"), r
+        assert "Existing Jupyter Server" in r.err and "atoll token revoke" in r.err
+        token_id = r.err.split("revoke: atoll token revoke ")[1].split()[0]
+        listed = {t["id"]: t for t in admin.json("token", "list")}
+        assert listed[token_id]["projectId"] == world.project_id
+        admin.ok("token", "revoke", token_id)
+    finally:
+        admin.ok("community", "restrictions", "set", "team", "--feature", "externalIde=false")

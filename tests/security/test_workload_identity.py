@@ -15,9 +15,10 @@ import pytest
 from websockets.sync.client import connect
 
 from atoll.runtime.local.accounts import account_files, account_name
+from tests.deploy.conftest import create_node, wait_for, wait_healthy
 from tests.notebooks.conftest import FAST, Kernel, open_and_wait, stop_and_wait
 from tests.notebooks.conftest import new_project as nb_project
-from tests.support.server import RunningServer
+from tests.support.server import ENV_CACHE, RunningServer
 from tests.support.tenants import finish, job_config, logs, new_project, root_server, submit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="per-project users need a root server")
@@ -135,3 +136,30 @@ def test_a_terminal_and_a_kernel_know_their_user(nbsrv: RunningServer) -> None:
         assert printed == "ident-gamma", printed
     finally:
         stop_and_wait(nbsrv, project)
+
+
+NODE_SERVER = (
+    "import getpass, http.server, os, sys\n"
+    "print('user', getpass.getuser(), 'prefix', sys.prefix, flush=True)\n"
+    "http.server.HTTPServer((os.environ['HOST'], int(os.environ['PORT'])),"
+    " http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+)
+
+
+def test_a_node_knows_its_user_and_runs_in_the_project_s_environment(
+    srv: RunningServer, api: httpx.Client
+) -> None:
+    project = new_project(api, "ident-delta")
+    health = {"path": "/", "intervalS": 0.5, "timeoutS": 1, "healthyThreshold": 1, "unhealthyThreshold": 1}
+    node = create_node(srv, project, "whoami", command=["python3", "-c", NODE_SERVER], healthCheck=health)
+    try:
+        wait_healthy(srv, project, node["id"])
+        path = f"/projects/{project}/nodes/{node['id']}/logs"
+        out = wait_for(
+            "the node's first line", lambda: "user " in (t := api.get(path).json()["data"]) and t, 30
+        )
+        words = str(out).split()
+        assert words[1] == "ident-delta", out
+        assert words[3].startswith(str(ENV_CACHE)), out  # the default built-in environment's python
+    finally:
+        api.delete(f"/projects/{project}/nodes/{node['id']}")

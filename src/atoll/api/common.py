@@ -40,7 +40,7 @@ def token_out(tok: ApiToken) -> TokenOut:
         {
             **{
                 k: getattr(tok, k)
-                for k in ("id", "name", "prefix", "created_at", "expires_at", "last_used_at")
+                for k in ("id", "name", "prefix", "created_at", "expires_at", "last_used_at", "project_id")
             },
             "state": auth.token_state(tok),
         }

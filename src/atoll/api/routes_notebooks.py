@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 
 from atoll.api.common import act
 from atoll.api.deps import CtxDep
-from atoll.api.schemas_notebooks import NotebookExecute, NotebookOpen, NotebookOperation, NotebookOut
+from atoll.api.schemas_notebooks import (
+    IdeLinkCreate,
+    IdeLinkOut,
+    NotebookExecute,
+    NotebookOpen,
+    NotebookOperation,
+    NotebookOut,
+)
 from atoll.domain import notebook_runs
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
@@ -44,6 +51,24 @@ def open_notebook(project_id: str, ctx: CtxDep, body: NotebookOpen | None = None
     project = ctx.db.get(Project, server.project_id)
     assert project is not None
     return notebook_out(ctx.db, project, server)
+
+
+@router.post(
+    "/projects/{project_id}/notebook/ide-link",
+    response_model=IdeLinkOut,
+    status_code=201,
+    openapi_extra=act(Action.PROJECT_USE),
+)
+def create_ide_link(project_id: str, ctx: CtxDep, body: IdeLinkCreate | None = None) -> IdeLinkOut:
+    """A link for an external IDE (VS Code's "Existing Jupyter Server"): the project's JupyterLab
+    URL and a token that opens it and nothing else. Needs the community's externalIde feature."""
+    days = body.expires_in_days if body is not None else nbs.IDE_LINK_DAYS
+    tok, raw = nbs.create_ide_link(ctx.db, ctx.me, project_id, days)
+    url = f"{ctx.settings.base_url}{nbs.base_path(project_id)}"
+    out = IdeLinkOut(
+        url=url, token=raw, url_with_token=f"{url}?token={raw}", token_id=tok.id, expires_at=tok.expires_at
+    )
+    return ctx.commit(out)
 
 
 @router.post(

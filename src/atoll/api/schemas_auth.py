@@ -73,6 +73,9 @@ class TokenOut(ApiModel):
     expires_at: Timestamp | None
     last_used_at: Timestamp | None
     state: str
+    project_id: str | None = Field(
+        default=None, description="Set: an external IDE link, valid for this project's JupyterLab only"
+    )
 
 
 class NewTokenOut(TokenOut):

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from atoll.api.bounds import (
     MAX_ITEMS,
+    Days,
     EnvName,
 )
 from atoll.api.schemas import ApiModel, Input, Timestamp
@@ -75,3 +76,15 @@ class NotebookOperation(ApiModel):
     metadata: dict[str, Any]
     response: dict[str, Any] | None = None
     error: OperationError | None = None
+
+
+class IdeLinkCreate(Input):
+    expires_in_days: Days | None = Field(default=30, description="1-3650; null: never expires")
+
+
+class IdeLinkOut(ApiModel):
+    url: str = Field(description="The project's JupyterLab through Atoll's gateway")
+    token: str = Field(description="Shown once: the password VS Code asks for (a project-scoped API token)")
+    url_with_token: str = Field(description="What to paste into VS Code's 'Existing Jupyter Server'")
+    token_id: str = Field(description="Revoke it with `atoll token revoke` / DELETE /tokens/{id}")
+    expires_at: Timestamp | None = None

@@ -1,4 +1,4 @@
-"""`atoll notebook open|stop|status`: a project's JupyterLab (spec §3.2, §3.3)."""
+"""`atoll notebook open|stop|status|ide-link`: a project's JupyterLab (spec §3.2, §3.3, §4.1)."""
 
 from __future__ import annotations
 
@@ -107,3 +107,30 @@ def status(project: ProjectArg, fmt: FormatOpt = Format.table) -> None:
             emit_one(nb, fmt)
         else:
             _describe(c, nb)
+
+
+@app.command("ide-link")
+def ide_link(
+    project: ProjectArg,
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", help="1-3650 (default 30)", min=1, max=3650)
+    ] = 30,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """A link for an external IDE (VS Code: "Existing Jupyter Server"): the URL and a token that
+    opens this project's JupyterLab and nothing else. Revoke it with `atoll token revoke`."""
+    with client() as c:
+        p = resolve.project(c, project)
+        link = c.post(f"/projects/{p['id']}/notebook/ide-link", {"expiresInDays": expires_in_days})
+    if fmt is Format.json:
+        emit_one(link, fmt)
+        return
+    typer.echo(link["urlWithToken"])
+    expiry = f", expires {link['expiresAt']}" if link.get("expiresAt") else ""
+    err.print(
+        f"Paste it into VS Code's Jupyter: Select Kernel › Existing Jupyter Server. The project's JupyterLab "
+        f"must be open (atoll notebook open). Token {link['tokenId']}{expiry}; shown once; "
+        f"revoke: atoll token revoke {link['tokenId']}",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -29,6 +29,7 @@ from atoll.store.tables import EnvironmentRow, utcnow
 
 log = logging.getLogger(__name__)
 RETRY_S = 600.0
+LAZY = "built when a project first chooses it (or an admin runs `atoll env build`)"
 MAX_LOG = 256 * 1024
 
 
@@ -122,12 +123,14 @@ class EnvironmentController:
                 pins = env.requirements()
                 row = rows.pop(env.name, None)
                 if row is None:
-                    row = EnvironmentRow(project_id=None, name=env.name)
+                    row = EnvironmentRow(project_id=None, name=env.name, wanted=env.prebuild)
                     s.add(row)
+                row.wanted = row.wanted or env.prebuild
                 row.title, row.description, row.is_default = env.title, env.description, env is DEFAULT
                 if row.resolved != pins or row.python_version != python:
                     row.python_version, row.requirements, row.resolved = python, pins, pins
-                    row.status, row.detail, row.key = EnvironmentStatus.PENDING, "", ""
+                    row.status, row.key = EnvironmentStatus.PENDING, ""
+                    row.detail = "" if row.wanted else LAZY
             for gone in rows.values():  # a built-in this version no longer ships
                 s.delete(gone)
             for row in s.scalars(
@@ -156,6 +159,8 @@ class EnvironmentController:
                     meta = metadata(built)
                     self._ready(row, key, meta, _summary(f"already built ({key[:12]})", meta, row))
                     continue
+                if not row.wanted:
+                    continue  # a big built-in one nobody chose yet
                 if row.status == EnvironmentStatus.FAILED:  # a built-in's, retried in a while
                     due = row.project_id is None and (row.built_at is None or row.built_at < retry_before)
                     if not (due and self.prebuild):

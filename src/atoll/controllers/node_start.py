@@ -7,8 +7,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from atoll.domain import model_registry
+from atoll.controllers.environments import EnvironmentChoice
+from atoll.domain import environments, model_registry
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
+from atoll.envs import builtins
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.interpreter import current_version
 from atoll.envs.sdk import sdk_path
@@ -18,7 +20,7 @@ from atoll.states import INSTANCE_GONE, InstanceStatus, NodeDesired
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
-from atoll.store.tables import Model, Node, NodeInstance, Project
+from atoll.store.tables import Model, Node, NodeInstance, Project, PythonEnvSpec
 
 
 class InstanceStarter:
@@ -55,7 +57,11 @@ class InstanceStarter:
             for m in models:
                 assert m is not None
                 s.expunge(m)
+            project_row = s.get(Project, project_id)
+            env_row = environments.of_project(s, project_row) if project_row is not None else None
+            choice = EnvironmentChoice.of(env_row) if env_row is not None else None
         port = pick_port()
+        python: PythonEnvSpec | None = None
         grpc_port: int | None = None
         side_ports: dict[str, int] = {}
         env = {"PATH": DEFAULT_PATH, **spec.get("env", {})}
@@ -73,6 +79,10 @@ class InstanceStarter:
         elif kind == "command":
             # No shell runs it: $PORT (and ${PORT}) in an argument is the instance's port.
             command = [a.replace("${PORT}", str(port)).replace("$PORT", str(port)) for a in spec["command"]]
+            # In the project's environment (its setting, else the default built-in one), as its
+            # notebooks and jobs: `python` and the packages' commands are that environment's.
+            built = (choice.realize(self.envs) if choice else builtins.DEFAULT.build(self.envs)).python_env()
+            python = PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
         else:  # an image: its own server on spec port, published on the instance's port
             command = list(spec.get("command") or [])
             image, container_port = spec["image"], int(spec["port"])
@@ -110,6 +120,7 @@ class InstanceStarter:
                     ports=[port, *([grpc_port] if grpc_port else []), *side_ports.values()],
                     image=image,
                     container_ports=[container_port, *map(int, side_ports)] if image else [],
+                    python=python,
                 ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,

@@ -222,16 +222,34 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def identify(
-    db: Session, authorization: str | None, session_cookie: str | None
+    db: Session,
+    authorization: str | None,
+    session_cookie: str | None,
+    *,
+    notebook_of: str | None = None,
+    query_token: str | None = None,
 ) -> tuple[Principal | None, WebSession | None]:
     """Who is calling: a bearer API token, else a session cookie (the session comes back too,
     since cookie-authenticated writes need a CSRF or same-origin check). (None, None): anonymous.
-    A bearer token that is unknown, expired or revoked is an error, never anonymous."""
+    A bearer token that is unknown, expired or revoked is an error, never anonymous.
+
+    ``notebook_of``: the request is for that project's JupyterLab (the notebook gateway), where
+    Jupyter's own ways of sending a token are taken too, as an external IDE sends them
+    (``Authorization: token …``, ``?token=…``), and where that project's scoped tokens are valid.
+    """
     from atoll.domain import auth  # auth is below access: imported here to keep the layers plain
 
     token = bearer_token(authorization)
+    if token is None and notebook_of is not None:
+        scheme, _, value = (authorization or "").partition(" ")
+        token = value.strip() if scheme.lower() == "token" and value.strip() else query_token or None
     if token is not None:
-        user = auth.user_from_token(db, token)
+        try:
+            user = auth.user_from_token(db, token, notebook_of)
+        except auth.WrongScope:
+            raise Unauthenticated(
+                "this token is an external IDE link: it opens one project's JupyterLab, nothing else"
+            ) from None
         if user is None:
             raise Unauthenticated("the API token is unknown, expired or revoked")
         db.commit()  # last-used stamp

@@ -161,8 +161,11 @@ def csrf_matches(ws: WebSession, presented: str | None) -> bool:
 # --- personal API tokens ----------------------------------------------------------------------
 
 
-def create_token(db: Session, user: User, name: str, expires_in_days: int | None) -> tuple[ApiToken, str]:
-    """Returns the row and the token itself — the only time the token is ever visible."""
+def create_token(
+    db: Session, user: User, name: str, expires_in_days: int | None, *, project_id: str | None = None
+) -> tuple[ApiToken, str]:
+    """Returns the row and the token itself — the only time the token is ever visible.
+    ``project_id``: the token opens that project's JupyterLab only (an external IDE link)."""
     if not name or len(name) > 64:
         raise Invalid("name must be 1-64 characters", field="name")
     if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
@@ -174,16 +177,25 @@ def create_token(db: Session, user: User, name: str, expires_in_days: int | None
         token_hash=sha256(raw),
         prefix=raw[:10],
         expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
+        project_id=project_id,
     )
     db.add(tok)
     db.flush()
     return tok, raw
 
 
-def user_from_token(db: Session, raw: str) -> User | None:
+class WrongScope(Exception):
+    """A project-scoped token (an external IDE link) used anywhere but its project's JupyterLab."""
+
+
+def user_from_token(db: Session, raw: str, project_id: str | None = None) -> User | None:
+    """The token's user while it is valid, else None. A token scoped to a project (an external
+    IDE link) is valid only for ``project_id`` equal to it: elsewhere it raises WrongScope."""
     tok = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(raw)))
     if tok is None or tok.revoked_at is not None:
         return None
+    if tok.project_id is not None and tok.project_id != project_id:
+        raise WrongScope(tok.project_id)
     now = utcnow()
     if tok.expires_at is not None and as_utc(tok.expires_at) < now:
         return None

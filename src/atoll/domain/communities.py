@@ -25,8 +25,10 @@ from atoll.store.tables import (
     Project,
 )
 
-# Community feature toggles (spec §7.2); all on by default.
+# Community feature toggles (spec §7.2); all on by default but the external IDE link, which hands
+# out a token that reaches a project's JupyterLab from outside Atoll's pages: an Admin's choice.
 FEATURES = ("nodesAndAliases", "diskResize", "datasets", "externalIde", "dataprocTemplates", "jobs")
+OFF_BY_DEFAULT = ("externalIde",)
 
 
 def _check_zone(settings: Settings, zone_id: str | None) -> str:
@@ -155,7 +157,7 @@ def link_billing_account(
 def restrictions_of(c: Community) -> dict[str, Any]:
     """The community's restrictions with defaults filled in."""
     r = c.restrictions or {}
-    features = {f: True for f in FEATURES} | dict(r.get("features") or {})
+    features = {f: f not in OFF_BY_DEFAULT for f in FEATURES} | dict(r.get("features") or {})
     return {"allowedConfigurations": r.get("allowedConfigurations"), "features": features}
 
 

@@ -110,7 +110,8 @@ def _access(db: Session, out: Routes) -> None:
     rows = db.execute(
         select(ApiToken.token_hash, ApiToken.user_id, ApiToken.expires_at)
         .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.revoked_at.is_(None), User.is_active.is_(True))
+        # An external IDE link's token opens its project's JupyterLab, no alias.
+        .where(ApiToken.revoked_at.is_(None), ApiToken.project_id.is_(None), User.is_active.is_(True))
     ).all()
     # Expiry compared here: SQLite keeps times without their zone (as auth.user_from_token does).
     out.tokens = {h: uid for h, uid, exp in rows if exp is None or as_utc(exp) > now}

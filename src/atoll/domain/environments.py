@@ -97,6 +97,7 @@ def of_project(db: Session, project: Project) -> EnvironmentRow | None:
     if project.default_environment:
         found = by_name(db, project, project.default_environment)
         if found is not None:
+            want(found)  # a big built-in one is built once somebody needs it
             return found
     return default_builtin(db)
 
@@ -186,11 +187,21 @@ def _editable(db: Session, p: Principal, row: EnvironmentRow) -> Project | None:
 
 
 def rebuild(db: Session, p: Principal, row: EnvironmentRow) -> EnvironmentRow:
-    """Queue a failed environment's build again (a ready one is immutable: nothing to do)."""
+    """Queue a failed environment's build again, or a built-in one nobody chose yet (a ready one
+    is immutable: nothing to do)."""
     _editable(db, p, row)
     if row.status == EnvironmentStatus.FAILED:
         row.status, row.detail = EnvironmentStatus.PENDING, "queued again"
+    want(row)
     return row
+
+
+def want(row: EnvironmentRow) -> None:
+    """Have the controller build it (a big built-in one waits for its first user)."""
+    if not row.wanted:
+        row.wanted = True
+        if row.status == EnvironmentStatus.PENDING:
+            row.detail = "queued: a project chose it"
 
 
 def delete_environment(db: Session, p: Principal, row: EnvironmentRow) -> None:

@@ -17,15 +17,24 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from atoll.domain import communities, tenancy
+from atoll.domain import auth, communities, tenancy
 from atoll.domain.access import Action, Principal
 from atoll.domain.catalog import FALLBACK_CONFIGURATION
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import format_duration
 from atoll.domain.workloads import request_stop
-from atoll.errors import Conflict, Invalid
+from atoll.errors import Conflict, Forbidden, Invalid
 from atoll.states import NOTEBOOK_FINISHED, NotebookState
-from atoll.store.tables import Community, Configuration, NotebookServer, Project, User, as_utc, utcnow
+from atoll.store.tables import (
+    ApiToken,
+    Community,
+    Configuration,
+    NotebookServer,
+    Project,
+    User,
+    as_utc,
+    utcnow,
+)
 
 STALE_EXEC_SECONDS = {"ONE_HOUR": 3600, "THREE_HOURS": 3 * 3600, "NO_TIMEOUT": None}
 
@@ -208,3 +217,23 @@ def describe(db: Session, project: Project, server: NotebookServer | None) -> di
         if ready
         else None,
     }
+
+
+IDE_LINK_DAYS = 30
+
+
+def create_ide_link(
+    db: Session, p: Principal, project_id: str, expires_in_days: int | None = IDE_LINK_DAYS
+) -> tuple[ApiToken, str]:
+    """A token for an external IDE (spec §4.1: VS Code's "Existing Jupyter Server"): it opens
+    this project's JupyterLab through the gateway, as its maker, and nothing else; revocable like
+    any token. The community's ``externalIde`` feature must be on (it is off by default)."""
+    project = tenancy.get_project(db, p, project_id, Action.PROJECT_USE)
+    community = db.get(Community, project.community_id)
+    if community is None or not communities.restrictions_of(community)["features"]["externalIde"]:
+        name = community.name if community else project.community_id
+        raise Forbidden(
+            f"the external IDE link is off in community {name!r}: a community Admin turns it on "
+            f"(atoll community restrictions set {name} --feature externalIde=true)"
+        )
+    return auth.create_token(db, p.user, f"ide:{project.name}"[:64], expires_in_days, project_id=project.id)

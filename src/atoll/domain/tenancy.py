@@ -115,11 +115,16 @@ def _apply_settings(db: Session, community: Community, project: Project, setting
             if value is not None:
                 check_name(value, f)
                 visible = or_(EnvironmentRow.project_id.is_(None), EnvironmentRow.project_id == project.id)
-                if db.scalar(select(EnvironmentRow.id).where(EnvironmentRow.name == value, visible)) is None:
+                chosen = db.scalars(select(EnvironmentRow).where(EnvironmentRow.name == value, visible)).all()
+                if not chosen:
                     raise Invalid(
                         f"no environment {value!r} in this project or built in (see `atoll env list -p`)",
                         field=f,
                     )
+                for row in chosen:  # a big built-in one is built once a project chooses it
+                    if not row.wanted:
+                        row.wanted = True
+                        row.detail = "queued: a project chose it"
             project.default_environment = value
         elif key == "ide":
             if value not in IDES:

@@ -37,6 +37,8 @@ class BuiltinEnvironment:
     name: str
     title: str
     description: str
+    # Built when `atoll up` starts; else when first wanted (a project chooses it, an admin builds it).
+    prebuild: bool = True
 
     @property
     def lock_file(self) -> Path:
@@ -92,5 +94,14 @@ DATASCIENCE = BuiltinEnvironment(
         "TensorBoard, ipywidgets"
     ),
 )
-BUILTINS: dict[str, BuiltinEnvironment] = {DATASCIENCE.name: DATASCIENCE}
+DEEPLEARNING = BuiltinEnvironment(
+    name="deeplearning",
+    title="Deep learning",
+    description=(
+        "The data-science stack plus PyTorch and torchvision (PyPI's CUDA build, which runs on CPUs too), "
+        "Hugging Face Transformers, Tokenizers, Datasets and Accelerate"
+    ),
+    prebuild=False,  # 7.6 GB: built for the first project that chooses it
+)
+BUILTINS: dict[str, BuiltinEnvironment] = {DATASCIENCE.name: DATASCIENCE, DEEPLEARNING.name: DEEPLEARNING}
 DEFAULT = DATASCIENCE

@@ -44,7 +44,10 @@ COUNT_S = 1.0  # how often HAProxy's counters are read
 def admin_status(db: Database, token: str) -> int:
     """200 for an installation admin's API token, 403 for another user's, 401 for a bad token."""
     with db.session() as s:
-        user = auth.user_from_token(s, token)
+        try:
+            user = auth.user_from_token(s, token)
+        except auth.WrongScope:  # an external IDE link: one project's JupyterLab, nothing else
+            return 401
         if user is None:
             return 401
         s.commit()  # the token's last-used stamp

@@ -1,9 +1,11 @@
 """The gateway in front of projects' JupyterLab servers: ``/nb/<project id>/…``.
 
 Every request — page, API call, WebSocket — is authenticated by the caller's Atoll session (or
-API token) and authorized by the access module: the IDE needs project Developer or above (spec
-§2), the same check as opening the server. A caller who cannot see the project gets 404, one who
-can see but not use it 403. Jupyter's token is added here, upstream; the browser never gets it.
+API token, also sent the way Jupyter clients send theirs: ``Authorization: token …`` or
+``?token=…``, as VS Code does with an external IDE link) and authorized by the access module:
+the IDE needs project Developer or above (spec §2), the same check as opening the server. A
+caller who cannot see the project gets 404, one who can see but not use it 403. Jupyter's token
+is added here, upstream; the browser never gets it.
 
 Jupyter skips its own XSRF check for token-authenticated requests, so cross-site request
 forgery is stopped here: a cookie-authenticated write or WebSocket must come from Atoll's own
@@ -84,7 +86,11 @@ class NotebookGateway:
         with self.db.session() as s:
             try:
                 principal, web_session = access.identify(
-                    s, conn.headers.get("authorization"), conn.cookies.get(auth.SESSION_COOKIE)
+                    s,
+                    conn.headers.get("authorization"),
+                    conn.cookies.get(auth.SESSION_COOKIE),
+                    notebook_of=project_id,
+                    query_token=conn.query_params.get("token"),
                 )
             except DomainError as e:
                 return PlainTextResponse(e.detail, status_code=e.status)
@@ -124,5 +130,8 @@ class NotebookGateway:
         return Upstream(
             base_url=f"http://{host}:{port}{nbs.base_path(pid).rstrip('/')}",
             headers={"Authorization": f"token {token}"},
+            # An external IDE's token in the URL is Atoll's, not Jupyter's: it goes no further
+            # (nor into Jupyter's request log).
+            drop_query=("token",),
             on_client_message=(lambda: self.activity.touch(pid, "websocket message")) if websocket else None,
         )

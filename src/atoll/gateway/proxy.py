@@ -36,6 +36,8 @@ class Upstream:
     headers: dict[str, str] = field(default_factory=dict)
     # Called for each message the client sends over a WebSocket (e.g. to note a user's activity).
     on_client_message: Callable[[], None] | None = None
+    # Query parameters the gateway consumed (a credential): never sent upstream.
+    drop_query: tuple[str, ...] = ()
 
 
 Resolver = Callable[[HTTPConnection], Awaitable["Upstream | Response"]]
@@ -108,7 +110,12 @@ def _route_path(scope: Scope) -> str:
 def _target(upstream: Upstream, scope: Scope, *, websocket: bool = False) -> str:
     url = upstream.base_url.rstrip("/") + _route_path(scope)
     if query := scope.get("query_string", b""):
-        url += "?" + query.decode("latin-1")
+        text = query.decode("latin-1")
+        if upstream.drop_query:
+            kept = [p for p in text.split("&") if unquote(p.split("=", 1)[0]) not in upstream.drop_query]
+            text = "&".join(kept)
+        if text:
+            url += "?" + text
     if websocket:
         url = "ws" + url[4:] if url.startswith("http") else url  # http→ws, https→wss
     return url

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import access, tenancy
+from atoll.domain import access, environments, tenancy
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
@@ -84,4 +84,5 @@ def _notebook_tab(ctx: WebCtx, project: Project, c: Community, error: FormError)
         **notebook_view(ctx, project),
         "configurations": configuration_choices(ctx, c),
         "chosen": project.default_configuration or DEFAULT_CONFIGURATION,
+        "environment": environments.of_project(ctx.db, project),
     }

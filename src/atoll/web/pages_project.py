@@ -36,6 +36,7 @@ def update_project(project_id: str, ctx: Ctx) -> Response:
         "description",
         "labels",
         "settings.defaultConfiguration",
+        "settings.defaultEnvironment",
         "settings.vmInactivityTimeout",
         "settings.staleExecTimeoutMode",
     )
@@ -50,6 +51,7 @@ def update_project(project_id: str, ctx: Ctx) -> Response:
             labels=forms.parse_labels(values["labels"]),
             project_settings={
                 "defaultConfiguration": values["settings.defaultConfiguration"] or None,
+                "defaultEnvironment": values["settings.defaultEnvironment"] or None,
                 "vmInactivityTimeout": values["settings.vmInactivityTimeout"],
                 "staleExecTimeoutMode": values["settings.staleExecTimeoutMode"],
             },

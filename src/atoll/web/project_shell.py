@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, communities, tenancy
+from atoll.domain import access, catalog, communities, environments, tenancy
 from atoll.domain.access import Action
 from atoll.domain.notebooks import FALLBACK_CONFIGURATION
 from atoll.store.tables import Community, Project
@@ -130,6 +130,7 @@ def project_page(
             can_update=access.can(ctx.db, me, Action.PROJECT_UPDATE, project),
             can_set_limits=access.can(ctx.db, me, Action.PROJECT_SET_LIMITS, project),
             configurations=configuration_choices(ctx, c),
+            environment_choices=environments.list_environments(ctx.db, me, project.id),
             stale_modes=tenancy.STALE_EXEC_MODES,
             limit_fields=LIMITS,
             labels_text=forms.labels_text(project.labels),

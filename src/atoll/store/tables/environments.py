@@ -33,6 +33,9 @@ class EnvironmentRow(Base):
     base: Mapped[str | None] = mapped_column(String(63), default=None)
     # The built-in one a project without a default environment of its own runs in.
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Built when the controller gets to it; a big built-in one waits until a project chooses it
+    # or an admin asks (`atoll env build`).
+    wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     python_version: Mapped[str] = mapped_column(String(16))
     # What it asked for, as given (for a built-in: its lock file's pins).
     requirements: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -56,6 +56,9 @@ class ApiToken(Timestamped, Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set: the token opens this project's JupyterLab only (an external IDE's link), never the API,
+    # the web UI or an alias.
+    project_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
 
 
 class SignInThrottle(Base):

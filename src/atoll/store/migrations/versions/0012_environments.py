@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("description", sa.String(length=512), nullable=False),
         sa.Column("base", sa.String(length=63)),
         sa.Column("is_default", sa.Boolean(), nullable=False),
+        sa.Column("wanted", sa.Boolean(), nullable=False),
         sa.Column("python_version", sa.String(length=16), nullable=False),
         sa.Column("requirements", sa.JSON(), nullable=False),
         sa.Column("resolved", sa.JSON(), nullable=False),
