@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     quota_communities_per_org: int = 10
     quota_projects_per_community: int = 50
     quota_communities_per_billing_account: int = 100
+    # A project's own environments (each a build of up to gigabytes on this machine); 0: no limit.
+    quota_environments_per_project: int = 10
     invite_ttl_days: int = 7
     # Controllers (scheduler, metering, jobs) run inside `atoll up`; the tick is how often they look.
     controllers: bool = True

@@ -35,3 +35,26 @@ def test_quotas(fresh_database_url: str, tmp_path: Path) -> None:
         assert r.status_code == 409 and "quota of 1 projects" in r.json()["detail"]
     finally:
         app.state.db.dispose()
+
+
+def test_a_project_has_a_quota_of_environments(fresh_database_url: str, tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, fresh_database_url, quota_environments_per_project=1))
+    try:
+        c = TestClient(app)
+        body = {"username": "admin", "password": ADMIN_PASSWORD}
+        c.headers["Authorization"] = f"Bearer {c.post('/api/v1/auth/tokens', json=body).json()['token']}"
+        org = c.get("/api/v1/organizations").json()["items"][0]["id"]
+        com = c.post("/api/v1/communities", json={"organizationId": org, "name": "q"}).json()["id"]
+        pid = c.post("/api/v1/projects", json={"communityId": com, "name": "q"}).json()["id"]
+        made = c.post(
+            f"/api/v1/projects/{pid}/environments", json={"name": "one", "requirements": ["six==1.16.0"]}
+        )
+        assert made.status_code == 201, made.text
+        r = c.post(
+            f"/api/v1/projects/{pid}/environments", json={"name": "two", "requirements": ["six==1.16.0"]}
+        )
+        assert r.status_code == 409 and "quota" in r.json()["detail"], r.text
+        names = [e["name"] for e in c.get("/api/v1/environments", params={"projectId": pid}).json()]
+        assert "one" in names and "two" not in names
+    finally:
+        app.state.db.dispose()

@@ -109,6 +109,15 @@ def test_unknown_package_fails_with_uvs_message(builder: EnvironmentBuilder) -> 
     assert leftovers(builder) == []
 
 
+def test_a_source_distribution_is_never_built(builder: EnvironmentBuilder) -> None:
+    """Requirements are a tenant's and the build runs as the server's user: a package that has
+    only a source distribution (its setup.py would run here) is refused, saying why."""
+    with pytest.raises(BuildFailed) as e:
+        builder.build(PY, ["ordereddict==1.1"])  # on PyPI as an sdist only
+    assert "ordereddict" in e.value.detail and "wheels only" in e.value.detail, e.value.detail
+    assert "%pip" in e.value.detail and "env.docker" in e.value.detail
+
+
 def test_python_version_that_is_not_installed_names_the_field(builder: EnvironmentBuilder) -> None:
     with pytest.raises(Invalid) as e:
         builder.build("3.99", ["six==1.16.0"])

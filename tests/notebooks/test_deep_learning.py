@@ -1,5 +1,5 @@
 """The deep-learning built-in environment (issue 17): chosen in a project's settings, built for
-its first user (7.6 GB: not at every start), and a notebook then imports torch and transformers.
+its first user (8 GB: not at every start), and a notebook then imports torch and transformers.
 The tests' environment cache keeps the build across runs; the first one here took about 2 min."""
 
 from __future__ import annotations

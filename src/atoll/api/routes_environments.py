@@ -97,6 +97,7 @@ def create_environment(project_id: str, body: EnvironmentCreate, ctx: CtxDep) ->
         base=body.base,
         python_version=body.python_version,
         description=body.description,
+        quota=ctx.settings.quota_environments_per_project,
     )
     return ctx.commit_and_wake(environment_out(row), "environments")
 

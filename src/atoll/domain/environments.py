@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from atoll.domain import access
@@ -119,9 +119,17 @@ def create_environment(
     base: str | None = None,
     python_version: str | None = None,
     description: str = "",
+    quota: int = 0,
 ) -> EnvironmentRow:
-    """A new environment of the project, queued for its build (the controller builds it)."""
+    """A new environment of the project, queued for its build (the controller builds it);
+    ``quota``: how many the project may have (0: no limit)."""
     project = get_project(db, p, project_id, Action.PROJECT_UPDATE)
+    have = db.scalar(select(func.count()).where(EnvironmentRow.project_id == project.id)) or 0
+    if quota and have >= quota:
+        raise Conflict(
+            f"the project has {have} environments, its quota: delete one first (atoll env delete)",
+            field="name",
+        )
     check_name(name)
     check_description(description)
     if len(requirements) > MAX_REQUIREMENTS:

@@ -418,14 +418,23 @@ class EnvironmentBuilder:
                 # --compile-bytecode: workloads run as the project's user, who may not write
                 # __pycache__ into this shared, root-owned environment; without .pyc files every
                 # start would compile each imported module again (seconds for JupyterLab).
+                # --only-binary :all:: wheels only. The requirements are a tenant's (a job's
+                # env.python, a project environment, a model's libraries) and this build runs as
+                # the server's user: building a source distribution would run its code there.
                 proc = self._uv(
-                    "pip", "install", "--no-config", "--compile-bytecode", "--python", str(python),
-                    *_pip_args(pip_options), *exclude_args, *reqs,
+                    "pip", "install", "--no-config", "--compile-bytecode", "--only-binary", ":all:",
+                    "--python", str(python), *_pip_args(pip_options), *exclude_args, *reqs,
                 )  # fmt: skip
                 if proc.returncode != 0:
+                    message = _uv_message(proc.stderr)
+                    if "building from source is disabled" in message or "no usable wheels" in message:
+                        message += (
+                            " (shared environments take wheels only: building from source would run "
+                            "the package's code on the server; install it with %pip in a notebook, "
+                            "or run the job in a Docker image, env.docker)"
+                        )
                     raise BuildFailed(
-                        f"cannot install the requirements: {_uv_message(proc.stderr)}",
-                        output=proc.stdout + proc.stderr,
+                        f"cannot install the requirements: {message}", output=proc.stdout + proc.stderr
                     )
             meta = {
                 "key": key,

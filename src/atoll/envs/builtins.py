@@ -101,7 +101,7 @@ DEEPLEARNING = BuiltinEnvironment(
         "The data-science stack plus PyTorch and torchvision (PyPI's CUDA build, which runs on CPUs too), "
         "Hugging Face Transformers, Tokenizers, Datasets and Accelerate"
     ),
-    prebuild=False,  # 7.6 GB: built for the first project that chooses it
+    prebuild=False,  # 8 GB: built for the first project that chooses it
 )
 BUILTINS: dict[str, BuiltinEnvironment] = {DATASCIENCE.name: DATASCIENCE, DEEPLEARNING.name: DEEPLEARNING}
 DEFAULT = DATASCIENCE

@@ -8,6 +8,14 @@ import re
 from atoll.runtime.base import DEFAULT_PATH, Workload
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # DataSphere secret names may hold "-"
+_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+def account_name(wanted: str, uid: int) -> str:
+    """A valid login name from ``wanted`` (lowercase letters, digits, ``-``, ``_``; starting with
+    a letter; at most 32 characters), ``u<uid>`` when nothing usable is left."""
+    name = _NAME.sub("-", wanted.lower()).strip("-_")[:32].rstrip("-_")
+    return name if name and name[0].isalpha() else f"u{uid}"
 
 
 def workload_env(w: Workload, *, host_files: bool = True) -> dict[str, str]:
@@ -30,6 +38,8 @@ def workload_env(w: Workload, *, host_files: bool = True) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
     }
+    if w.user_name and w.run_as is not None:  # what getpass.getuser() and git read first
+        env["USER"] = env["LOGNAME"] = account_name(w.user_name, w.run_as[0])
     env.update(w.env)
     if host_files:
         if w.python is not None:

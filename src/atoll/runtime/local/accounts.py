@@ -11,20 +11,13 @@ the workload's state dir (Atoll's, never in a tenant-writable tree) and go with 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from atoll.runtime.environment import account_name
 
 HOST_PASSWD = Path("/etc/passwd")
 HOST_GROUP = Path("/etc/group")
 SHELL = "/bin/bash"
-_NAME = re.compile(r"[^a-z0-9_-]+")
-
-
-def account_name(wanted: str, uid: int) -> str:
-    """A valid login name from ``wanted`` (lowercase letters, digits, ``-``, ``_``; starting with
-    a letter; at most 32 characters), ``u<uid>`` when nothing usable is left."""
-    name = _NAME.sub("-", wanted.lower()).strip("-_")[:32].rstrip("-_")
-    return name if name and name[0].isalpha() else f"u{uid}"
 
 
 def _entries(path: Path) -> list[list[str]]:
