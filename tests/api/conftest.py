@@ -40,6 +40,15 @@ def admin_token(client: TestClient) -> str:
     return str(r.json()["token"])
 
 
+def admin_in_new_community(app: FastAPI, name: str) -> tuple[TestClient, str]:
+    """A client signed in as the admin (no lifespan: no controllers run), and a new community's id."""
+    c = TestClient(app)
+    body = {"username": "admin", "password": ADMIN_PASSWORD}
+    c.headers["Authorization"] = f"Bearer {c.post('/api/v1/auth/tokens', json=body).json()['token']}"
+    org = c.get("/api/v1/organizations").json()["items"][0]["id"]
+    return c, str(c.post("/api/v1/communities", json={"organizationId": org, "name": name}).json()["id"])
+
+
 def as_token(app: FastAPI, token: str) -> TestClient:
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})
 

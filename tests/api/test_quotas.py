@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from atoll.app import create_app
-from tests.api.conftest import make_settings
+from tests.api.conftest import admin_in_new_community, make_settings
 from tests.support.server import ADMIN_PASSWORD
 
 
@@ -40,11 +40,7 @@ def test_quotas(fresh_database_url: str, tmp_path: Path) -> None:
 def test_a_project_has_a_quota_of_environments(fresh_database_url: str, tmp_path: Path) -> None:
     app = create_app(make_settings(tmp_path, fresh_database_url, quota_environments_per_project=1))
     try:
-        c = TestClient(app)
-        body = {"username": "admin", "password": ADMIN_PASSWORD}
-        c.headers["Authorization"] = f"Bearer {c.post('/api/v1/auth/tokens', json=body).json()['token']}"
-        org = c.get("/api/v1/organizations").json()["items"][0]["id"]
-        com = c.post("/api/v1/communities", json={"organizationId": org, "name": "q"}).json()["id"]
+        c, com = admin_in_new_community(app, "q")
         pid = c.post("/api/v1/projects", json={"communityId": com, "name": "q"}).json()["id"]
         made = c.post(
             f"/api/v1/projects/{pid}/environments", json={"name": "one", "requirements": ["six==1.16.0"]}

@@ -7,21 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from atoll.app import create_app
-from tests.api.conftest import make_settings
-from tests.support.server import ADMIN_PASSWORD
+from tests.api.conftest import admin_in_new_community, make_settings
 
 
 def _defaults(database_url: str, tmp_path: Path, **pool: Any) -> dict[str, Any]:
     app = create_app(make_settings(tmp_path, database_url, **pool))
     try:
-        c = TestClient(app)
-        body = {"username": "admin", "password": ADMIN_PASSWORD}
-        c.headers["Authorization"] = f"Bearer {c.post('/api/v1/auth/tokens', json=body).json()['token']}"
-        org = c.get("/api/v1/organizations").json()["items"][0]["id"]
-        com = c.post("/api/v1/communities", json={"organizationId": org, "name": "small"}).json()["id"]
+        c, com = admin_in_new_community(app, "small")
         plain = c.post("/api/v1/projects", json={"communityId": com, "name": "plain"}).json()
         chosen = c.post(
             "/api/v1/projects",
