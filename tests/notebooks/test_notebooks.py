@@ -433,3 +433,32 @@ def test_a_notebook_runs_in_the_project_s_environment(atoll: RunningServer) -> N
     assert kernel.run("import cowsay, pandas; print(cowsay.__name__)").strip() == "cowsay"
     kernel.close()
     stop_and_wait(atoll, pid)
+
+
+def test_a_server_the_notebook_starts_is_reached_through_the_gateway(atoll: RunningServer) -> None:
+    """jupyter-server-proxy: what a kernel serves (TensorBoard's %tensorboard) shows in the
+    browser through /nb/<project>/proxy/<port>/, behind Atoll's sign-in (issue 17, item 4)."""
+    pid = new_project(atoll, "nb-proxy")["id"]
+    open_and_wait(atoll, pid)
+    try:
+        kernel = Kernel(atoll, pid)
+        code = "\n".join(
+            [
+                "import http.server, os, socket, threading",
+                "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()",
+                "srv = http.server.HTTPServer(('127.0.0.1', port), http.server.SimpleHTTPRequestHandler)",
+                "threading.Thread(target=srv.serve_forever, daemon=True).start()",
+                "print(port, os.environ['TENSORBOARD_PROXY_URL'])",
+            ]
+        )
+        port, proxy_url = kernel.run(code).split()
+        assert proxy_url == f"/nb/{pid}/proxy/%PORT%/"
+        headers = {"Authorization": f"Bearer {atoll.admin_token}"}
+        r = httpx.get(f"{atoll.url}{proxy_url.replace('%PORT%', port)}", headers=headers, timeout=30)
+        assert r.status_code == 200 and "Directory listing" in r.text, r.text[:300]
+        assert (
+            httpx.get(f"{atoll.url}/nb/{pid}/proxy/{port}/", timeout=30).status_code == 401
+        )  # signed in only
+        kernel.close()
+    finally:
+        stop_and_wait(atoll, pid)

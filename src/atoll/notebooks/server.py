@@ -184,6 +184,9 @@ def jupyter_command(
         "JUPYTER_PLATFORM_DIRS": "1",
         "IPYTHONDIR": str(state_dir / "ipython"),
         "SHELL": "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh",  # the terminals' shell
+        # `%tensorboard` shows TensorBoard in the notebook through jupyter-server-proxy (behind
+        # Atoll's gateway) instead of at a localhost address the browser cannot reach.
+        "TENSORBOARD_PROXY_URL": f"{_normalize_base_url(base_url)}proxy/%PORT%/",
     }
     if base_prefix is not None:
         env["JUPYTER_CONFIG_PATH"] = str(Path(base_prefix) / "etc" / "jupyter")
