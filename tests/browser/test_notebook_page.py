@@ -4,6 +4,7 @@ through Atoll's gateway and see its output; the Notebook tab shows the server's 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,32 @@ def test_the_settings_choose_the_environment(page: Page, server: RunningServer) 
     expect(page.get_by_text("Project settings saved")).to_be_visible()
     with server.api() as api:
         assert api.get(f"/projects/{project['id']}").json()["settings"]["defaultEnvironment"] == "datascience"
+
+
+def test_a_project_environment_made_in_the_settings_tab(page: Page, server: RunningServer) -> None:
+    project = new_project(server, "ui-own-env")
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/projects/{project['id']}?tab=settings")
+    form = page.locator("#environments form").last
+    form.get_by_label("Name").fill("Bad Name")
+    form.get_by_label("Requirements").fill("cowsay==6.1")
+    page.get_by_test_id("create-environment").click()
+    expect(page.locator("#environments")).to_contain_text("name must be 1-63 characters")
+    form = page.locator("#environments form").last
+    form.get_by_label("Name").fill("cows")
+    page.get_by_test_id("create-environment").click()
+    expect(page.get_by_text("Environment cows queued for its build")).to_be_visible()
+    row = page.locator('#environments tr[data-environment="cows"]')
+    expect(row).to_contain_text("datascience")
+    deadline = time.monotonic() + 180
+    while row.get_by_test_id("env-status").inner_text() != "ready":
+        assert time.monotonic() < deadline, row.inner_text()
+        time.sleep(1)
+        page.goto(f"/projects/{project['id']}?tab=settings")
+    page.get_by_test_id("settings-environment").select_option("cows")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Project settings saved")).to_be_visible()
+    # The project's default cannot go until another is chosen: the tab says so, nothing changes.
+    page.locator('#environments tr[data-environment="cows"]').get_by_role("button", name="Delete").click()
+    expect(page.locator("#environments")).to_contain_text("the project's default environment")
+    expect(page.locator('#environments tr[data-environment="cows"]')).to_be_visible()

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import tenancy
+from atoll.domain import environments, tenancy
 from atoll.errors import DomainError, NotFound
+from atoll.jobspec.requirements import parse_requirements
 from atoll.web import forms
 from atoll.web.context import FormError, WebCtx, WebRoute, redirect, signed_in
 from atoll.web.project_shell import LIMITS, project_page
@@ -83,3 +84,50 @@ def set_limits(project_id: str, ctx: Ctx) -> Response:
             ctx, project_id, "settings", error=FormError.of("limits", e, values), status=e.status
         )
     return _saved(ctx, project_id, "Limits saved")
+
+
+# --- a project's environments ----------------------------------------------------------------
+
+
+@router.post("/projects/{project_id}/environments")
+def create_environment(project_id: str, ctx: Ctx) -> Response:
+    values = {k: ctx.value(k) for k in ("name", "base", "requirements")}
+    try:
+        reqs = parse_requirements(values["requirements"], "requirements", field="requirements").requirements
+        row = environments.create_environment(
+            ctx.db,
+            ctx.me,
+            project_id,
+            name=values["name"].strip(),
+            requirements=list(reqs),
+            base=values["base"] or None,
+            quota=ctx.settings.quota_environments_per_project,
+        )
+        ctx.commit(wake="environments")
+    except NotFound:
+        raise
+    except DomainError as e:
+        ctx.rollback()
+        return project_page(
+            ctx, project_id, "settings", error=FormError.of("environment", e, values), status=e.status
+        )
+    return _saved(ctx, project_id, f"Environment {row.name} queued for its build")
+
+
+@router.post("/projects/{project_id}/environments/{env_id}/delete")
+def delete_environment(project_id: str, env_id: str, ctx: Ctx) -> Response:
+    try:
+        row = environments.get_environment(ctx.db, ctx.me, env_id)
+        if row.project_id != project_id:
+            raise NotFound(f"no environment {env_id!r} in this project")
+        name = row.name
+        environments.delete_environment(ctx.db, ctx.me, row)
+        ctx.commit()
+    except NotFound:
+        raise
+    except DomainError as e:
+        ctx.rollback()
+        return project_page(
+            ctx, project_id, "settings", error=FormError.of("environment", e), status=e.status
+        )
+    return _saved(ctx, project_id, f"Environment {name} deleted")
