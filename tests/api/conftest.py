@@ -20,8 +20,14 @@ def make_settings(tmp: Any, database_url: str, **kw: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
-    # Quotas are tested on their own; here many tests create communities in one organization.
-    settings = make_settings(tmp_path_factory.mktemp("data"), database_url, quota_communities_per_org=0)
+    # Quotas are tested on their own; here many tests create communities in one organization, and
+    # environments in one project.
+    settings = make_settings(
+        tmp_path_factory.mktemp("data"),
+        database_url,
+        quota_communities_per_org=0,
+        quota_environments_per_project=0,
+    )
     application = create_app(settings)
     yield application
     application.state.db.dispose()
