@@ -115,6 +115,7 @@ def test_project_settings_defaults_and_updates(admin: TestClient, project: dict[
     s = r.json()["settings"]
     assert s == {
         "defaultConfiguration": "s1.1",
+        "defaultEnvironment": None,  # the installation's default built-in environment
         "vmInactivityTimeout": "5400s",
         "staleExecTimeoutMode": "ONE_HOUR",
         "ide": "JUPYTER_LAB",
@@ -146,7 +147,9 @@ def test_community_zone_is_fixed(admin: TestClient, community: dict[str, Any]) -
 def test_restrictions_limit_default_configuration(admin: TestClient, community: dict[str, Any]) -> None:
     url = f"{V}/communities/{community['id']}/restrictions"
     r = admin.get(url).json()
-    assert r["allowedConfigurations"] is None and all(r["features"].values())
+    assert r["allowedConfigurations"] is None
+    # Every feature is on by default but the external IDE link, an Admin's choice (spec §4.1).
+    assert {k for k, on in r["features"].items() if not on} == {"externalIde"}
     r = admin.patch(url, json={"allowedConfigurations": ["s1.1", "nope.1"]})
     assert r.status_code == 422 and problem_field(r) == "allowedConfigurations[1]"
     assert admin.get(url).json()["allowedConfigurations"] is None
