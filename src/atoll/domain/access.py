@@ -242,7 +242,13 @@ def identify(
     token = bearer_token(authorization)
     if token is None and notebook_of is not None:
         scheme, _, value = (authorization or "").partition(" ")
-        token = value.strip() if scheme.lower() == "token" and value.strip() else query_token or None
+        token = value.strip() if scheme.lower() == "token" and value.strip() else None
+        if token is None and query_token and not (
+            session_cookie and auth.session_from_cookie(db, session_cookie) is not None
+        ):
+            # A URL's token is for clients without Atoll's cookie (an IDE); a signed-in browser
+            # that follows a link carrying some token stays who it is.
+            token = query_token
     if token is not None:
         try:
             user = auth.user_from_token(db, token, notebook_of)
