@@ -111,3 +111,18 @@ def test_merge_pip_options() -> None:
     )
     assert merged == PipOptions("https://idx", ("a", "b"), ("h1", "h2"), True)
     assert merge_pip_options(None, None) == PipOptions()
+
+
+def test_requirement_name_is_the_canonical_package_name() -> None:
+    from atoll.jobspec.requirements import requirement_name
+
+    cases = {
+        "numpy==2.4.6": "numpy",
+        "Scikit_Learn>=1.5,<2": "scikit-learn",
+        "psycopg[binary]==3.2": "psycopg",
+        "rfc3987-syntax~=1.0": "rfc3987-syntax",
+        "six!=1.0": "six",
+        "polars": "polars",
+        " tomli ; python_version<'3.11'": "tomli",
+    }
+    assert {r: requirement_name(r) for r in cases} == cases

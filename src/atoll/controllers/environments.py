@@ -22,7 +22,7 @@ from sqlalchemy import select
 from atoll.envs.build import BuildFailed, Environment, EnvironmentBuilder, environment_key, metadata
 from atoll.envs.builtins import BUILTINS, DEFAULT, EXCLUDES
 from atoll.envs.interpreter import current_version
-from atoll.jobspec.requirements import canonical_name
+from atoll.jobspec.requirements import canonical_name, requirement_name
 from atoll.states import EnvironmentStatus
 from atoll.store.db import Database
 from atoll.store.tables import EnvironmentRow, utcnow
@@ -35,7 +35,7 @@ MAX_LOG = 256 * 1024
 
 def _excludes(resolved: list[str]) -> list[str]:
     """Atoll's usual exclusions, less any the environment asks for by name."""
-    named = {canonical_name(r.split("==")[0].split("[")[0].split(">")[0].split("<")[0]) for r in resolved}
+    named = {requirement_name(r) for r in resolved}
     return [e for e in EXCLUDES if canonical_name(e) not in named]
 
 
@@ -54,7 +54,7 @@ class EnvironmentChoice:
 
     @staticmethod
     def of(row: EnvironmentRow) -> EnvironmentChoice:
-        names = {canonical_name(r.split("==")[0].split("[")[0]) for r in row.resolved}
+        names = {requirement_name(r) for r in row.resolved}
         return EnvironmentChoice(row.name, row.python_version, tuple(row.resolved), "jupyterlab" in names)
 
     def realize(self, envs: EnvironmentBuilder) -> Environment:

@@ -243,8 +243,10 @@ def identify(
     if token is None and notebook_of is not None:
         scheme, _, value = (authorization or "").partition(" ")
         token = value.strip() if scheme.lower() == "token" and value.strip() else None
-        if token is None and query_token and not (
-            session_cookie and auth.session_from_cookie(db, session_cookie) is not None
+        if (
+            token is None
+            and query_token
+            and not (session_cookie and auth.session_from_cookie(db, session_cookie) is not None)
         ):
             # A URL's token is for clients without Atoll's cookie (an IDE); a signed-in browser
             # that follows a link carrying some token stays who it is.

@@ -20,7 +20,7 @@ from atoll.domain.access import Action, Principal
 from atoll.domain.tenancy import get_project
 from atoll.domain.validation import check_description, check_name
 from atoll.errors import Conflict, Invalid, NotFound
-from atoll.jobspec.requirements import canonical_name, normalize_requirement
+from atoll.jobspec.requirements import normalize_requirement, requirement_name
 from atoll.states import EnvironmentStatus
 from atoll.store.tables import EnvironmentRow, Project
 
@@ -104,8 +104,8 @@ def of_project(db: Session, project: Project) -> EnvironmentRow | None:
 
 def resolve(base: list[str], requirements: list[str]) -> list[str]:
     """The base's pins, less those of packages the requirements name, then the requirements."""
-    named = {canonical_name(re.split(r"[\[<>=!~ ]", r, maxsplit=1)[0]) for r in requirements}
-    kept = [pin for pin in base if canonical_name(re.split(r"[\[<>=!~ ]", pin, maxsplit=1)[0]) not in named]
+    named = {requirement_name(r) for r in requirements}
+    kept = [pin for pin in base if requirement_name(pin) not in named]
     return [*kept, *requirements]
 
 

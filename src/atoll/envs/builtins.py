@@ -17,6 +17,7 @@ from pathlib import Path
 
 from atoll.envs.build import Environment, EnvironmentBuilder, environment_key
 from atoll.envs.interpreter import current_version
+from atoll.jobspec.requirements import requirement_name
 
 LOCKS = Path(__file__).with_name("locks")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[A-Za-z0-9._,-]+\])?)==([^\s;#]+)\s*$")
@@ -50,11 +51,10 @@ class BuiltinEnvironment:
 
     def version_of(self, package: str) -> str:
         """The version the lock file pins ``package`` to (KeyError if it pins none)."""
-        wanted = re.sub(r"[-_.]+", "-", package).lower()
+        wanted = requirement_name(package)
         for pin in self.requirements():
-            name, version = pin.split("==")
-            if re.sub(r"[-_.]+", "-", name.split("[")[0]).lower() == wanted:
-                return version
+            if requirement_name(pin) == wanted:
+                return pin.split("==", 1)[1]
         raise KeyError(f"{self.name} pins no {package}")
 
     def key(self) -> str:

@@ -35,6 +35,11 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_name(requirement: str) -> str:
+    """The canonical name of the package a requirement (or a ``name==version`` pin) is about."""
+    return canonical_name(re.split(r"[\[<>=!~;@\s]", requirement.strip(), maxsplit=1)[0])
+
+
 def normalize_requirement(requirement: str, field: str = "env.python") -> str:
     """A requirement in one canonical spelling, so equal sets give equal cache keys.
 
