@@ -24,6 +24,7 @@ from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
 from atoll.api.routes_deploy import router as deploy_router
 from atoll.api.routes_environments import router as environments_router
+from atoll.api.routes_images import router as images_router
 from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
@@ -48,6 +49,7 @@ API_ROUTERS = (
     access_router,
     catalog_router,
     environments_router,
+    images_router,
     secrets_router,
     jobs_router,
     notebooks_router,

@@ -17,6 +17,7 @@ from atoll.capacity import Inventory
 from atoll.controllers.base import Controller
 from atoll.controllers.dataplane import DataPlaneController
 from atoll.controllers.environments import EnvironmentController
+from atoll.controllers.images import ImageController
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
 from atoll.controllers.nodes import NodeController
@@ -27,6 +28,8 @@ from atoll.domain.secrets import SecretBox
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.activity import ActivityBoard
 from atoll.runtime.base import ClusterInventory
+from atoll.runtime.docker.images import ImageBuilder
+from atoll.runtime.docker.runtime import DockerRuntime
 from atoll.runtime.isolation import in_force
 from atoll.runtime.local.netns import NetworkIsolation, ProjectNetworks
 from atoll.runtime.local.relay import LoopbackRelay
@@ -144,6 +147,21 @@ class Services:
             db, self.blobs, self.envs, data, self.jobs.project_home, uid_base=uid_base, notify=self.wake
         )
         self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
+        # Projects' Docker images (spec §4.3): built on the Docker runtime's daemon, where there is one.
+        self.images: ImageController | None = None
+        docker_rt = self.runtime.images
+        if isinstance(docker_rt, DockerRuntime):
+            bridges = docker_rt.networks
+            self.images = ImageController(
+                db,
+                ImageBuilder(settings.docker_host, settings.image_registry),
+                box,
+                registry=settings.image_registry,
+                memory_mb=settings.image_build_memory_mb,
+                timeout_s=settings.image_build_timeout_s,
+                network_of=bridges.ensure if bridges is not None else None,
+            )
+            self.images.register()
         self.data_plane: DataPlaneController | None = None
         if data_plane and settings.gateway_port:
             binary = haproxy_binary(settings.haproxy_binary)
@@ -168,6 +186,7 @@ class Services:
     def controllers(self) -> list[Controller]:
         """Every reconcile loop the server runs, in start order (see controllers/base.py)."""
         plane = [self.data_plane] if self.data_plane is not None else []
+        images = [self.images] if self.images is not None else []
         return [
             self.workloads,
             self.jobs,
@@ -175,6 +194,7 @@ class Services:
             self.nodes,
             self.model_inbox,
             self.environments,
+            *images,
             *plane,
         ]
 

@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     # CUDA_VISIBLE_DEVICES (a daemon whose default runtime is nvidia, or GPUs declared with
     # ATOLL_GPUS_OVERRIDE on a machine without them, as the tests do).
     docker_gpus: Literal["request", "env"] = "request"
+    # Projects' Docker images (spec §4.3), built on docker_host: the registry they are pushed to,
+    # "host:port[/path]" (a local `docker-registry` on loopback, or any other); empty: they stay
+    # on the daemon they were built on. At most quota_images_per_community per community (the
+    # spec's 3; 0: no limit); a build is stopped after image_build_timeout_s, and its steps run
+    # with at most image_build_memory_mb of memory.
+    image_registry: str = ""
+    quota_images_per_community: int = Field(default=3, ge=0)
+    image_build_timeout_s: float = Field(default=1800, gt=0)
+    image_build_memory_mb: int = Field(default=4096, ge=64)
     # Public URL of the gateway, shown in curl samples (default: http://HOST:GATEWAY_PORT).
     public_gateway_url: str = ""
     # The bearer token Prometheus scrapes the gateway's /metrics with (an installation admin's API

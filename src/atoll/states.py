@@ -233,3 +233,13 @@ def can_move(moves: dict[S, tuple[S, ...]], old: str, new: str) -> bool:
         return True
     kind = type(next(iter(moves)))
     return kind(new) in moves.get(kind(old), ())
+
+
+class ImageStatus(StrEnum):
+    """A project's Docker image (spec §4.3): waiting for its build, being built, usable (built,
+    checked and kept in the registry), or its build failed (the log names the failing step)."""
+
+    PENDING = "PENDING"
+    BUILDING = "BUILDING"
+    READY = "READY"
+    FAILED = "FAILED"

@@ -116,6 +116,7 @@ def test_project_settings_defaults_and_updates(admin: TestClient, project: dict[
     assert s == {
         "defaultConfiguration": "s1.1",
         "defaultEnvironment": None,  # the installation's default built-in environment
+        "activeImageId": None,  # no Docker image activated: notebooks run in the environment
         "vmInactivityTimeout": "5400s",
         "staleExecTimeoutMode": "ONE_HOUR",
         "ide": "JUPYTER_LAB",
@@ -493,3 +494,16 @@ def test_invite_used_once_even_when_accepted_concurrently(
     assert codes.count(200) == 1, codes
     members = [b["subjectName"] for b in admin.get(f"{V}/projects/{project['id']}/access-bindings").json()]
     assert sum(1 for m in members if m.startswith("racer")) == 1
+
+
+def test_images_without_a_docker_daemon_are_refused_and_nothing_is_made(
+    admin: TestClient, project: dict[str, Any]
+) -> None:
+    body = {"name": "tools", "tag": "1.0", "dockerfile": "FROM debian:bookworm\n"}
+    r = admin.post(f"{V}/projects/{project['id']}/images", json=body)
+    assert r.status_code == 409 and problem_field(r) == "dockerfile", r.text
+    assert "no Docker daemon" in r.json()["detail"]
+    assert admin.get(f"{V}/projects/{project['id']}/images").json() == []
+    assert admin.get(f"{V}/images/img_nothing").status_code == 404
+    r = admin.post(f"{V}/projects/{project['id']}/images:deactivate")
+    assert r.status_code == 200 and r.json()["settings"]["activeImageId"] is None

@@ -1,7 +1,7 @@
 """A private Docker daemon for the tests, and a small test image built without any registry.
 
 `running_dockerd()` starts `dockerd` on its own socket, data root and exec root under /tmp, imports
-the test image (Debian bookworm minbase + python3, made by debootstrap from the Debian mirror and
+the test image (Debian bookworm minbase + python3 and pip, made by debootstrap from the Debian mirror and
 cached as a tarball in ~/.cache/atoll-tests/docker, so only the first run pays for it), and at the
 end stops the daemon by its process group and puts the host's network back as it found it.
 
@@ -41,7 +41,8 @@ from tests.support.leaks import register_root
 
 IMAGE = "atoll-test:bookworm"
 CACHE = Path.home() / ".cache" / "atoll-tests" / "docker"
-ROOTFS_TAR = CACHE / "bookworm-minbase-python3.tar"
+# pip too: a project image must have it (spec §4.3), and the images' tests build FROM this one.
+ROOTFS_TAR = CACHE / "bookworm-minbase-python3-pip.tar"
 MIRROR = "http://deb.debian.org/debian"
 _TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale")
 
@@ -82,7 +83,8 @@ def ensure_rootfs() -> Path:
         work = Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
         try:
             rootfs = work / "rootfs"
-            cmd = ["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(rootfs), MIRROR]
+            packages = "--include=python3,python3-pip"
+            cmd = ["debootstrap", "--variant=minbase", packages, "bookworm", str(rootfs), MIRROR]
             r = _run(cmd, timeout=900)
             if r.returncode != 0:
                 tail = (r.stdout + r.stderr).strip().splitlines()[-3:]

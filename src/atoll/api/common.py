@@ -59,6 +59,7 @@ def project_out(db: Session, p: Project) -> ProjectOut:
         settings=ProjectSettings(
             default_configuration=p.default_configuration,
             default_environment=p.default_environment,
+            active_image_id=p.active_image_id,
             vm_inactivity_timeout=format_duration(p.vm_inactivity_timeout_s),
             stale_exec_timeout_mode=p.stale_exec_timeout_mode,
             ide=p.ide,

@@ -149,6 +149,11 @@ class ProjectSettings(ApiModel):
         default=None,
         description="What notebooks and jobs without env.python run in; null: the default built-in one",
     )
+    active_image_id: str | None = Field(
+        default=None,
+        description="The project's Docker image its notebooks run in (POST /images/{id}:activate); "
+        "null: none, they run in the environment",
+    )
     vm_inactivity_timeout: str = "10800s"
     stale_exec_timeout_mode: str = "NO_TIMEOUT"
     ide: str = "JUPYTER_LAB"

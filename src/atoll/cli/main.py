@@ -22,6 +22,7 @@ from atoll.cli import (
     doctor,
     environments,
     groups,
+    images,
     invites,
     members,
     notebooks,
@@ -98,6 +99,7 @@ app.add_typer(invites.app, name="invite")
 app.add_typer(groups.app, name="group")
 app.add_typer(configs.app, name="config")
 app.add_typer(environments.app, name="env")
+app.add_typer(images.app, name="image")
 app.add_typer(tokens.app, name="token")
 app.add_typer(billing.app, name="billing-account")
 app.add_typer(users.app, name="user")

@@ -23,7 +23,7 @@ from sqlalchemy import CursorResult, select, update
 from atoll.controllers.environments import EnvironmentChoice
 from atoll.controllers.job_outputs import JobOutputs
 from atoll.controllers.job_workspace import JobWorkspace, PrepareFailed
-from atoll.domain import environments, workloads
+from atoll.domain import environments, images, workloads
 from atoll.domain.jobs import lifecycle
 from atoll.domain.workloads import run_identity
 from atoll.envs.build import EnvironmentBuilder
@@ -226,6 +226,10 @@ class JobController:
                 project = s.get(Project, snapshot[1])
                 if job is None or project is None or job.status != JobStatus.PREPARING:
                     return  # cancelled or deleted meanwhile
+                if spec.image:  # env.docker naming one of the project's images runs its content id
+                    built = images.runnable(s, project, spec.image)
+                    if built is not None:
+                        spec = spec.model_copy(update={"image": built})
                 gs = cfg.graceful_shutdown
                 wl = workloads.submit(
                     s,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atoll.controllers.environments import EnvironmentChoice
-from atoll.domain import environments, model_registry
+from atoll.domain import environments, images, model_registry
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
 from atoll.envs import builtins
 from atoll.envs.build import EnvironmentBuilder
@@ -105,6 +105,8 @@ class InstanceStarter:
                 return
             if inst.status in INSTANCE_GONE or node.desired != NodeDesired.RUN:
                 return
+            if image:  # one of the project's images (by id or name[:tag]) runs by its content id
+                image = images.runnable(s, project, image) or image
             wl = submit(
                 s,
                 project,

@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from atoll.controllers.environments import EnvironmentChoice, content_key
 from atoll.controllers.models import workload_env as model_env
+from atoll.controllers.notebook_image import ActiveImage, ImageServer, image_server
 from atoll.controllers.notebook_probe import Found, Probe, ServerProber
 from atoll.controllers.notebook_runs import NotebookRuns
-from atoll.domain import environments
+from atoll.domain import environments, images
 from atoll.domain import notebooks as nbs
 from atoll.domain.secrets import SecretBox
 from atoll.domain.workloads import WorkloadSpec, run_identity, submit
@@ -174,6 +175,11 @@ class NotebookController:
             project_id = server.project_id
             run_as = run_identity(s, project_id, self.uid_base)
             choice = self._choice(s, project_id)
+            project = s.get(Project, project_id)
+            active = images.active_image(s, project) if project is not None else None
+            image = ActiveImage.of(active) if active is not None else None
+            if image is not None and image.has_jupyterlab:
+                choice = None  # its own JupyterLab serves: no environment of Atoll's is needed
             if (
                 choice is not None
                 and self.envs.lookup(content_key(choice.python_version, list(choice.resolved))) is None
@@ -182,7 +188,13 @@ class NotebookController:
                     f"waiting for the {choice.name} environment: it is built once per machine "
                     "(about a minute with a fast network)"
                 )
-        overlay, home, base = self._environment(project_id, run_as)
+        overlay: Environment | None = None
+        layer: Environment | None = None
+        if image is None:
+            overlay, home, layer = self._environment(project_id, run_as)
+        else:  # the image's python3 runs; Atoll's layer only where it has no JupyterLab
+            layer = None if image.has_jupyterlab else self._base(project_id)
+            home = self.project_home(project_id, run_as)
         state_dir = self.projects_root / project_id / "jupyter"
         port = pick_port()
         with self.db.transaction() as s:
@@ -193,28 +205,36 @@ class NotebookController:
             if project is None:
                 return
             token = self.box.open(server.token)
-            argv, jenv = jupyter_command(
-                overlay.python,
-                port,
-                nbs.base_path(project_id),
-                home,
-                token,
-                state_dir,
-                base_prefix=base.path,
-            )
+            inside: ImageServer | None = None
+            if image is not None:
+                inside = image_server(image, layer, port, nbs.base_path(project_id), home, token, state_dir)
+                argv, jenv = inside.argv, inside.env
+            else:
+                assert overlay is not None and layer is not None
+                argv, jenv = jupyter_command(
+                    overlay.python,
+                    port,
+                    nbs.base_path(project_id),
+                    home,
+                    token,
+                    state_dir,
+                    base_prefix=layer.path,
+                )
             if run_as is not None:  # all of it: the config Atoll just wrote (as root) included
                 with Tree(state_dir) as state:
                     state.chown_all(*run_as)
             sealed_token = self.box.seal(jenv.pop(SECRET_ENV)).decode()  # the server's secret, new per start
-            env = overlay.activate({"PATH": DEFAULT_PATH})
+            # In an image, PATH is the image's (the runtime leaves it out).
+            env = overlay.activate({"PATH": DEFAULT_PATH}) if overlay is not None else {}
             env.update(jenv)
             env["ATOLL_PROJECT_ID"] = project_id
             env["DS_PROJECT_HOME"] = str(home)
-            env.update(
-                model_env(
-                    self.projects_root, sdk_path(self.projects_root.parent), project_id, server_id, run_as
+            if inside is None:  # atoll.models needs Atoll's files, which a container does not see
+                env.update(
+                    model_env(
+                        self.projects_root, sdk_path(self.projects_root.parent), project_id, server_id, run_as
+                    )
                 )
-            )
             wl = submit(
                 s,
                 project,
@@ -225,11 +245,15 @@ class NotebookController:
                     command=argv,
                     workdir=home,
                     env=env,
-                    mounts=[],
+                    mounts=inside.mounts if inside is not None else [],
                     ports=[port],
                     sealed_env={SECRET_ENV: sealed_token},
+                    python=inside.python if inside is not None else None,
+                    image=image.image_id if image is not None else None,
                     # A warm process has the default environment loaded: of use only to that one.
-                    warm=self._warm_key if self._warm_key == _warm_name(base) else None,
+                    warm=self._warm_key
+                    if inside is None and layer is not None and self._warm_key == _warm_name(layer)
+                    else None,
                 ),
                 stop_signal=int(signal.SIGTERM),
                 stop_grace_s=10.0,

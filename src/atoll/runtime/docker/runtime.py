@@ -52,6 +52,7 @@ from atoll.runtime.base import (
     read_log,
 )
 from atoll.runtime.docker.container_spec import container_env, container_mounts
+from atoll.runtime.docker.images import PROJECT_LABEL
 from atoll.runtime.docker.logs import STREAMS, LogFollower
 from atoll.runtime.docker.networks import NO_IPV6, ProjectBridges
 from atoll.runtime.redaction import Redactor
@@ -236,13 +237,17 @@ class DockerRuntime:
             self.client.containers.get(f"atoll-{w.id}")
             raise WorkloadExists(f"workload {w.id!r} is already known to the docker runtime")
         try:
-            self.client.images.get(w.image)
+            image = self.client.images.get(w.image)
         except ImageNotFound:
             raise ImageNotAvailable(
                 f"image {w.image!r} is not on the Docker daemon at {self.base_url}: images must be "
                 "built or loaded there first (docker build / docker load / docker import); "
                 "Atoll does not pull from registries"
             ) from None
+        owner = (image.labels or {}).get(PROJECT_LABEL)
+        if owner and owner != w.labels.get("project"):
+            # Another project's image, under whatever name or id: as if it were not there.
+            raise ImageNotAvailable(f"image {w.image!r} is not on the Docker daemon at {self.base_url}")
         env = container_env(w, self.gpus_by_env)
         w.workdir.mkdir(parents=True, exist_ok=True)
         self.append_system_log(w.id, f"running in a container of image {w.image}")

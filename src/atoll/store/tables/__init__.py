@@ -5,6 +5,7 @@ identity.py   users, sign-in, tenancy, roles, the catalogue, usage, secrets
 compute.py    workloads, jobs, notebook servers and runs
 deploy.py     models, datasets, nodes, instances, aliases, metrics
 environments.py  built-in and projects' environments
+images.py     projects' Docker images
 """
 
 from atoll.store.tables.base import Base, Timestamped, as_utc, new_id, utcnow
@@ -44,6 +45,7 @@ from atoll.store.tables.identity import (
     User,
     WebSession,
 )
+from atoll.store.tables.images import ProjectImage
 
 __all__ = [
     "AccessBinding",
@@ -74,6 +76,7 @@ __all__ = [
     "OutputDataset",
     "Project",
     "ProjectBlob",
+    "ProjectImage",
     "PythonEnvSpec",
     "RunIdentity",
     "Secret",

@@ -151,6 +151,8 @@ class Project(Timestamped, Base):
     # The environment its notebooks, jobs without env.python and nodes run in: a built-in one or
     # the project's own, by name; None: the installation's default built-in one.
     default_environment: Mapped[str | None] = mapped_column(String(63), default=None)
+    # The project's Docker image its notebooks run in (spec §4.3 "Activate"); None: the environment.
+    active_image_id: Mapped[str | None] = mapped_column(String(32), default=None)
     vm_inactivity_timeout_s: Mapped[int] = mapped_column(Integer, default=3 * 3600)
     stale_exec_timeout_mode: Mapped[str] = mapped_column(String(16), default="NO_TIMEOUT")
     ide: Mapped[str] = mapped_column(String(16), default="JUPYTER_LAB")

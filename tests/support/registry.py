@@ -1,0 +1,90 @@
+"""A private container registry for the tests: Debian's `docker-registry` (the distribution
+registry) on a free loopback port, its storage in a temp dir, stopped by its process group.
+dockerd treats a registry on 127.0.0.0/8 as insecure (plain HTTP) by default, so pushes need no
+TLS and no daemon setting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.leaks import register_root
+
+
+@dataclass
+class Registry:
+    address: str  # host:port, what ATOLL_IMAGE_REGISTRY takes
+
+    def catalog(self) -> list[str]:
+        r = httpx.get(f"http://{self.address}/v2/_catalog", timeout=10)
+        r.raise_for_status()
+        return list(r.json().get("repositories") or [])
+
+    def tags(self, repository: str) -> list[str]:
+        r = httpx.get(f"http://{self.address}/v2/{repository}/tags/list", timeout=10)
+        return list(r.json().get("tags") or []) if r.status_code == 200 else []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def registry_or_skip() -> Iterator[Registry]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry; ./dev test does)")
+    base = Path(tempfile.mkdtemp(prefix="atoll-registry-", dir="/tmp"))
+    register_root(base)
+    port = _free_port()
+    config = base / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {base / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with (base / "registry.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        reg = Registry(f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"docker-registry exited: {(base / 'registry.log').read_text()[-500:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://{reg.address}/v2/", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, (base / "registry.log").read_text()[-500:]
+            time.sleep(0.1)
+        yield reg
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
