@@ -12,17 +12,19 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.deploy.conftest import create_node, wait_for, wait_healthy
+from tests.e2e.cli import Cli
 from tests.notebooks.conftest import FAST, Kernel, open_and_wait, stop_and_wait
 from tests.notebooks.conftest import new_project as nb_project
 from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.registry import Registry, registry_or_skip
-from tests.support.server import RunningServer
+from tests.support.server import ADMIN_PASSWORD, RunningServer
 from tests.support.tenants import finish, job_config, logs, root_server, submit
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="dockerd and per-project users need root")
@@ -231,3 +233,33 @@ def test_bad_input_is_refused_naming_the_field(env: tuple[RunningServer, Dockerd
             _create(api, project, f"q{i}", f"FROM {d.image}\n")
         r = api.post(f"/projects/{project}/images", json=ok)
         assert r.status_code == 409 and "quota" in r.json()["detail"], r.text
+
+
+def test_the_cli_streams_a_build_names_a_failing_step_and_activates(
+    env: tuple[RunningServer, Dockerd, Registry], tmp_path: Path
+) -> None:
+    server, d, _ = env
+    project = nb_project(server, "img-cli")["id"]
+    cli = Cli(tmp_path / "config")
+    cli.ok("login", "--url", server.url, "--username", "admin", "--password", ADMIN_PASSWORD)
+    good, bad = tmp_path / "Dockerfile", tmp_path / "Dockerfile.bad"
+    good.write_text(f"FROM {d.image}\nRUN echo building-from-the-cli\n")
+    bad.write_text(f"FROM {d.image}\nRUN exit 7\n")
+    made = cli.ok("image", "create", "cli-ok", "-p", project, "-f", str(good), "--tag", "1")
+    assert "building-from-the-cli" in made.err and "Step 1/3" in made.err, str(made)  # streamed
+    assert "image cli-ok:1 ready" in made.out, str(made)
+    line = cli.fail(
+        "image", "create", "cli-bad", "-p", project, "-f", str(bad), "--tag", "1", "--format", "json"
+    )
+    assert "cli-bad:1 failed to build: Step 2/3 : RUN exit 7" in line and "non-zero code: 7" in line, line
+    assert "Step 2/3 : RUN exit 7" in cli.ok("image", "log", "cli-bad:1", "-p", project).out
+    listed = cli.json("image", "list", "-p", project)
+    assert {(i["name"], i["status"]) for i in listed} == {("cli-ok", "READY"), ("cli-bad", "FAILED")}
+    cli.ok("image", "activate", "cli-ok:1", "-p", project)
+    assert "active image" in cli.fail("image", "delete", "cli-ok:1", "-p", project, "--yes")
+    cli.ok("image", "deactivate", "-p", project)
+    cli.ok("image", "delete", "cli-ok:1", "-p", project, "--yes")
+    assert "no image" in cli.fail("image", "get", "cli-ok:1", "-p", project)
+    assert "--dockerfile" in cli.fail(
+        "image", "create", "x", "-p", project, "-f", str(tmp_path / "nope"), code=2
+    )
