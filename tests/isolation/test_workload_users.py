@@ -99,7 +99,10 @@ def test_workloads_cannot_read_atoll_or_other_projects(api: TestClient) -> None:
 
 def test_python_environments_run_as_project_users(api: TestClient) -> None:
     project = _project(api, "iso-py")
-    cfg = "cmd: python -c 'import os, sys; print(os.getuid() != 0, sys.prefix)'\nenv: {python: auto}\n"
+    # env.python is layered on the project's environment (issue 17 item 7): the job's six, and
+    # the default built-in environment's pandas beside it.
+    cfg = "cmd: python -c 'import os, six, pandas; print(os.getuid() != 0, six.__file__, pandas.__file__)'\n"
+    cfg += "env: {python: auto}\n"
     cfg += "cloud-instance-types: [s1.1]\n"
     body = {"config": cfg, "python": {"version": "3.11", "requirements": ["six==1.16.0"]}}
     job = api.post(f"{V}/projects/{project}/jobs", json=body).json()["job"]
@@ -112,6 +115,10 @@ def test_python_environments_run_as_project_users(api: TestClient) -> None:
     err = api.get(f"{V}/jobs/{j['id']}/logs", params={"stream": "stderr"}).json()["data"]
     assert j["status"] == "SUCCESS", (j, out, err)
     assert out.startswith("True ") and "/envs/" in out
+    six_file, pandas_file = out.split()[1:3]
+    assert six_file.split("/lib/")[0] != pandas_file.split("/lib/")[0]  # from two environments
+    log = api.get(f"{V}/jobs/{j['id']}/logs", params={"stream": "system"}).json()["data"]
+    assert "layered on the project's environment: datascience" in log, log
 
 
 def test_datasets_are_read_only_and_only_their_project_reads_them(api: TestClient) -> None:

@@ -16,7 +16,7 @@ from atoll.controllers.environments import EnvironmentChoice, content_key
 from atoll.controllers.models import workload_env as model_env
 from atoll.domain import workloads
 from atoll.envs import builtins
-from atoll.envs.build import EnvironmentBuilder
+from atoll.envs.build import Environment, EnvironmentBuilder
 from atoll.envs.sdk import sdk_path
 from atoll.jobspec.archive import ArchiveError, extract
 from atoll.jobspec.config import JobConfig, PipOptions
@@ -88,6 +88,30 @@ class JobWorkspace:
     def _var_path(self, job_id: str, kind: str, var: str, path: str) -> Path:
         return self.layout.job(job_id) / kind / var / Path(path).name
 
+    def _layered(
+        self,
+        own: Environment,
+        version: str,
+        project_env: EnvironmentChoice,
+        base: Path,
+        run_as: tuple[int, int] | None,
+        say: Callable[[str], None],
+    ) -> Environment:
+        """The job's environment over the project's (issue 17 item 7): what env.python names wins,
+        the project's environment supplies the rest (pandas and the like), as %pip does in a
+        notebook. Only on the same Python; else the job's own alone, and the log says why."""
+        if ".".join(version.split(".")[:2]) != project_env.python_version:
+            say(
+                f"env.python is Python {version}, the project's environment ({project_env.name}) "
+                f"{project_env.python_version}: the job runs in its own environment alone"
+            )
+            return own
+        if self.envs.lookup(content_key(project_env.python_version, list(project_env.resolved))) is None:
+            say(f"waiting for the {project_env.name} environment to be built (once per machine)")
+        under = project_env.realize(self.envs)
+        say(f"layered on the project's environment: {project_env.name}")
+        return self.envs.overlay(own, base / "python", run_as, under=under)
+
     def materialize(
         self,
         workload_id: str,
@@ -152,9 +176,11 @@ class JobWorkspace:
                 )
                 pip = merge_pip_options(pip, sent)
             environment = self.envs.build(python.version, python.requirements, pip)
+            say(f"environment ready: {environment.key[:12]}")
+            if project_env is not None and cfg.env.image is None:
+                environment = self._layered(environment, python.version, project_env, base, run_as, say)
             built = environment.python_env()
             python_env = workloads.PythonEnvSpec(prefix=str(built.prefix), venv=built.venv)
-            say(f"environment ready: {environment.key[:12]}")
         elif cfg.env.image is None:
             # No env.python: the project's environment (its setting, else the default built-in
             # one), as its notebooks have it. A container's image brings its own Python.

@@ -336,7 +336,13 @@ class EnvironmentBuilder:
                 return found
             return self._build(key, python_version, reqs, pip_options, sorted(set(excludes)))
 
-    def overlay(self, base: Environment, target: Path, run_as: tuple[int, int] | None = None) -> Environment:
+    def overlay(
+        self,
+        base: Environment,
+        target: Path,
+        run_as: tuple[int, int] | None = None,
+        under: Environment | None = None,
+    ) -> Environment:
         """A venv at ``target`` layered over ``base``: base's packages import, installs land in target.
 
         Used for a project's notebook environment: the shared base (JupyterLab, ipykernel, pip…)
@@ -344,6 +350,9 @@ class EnvironmentBuilder:
         Created once; later calls only refresh the link to the base (it moves when the base's
         pinned requirements change). The link is a ``.pth`` file that adds base's site-packages
         after target's own, so a package the user upgraded wins over the base's copy.
+
+        ``under``: another environment whose packages import after base's (a job's own
+        environment layered on its project's: the job's pins win, the project's fill in the rest).
 
         ``run_as``: the project's (uid, gid). The target is theirs, its contents theirs to plant
         links in, so it is made (never through a link) and handed to them first, and uv creates or
@@ -368,17 +377,21 @@ class EnvironmentBuilder:
                     raise BuildFailed(f"cannot create the project environment: {_uv_message(proc.stderr)}")
             # The project's user owns the target: the link file is read and written through the
             # safe-path module, never through a link planted in its place or on its way.
-            link = f"import site; site.addsitedir({str(site_packages(base.path))!r})\n".encode()
-            pth = site_packages(target).relative_to(target) / "_atoll_base.pth"
+            # .pth files are read in name order: "_atoll_base.pth" before "_atoll_base_under.pth".
+            links = [("_atoll_base.pth", base)] + ([("_atoll_base_under.pth", under)] if under else [])
             with Tree(target) as tree:
-                try:
-                    current = tree.read_bytes(pth, len(link) + 1)
-                except OSError:
-                    current = b""
-                if current != link:  # the file is the environment's owner's, as the rest of it
-                    st = os.fstat(tree.fd)
-                    tree.write_new(pth, link, mode=0o600, owner=(st.st_uid, st.st_gid))
-        return Environment(path=target, python=python, key=f"overlay:{base.key}")
+                for name, env in links:
+                    link = f"import site; site.addsitedir({str(site_packages(env.path))!r})\n".encode()
+                    pth = site_packages(target).relative_to(target) / name
+                    try:
+                        current = tree.read_bytes(pth, len(link) + 1)
+                    except OSError:
+                        current = b""
+                    if current != link:  # the file is the environment's owner's, as the rest of it
+                        st = os.fstat(tree.fd)
+                        tree.write_new(pth, link, mode=0o600, owner=(st.st_uid, st.st_gid))
+        key = f"overlay:{base.key}" + (f"+{under.key}" if under else "")
+        return Environment(path=target, python=python, key=key)
 
     def _build(
         self,
