@@ -29,6 +29,7 @@ from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.activity import ActivityBoard
 from atoll.runtime.base import ClusterInventory
 from atoll.runtime.docker.images import ImageBuilder
+from atoll.runtime.docker.local_registry import LocalRegistry
 from atoll.runtime.docker.runtime import DockerRuntime
 from atoll.runtime.isolation import in_force
 from atoll.runtime.local.netns import NetworkIsolation, ProjectNetworks
@@ -152,11 +153,16 @@ class Services:
         docker_rt = self.runtime.images
         if isinstance(docker_rt, DockerRuntime):
             bridges = docker_rt.networks
+            kept: LocalRegistry | None = None  # Atoll's own registry, where none is set
+            if not settings.image_registry and settings.image_registry_port:
+                kept = LocalRegistry(data / "registry", settings.image_registry_port)
+            own = settings.image_registry or (kept.address if kept is not None else "")
             self.images = ImageController(
                 db,
-                ImageBuilder(settings.docker_host, settings.image_registry),
+                ImageBuilder(settings.docker_host, own),
                 box,
                 registry=settings.image_registry,
+                local_registry=kept,
                 memory_mb=settings.image_build_memory_mb,
                 timeout_s=settings.image_build_timeout_s,
                 network_of=bridges.ensure if bridges is not None else None,

@@ -113,11 +113,13 @@ class Settings(BaseSettings):
     # ATOLL_GPUS_OVERRIDE on a machine without them, as the tests do).
     docker_gpus: Literal["request", "env"] = "request"
     # Projects' Docker images (spec §4.3), built on docker_host: the registry they are pushed to,
-    # "host:port[/path]" (a local `docker-registry` on loopback, or any other); empty: they stay
-    # on the daemon they were built on. At most quota_images_per_community per community (the
-    # spec's 3; 0: no limit); a build is stopped after image_build_timeout_s, and its steps run
-    # with at most image_build_memory_mb of memory.
+    # "host:port[/path]"; empty: Atoll's own (Debian's docker-registry over DATA_DIR/registry on
+    # 127.0.0.1:image_registry_port, started at the first push; port 0, or the package missing:
+    # images stay on the daemon they were built on). At most quota_images_per_community per
+    # community (the spec's 3; 0: no limit); a build is stopped after image_build_timeout_s, and
+    # its steps run with at most image_build_memory_mb of memory.
     image_registry: str = ""
+    image_registry_port: int = Field(default=8802, ge=0, le=65535)
     quota_images_per_community: int = Field(default=3, ge=0)
     image_build_timeout_s: float = Field(default=1800, gt=0)
     image_build_memory_mb: int = Field(default=4096, ge=64)

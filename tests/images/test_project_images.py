@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,3 +264,31 @@ def test_the_cli_streams_a_build_names_a_failing_step_and_activates(
     assert "--dockerfile" in cli.fail(
         "image", "create", "x", "-p", project, "-f", str(tmp_path / "nope"), code=2
     )
+
+
+def test_without_a_registry_set_atoll_keeps_images_in_its_own(
+    env: tuple[RunningServer, Dockerd, Registry],
+) -> None:
+    """ATOLL_IMAGE_REGISTRY unset: Atoll starts Debian's docker-registry on loopback at the first
+    push, over its data dir, and stops it with the server."""
+    _, d, _ = env
+    port = _free_port()
+    with root_server(
+        "atoll-imgown-", {**FAST, "ATOLL_DOCKER_HOST": d.url, "ATOLL_IMAGE_REGISTRY_PORT": str(port)}
+    ) as srv:
+        project = nb_project(srv, "img-own")["id"]
+        with srv.api() as api:
+            img = _built(api, _create(api, project, "mine", f"FROM {d.image}\n")["id"])
+        assert img["status"] == "READY", img
+        assert img["reference"] == f"127.0.0.1:{port}/atoll/{project}/mine:1.0"
+        own = Registry(f"127.0.0.1:{port}")
+        assert own.tags(f"atoll/{project}/mine") == ["1.0"]
+        assert (srv.data_dir / "registry" / "data").is_dir()
+    with pytest.raises(httpx.HTTPError):  # stopped with the server
+        httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from atoll.runtime.docker.images import (
     base_images,
     registry_of,
 )
+from atoll.runtime.docker.local_registry import LocalRegistry, RegistryUnavailable
 from atoll.states import ImageStatus
 from atoll.store.db import Database
 from atoll.store.tables import ProjectImage, Secret, utcnow
@@ -53,6 +55,7 @@ class ImageController:
         memory_mb: int = 4096,
         timeout_s: float = 1800.0,
         network_of: Callable[[str], str | None] | None = None,
+        local_registry: LocalRegistry | None = None,
     ) -> None:
         self.db = db
         self.builder = builder
@@ -61,6 +64,7 @@ class ImageController:
         self.memory_mb = memory_mb
         self.timeout_s = timeout_s
         self.network_of = network_of  # the project's Docker network (made when missing), if any
+        self.local_registry = local_registry  # Atoll's own, where ``registry`` names none
         self._thread: threading.Thread | None = None
 
     def interval(self, base: float) -> float:
@@ -76,6 +80,8 @@ class ImageController:
         thread = self._thread
         if thread is not None:
             thread.join(timeout=5)  # a build goes on in the daemon until its connection closes
+        if self.local_registry is not None:
+            self.local_registry.close()
 
     def tick(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -153,6 +159,11 @@ class ImageController:
         try:
             if isinstance(request, str):
                 raise ImageBuildFailed(request)
+            if not request.registry and self.local_registry is not None:
+                try:
+                    request = replace(request, registry=self.local_registry.ensure())
+                except RegistryUnavailable as e:  # built all the same; kept on the daemon
+                    on_output(f"no registry: {e}; the image is kept on the Docker daemon only\n")
             built = self.builder.build(request, on_output)
         except ImageBuildFailed as e:
             log.info("image %s failed to build: %s", row_id, e.message)
