@@ -23,6 +23,7 @@ from tests.deploy.conftest import create_node, wait_for, wait_healthy
 from tests.e2e.cli import Cli
 from tests.notebooks.conftest import FAST, Kernel, open_and_wait, stop_and_wait
 from tests.notebooks.conftest import new_project as nb_project
+from tests.security.test_workload_identity import _terminal
 from tests.support.docker import Dockerd, dockerd_or_skip
 from tests.support.registry import Registry, registry_or_skip
 from tests.support.server import ADMIN_PASSWORD, RunningServer
@@ -95,12 +96,14 @@ def test_an_image_is_built_kept_activated_and_run_by_a_notebook_a_job_and_a_node
         assert again.status_code == 409 and again.json()["errors"][0]["field"] == "tag"
 
         # A job names it (env.docker: name:tag), and runs inside it as the project's user.
-        probe = "python3 -c 'import imgpkg, getpass; print(imgpkg.WHERE, getpass.getuser())'; echo $IMG_MARK"
+        probe = "python3 -c 'import imgpkg, getpass; print(imgpkg.WHERE, getpass.getuser())'; "
+        probe += "echo $IMG_MARK; whoami"
         job = submit(api, project, job_config(probe, "env:\n  docker: tools:1.0\n"))
         done = finish(api, job, timeout=120)
         out = logs(api, job, "stdout", "stderr")
         assert done["status"] == "SUCCESS", (done["statusDetails"], out, logs(api, job, "system"))
         assert "inside the project image img-alpha" in out and "built-by-atoll" in out, out
+        assert out.split()[-1] == "img-alpha", out  # a passwd entry in the container, not the image
 
     # A node names it by id, and serves from inside it.
     serve = (
@@ -141,6 +144,9 @@ def test_an_image_is_built_kept_activated_and_run_by_a_notebook_a_job_and_a_node
         ).strip()
         kernel.close()
         assert printed.startswith("inside the project image built-by-atoll /usr/bin/python3"), printed
+        # A terminal: bash as the project's user, whose name the container's passwd knows.
+        said = _terminal(server, project, "whoami; echo $HOME; echo END", "END")
+        assert "img-alpha" in said, said
         with server.api() as api:
             wl = api.get(f"/projects/{project}/notebook").json()
         running = {c.name for c in d.client().containers.list()}

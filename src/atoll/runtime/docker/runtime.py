@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import signal
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ from atoll.runtime.base import (
     check_cwd,
     read_log,
 )
+from atoll.runtime.docker.accounts import add_account
 from atoll.runtime.docker.container_spec import container_env, container_mounts
 from atoll.runtime.docker.images import PROJECT_LABEL
 from atoll.runtime.docker.logs import STREAMS, LogFollower
@@ -305,6 +307,12 @@ class DockerRuntime:
         limits = f"cpus {r.cpus:g}, memory {r.memory_mb} MB, pids {r.max_pids}" + (
             f", gpus {','.join(ids)}" if ids else ""
         )
+        if w.run_as is not None and w.user_name:  # whoami, git and ssh know the project's user
+            home = Path(env.get("HOME") or w.workdir)
+            try:
+                add_account(c, w.user_name, w.run_as[0], w.run_as[1], home)
+            except (APIError, OSError, tarfile.TarError) as e:
+                self.append_system_log(w.id, f"no passwd entry for the workload's user: {e}")
         try:
             c.start()
         except APIError as e:

@@ -20,8 +20,26 @@ HOST_GROUP = Path("/etc/group")
 SHELL = "/bin/bash"
 
 
-def _entries(path: Path) -> list[list[str]]:
-    return [line.split(":") for line in path.read_text().splitlines() if line and not line.startswith("#")]
+def _entries(text: str) -> list[list[str]]:
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def with_account(
+    passwd: str, group: str, name: str, uid: int, gid: int, home: Path, shell: str = SHELL
+) -> tuple[str, str, str]:
+    """``passwd`` and ``group`` (a file's text) with an entry for (uid, gid) named ``name`` added:
+    the name given (made valid, and unlike any already there), and the two new texts. Entries
+    with our ids go: ours must be the only answer."""
+    name = account_name(name, uid)
+    users = [e for e in _entries(passwd) if len(e) > 2 and e[2] != str(uid)]
+    groups = [e for e in _entries(group) if len(e) > 2 and e[2] != str(gid)]
+    if any(e[0] == name for e in users + groups):  # a project named "root" stays out of root's way
+        name = f"{name[:25]}-{uid}"
+    passwd_lines = [":".join(e) for e in users]
+    group_lines = [":".join(e) for e in groups]
+    passwd_lines.append(f"{name}:x:{uid}:{gid}:Atoll workload user {name}:{home}:{shell}")
+    group_lines.append(f"{name}:x:{gid}:")
+    return name, "\n".join(passwd_lines) + "\n", "\n".join(group_lines) + "\n"
 
 
 def account_files(
@@ -38,19 +56,11 @@ def account_files(
     workload's state dir ``directory``; return the name given (made valid, and unlike any of the
     host's) and ``{"/etc/passwd": path, "/etc/group": path}`` for the sandbox to bind.
     World-readable: the workload's user reads them (getpwuid) after the bind."""
-    name = account_name(name, uid)
-    # The host's entries stay as they are, but for any with our id: ours must be the only answer.
-    users = [e for e in _entries(host_passwd) if len(e) > 2 and e[2] != str(uid)]
-    groups = [e for e in _entries(host_group) if len(e) > 2 and e[2] != str(gid)]
-    if any(e[0] == name for e in users + groups):  # a project named "root" stays out of root's way
-        name = f"{name[:25]}-{uid}"
-    passwd_lines = [":".join(e) for e in users]
-    group_lines = [":".join(e) for e in groups]
-    gecos = f"Atoll workload user {name}"
-    passwd_lines.append(f"{name}:x:{uid}:{gid}:{gecos}:{home}:{SHELL}")
-    group_lines.append(f"{name}:x:{gid}:")
+    name, passwd_text, group_text = with_account(
+        host_passwd.read_text(), host_group.read_text(), name, uid, gid, home
+    )
     passwd, group = directory / "passwd", directory / "group"
-    for path, lines in ((passwd, passwd_lines), (group, group_lines)):
-        path.write_text("\n".join(lines) + "\n")
+    for path, text in ((passwd, passwd_text), (group, group_text)):
+        path.write_text(text)
         path.chmod(0o644)
     return name, {str(HOST_PASSWD): str(passwd), str(HOST_GROUP): str(group)}
