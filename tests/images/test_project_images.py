@@ -298,3 +298,52 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_a_private_base_image_is_pulled_with_the_project_s_secret(
+    env: tuple[RunningServer, Dockerd, Registry],
+) -> None:
+    """FROM an image of a registry that asks for a password: without credentials the build fails
+    saying so; with a user name and the project secret holding the password it is pulled. The
+    password is in no log. (The registry listens on the test daemon's bridge address: a loopback
+    registry is refused as a base, as Atoll's own is.)"""
+    server, d, _ = env
+    password = "vendor-Pass-7f3a9"
+    with registry_or_skip(host=d.bridge_address, login=("puller", password)) as vendor:
+        repo = f"{vendor.address}/vendor/base"
+        c = d.client()
+        try:
+            c.images.get(d.image).tag(repo, "1")
+            pushed = list(
+                c.images.push(
+                    repo,
+                    "1",
+                    auth_config={"username": "puller", "password": password},
+                    stream=True,
+                    decode=True,
+                )
+            )
+            assert not [p for p in pushed if "error" in p], pushed
+            c.images.remove(f"{repo}:1")  # so the build has to pull it
+        finally:
+            c.close()
+        project = nb_project(server, "img-private")["id"]
+        with server.api() as api:
+            r = api.post(f"/projects/{project}/secrets", json={"name": "vendor-pass", "value": password})
+            assert r.status_code == 201, r.text
+            anon = _built(api, _create(api, project, "anon", f"FROM {repo}:1\n")["id"])
+            assert anon["status"] == "FAILED" and anon["failedStep"].startswith("Step 1/"), anon
+            assert "auth" in anon["detail"].lower(), anon["detail"]  # "no basic auth credentials"
+            made = _create(
+                api,
+                project,
+                "vendored",
+                f"FROM {repo}:1\nRUN true\n",
+                username="puller",
+                passwordSecret="vendor-pass",
+            )
+            assert "password" not in made or made.get("password") is None
+            ok = _built(api, made["id"])
+            log = api.get(f"/images/{ok['id']}/log").json()["log"]
+            assert ok["status"] == "READY", (ok["detail"], log)
+            assert password not in log + ok["detail"] + server.log()

@@ -57,6 +57,7 @@ class Dockerd:
     image: str  # the test image, present on the daemon
     base: Path  # its data/exec roots and log
     pid: int
+    bridge_address: str = ""  # the host's address on the daemon's own bridge (10.213.x.1)
 
     def client(self) -> docker.DockerClient:
         return docker.DockerClient(base_url=self.url)
@@ -120,7 +121,7 @@ def _ip_forward() -> str:
 _BRIDGES = itertools.count()
 
 
-def _make_bridge() -> str:
+def _make_bridge() -> tuple[str, str]:
     """A bridge of our own with a /24 on 10.213.x.0 that no interface or route uses yet."""
     # Per daemon, not per process: one test session may run two daemons at once (a session-scoped
     # one and a module's).
@@ -141,7 +142,7 @@ def _make_bridge() -> str:
         if r.returncode != 0:
             _run(["ip", "link", "del", name])
             raise DockerUnavailable(f"cannot create the test bridge ({' '.join(cmd)}): {r.stderr.strip()}")
-    return name
+    return name, f"10.213.{x}.1"
 
 
 def _answers(url: str) -> bool:
@@ -198,7 +199,7 @@ def running_dockerd() -> Iterator[Dockerd]:
     base = Path(tempfile.mkdtemp(prefix="atoll-dockerd-", dir="/tmp"))  # short: a socket path
     register_root(base)
     (base / "daemon.json").write_text(json.dumps({}))  # not /etc/docker/daemon.json
-    bridge = _make_bridge()
+    bridge, bridge_address = _make_bridge()
     proc: subprocess.Popen[bytes] | None = None
     try:
         sock = base / "docker.sock"
@@ -211,6 +212,8 @@ def running_dockerd() -> Iterator[Dockerd]:
             f"--config-file={base / 'daemon.json'}",
             f"--bridge={bridge}",
             "--iptables=false",
+            # Plain HTTP to a registry a test starts on its bridge address (as on loopback).
+            "--insecure-registry=10.213.0.0/16",
             "--ip-forward=false",
             "--shutdown-timeout=5",
             "--log-level=warn",
@@ -219,7 +222,7 @@ def running_dockerd() -> Iterator[Dockerd]:
             proc = subprocess.Popen(
                 args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        d = Dockerd(f"unix://{sock}", IMAGE, base, proc.pid)
+        d = Dockerd(f"unix://{sock}", IMAGE, base, proc.pid, bridge_address)
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bcrypt(password: str) -> str:
+    """An htpasswd entry's hash (the registry takes bcrypt only): libxcrypt's, through the
+    standard library's crypt (deprecated, still here on 3.11; no dependency for one test)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        return str(crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH)))  # noqa: S324 - bcrypt
+
+
 @contextlib.contextmanager
-def registry_or_skip() -> Iterator[Registry]:
+def registry_or_skip(host: str = "127.0.0.1", login: tuple[str, str] | None = None) -> Iterator[Registry]:
+    """A registry on ``host`` (loopback, or an address of a bridge the test made); ``login``: it
+    asks for that user name and password (htpasswd), else for nothing."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.skip("docker-registry is not installed (apt-get install docker-registry; ./dev test does)")
@@ -52,11 +65,15 @@ def registry_or_skip() -> Iterator[Registry]:
     register_root(base)
     port = _free_port()
     config = base / "config.yml"
+    auth = ""
+    if login is not None:
+        (base / "htpasswd").write_text(f"{login[0]}:{_bcrypt(login[1])}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: atoll-tests\n    path: {base / 'htpasswd'}\n"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {base / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {host}:{port}\n" + auth
     )
     with (base / "registry.log").open("wb") as out:
         proc = subprocess.Popen(
@@ -67,13 +84,13 @@ def registry_or_skip() -> Iterator[Registry]:
             start_new_session=True,
         )
     try:
-        reg = Registry(f"127.0.0.1:{port}")
+        reg = Registry(f"{host}:{port}")
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"docker-registry exited: {(base / 'registry.log').read_text()[-500:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{reg.address}/v2/", timeout=2).status_code == 200:
+                if httpx.get(f"http://{reg.address}/v2/", timeout=2).status_code in (200, 401):
                     break
             assert time.monotonic() < deadline, (base / "registry.log").read_text()[-500:]
             time.sleep(0.1)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import docker
+from docker import auth as docker_auth
 from docker.errors import APIError, ContainerError, DockerException, ImageNotFound
 
 PROJECT_LABEL = "atoll.image.project"
@@ -146,6 +147,18 @@ def tag_parts(reference: str) -> tuple[str, str]:
     return (repo, tag) if repo and "/" not in tag else (reference, "latest")
 
 
+class _BuildApi(docker.APIClient):
+    """The Engine API client of one build. A build's base images are the project's to name, so
+    it sends the daemon only the credentials given for this build: never those of the server's
+    user (docker-py would otherwise read ~/.docker/config.json and send every one it finds)."""
+
+    build_auth: dict[str, dict[str, str]] = {}
+
+    def _set_auth_headers(self, headers: dict[str, Any]) -> None:
+        if self.build_auth:
+            headers["X-Registry-Config"] = docker_auth.encode_header(self.build_auth)
+
+
 class ImageBuilder:
     """Builds, checks and pushes project images on one Docker daemon (see the module docstring)."""
 
@@ -153,9 +166,22 @@ class ImageBuilder:
         self.base_url = base_url
         self.own_registry = own_registry.rstrip("/")
 
-    def _client(self, timeout: float) -> docker.DockerClient:
-        # A client per build: registry credentials given to it are for this build alone.
-        return docker.DockerClient(base_url=self.base_url, timeout=int(timeout))
+    def _client(self, timeout: float, credentials: Credentials | None = None) -> docker.DockerClient:
+        """A client per build: the registry credentials it sends are this build's alone."""
+        client = docker.DockerClient(base_url=self.base_url, timeout=int(timeout))
+        api = _BuildApi(base_url=self.base_url, version=client.api.api_version, timeout=int(timeout))
+        api.build_auth = {}
+        if credentials is not None:
+            entry = {"username": credentials.username, "password": credentials.password}
+            hosts = (
+                [credentials.registry]
+                if credentials.registry
+                else [docker_auth.INDEX_URL, docker_auth.INDEX_NAME]
+            )
+            api.build_auth = {h: dict(entry) for h in hosts}
+        client.api.close()
+        client.api = api
+        return client
 
     def _refuse_foreign(self, client: docker.DockerClient, req: BuildRequest, ref: str) -> None:
         """A base image of another project (on the daemon, or in Atoll's registry) is refused as
@@ -180,7 +206,7 @@ class ImageBuilder:
             bases = check_dockerfile(req.dockerfile)
         except ValueError as e:
             raise ImageBuildFailed(f"Dockerfile: {e}") from None
-        client = self._client(req.timeout_s)
+        client = self._client(req.timeout_s, req.credentials)
         try:
             for ref in bases:
                 self._refuse_foreign(client, req, ref)
