@@ -203,6 +203,16 @@ def test_another_project_s_image_is_out_of_reach(env: tuple[RunningServer, Docke
             assert stolen["status"] == "FAILED", (base, stolen)
             assert "not found" in stolen["detail"] or "the projects' own" in stolen["detail"], stolen
             api.delete(f"/images/{stolen['id']}")
+        # Nor fetch it from the daemon's host: ADD is refused, and so is a base with ONBUILD ADD.
+        fetch = f"http://{reg.address}/v2/atoll/{owner}/secret-sauce/manifests/1.0"
+        added = _built(api, _create(api, thief, "fetch", f"FROM {d.image}\nADD {fetch} /m\n")["id"])
+        assert added["status"] == "FAILED" and "ADD is not allowed" in added["detail"], added
+        trap = _built(api, _create(api, thief, "trap", f"FROM {d.image}\nONBUILD ADD {fetch} /m\n")["id"])
+        assert trap["status"] == "READY", trap["detail"]
+        child = _built(api, _create(api, thief, "child", f"FROM atoll/{thief}/trap:1.0\nRUN true\n")["id"])
+        assert child["status"] == "FAILED" and "ONBUILD" in child["detail"], child
+        for made in (added, trap, child):
+            api.delete(f"/images/{made['id']}")
         # Nor can a job or a node of the other project run it, by id or by name.
         for ref in (img["imageId"], f"atoll/{owner}/secret-sauce:1.0", img["id"]):
             job = finish(
@@ -332,7 +342,7 @@ def test_a_private_base_image_is_pulled_with_the_project_s_secret(
             r = api.post(f"/projects/{project}/secrets", json={"name": "vendor-pass", "value": password})
             assert r.status_code == 201, r.text
             anon = _built(api, _create(api, project, "anon", f"FROM {repo}:1\n")["id"])
-            assert anon["status"] == "FAILED" and anon["failedStep"].startswith("Step 1/"), anon
+            assert anon["status"] == "FAILED" and anon["failedStep"] == f"FROM {repo}:1", anon
             assert "auth" in anon["detail"].lower(), anon["detail"]  # "no basic auth credentials"
             made = _create(
                 api,

@@ -31,6 +31,8 @@ def test_bases_across_stages_continuations_and_comments() -> None:
         ("ARG B=x\nFROM $B\n", "variable"),
         ("FROM ${IMAGE:-debian}\n", "variable"),
         ("FROM debian\x00\n", "NUL"),
+        ("FROM debian\nADD http://127.0.0.1:8802/v2/ /x\n", "ADD is not allowed"),
+        ("FROM debian\nadd \\\n  https://example.com/a.tgz /x\n", "ADD is not allowed"),
         ("FROM debian\n" + "#" * (64 * 1024), "KiB"),
     ],
 )

@@ -131,6 +131,14 @@ def check_dockerfile(dockerfile: str) -> list[str]:
     for ref in bases:
         if "$" in ref:
             raise ValueError(f"{ref!r}: a variable in FROM is not allowed here; name the base image")
+    for line in _logical_lines(dockerfile):
+        # The daemon itself fetches an ADD's URL, from its host's network (where Atoll's own
+        # services listen); the Dockerfile is the whole context, so ADD has nothing else to add.
+        if line.split()[:1] and line.split()[0].upper() == "ADD":
+            raise ValueError(
+                f"{line.strip()[:120]!r}: ADD is not allowed here (a URL would be fetched from the "
+                "daemon's host); use RUN curl or wget, which run in the project's network, or COPY --from"
+            )
     return bases
 
 
@@ -194,10 +202,50 @@ class ImageBuilder:
                 f"base image {ref!r}: images of Atoll's registry are the projects' own; "
                 "name one of this project's images, or an image of another registry"
             )
-        with contextlib.suppress(ImageNotFound, APIError):
-            labels = client.images.get(ref).labels or {}
-            if labels.get(PROJECT_LABEL, req.project_id) != req.project_id:
-                raise ImageBuildFailed(f"base image {ref!r} was not found")
+
+    def _base(
+        self, client: docker.DockerClient, req: BuildRequest, ref: str, on_output: Callable[[str], None]
+    ) -> None:
+        """Have the base image on the daemon (pulled with this build's credentials only), and
+        refuse it when it is another project's or carries ONBUILD triggers that would fetch from
+        the daemon's host (ADD) or copy from another image (--from) during this build."""
+        if ref.lower() == "scratch":
+            return
+        try:
+            image = client.images.get(ref)
+        except ImageNotFound:
+            image = None
+        if image is None:
+            c = req.credentials
+            given = c is not None and registry_of(ref) == c.registry
+            auth = {"username": c.username, "password": c.password} if c is not None and given else {}
+            on_output(f"pulling {ref}\n")
+            try:
+                self._pull(client, ref, auth, on_output)
+                image = client.images.get(ref)
+            except (APIError, ImageNotFound) as e:  # refused at once: unknown, or not signed in
+                message = str(getattr(e, "explanation", None) or e)
+                raise ImageBuildFailed(f"pulling {ref}: {message.strip()}", step=f"FROM {ref}") from None
+        if (image.labels or {}).get(PROJECT_LABEL, req.project_id) != req.project_id:
+            raise ImageBuildFailed(f"base image {ref!r} was not found")
+        for trigger in image.attrs.get("Config", {}).get("OnBuild") or []:
+            words = str(trigger).split()
+            if words and (words[0].upper() == "ADD" or "--from" in str(trigger).lower()):
+                raise ImageBuildFailed(
+                    f"base image {ref!r} has the trigger ONBUILD {str(trigger)[:200]!r}: ADD and --from "
+                    "in a base's ONBUILD are not allowed here"
+                )
+
+    @staticmethod
+    def _pull(
+        client: docker.DockerClient, ref: str, auth: dict[str, str], on_output: Callable[[str], None]
+    ) -> None:
+        for chunk in client.api.pull(ref, stream=True, decode=True, auth_config=auth):
+            if "error" in chunk or "errorDetail" in chunk:
+                message = str((chunk.get("errorDetail") or {}).get("message") or chunk.get("error"))
+                raise ImageBuildFailed(f"pulling {ref}: {message.strip()}", step=f"FROM {ref}")
+            if "status" in chunk and not chunk.get("progressDetail"):
+                on_output(f"{chunk.get('id', '')} {chunk['status']}\n".lstrip())
 
     def build(self, req: BuildRequest, on_output: Callable[[str], None]) -> BuiltImage:
         """Build, check and push; ``on_output`` gets the build's output as it comes. Raises
@@ -219,6 +267,8 @@ class ImageBuilder:
                     raise ImageBuildFailed(
                         f"signing in to {where} as {c.username!r} failed: {e.explanation}"
                     ) from None
+            for ref in bases:
+                self._base(client, req, ref, on_output)
             image_id = self._build(client, req, on_output)
             version, jupyter = self._check(client, image_id)
             has = "its own JupyterLab" if jupyter else "no JupyterLab (notebooks get Atoll's)"
