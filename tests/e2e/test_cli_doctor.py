@@ -58,8 +58,13 @@ def test_doctor_on_a_fresh_machine(tmp_path: Path) -> None:
     assert report["database"]["ok"] is True and report["database"]["status"] == "not created yet"
     assert not (tmp_path / "data").exists()  # doctor creates nothing
     assert report["server"]["ok"] is False and "cannot reach" in report["server"]["message"]
+    assert "no Docker daemon" in report["images"]["message"]
     table = cli.ok("doctor").out
     assert "database" in table and "not created yet" in table and "gpus" in table
+    docker = {"ATOLL_DOCKER_HOST": "unix:///nowhere.sock", "ATOLL_IMAGE_REGISTRY_PORT": "8899"}
+    images = cli.json("doctor", env=docker)["images"]["message"]
+    assert "built on unix:///nowhere.sock" in images and "127.0.0.1:8899" in images
+    assert "3 per community" in images
 
 
 def test_doctor_fails_when_the_database_is_unusable(tmp_path: Path) -> None:

@@ -178,6 +178,27 @@ def _isolation(settings: Any) -> list[dict[str, Any]]:
     return [{"what": what, "inForce": ok, "detail": detail} for what, ok, detail in found.rows()]
 
 
+def _images(settings: Any) -> dict[str, Any]:
+    """Where projects' Docker images are built and kept (the daemon is not asked)."""
+    import shutil
+
+    if not settings.docker_host:
+        return {"ok": True, "message": "off: no Docker daemon (ATOLL_DOCKER_HOST), no project images"}
+    if settings.image_registry:
+        kept = settings.image_registry
+    elif not settings.image_registry_port:
+        kept = "on the daemon only (ATOLL_IMAGE_REGISTRY_PORT=0)"
+    elif shutil.which("docker-registry") is None:
+        kept = "on the daemon only: docker-registry is not installed (apt-get install docker-registry)"
+    else:
+        kept = f"Atoll's own registry, 127.0.0.1:{settings.image_registry_port} (started at the first push)"
+    quota = settings.quota_images_per_community or "no limit"
+    return {
+        "ok": True,
+        "message": f"built on {settings.docker_host}; kept in {kept}; {quota} per community",
+    }
+
+
 def _data_plane(settings: Any) -> dict[str, Any]:
     """The HAProxy that serves the gateway port: its version, and whether its keeper runs."""
     if not settings.gateway_port:
@@ -278,6 +299,7 @@ def report(url: str | None = None) -> dict[str, Any]:
         "compute": _compute(settings.pool_cpus, settings.pool_memory_gb, settings.gpus_override),
         "server": _server(server_url),
         "dataPlane": _data_plane(settings),
+        "images": _images(settings),
         "isolation": _isolation(settings),
         "environments": _environments(settings),
     }
@@ -315,6 +337,7 @@ def _print_table(r: dict[str, Any]) -> None:
         ("gpus", _mark(True), gpus or comp["gpuNote"]),
         ("server", _mark(srv["ok"]), f"{srv['url']}: {srv['message']}"),
         ("data plane", _mark(r["dataPlane"]["ok"]), r["dataPlane"]["message"]),
+        ("project images", _mark(r["images"]["ok"]), r["images"]["message"]),
     ]
     envs = r["environments"]
     for env in envs["builtIn"]:  # not a failure: the first notebook waits for it
