@@ -132,9 +132,10 @@ def test_an_image_is_built_kept_activated_and_run_by_a_notebook_a_job_and_a_node
         finally:
             api.delete(f"/projects/{project}/nodes/{node['id']}")
 
-        # Activated, the project's notebooks run inside it: Atoll's JupyterLab layer is bound in.
-        r = api.post(f"/images/{img['id']}:activate")
-        assert r.status_code == 200 and r.json()["settings"]["activeImageId"] == img["id"], r.text
+        # Activated (here through the Settings tab's section, as a browser posts it), the
+        # project's notebooks run inside it: Atoll's JupyterLab layer is bound in.
+        _activate_in_the_web_ui(server, project, img)
+        assert api.get(f"/projects/{project}").json()["settings"]["activeImageId"] == img["id"]
         assert api.delete(f"/images/{img['id']}").status_code == 409  # the active one stays
     open_and_wait(server, project, timeout=300)
     try:
@@ -357,3 +358,19 @@ def test_a_private_base_image_is_pulled_with_the_project_s_secret(
             log = api.get(f"/images/{ok['id']}/log").json()["log"]
             assert ok["status"] == "READY", (ok["detail"], log)
             assert password not in log + ok["detail"] + server.log()
+
+
+def _activate_in_the_web_ui(server: RunningServer, project: str, img: dict[str, Any]) -> None:
+    """The project's Docker images section lists the built image; its Activate form activates it."""
+    with httpx.Client(base_url=server.url, timeout=30) as web:
+        web.get("/login")
+        r = web.post("/api/v1/auth/sessions", json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        csrf = r.json()["csrfToken"]
+        page = web.get(f"/projects/{project}/images")
+        assert page.status_code == 200 and f"{img['name']}:{img['tag']}" in page.text, page.text[:500]
+        assert "ready" in page.text and f"/images/{img['id']}/activate" in page.text
+        r = web.post(f"/projects/{project}/images/{img['id']}/activate", data={"csrf_token": csrf})
+        assert r.status_code in (200, 303), r.text[:500]
+        page = web.get(f"/projects/{project}/images")
+        assert 'data-testid="image-active"' in page.text, page.text[:500]
