@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,12 @@ os.environ.setdefault("ATOLL_ENVS_DIR", str(ENV_CACHE))
 # (tests/support/leaks.py); the run fails if any of it is alive at the end.
 _MARK = leaks.mark_session()
 _STARTED = time.time()
+# Parallel workers (pytest-xdist, `./dev test` runs some) share the mark, and the controller
+# checks for leftovers once every worker is done: a worker that finished early must not count
+# another's live servers as its own leftovers.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER is None:
+    leaks.share_roots(Path(tempfile.gettempdir()))
 leaks.register_root(Path(__file__).resolve().parent.parent)  # this checkout: servers, shims
 
 
@@ -31,9 +39,15 @@ def _session_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     leaks.register_root(tmp_path_factory.getbasetemp())
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has stopped its workers
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return  # interrupted or broken: the fixtures may not have had their teardown
+    if _WORKER is not None:
+        return  # the controller checks, after every worker
+    leaks.load_shared_roots()
+    with contextlib.suppress(OSError):
+        os.unlink(os.environ[leaks.ROOTS_FILE])
     found = leaks.wait_for_none(_MARK, _STARTED, leaks.ancestors())
     if found:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MARK = "ATOLL_TEST_SESSION"
+# With parallel workers (pytest-xdist): where each worker writes the trees it registers, so that
+# the controller, which checks at the very end, knows them all (workers inherit this variable).
+ROOTS_FILE = "ATOLL_TEST_ROOTS_FILE"
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,7 +58,27 @@ ROOTS: list[str] = []  # the session's trees, as registered by the fixtures that
 
 def register_root(path: Path | str) -> None:
     """A tree this session made: a process working in it, or started from it, is the session's."""
-    ROOTS.append(str(Path(path).resolve()))
+    root = str(Path(path).resolve())
+    ROOTS.append(root)
+    shared = os.environ.get(ROOTS_FILE)
+    if shared:
+        with open(shared, "a") as f:  # one short line per append: whole lines, in any order
+            f.write(root + "\n")
+
+
+def load_shared_roots() -> None:
+    """The trees the workers registered (the controller's check at the end)."""
+    shared = os.environ.get(ROOTS_FILE)
+    if shared and Path(shared).exists():
+        ROOTS.extend(line for line in Path(shared).read_text().splitlines() if line)
+
+
+def share_roots(directory: Path) -> None:
+    """Make the roots file the workers will append to (once, in the controller)."""
+    if ROOTS_FILE not in os.environ:
+        path = directory / f"atoll-test-roots-{uuid.uuid4().hex[:12]}"
+        path.touch()
+        os.environ[ROOTS_FILE] = str(path)
 
 
 def _ours(pid: int, mark: str) -> bool:

@@ -184,6 +184,9 @@ class EnvironmentBuilder:
         env = dict(os.environ)
         env["UV_PYTHON_DOWNLOADS"] = "never"  # belt and braces with --no-python-downloads
         env["UV_NO_PROGRESS"] = "1"
+        # uv wraps its messages to COLUMNS (or 80): a cause cut over lines would read as several
+        # causes in the one-line message (_uv_message); one long line each, wherever Atoll runs.
+        env["COLUMNS"] = "10000"
         env.pop("VIRTUAL_ENV", None)  # the target is always given explicitly
         return env
 
