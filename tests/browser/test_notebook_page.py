@@ -19,6 +19,9 @@ from tests.support.server import ADMIN_PASSWORD, RunningServer
 pytestmark = pytest.mark.browser
 NUMPY = DEFAULT.version_of("numpy")
 
+# JupyterLab's page loads its extensions first: seconds on a busy 2-core machine.
+LAB_WAIT_MS = 60_000
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
@@ -58,21 +61,23 @@ def test_open_jupyterlab_and_run_a_cell(page: Page, server: RunningServer) -> No
     with page.context.expect_page() as lab_page:
         page.get_by_test_id("open-lab").click()
     lab = lab_page.value
-    lab.set_default_timeout(60_000)
+    lab.set_default_timeout(LAB_WAIT_MS)  # actions; expect() takes its own timeout (5 s by default)
     lab.wait_for_url(re.compile(rf"/nb/{project['id']}/lab"))
     # The launcher offers a terminal; the Git extension has its panel (issue 17, item 4).
-    expect(lab.locator(".jp-LauncherCard", has_text="Terminal").first).to_be_visible()
-    expect(lab.locator("#jp-git-sessions")).to_have_count(1)
+    expect(lab.locator(".jp-LauncherCard", has_text="Terminal").first).to_be_visible(timeout=LAB_WAIT_MS)
+    expect(lab.locator("#jp-git-sessions")).to_have_count(1, timeout=LAB_WAIT_MS)
     # A new notebook from the launcher, one cell, run with Shift+Enter.
     lab.locator(".jp-LauncherCard[data-category='Notebook']").first.click()
     # The kernel has started (through the gateway's WebSocket) once the indicator says idle.
-    expect(lab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible()
-    expect(lab.get_by_role("button", name="Python 3 (ipykernel) | Idle")).to_be_visible()
+    expect(lab.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_visible(
+        timeout=LAB_WAIT_MS
+    )
+    expect(lab.get_by_role("button", name="Python 3 (ipykernel) | Idle")).to_be_visible(timeout=LAB_WAIT_MS)
     cell = lab.locator(".jp-Notebook .jp-Cell .cm-content").first
     cell.click()
     code = "import numpy, pandas, sklearn; print(numpy.__version__)"  # the default environment's stack
     cell.type(code)
-    expect(cell).to_have_text(code)
+    expect(cell).to_have_text(code, timeout=LAB_WAIT_MS)
     lab.keyboard.press("Shift+Enter")
     output = lab.locator(".jp-OutputArea-output").first
     expect(output).to_have_text(re.compile(rf"^\s*{re.escape(NUMPY)}\s*$"), timeout=60_000)

@@ -20,6 +20,7 @@ def test_doctor_reports_the_cluster_and_its_nodes(ray_cluster: LocalRayCluster, 
         "ATOLL_RAY_ADDRESS": ray_cluster.address,
         "ATOLL_RAY_NODE_IP": HEAD,
         "ATOLL_URL": "http://127.0.0.1:9",
+        "COLUMNS": "200",  # the table's lines unwrapped, as on a wide terminal
     }
     r = subprocess.run(
         [ATOLL, "doctor", "--format", "json"], env=env, capture_output=True, text=True, timeout=120
@@ -43,6 +44,7 @@ def test_doctor_fails_in_one_line_when_the_cluster_is_unreachable(tmp_path: Path
         "ATOLL_RUNTIME": "ray",
         "ATOLL_RAY_ADDRESS": "127.0.0.9:1",
         "ATOLL_URL": "http://127.0.0.1:9",
+        "COLUMNS": "200",  # the table's lines unwrapped, as on a wide terminal
     }
     r = subprocess.run(
         [ATOLL, "doctor", "--format", "json"], env=env, capture_output=True, text=True, timeout=300

@@ -27,7 +27,7 @@ from atoll.runtime.local.proc_files import is_same_process, read_json
 
 log = logging.getLogger("atoll.gateway")
 STOP_WAIT_S = 10.0
-RELOAD_WAIT_S = 10.0
+RELOAD_WAIT_S = 30.0
 
 
 def haproxy_binary(configured: str = "") -> str:
