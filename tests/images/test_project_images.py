@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.notebooks.conftest import FAST, Kernel, open_and_wait, stop_and_wait
 from tests.notebooks.conftest import new_project as nb_project
 from tests.security.test_workload_identity import _terminal
 from tests.support.docker import Dockerd, dockerd_or_skip
+from tests.support.postgres import free_port
 from tests.support.registry import Registry, registry_or_skip
 from tests.support.server import ADMIN_PASSWORD, RunningServer
 from tests.support.tenants import finish, job_config, logs, root_server, submit
@@ -289,7 +289,7 @@ def test_without_a_registry_set_atoll_keeps_images_in_its_own(
     """ATOLL_IMAGE_REGISTRY unset: Atoll starts Debian's docker-registry on loopback at the first
     push, over its data dir, and stops it with the server."""
     _, d, _ = env
-    port = _free_port()
+    port = free_port()
     with root_server(
         "atoll-imgown-", {**FAST, "ATOLL_DOCKER_HOST": d.url, "ATOLL_IMAGE_REGISTRY_PORT": str(port)}
     ) as srv:
@@ -303,12 +303,6 @@ def test_without_a_registry_set_atoll_keeps_images_in_its_own(
         assert (srv.data_dir / "registry" / "data").is_dir()
     with pytest.raises(httpx.HTTPError):  # stopped with the server
         httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_private_base_image_is_pulled_with_the_project_s_secret(

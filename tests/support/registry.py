@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.support.leaks import register_root
+from tests.support.postgres import free_port
 
 
 @dataclass
@@ -36,12 +36,6 @@ class Registry:
     def tags(self, repository: str) -> list[str]:
         r = httpx.get(f"http://{self.address}/v2/{repository}/tags/list", timeout=10)
         return list(r.json().get("tags") or []) if r.status_code == 200 else []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bcrypt(password: str) -> str:
@@ -63,7 +57,7 @@ def registry_or_skip(host: str = "127.0.0.1", login: tuple[str, str] | None = No
         pytest.skip("docker-registry is not installed (apt-get install docker-registry; ./dev test does)")
     base = Path(tempfile.mkdtemp(prefix="atoll-registry-", dir="/tmp"))
     register_root(base)
-    port = _free_port()
+    port = free_port()
     config = base / "config.yml"
     auth = ""
     if login is not None:
