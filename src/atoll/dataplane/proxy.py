@@ -28,6 +28,9 @@ from atoll.runtime.local.proc_files import is_same_process, read_json
 log = logging.getLogger("atoll.gateway")
 STOP_WAIT_S = 10.0
 RELOAD_WAIT_S = 30.0
+# HAProxy's master takes a reload signal only once its own start is done, which on a busy machine
+# may be after its first worker already answers: a reload not seen this long is asked for again.
+RELOAD_RESEND_S = 2.0
 
 
 def haproxy_binary(configured: str = "") -> str:
@@ -275,9 +278,14 @@ class HAProxyPlane:
         # Done when a new worker answers on the socket (the old one lets go of it at once and
         # finishes its requests on its own).
         deadline = time.monotonic() + RELOAD_WAIT_S
+        resend = time.monotonic() + RELOAD_RESEND_S
         while self.admin.worker_pid() in (before, None):
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise AdminError(f"HAProxy did not reload within {RELOAD_WAIT_S:g} s (see haproxy.log)")
+            if now > resend:  # the same config again: a second reload is harmless
+                os.kill(pid, signal.SIGHUP)
+                resend = now + RELOAD_RESEND_S
             time.sleep(0.02)
 
 
