@@ -70,13 +70,14 @@ def get_environment(db: Session, p: Principal, ref: str, project_id: str | None 
             row = db.scalar(
                 select(EnvironmentRow).where(EnvironmentRow.project_id.is_(None), EnvironmentRow.name == ref)
             )
-    if row is None or (row.project_id is not None and not _can_view(db, p, row.project_id)):
+    if row is None or (row.project_id is not None and not can_view_project(db, p, row.project_id)):
         known = ", ".join(r.name for r in builtins(db)) or "none"
         raise NotFound(f"no environment {ref!r} (built-in ones: {known})", field="name")
     return row
 
 
-def _can_view(db: Session, p: Principal, project_id: str) -> bool:
+def can_view_project(db: Session, p: Principal, project_id: str) -> bool:
+    """Whether the caller may see the project's resources (its environments, its images)."""
     project = db.get(Project, project_id)
     return project is not None and access.can(db, p, Action.PROJECT_VIEW, project)
 

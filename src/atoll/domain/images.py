@@ -15,8 +15,8 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from atoll.domain import access
 from atoll.domain.access import Action, Principal
+from atoll.domain.environments import can_view_project
 from atoll.domain.secrets import check_secret_name
 from atoll.domain.tenancy import get_project
 from atoll.domain.validation import check_description
@@ -85,14 +85,9 @@ def get_image(db: Session, p: Principal, ref: str, project_id: str | None = None
     row = db.get(ProjectImage, ref)
     if row is None and project_id:
         row = find(db, get_project(db, p, project_id), ref)
-    if row is None or not _can_view(db, p, row.project_id):
+    if row is None or not can_view_project(db, p, row.project_id):
         raise NotFound(f"no image {ref!r}" + ("" if project_id else " (give the project to find it by name)"))
     return row
-
-
-def _can_view(db: Session, p: Principal, project_id: str) -> bool:
-    project = db.get(Project, project_id)
-    return project is not None and access.can(db, p, Action.PROJECT_VIEW, project)
 
 
 def create_image(

@@ -191,9 +191,9 @@ class ImageBuilder:
         client.api = api
         return client
 
-    def _refuse_foreign(self, client: docker.DockerClient, req: BuildRequest, ref: str) -> None:
-        """A base image of another project (on the daemon, or in Atoll's registry) is refused as
-        if it did not exist."""
+    def _refuse_foreign(self, req: BuildRequest, ref: str) -> None:
+        """A base image in Atoll's registry (or any loopback one) outside the project's own path
+        is refused before anything is pulled; one on the daemon is checked by ``_base``."""
         host = registry_of(ref)
         own = f"{self.own_registry}/atoll/{req.project_id}/" if self.own_registry else ""
         ours = bool(self.own_registry) and host == registry_of(self.own_registry + "/x")
@@ -257,7 +257,7 @@ class ImageBuilder:
         client = self._client(req.timeout_s, req.credentials)
         try:
             for ref in bases:
-                self._refuse_foreign(client, req, ref)
+                self._refuse_foreign(req, ref)
             if req.credentials is not None:
                 c = req.credentials
                 try:
@@ -366,8 +366,8 @@ class ImageBuilder:
     def _push(
         client: docker.DockerClient, req: BuildRequest, image_id: str, on_output: Callable[[str], None]
     ) -> str:
-        _, tag = tag_parts(req.local_tag)
-        repo = f"{req.registry.rstrip('/')}/{tag_parts(req.local_tag)[0]}"
+        local_repo, tag = tag_parts(req.local_tag)
+        repo = f"{req.registry.rstrip('/')}/{local_repo}"
         client.api.tag(image_id, repo, tag)
         on_output(f"pushing {repo}:{tag}\n")
         digest = ""
@@ -391,13 +391,3 @@ class ImageBuilder:
                     client.images.remove(ref, noprune=False)
         finally:
             client.close()
-
-
-def image_project(client: Any, image: str) -> str | None:
-    """The project an image on the daemon was built for (None: not a project image)."""
-    try:
-        labels = client.images.get(image).labels or {}
-    except ImageNotFound:
-        return None
-    value = labels.get(PROJECT_LABEL)
-    return str(value) if value else None
