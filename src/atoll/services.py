@@ -179,6 +179,7 @@ class Services:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop_ref: asyncio.AbstractEventLoop | None = None
         self._wakers: dict[str, asyncio.Event] = {}
+        self._stopping = False
 
     def wake(self, name: str) -> None:
         """Run controller ``name`` (a ``Controller.name``: "workloads", "jobs", "notebooks",
@@ -215,22 +216,25 @@ class Services:
 
     async def _loop(self, c: Controller) -> None:
         event, base = self._wakers[c.name], self.settings.controller_tick_s
-        while True:
+        # The flag, not only cancellation, ends the loop: on Python 3.11 asyncio.wait_for could
+        # swallow a cancel that arrived as the wake-up did, and stop() then waited forever.
+        while not self._stopping:
             event.clear()  # a wake-up during the tick below is not lost: it sets it again
             try:
                 await asyncio.to_thread(c.tick)
             except Exception:
                 log.exception("%s controller tick failed", c.name)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), c.interval(base))
+                async with asyncio.timeout(c.interval(base)):
+                    await event.wait()
 
     async def stop(self) -> None:
         """Stop the loops; Workloads keep running and are re-adopted on the next start."""
+        self._stopping = True
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if self._tasks:
+            await asyncio.wait(self._tasks)  # never raises; each task ends cancelled or by the flag
         self._tasks.clear()
         for c in self.controllers:
             await asyncio.to_thread(c.close)

@@ -290,6 +290,14 @@ def remove_group_member(db: Session, p: Principal, group_id: str, user_ref: str)
 INVITE_TYPES = (ResourceType.COMMUNITY, ResourceType.PROJECT)
 
 
+def invite_token() -> str:
+    """A new invite's secret. People paste it as a command argument, where a leading "-" would
+    read as an option: such a draw is thrown away."""
+    while (raw := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return raw
+
+
 def create_invite(
     db: Session,
     p: Principal,
@@ -307,7 +315,7 @@ def create_invite(
         raise Invalid("expiresInDays must be between 1 and 90", field="expiresInDays")
     if not 1 <= max_uses <= 1000:
         raise Invalid("maxUses must be between 1 and 1000", field="maxUses")
-    raw = secrets.token_urlsafe(24)
+    raw = invite_token()
     inv = Invite(
         token_hash=sha256(raw),
         resource_type=rtype.value,
