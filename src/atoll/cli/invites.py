@@ -98,9 +98,12 @@ def _split_link(link: str) -> tuple[str | None, str]:
 
 @app.command()
 def accept(
-    link: Annotated[str, typer.Argument(
+    link: Annotated[
+        str,
+        typer.Argument(
             help="The invite link, or just its token (an older token that starts with '-' goes after --)"
-        )],
+        ),
+    ],
     username: Annotated[
         str | None, typer.Option("--username", "-u", help="Not signed in: create this account and accept")
     ] = None,
