@@ -13,6 +13,7 @@ import typer
 
 from atoll.cli import resolve
 from atoll.cli.deploy import DataOpt, GatewayOpt, HeaderOpt, MethodOpt, PathOpt, ProjectOpt, pairs, send
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -30,9 +31,7 @@ from atoll.cli.output import (
 )
 from atoll.client import Client, resolve_gateway_url
 
-app = typer.Typer(
-    help="Aliases: publish nodes under one name and split requests by weight.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("alias"), no_args_is_help=True)
 
 Obj = dict[str, Any]
 AliasArg = Annotated[str, typer.Argument(help="Alias name or id")]

@@ -100,9 +100,3 @@ def whoami(fmt: FormatOpt = Format.table) -> None:
             emit_one(me, fmt)
             return
         typer.echo(_describe(me, c.url))
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(login)
-    app.command()(logout)
-    app.command()(whoami)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -22,7 +23,7 @@ from atoll.cli.output import (
     usage,
 )
 
-app = typer.Typer(help="Billing accounts: one pays for each community's units.", no_args_is_help=True)
+app = typer.Typer(help=summary("billing-account"), no_args_is_help=True)
 
 AccountArg = Annotated[str, typer.Argument(help="Billing account id or name")]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization id or name")]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -26,7 +27,7 @@ from atoll.cli.output import (
     usage,
 )
 
-app = typer.Typer(help="Communities: teams of an organization; projects live in them.", no_args_is_help=True)
+app = typer.Typer(help=summary("community"), no_args_is_help=True)
 restrictions_app = typer.Typer(
     help="Which configurations and features the community's projects may use (community Admins).",
     no_args_is_help=True,

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -22,7 +23,7 @@ from atoll.cli.output import (
     usage,
 )
 
-app = typer.Typer(help="Compute configurations: vCPU, RAM, GPUs and units per second.", no_args_is_help=True)
+app = typer.Typer(help=summary("config"), no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Configuration name, e.g. c1.4")]
 

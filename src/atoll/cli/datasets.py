@@ -12,11 +12,10 @@ import typer
 
 from atoll.cli import resolve
 from atoll.cli.deploy import ProjectOpt
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, YesOpt, client, confirm, emit_list, emit_one, success
 
-app = typer.Typer(
-    help="Datasets made by jobs (output-datasets): list, inspect, delete.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("dataset"), no_args_is_help=True)
 
 DatasetArg = Annotated[str, typer.Argument(help="Dataset id or name")]
 

@@ -387,7 +387,3 @@ def doctor(
         _print_table(r)
     if not r["ok"]:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    app.command()(doctor)

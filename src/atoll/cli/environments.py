@@ -11,6 +11,7 @@ from urllib.parse import quote
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -30,7 +31,7 @@ from atoll.jobspec.config import PipOptions
 from atoll.jobspec.requirements import parse_requirements
 from atoll.states import EnvironmentStatus
 
-app = typer.Typer(help="Environments: locked package sets notebooks and jobs run in.", no_args_is_help=True)
+app = typer.Typer(help=summary("env"), no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Environment name or id, e.g. datascience")]
 ProjectOpt = Annotated[

@@ -8,6 +8,7 @@ from urllib.parse import quote
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -24,9 +25,7 @@ from atoll.cli.output import (
 )
 from atoll.cli.users import COLUMNS as USER_COLUMNS
 
-app = typer.Typer(
-    help="Groups of users; grant a role to a group with `atoll member add --group`.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("group"), no_args_is_help=True)
 
 GroupArg = Annotated[str, typer.Argument(help="Group id or name")]
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization id or name")]

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -28,7 +29,7 @@ from atoll.cli.output import (
 from atoll.client import AtollError, Client
 from atoll.states import ImageStatus
 
-app = typer.Typer(help="Docker images of a project: build from a Dockerfile, activate.", no_args_is_help=True)
+app = typer.Typer(help=summary("image"), no_args_is_help=True)
 
 RefArg = Annotated[str, typer.Argument(help="Image id, or name[:tag] in the project")]
 ProjectOpt = Annotated[str | None, typer.Option("--project", "-p", help="Project id or name")]

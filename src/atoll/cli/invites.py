@@ -10,12 +10,11 @@ from urllib.parse import quote, urlsplit
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, client, emit_list, emit_one, out, success, usage
 from atoll.client import URL_ENV, Client, load_config, save_config
 
-app = typer.Typer(
-    help="Invite links: whoever opens one joins the community or project.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("invite"), no_args_is_help=True)
 
 CommunityOpt = Annotated[str | None, typer.Option("--community", "-c", help="Community id or name")]
 ProjectOpt = Annotated[

@@ -14,15 +14,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
 from atoll.cli.datasets import gb
 from atoll.cli.output import (
     err,
@@ -82,6 +73,15 @@ def bars(verb: str) -> Iterator[Transfer]:
 
         yield plain
         return
+    from rich.progress import (  # bars only on a terminal: not every start pays for them
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -17,6 +17,7 @@ import typer
 
 from atoll.cli import resolve
 from atoll.cli.job_terminal import bars, expires, info, report_upload, started, ts, watch
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -40,10 +41,7 @@ from atoll.jobclient import (
 )
 from atoll.states import JOB_TERMINAL, JobStatus
 
-app = typer.Typer(
-    help="DataSphere Jobs: run programs from your machine on project compute, get the results back.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=summary("job"), no_args_is_help=True)
 
 COLUMNS: list[Column] = [
     ("ID", "id"),

@@ -14,28 +14,12 @@ from typing import Annotated
 import typer
 
 from atoll import __version__
-from atoll.cli import (
-    auth,
-    billing,
-    communities,
-    configs,
-    doctor,
-    environments,
-    groups,
-    images,
-    invites,
-    members,
-    notebooks,
-    orgs,
-    projects,
-    secrets,
-    tokens,
-    users,
-)
+from atoll.cli.lazy import ROOT, lazy_group
 from atoll.cli.output import click_exceptions, print_error
-from atoll.client import AtollError
 
+# Every noun's module is imported when that noun is used (atoll/cli/lazy.py): a start stays cheap.
 app = typer.Typer(
+    cls=lazy_group(ROOT),
     name="atoll",
     help="Atoll: self-hosted ML platform. Start with `atoll up`, then `atoll login`.",
     no_args_is_help=True,
@@ -88,24 +72,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-auth.register(app)
-doctor.register(app)
-app.add_typer(orgs.app, name="org")
-app.add_typer(communities.app, name="community")
-app.add_typer(projects.app, name="project")
-app.add_typer(notebooks.app, name="notebook")
-app.add_typer(members.app, name="member")
-app.add_typer(invites.app, name="invite")
-app.add_typer(groups.app, name="group")
-app.add_typer(configs.app, name="config")
-app.add_typer(environments.app, name="env")
-app.add_typer(images.app, name="image")
-app.add_typer(tokens.app, name="token")
-app.add_typer(billing.app, name="billing-account")
-app.add_typer(users.app, name="user")
-app.add_typer(secrets.app, name="secret")
-
-
 def run(args: list[str] | None = None) -> int:
     """Run the CLI and return its exit status, turning every error into one line."""
     try:
@@ -119,13 +85,15 @@ def run(args: list[str] | None = None) -> int:
     except typer.TyperException as e:  # the other Click exceptions (file errors, …)
         print_error(e.format_message())
         return int(getattr(e, "exit_code", 1))
-    except AtollError as e:
-        print_error(e.message())
-        return 1
     except (typer.Abort, KeyboardInterrupt):
         print_error("aborted")
         return 130
     except Exception as e:
+        # atoll.client (and httpx behind it) is imported only by commands that talk to a server.
+        client = sys.modules.get("atoll.client")
+        if client is not None and isinstance(e, client.AtollError):
+            print_error(e.message())
+            return 1
         # A bug or an environment problem (e.g. an unwritable config dir): still one line,
         # with the traceback one variable away.
         if os.environ.get("ATOLL_DEBUG"):
@@ -137,23 +105,3 @@ def run(args: list[str] | None = None) -> int:
 
 def main() -> None:
     sys.exit(run())
-
-
-# Jobs (spec §5): `atoll project job ...`, the short form `atoll job ...`, `atoll generate-requirements`.
-from atoll.cli import jobs  # noqa: E402 -- kept beside its registration
-
-projects.app.add_typer(jobs.app, name="job")
-app.add_typer(jobs.app, name="job")
-app.command("generate-requirements")(jobs.generate_requirements)
-
-# Deploy (spec §6, §8.1): `atoll node ...`, `atoll alias ...`, `atoll model ...`.
-from atoll.cli import aliases, models, nodes  # noqa: E402 -- kept beside its registration
-
-app.add_typer(nodes.app, name="node")
-app.add_typer(aliases.app, name="alias")
-app.add_typer(models.app, name="model")
-
-# Datasets made by jobs (spec §4.6, §5.2): `atoll dataset ...`.
-from atoll.cli import datasets  # noqa: E402 -- kept beside its registration
-
-app.add_typer(datasets.app, name="dataset")

@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, client, emit_done, emit_list, fail, success, usage
 
-app = typer.Typer(
-    help="Role bindings. Give exactly one scope: --org, --community/-c, --project/-p or --billing-account.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=summary("member"), no_args_is_help=True)
 
 OrgOpt = Annotated[str | None, typer.Option("--org", help="Organization id or name")]
 CommunityOpt = Annotated[str | None, typer.Option("--community", "-c", help="Community id or name")]

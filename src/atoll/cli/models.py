@@ -13,12 +13,10 @@ import typer
 
 from atoll.cli import resolve
 from atoll.cli.deploy import ProjectOpt
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, YesOpt, client, confirm, emit_list, emit_one, success
 
-app = typer.Typer(
-    help="Saved models: list, inspect, delete (deploy them with `atoll node create --model`).",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=summary("model"), no_args_is_help=True)
 
 ModelArg = Annotated[str, typer.Argument(help="Model id, name (latest version) or NAME:VERSION")]
 

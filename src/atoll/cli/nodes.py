@@ -58,6 +58,7 @@ from atoll.cli.deploy import (
     send_via_api,
     wait,
 )
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -76,10 +77,7 @@ from atoll.cli.output import (
 from atoll.client import Client
 from atoll.states import InstanceStatus
 
-app = typer.Typer(
-    help="Nodes: models, commands or Docker images served by instances behind the gateway.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help=summary("node"), no_args_is_help=True)
 
 Obj = dict[str, Any]
 NodeArg = Annotated[str, typer.Argument(help="Node id or name")]

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Format, FormatOpt, client, emit_one, err, fail, success
 from atoll.client import Client
 from atoll.states import NOTEBOOK_FINISHED, NotebookState
 
-app = typer.Typer(help="A project's JupyterLab server: open, stop, status.", no_args_is_help=True)
+app = typer.Typer(help=summary("notebook"), no_args_is_help=True)
 
 ProjectArg = Annotated[str, typer.Option("-p", "--project", help="Project id, name or COMMUNITY/PROJECT")]
 FINISHED = (*NOTEBOOK_FINISHED, NotebookState.NONE)

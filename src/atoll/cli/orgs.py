@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -21,9 +22,7 @@ from atoll.cli.output import (
     success,
 )
 
-app = typer.Typer(
-    help="Organizations: every community, group and billing account belongs to one.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("org"), no_args_is_help=True)
 
 COLUMNS: list[Column] = [
     ("ID", "id"),

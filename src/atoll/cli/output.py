@@ -9,13 +9,14 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from types import ModuleType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from atoll.client import AtollError, Client
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from atoll.client import Client
 
 
 def _click_exceptions() -> ModuleType:
@@ -30,8 +31,26 @@ click_exceptions: Any = _click_exceptions()
 
 # Pipes and files get wide lines, so a table never wraps in the middle of an id.
 _WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 0) or 200
-out = Console(width=_WIDTH, highlight=False)
-err = Console(stderr=True, highlight=False)
+
+
+class _OnFirstUse:
+    """rich's Console, made when first used: importing rich is a good part of a start that may
+    print nothing of its own (`atoll --help`, a command that fails early)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _OnFirstUse(width=_WIDTH, highlight=False))
+err = cast("Console", _OnFirstUse(stderr=True, highlight=False))
 
 
 class Format(StrEnum):
@@ -47,6 +66,8 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 
 def client() -> Client:
     """A client configured from ATOLL_URL/ATOLL_TOKEN or the file `atoll login` wrote."""
+    from atoll.client import Client
+
     return Client()
 
 
@@ -55,6 +76,8 @@ def client() -> Client:
 
 def fail(message: str) -> NoReturn:
     """Stop with one line on stderr and exit status 1 (something the user asked for failed)."""
+    from atoll.client import AtollError
+
     raise AtollError(message)
 
 
@@ -93,7 +116,7 @@ def confirm(question: str, yes: bool) -> None:
 def print_json(data: Any) -> None:
     """Exactly the JSON given, pretty-printed; colored only on a terminal."""
     text = json.dumps(data, indent=2)
-    if out.is_terminal:
+    if sys.stdout.isatty() and out.is_terminal:  # a pipe never needs rich
         out.print_json(text)
     else:
         sys.stdout.write(text + "\n")
@@ -124,6 +147,8 @@ def print_table(
     if not rows:
         err.print(empty, style="dim", markup=False)
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None)
     for header, _ in columns:
         table.add_column(header, overflow="fold")
@@ -145,6 +170,8 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def print_object(data: Mapping[str, Any]) -> None:
     """A key/value table of one object, nested fields as `settings.ide`."""
+    from rich.table import Table
+
     table = Table(show_header=False, show_edge=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import PROJECT, lazy_group, summary
 from atoll.cli.output import (
     Column,
     Format,
@@ -24,9 +25,7 @@ from atoll.cli.output import (
     usage,
 )
 
-app = typer.Typer(
-    help="Projects: the workspace where notebooks, jobs and deployments live.", no_args_is_help=True
-)
+app = typer.Typer(cls=lazy_group(PROJECT), help=summary("project"), no_args_is_help=True)
 settings_app = typer.Typer(
     help="Project settings: default configuration, idle timeouts.", no_args_is_help=True
 )

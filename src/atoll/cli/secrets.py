@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, client, confirm, emit_done, emit_list, success, usage
 
-app = typer.Typer(
-    help="Project secrets: encrypted at rest, exposed to workloads as env vars.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("secret"), no_args_is_help=True)
 
 ProjectArg = Annotated[str, typer.Option("-p", "--project", help="Project id, name or COMMUNITY/PROJECT")]
 COLUMNS: list[Column] = [("ID", "id"), ("NAME", "name"), ("VALUE", "value"), ("UPDATED", "updatedAt")]

@@ -7,11 +7,10 @@ from typing import Annotated
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, client, emit_list, emit_one, out, success, usage, warn
 
-app = typer.Typer(
-    help="Personal API tokens. Use one with ATOLL_TOKEN=… or `atoll login --token`.", no_args_is_help=True
-)
+app = typer.Typer(help=summary("token"), no_args_is_help=True)
 
 COLUMNS: list[Column] = [
     ("ID", "id"),

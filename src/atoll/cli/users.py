@@ -7,9 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from atoll.cli import resolve
+from atoll.cli.lazy import summary
 from atoll.cli.output import Column, Format, FormatOpt, client, emit_list, emit_one, success
 
-app = typer.Typer(help="User accounts.", no_args_is_help=True)
+app = typer.Typer(help=summary("user"), no_args_is_help=True)
 
 COLUMNS: list[Column] = [
     ("ID", "id"),
