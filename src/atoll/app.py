@@ -25,6 +25,7 @@ from atoll.api.routes_catalog import router as catalog_router
 from atoll.api.routes_deploy import router as deploy_router
 from atoll.api.routes_environments import router as environments_router
 from atoll.api.routes_images import router as images_router
+from atoll.api.routes_job_follow import router as job_follow_router
 from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
@@ -52,6 +53,7 @@ API_ROUTERS = (
     images_router,
     secrets_router,
     jobs_router,
+    job_follow_router,
     notebooks_router,
     deploy_router,
 )

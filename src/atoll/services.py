@@ -40,6 +40,7 @@ from atoll.runtime.router import RuntimeRouter
 from atoll.settings import Settings
 from atoll.storage.blobs import BlobStore
 from atoll.storage.layout import DataLayout
+from atoll.storage.log_watch import ChangeBoard, LogWatch, job_key
 from atoll.storage.logs import LogStore
 from atoll.store.db import Database
 
@@ -124,8 +125,20 @@ class Services:
             layout=DataLayout(data),
             networks=self.networks,
         )
+        # Log followers wait on this board rather than poll: the log watch bumps a workload's key
+        # as its output lands, the job controller a job's key as its state moves.
+        self.board = ChangeBoard()
+        self.log_watch = LogWatch(self.logs.root, self.board, on_system=lambda _wid: self.wake("workloads"))
         self.jobs = JobController(
-            db, self.blobs, self.logs, self.envs, data / "jobs", data / "projects", uid_base
+            db,
+            self.blobs,
+            self.logs,
+            self.envs,
+            data / "jobs",
+            data / "projects",
+            uid_base,
+            notify=self.wake,
+            changed=lambda job_id: self.board.notify(job_key(job_id)),
         )
         self.activity = ActivityBoard()
         self.notebooks = NotebookController(
@@ -206,6 +219,7 @@ class Services:
         ]
 
     async def start(self) -> None:
+        self.log_watch.start()
         if not self.settings.controllers:
             return
         self._loop_ref = asyncio.get_running_loop()
@@ -231,6 +245,7 @@ class Services:
     async def stop(self) -> None:
         """Stop the loops; Workloads keep running and are re-adopted on the next start."""
         self._stopping = True
+        await asyncio.to_thread(self.log_watch.close)
         for t in self._tasks:
             t.cancel()
         if self._tasks:

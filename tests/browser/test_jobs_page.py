@@ -57,3 +57,24 @@ def test_job_page_is_hidden_from_users_without_a_role(
     headers = {"Authorization": f"Bearer {r.json()['token']}"}
     assert c.get(f"/api/v1/jobs/{stopped_job['job']}", headers=headers).status_code == 404
     assert c.get(f"/api/v1/jobs/{stopped_job['job']}/logs", headers=headers).status_code == 404
+    assert c.get(f"/api/v1/jobs/{stopped_job['job']}/follow", headers=headers).status_code == 404
+
+
+def test_a_running_job_page_follows_the_job(page: Page, server: RunningServer) -> None:
+    """The page listens on the API's long poll and shows a line written after it was opened."""
+    with server.api() as api:
+        org = api.get("/organizations").json()["items"][0]["id"]
+        com = api.post("/communities", json={"organizationId": org, "name": "ui-follow"}).json()
+        prj = api.post("/projects", json={"communityId": com["id"], "name": "ui-follow"}).json()
+        cfg = "name: talk\ncmd: bash -c 'echo one; sleep 3; echo two'\ncloud-instance-types: [s1.1]\n"
+        job = api.post(f"/projects/{prj['id']}/jobs", json={"config": cfg}).json()["job"]
+        api.post(f"/jobs/{job['id']}/execute").raise_for_status()
+        deadline = time.monotonic() + 60
+        while api.get(f"/jobs/{job['id']}").json()["status"] != "EXECUTING":
+            assert time.monotonic() < deadline, api.get(f"/jobs/{job['id']}").json()
+            time.sleep(0.1)
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    with page.expect_request(lambda r: f"/api/v1/jobs/{job['id']}/follow" in r.url):
+        page.goto(f"/jobs/{job['id']}")
+    expect(page.get_by_test_id("log-stdout")).to_contain_text("two", timeout=60_000)
+    expect(page.get_by_test_id("job-status")).to_have_text("SUCCESS", timeout=60_000)

@@ -241,11 +241,11 @@ def test_unknown_instance_type_is_refused_at_create(api: TestClient, project: di
 
 
 def test_log_chunks_never_split_a_character() -> None:
-    from atoll.api.routes_jobs import _utf8_complete
+    from atoll.api.routes_jobs import utf8_complete
 
     text = "héllo — ✓ 𝄞".encode()
     for cut in range(len(text) + 1):
-        keep = _utf8_complete(text[:cut])
+        keep = utf8_complete(text[:cut])
         text[:keep].decode()  # never raises: whole characters only
         assert cut - keep < 4
 
@@ -282,7 +282,9 @@ def test_cancel_while_preparing_never_starts_the_program(
 ) -> None:
     from atoll.store.tables import WorkloadRow
 
-    job = submit("cmd: echo should-not-run\ncloud-instance-types: [s1.1]\n")
+    # Execute prepares and starts a job at once (no tick to wait for): the cancel right behind it
+    # finds it preparing, queued or just started; in every case the program never gets to print.
+    job = submit("cmd: bash -c 'sleep 2; echo should-not-run'\ncloud-instance-types: [s1.1]\n")
     r = api.post(f"{V}/jobs/{job['id']}/cancel", json={})
     assert r.status_code == 200 and r.json()["status"] in ("CANCELLED", "CANCELLING")
     job = wait_for(api, job["id"])

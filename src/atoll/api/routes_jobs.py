@@ -35,6 +35,7 @@ from atoll.domain.jobs import lifecycle
 from atoll.errors import Invalid, NotFound
 from atoll.jobspec.archive import MAX_FILE_BYTES
 from atoll.states import JOB_TERMINAL
+from atoll.storage.log_watch import job_key
 from atoll.storage.logs import LogStore
 from atoll.store.tables import Dataset, Job, StoredFile
 
@@ -140,13 +141,17 @@ def get_job(job_id: str, ctx: CtxDep) -> JobOut:
 @router.post("/jobs/{job_id}/execute", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
 def execute_job(job_id: str, ctx: CtxDep) -> JobOut:
     job = lifecycle.execute_job(ctx.db, ctx.me, job_id, ctx.services.blobs.has)
-    return ctx.commit(job_out(job))
+    return ctx.commit_and_wake(job_out(job), "jobs")  # prepared now, not at the next tick
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
 def cancel_job(job_id: str, body: JobCancel, ctx: CtxDep) -> JobOut:
     """Cancel; `graceful` uses the config's graceful-shutdown signal and timeout, else SIGKILL."""
-    return ctx.commit(job_out(lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=body.graceful)))
+    out = ctx.commit_and_wake(
+        job_out(lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=body.graceful)), "workloads"
+    )
+    ctx.services.board.notify(job_key(job_id))  # its followers see CANCELLING now
+    return out
 
 
 @router.post(
@@ -183,7 +188,7 @@ def set_data_ttl(job_id: str, body: DataTtl, ctx: CtxDep) -> JobOut:
     return ctx.commit(job_out(lifecycle.set_data_ttl(ctx.db, ctx.me, job_id, body.days)))
 
 
-def _utf8_complete(data: bytes) -> int:
+def utf8_complete(data: bytes) -> int:
     """Length of the longest prefix of `data` that does not end inside a UTF-8 character."""
     for back in range(1, min(4, len(data)) + 1):
         b = data[-back]
@@ -208,7 +213,7 @@ def read_logs(
     wid = job.workload_id or job.files.system_log
     logs: LogStore = ctx.services.logs
     data, nxt = (b"", offset) if not wid or not logs.exists(wid) else logs.read(wid, stream, offset, limit)
-    keep = _utf8_complete(data)
+    keep = utf8_complete(data)
     if keep < len(data):  # a character cut by the limit: send it whole with the next chunk
         data, nxt = data[:keep], nxt - (len(data) - keep)
     done = job.status in JOB_TERMINAL

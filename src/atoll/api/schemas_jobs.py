@@ -152,3 +152,21 @@ class LogChunkOut(ApiModel):
     offset: int
     eof: bool
     status: str
+
+
+class LogTextOut(ApiModel):
+    """New output of one stream: ``data`` ends at byte ``offset`` (the next read starts there)."""
+
+    stream: str
+    data: str
+    offset: int
+
+
+class JobFollowOut(ApiModel):
+    """What changed in a followed job: its new output, the job as it is now, and ``state``, to be
+    sent back so the next call waits only while nothing changes."""
+
+    job: JobOut
+    chunks: list[LogTextOut]
+    state: str
+    eof: bool  # the job has ended and every stream was read to its end

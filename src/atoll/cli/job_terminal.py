@@ -9,7 +9,6 @@ import json
 import signal
 import sys
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,24 +39,6 @@ from atoll.states import JOB_TERMINAL
 def info(message: str) -> None:
     """A line from this command (not from the program) on stderr."""
     err.print(message, markup=False, soft_wrap=True)
-
-
-def ts(value: Any) -> str:
-    if not value:
-        return "-"
-    try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return str(value)
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def expires(job: Mapping[str, Any]) -> str:
-    if job.get("dataTtlDays") is None:
-        return "Never"
-    if job.get("dataExpiresAt"):
-        return ts(job["dataExpiresAt"])
-    return f"{job['dataTtlDays']} days after it ends"
 
 
 @contextlib.contextmanager

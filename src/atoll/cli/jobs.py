@@ -11,15 +11,15 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
 from atoll.cli import resolve
-from atoll.cli.job_terminal import bars, expires, info, report_upload, started, ts, watch
+from atoll.cli.job_table import COLUMNS, expires, ts
 from atoll.cli.lazy import summary
 from atoll.cli.output import (
-    Column,
     Format,
     FormatOpt,
     client,
@@ -31,29 +31,21 @@ from atoll.cli.output import (
     usage,
     warn,
 )
-from atoll.errors import DomainError
-from atoll.jobclient import (
-    JobClient,
-    config_error,
-    describe_outputs,
-    failure_message,
-    prepare_job,
-)
 from atoll.states import JOB_TERMINAL, JobStatus
+
+if TYPE_CHECKING:
+    from atoll.client import Client
+    from atoll.jobclient import JobClient
 
 app = typer.Typer(help=summary("job"), no_args_is_help=True)
 
-COLUMNS: list[Column] = [
-    ("ID", "id"),
-    ("Name", "name"),
-    ("Description", "desc"),
-    ("Created at", lambda j: ts(j.get("createdAt"))),
-    ("Finished at", lambda j: ts(j.get("finishedAt"))),
-    ("Status", "status"),
-    ("Created by", "createdById"),
-    ("Data cleared", "dataCleared"),
-    ("Data expires at", expires),
-]
+
+def _jobs(c: Client) -> JobClient:
+    # The job client (and the config checker behind it) only for the commands that use it:
+    # `atoll job list` and `get` start without them.
+    from atoll.jobclient import JobClient
+
+    return JobClient(c)
 
 
 JobIdOpt = Annotated[str, typer.Option("--id", help="Job id")]
@@ -86,7 +78,10 @@ def execute(
     Paths in the config are relative to the working directory, and outputs land there. Ctrl+C
     asks whether to cancel the job (default: no, leave it running and detach).
     """
-    with prepare_job(config) as prepared, client() as c, JobClient(c) as jc:
+    from atoll.cli.job_terminal import bars, info, report_upload, started
+    from atoll.jobclient import prepare_job
+
+    with prepare_job(config) as prepared, client() as c, _jobs(c) as jc:
         for w in prepared.warnings:
             warn(w)
         for m in prepared.messages:
@@ -135,10 +130,12 @@ def fork(
     log_dir: LogDirOpt = None,
 ) -> None:
     """Re-run a job with overrides (args, input files, output paths, env vars, configurations)."""
+    from atoll.cli.job_terminal import bars, info, report_upload, started
+
     args = _pairs(arg, "--arg")
     given_vars = _pairs(var, "--var") or {}
     env_vars = _pairs(env_var, "--env-var")
-    with client() as c, JobClient(c) as jc:
+    with client() as c, _jobs(c) as jc:
         source = jc.get(job_id)
         expires = source.get("dataExpiresAt")
         soon = datetime.now(UTC) + timedelta(days=1)
@@ -170,7 +167,9 @@ def attach(
     log_dir: LogDirOpt = None,
 ) -> None:
     """Follow a job again: logs from now on (or --from-start), then its outputs when it ends."""
-    with client() as c, JobClient(c) as jc:
+    from atoll.cli.job_terminal import info, watch
+
+    with client() as c, _jobs(c) as jc:
         job = jc.get(job_id)
         if job["status"] == JobStatus.CREATING:
             fail(f"job {job_id} was never executed (it is CREATING): nothing to attach to")
@@ -182,17 +181,18 @@ def attach(
 @app.command("list")
 def list_(project: ProjectOpt, fmt: FormatOpt = Format.table) -> None:
     """The project's jobs, newest first."""
-    with client() as c, JobClient(c) as jc:
+    with client() as c:  # plain calls: listing needs no job client (cheap to start)
         p = resolve.project(c, project)
-        jobs = sorted(jc.list_jobs(p["id"]), key=lambda j: j.get("createdAt") or "", reverse=True)
+        jobs = list(c.paginate(f"/projects/{p['id']}/jobs"))
+    jobs.sort(key=lambda j: j.get("createdAt") or "", reverse=True)
     emit_list(jobs, fmt, COLUMNS, "no jobs")
 
 
 @app.command()
 def get(job_id: JobIdOpt, fmt: FormatOpt = Format.table) -> None:
     """One job, with the same columns as `list` (JSON: every field of the API)."""
-    with client() as c, JobClient(c) as jc:
-        job = jc.get(job_id)
+    with client() as c:
+        job = c.get(f"/jobs/{quote(job_id, safe='')}")
     if fmt is Format.json:
         print_json(job)
     else:
@@ -207,7 +207,7 @@ def cancel(
     ] = False,
 ) -> None:
     """Cancel a job: SIGKILL, or with --graceful the signal and timeout of its graceful-shutdown."""
-    with client() as c, JobClient(c) as jc:
+    with client() as c, _jobs(c) as jc:
         job = jc.cancel(job_id, graceful=graceful)
     success(f"Cancelling job {job_id}: {job['status']}")
 
@@ -229,7 +229,7 @@ def set_data_ttl(
             usage(f"--days takes a whole number of days or infinity (got {days!r})")
         if value < 1:
             usage(f"--days must be at least 1, or infinity (got {value})")
-    with client() as c, JobClient(c) as jc:
+    with client() as c, _jobs(c) as jc:
         job = jc.set_data_ttl(job_id, value)
     success(f"Job {job_id}: data expires {'never' if value is None else 'at ' + expires(job)}")
 
@@ -245,8 +245,11 @@ def download_files(
     ] = None,
 ) -> None:
     """Download a finished job's outputs (and logs). Nothing is downloaded while it runs."""
+    from atoll.cli.job_terminal import bars, info
+    from atoll.jobclient import describe_outputs, failure_message
+
     dest = output_dir or Path.cwd()
-    with client() as c, JobClient(c) as jc:
+    with client() as c, _jobs(c) as jc:
         job = jc.get(job_id)
         if job["status"] not in JOB_TERMINAL:
             warn(
@@ -275,6 +278,8 @@ def generate_requirements(
 ) -> None:
     """Write the pinned requirements that the given root modules import (as env.python: auto finds them)."""
     from atoll.envs.detect import generate_requirements as detect
+    from atoll.errors import DomainError
+    from atoll.jobclient import config_error
 
     try:
         requirements = detect(files, Path.cwd())

@@ -13,12 +13,14 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
 from atoll.controllers.environments import EnvironmentChoice
 from atoll.controllers.job_outputs import JobOutputs
@@ -37,6 +39,7 @@ from atoll.store.db import Database
 from atoll.store.tables import Job, Project, WorkloadRow, new_id, utcnow
 
 log = logging.getLogger("atoll.jobs")
+WORKLOAD_ALIVE = (WorkloadPhase.RUNNING, WorkloadPhase.STOPPING)
 STORAGE_CHECK_S = 2.0  # how often a job's use of its working storage is measured
 PROGRESS_TAIL_BYTES = 64 * 1024  # only the progress file's last line counts
 
@@ -55,8 +58,12 @@ class JobController:
         root: Path,
         projects_root: Path,
         uid_base: int = 0,
+        notify: Callable[[str], None] = lambda _controller: None,
+        changed: Callable[[str], None] = lambda _job_id: None,
     ) -> None:
         self.uid_base = uid_base
+        self.notify = notify  # wake another controller now (a prepared job's workload: "workloads")
+        self.changed = changed  # a job's state or progress changed: its followers look again
         self.layout = DataLayout(root.parent)
         self.datasets_root = self.layout.datasets
         self.db = db
@@ -97,53 +104,60 @@ class JobController:
         # Background steps start only after this transaction commits, or they could read (and
         # later overwrite) the state this tick is still writing.
         later: list[tuple[Any, str]] = []
+        moved: list[str] = []  # jobs whose state or progress this tick changed
         with self.db.transaction() as s:
             jobs = list(s.scalars(select(Job).where(Job.status.in_(JOB_RUNNING))))
             for job in jobs:
                 if job.id in self._busy:
                     continue
-                if job.workload_id is None:
-                    if job.status == JobStatus.PREPARING:
-                        self._busy.add(job.id)
-                        later.append((self._prepare, job.id))
-                    continue
-                wl = s.get(WorkloadRow, job.workload_id)
-                if wl is None:
-                    continue
-                self._read_progress(job)
-                if wl.state == WorkloadPhase.QUEUED:
-                    job.status_details = wl.wait_reason
-                elif (
-                    wl.state in (WorkloadPhase.RUNNING, WorkloadPhase.STOPPING)
-                    and job.status == JobStatus.PREPARING
-                ):
-                    # Compare-and-set: a cancel committed since we read the job must win.
-                    s.execute(
-                        update(Job)
-                        .where(Job.id == job.id, Job.status == JobStatus.PREPARING)
-                        .values(
-                            status=JobStatus.EXECUTING,
-                            status_details="",
-                            started_at=wl.started_at or utcnow(),
-                            actual_cloud_instance_type=wl.configuration,
-                        )
-                        .execution_options(synchronize_session=False)
-                    )
-                elif (
-                    wl.state == WorkloadPhase.RUNNING and wl.desired == Desired.RUN and self._storage_due(job)
-                ):
-                    # Measured in a worker, outside this transaction: a big tree takes a while.
-                    self._busy.add(job.id)
-                    later.append((self._check_storage, job.id))
-                elif wl.state in WORKLOAD_FINISHED:
-                    self._storage_checked.pop(job.id, None)
-                    self._busy.add(job.id)
-                    if job.status != JobStatus.CANCELLING:
-                        job.status = JobStatus.UPLOADING_OUTPUT
-                    later.append((self._finish, job.id))
+                before = (job.status, job.status_details, job.progress)
+                if self._step(s, job, later) or (job.status, job.status_details, job.progress) != before:
+                    moved.append(job.id)
         for fn, job_id in later:
             self._pool.submit(fn, job_id)
+        for job_id in moved:
+            self.changed(job_id)
         self._cleanup_expired()
+
+    def _step(self, s: Session, job: Job, later: list[tuple[Any, str]]) -> bool:
+        """One job's part of a tick: what its workload's state means for it. True when the job
+        moved in a way its attributes here do not show (the compare-and-set below)."""
+        if job.workload_id is None:
+            if job.status == JobStatus.PREPARING:
+                self._busy.add(job.id)
+                later.append((self._prepare, job.id))
+            return False
+        wl = s.get(WorkloadRow, job.workload_id)
+        if wl is None:
+            return False
+        self._read_progress(job)
+        if wl.state == WorkloadPhase.QUEUED:
+            job.status_details = wl.wait_reason
+        elif job.status == JobStatus.PREPARING and wl.state in WORKLOAD_ALIVE:
+            # Compare-and-set: a cancel committed since we read the job must win.
+            s.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == JobStatus.PREPARING)
+                .values(
+                    status=JobStatus.EXECUTING,
+                    status_details="",
+                    started_at=wl.started_at or utcnow(),
+                    actual_cloud_instance_type=wl.configuration,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return True
+        elif wl.state == WorkloadPhase.RUNNING and wl.desired == Desired.RUN and self._storage_due(job):
+            # Measured in a worker, outside this transaction: a big tree takes a while.
+            self._busy.add(job.id)
+            later.append((self._check_storage, job.id))
+        elif wl.state in WORKLOAD_FINISHED:
+            self._storage_checked.pop(job.id, None)
+            self._busy.add(job.id)
+            if job.status != JobStatus.CANCELLING:
+                job.status = JobStatus.UPLOADING_OUTPUT
+            later.append((self._finish, job.id))
+        return False
 
     def _storage_due(self, job: Job) -> bool:
         """A job with working storage whose directory was last measured over STORAGE_CHECK_S ago."""
@@ -252,6 +266,7 @@ class JobController:
                 )
                 if not cast(CursorResult[Any], attached).rowcount:
                     raise JobGone  # rolls back the workload submitted above
+            self.notify("workloads")  # admit it now, not at the scheduler's next tick
         except JobGone:
             pass
         except Exception as e:  # whatever went wrong, the job ends with the reason, never stuck
@@ -270,6 +285,7 @@ class JobController:
                     lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
+            self.changed(job_id)
 
     # --- finishing ----------------------------------------------------------------------
 
@@ -319,6 +335,7 @@ class JobController:
                     lifecycle.set_expiry(job)
         finally:
             self._busy.discard(job_id)
+            self.changed(job_id)
 
     # --- data TTL -----------------------------------------------------------------------
 

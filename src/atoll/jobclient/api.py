@@ -285,6 +285,14 @@ class JobClient:
             for out in job.get("outputFiles", [])
         ]
 
+    def follow(self, job_id: str, offsets: Mapping[str, int], state: str, wait_s: float) -> Job:
+        """What is new in a job past ``offsets`` (its three logs) and since ``state``; the server
+        waits up to ``wait_s`` for news: {job, chunks: [{stream, data, offset}], state, eof}."""
+        news: Job = self.client.get(
+            f"/jobs/{job_id}/follow", **offsets, state=state, wait=wait_s, timeout=wait_s + 30
+        )
+        return news
+
     def read_log(self, job_id: str, stream: str, offset: int) -> Job:
         """One slice of a log from a byte offset: {data, offset, eof, status}."""
         chunk: Job = self.client.get(f"/jobs/{job_id}/logs", stream=stream, offset=offset)

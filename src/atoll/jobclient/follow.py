@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from atoll.jobclient.api import JobClient
-from atoll.jobclient.pack import LOG_FILES, POLL_S, PROGRESS_FILE, STREAMS, Job
+from atoll.jobclient.pack import FOLLOW_WAIT_S, LOG_FILES, PROGRESS_FILE, STREAMS, Job
 from atoll.jobspec.units import human_bytes
 from atoll.states import JOB_TERMINAL, JobStatus
 
@@ -66,6 +66,8 @@ class LocalLogs:
 class Follower:
     """Follows a job's logs and progress until it ends; can be resumed after an interruption.
 
+    Each round is one long-polling call (``JobClient.follow``): the server answers as soon as
+    output is written or the job moves, so output shows as it comes, without a poll interval.
     Every log is read from offset 0 into the local log files; the sink sees only what comes
     after the end of the logs at the start unless ``from_start`` (attach resumes "from now",
     like DataSphere's offset -1; execute shows everything).
@@ -79,18 +81,18 @@ class Follower:
         *,
         log_dir: Path | None = None,
         from_start: bool = True,
-        poll_s: float = POLL_S,
+        wait_s: float = FOLLOW_WAIT_S,
     ) -> None:
         self.jobs = jobs
         self.job_id = job_id
         self.sink = sink
         self.local = LocalLogs(log_dir) if log_dir is not None else None
-        self.poll_s = poll_s
+        self.wait_s = wait_s
         self.offsets = dict.fromkeys(STREAMS, 0)
         self._caught_up = from_start
         self._progress: Any = None
         self._state: tuple[str, str] | None = None
-        self._last_job_poll = 0.0
+        self._seen = ""  # the server's digest of the job as last shown
 
     def _emit(self, stream: str, text: str, show: bool) -> None:
         if self.local is not None:
@@ -98,12 +100,7 @@ class Follower:
         if show:
             getattr(self.sink, stream)(text)
 
-    def _poll_job(self, force: bool = False) -> Job | None:
-        now = time.monotonic()
-        if not force and now - self._last_job_poll < 1.0:
-            return None
-        self._last_job_poll = now
-        job = self.jobs.get(self.job_id)
+    def _show_job(self, job: Job) -> None:
         state = (job["status"], job.get("statusDetails") or "")
         if state != self._state:
             self._state = state
@@ -114,43 +111,35 @@ class Follower:
             if self.local is not None:
                 self.local.progress(progress)
             self.sink.progress(progress)
-        return job
 
-    def _round(self, show: bool) -> tuple[bool, bool]:
-        """Read every stream once; returns (any data came, every stream is at its end)."""
-        got, ended = False, True
-        for stream in STREAMS:
-            chunk = self.jobs.read_log(self.job_id, stream, self.offsets[stream])
-            if chunk["data"]:
-                got = True
-                self._emit(stream, chunk["data"], show)
-                self.offsets[stream] = chunk["offset"]
-            ended = ended and bool(chunk["eof"])
-        return got, ended
+    def _round(self, show: bool, wait_s: float) -> Job:
+        """One call: what is new (after waiting up to ``wait_s`` for it), written and shown."""
+        news = self.jobs.follow(self.job_id, self.offsets, self._seen, wait_s)
+        for chunk in news["chunks"]:
+            self._emit(chunk["stream"], chunk["data"], show)
+            self.offsets[chunk["stream"]] = chunk["offset"]
+        self._seen = news["state"]
+        return news
 
     def run(self, stop: Callable[[], bool] | None = None) -> Job | None:
         """Stream until the job ends (and its logs are read to the end); returns the final job.
 
-        ``stop`` is asked between reads (e.g. "was Ctrl+C pressed?"); when it says yes, ``run``
-        returns None at once, with nothing half written, and a later ``run`` goes on from there.
+        ``stop`` is asked between calls (e.g. "was Ctrl+C pressed?"), so at most ``wait_s`` after
+        it says yes, ``run`` returns None, with nothing half written, and a later ``run`` goes on
+        from there.
         """
         stopped = stop or (lambda: False)
         if not self._caught_up:
-            while self._round(show=False)[0]:
+            while self._round(show=False, wait_s=0.0)["chunks"]:
                 if stopped():
                     return None
             self._caught_up = True
         while not stopped():
-            self._poll_job()
-            got, ended = self._round(show=True)
-            if ended:
-                job = self._poll_job(force=True)
-                assert job is not None
+            news = self._round(show=True, wait_s=self.wait_s)
+            self._show_job(news["job"])
+            if news["eof"]:
+                job: Job = news["job"]
                 return job
-            if not got:
-                deadline = time.monotonic() + self.poll_s
-                while not stopped() and time.monotonic() < deadline:
-                    time.sleep(0.05)
         return None
 
     def close(self) -> None:

@@ -39,8 +39,18 @@ def _tail(ctx: WebCtx, job: Job, stream: str) -> str:
     return str(data.decode("utf-8", "replace"))
 
 
+def _sizes(ctx: WebCtx, job: Job) -> dict[str, int]:
+    """Where each log ends now: the page's follower (static/job_follow.js) waits for more."""
+    wid = job.workload_id or job.files.system_log
+    logs = ctx.request.app.state.services.logs
+    if not wid or not logs.exists(wid):
+        return dict.fromkeys(("stdout", "stderr", "system"), 0)
+    return {s: logs.size(wid, s) for s in ("stdout", "stderr", "system")}
+
+
 def job_view(ctx: WebCtx, job: Job) -> dict[str, Any]:
     return {
+        "offsets": _sizes(ctx, job),
         "job": job,
         "terminal": job.status in JOB_TERMINAL,
         "status_class": STATUS_CLASS.get(job.status, ""),
