@@ -688,6 +688,9 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", f"{V}/jobs/{{job_id}}/follow"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/jobs/{_job(w)}/follow")
     ),
+    ("GET", f"{V}/jobs/{{job_id}}/events"): Case(
+        "project.view", "path", PRJ, _w(lambda w: f"{V}/jobs/{_job(w)}/events?duration=0")
+    ),
     # notebooks (spec §2: the IDE needs project Developer; its status is visible to Viewers)
     ("GET", f"{V}/projects/{{project_id}}/notebook"): Case(
         "project.view", "path", PRJ, _w(lambda w: f"{V}/projects/{w.project}/notebook")

@@ -74,7 +74,7 @@ def test_a_running_job_page_follows_the_job(page: Page, server: RunningServer) -
             assert time.monotonic() < deadline, api.get(f"/jobs/{job['id']}").json()
             time.sleep(0.1)
     sign_in(page, "admin", ADMIN_PASSWORD)
-    with page.expect_request(lambda r: f"/api/v1/jobs/{job['id']}/follow" in r.url):
+    with page.expect_request(lambda r: f"/api/v1/jobs/{job['id']}/events" in r.url):
         page.goto(f"/jobs/{job['id']}")
     expect(page.get_by_test_id("log-stdout")).to_contain_text("two", timeout=60_000)
     expect(page.get_by_test_id("job-status")).to_have_text("SUCCESS", timeout=60_000)

@@ -73,3 +73,47 @@ def test_bad_input_names_the_field(api: TestClient, submit: Submit) -> None:
         assert field in r.text, (params, r.text)
     r = api.get(f"{V}/jobs/nope/follow")
     assert r.status_code == 404, r.text
+
+
+def events(api: TestClient, url: str) -> list[Any]:
+    """Every `news` event of a server-sent event stream, until the server ends it."""
+    import json
+
+    got, kind = [], ""
+    with api.stream("GET", url) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                assert kind == "news"
+                got.append(json.loads(line.removeprefix("data: ")))
+    return got
+
+
+def test_an_event_stream_carries_the_whole_run(api: TestClient, submit: Submit) -> None:
+    job = submit("cmd: bash -c 'echo a; sleep 1; echo b >&2; sleep 1; echo c'\n")
+    news = events(api, f"{V}/jobs/{job['id']}/events")
+    out = {s: "".join(c["data"] for n in news for c in n["chunks"] if c["stream"] == s) for s in STREAMS}
+    assert out["stdout"] == "a\nc\n" and out["stderr"] == "b\n"
+    assert news[-1]["eof"] is True and news[-1]["job"]["status"] == "SUCCESS"
+    assert all(not n["eof"] for n in news[:-1])
+    # One event per line or state change: the stream waited between them.
+    assert len(news) <= 15, len(news)
+    # From the end's offsets, a stream has nothing but the end to say.
+    ends = {c["stream"]: c["offset"] for n in news for c in n["chunks"]}
+    query = "&".join(f"{s}={o}" for s, o in ends.items())
+    again = events(api, f"{V}/jobs/{job['id']}/events?{query}")
+    assert len(again) == 1 and again[0]["eof"] is True and again[0]["chunks"] == []
+
+
+def test_an_event_stream_ends_after_its_duration(api: TestClient, submit: Submit) -> None:
+    job = submit("cmd: sleep 30\n")
+    try:
+        news = events(api, f"{V}/jobs/{job['id']}/events?duration=0")
+        assert len(news) == 1 and news[0]["eof"] is False  # the state now, then the end of the stream
+        assert api.get(f"{V}/jobs/nope/events").status_code == 404
+        assert api.get(f"{V}/jobs/{job['id']}/events", params={"duration": 3601}).status_code == 422
+    finally:
+        api.post(f"{V}/jobs/{job['id']}/cancel", json={})
+        wait_for(api, job["id"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -74,7 +74,7 @@ def identify(db: Session, request: Request) -> tuple[Principal | None, WebSessio
     return access.identify(db, request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
 
 
-def get_ctx(request: Request) -> Iterator[Ctx]:
+def get_ctx(request: Request) -> Generator[Ctx, None, None]:
     database: Database = request.app.state.db
     db = database.session()
     try:
@@ -89,6 +89,18 @@ def get_ctx(request: Request) -> Iterator[Ctx]:
     finally:
         db.rollback()
         db.close()
+
+
+def get_waiting_ctx(request: Request) -> Iterator[Ctx]:
+    """For routes that wait (long polls): the caller is identified, then the session lets go of
+    its connection, so a thousand waiting requests do not hold a thousand (or exhaust the pool)."""
+    inner = get_ctx(request)
+    ctx = next(inner)
+    ctx.db.rollback()
+    try:
+        yield ctx
+    finally:
+        inner.close()  # get_ctx's own clean-up
 
 
 def get_anonymous_ctx(request: Request) -> Iterator[Ctx]:
@@ -106,4 +118,5 @@ def get_anonymous_ctx(request: Request) -> Iterator[Ctx]:
 
 
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
+WaitingCtxDep = Annotated[Ctx, Depends(get_waiting_ctx)]
 AnonCtxDep = Annotated[Ctx, Depends(get_anonymous_ctx)]

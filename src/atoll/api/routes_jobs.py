@@ -141,7 +141,9 @@ def get_job(job_id: str, ctx: CtxDep) -> JobOut:
 @router.post("/jobs/{job_id}/execute", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))
 def execute_job(job_id: str, ctx: CtxDep) -> JobOut:
     job = lifecycle.execute_job(ctx.db, ctx.me, job_id, ctx.services.blobs.has)
-    return ctx.commit_and_wake(job_out(job), "jobs")  # prepared now, not at the next tick
+    out = ctx.commit_and_wake(job_out(job), "jobs")  # prepared now, not at the next tick
+    ctx.services.board.notify(job_key(job_id))
+    return out
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, openapi_extra=act(Action.PROJECT_USE))

@@ -12,6 +12,7 @@ from atoll.domain import access, tenancy
 from atoll.domain.access import Action
 from atoll.domain.jobs import lifecycle
 from atoll.states import JOB_TERMINAL, JobStatus
+from atoll.storage.log_watch import job_key
 from atoll.store.tables import Community, Job, Project
 from atoll.web import queries
 from atoll.web.context import FormError, WebCtx, WebRoute, render, signed_in
@@ -83,6 +84,9 @@ def job_page(job_id: str, ctx: Ctx) -> Response:
 def cancel(job_id: str, ctx: Ctx) -> Response:
     lifecycle.cancel_job(ctx.db, ctx.me, job_id, graceful=True, reason="cancelled from the web UI")
     ctx.commit()
+    services = ctx.request.app.state.services
+    services.wake("workloads")
+    services.board.notify(job_key(job_id))  # its followers see CANCELLING now
     return job_page(job_id, ctx)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -230,6 +231,12 @@ class Job(Base):
     """One DataSphere-compatible job run (spec §5): its config, files, status and results."""
 
     __tablename__ = "jobs"
+    # A project's jobs page by page (keyset on created_at, id), and the expiry sweep every tick:
+    # both stay index lookups with 100,000 jobs in the store (bench/control_plane.py).
+    __table_args__ = (
+        Index("ix_jobs_project_created", "project_id", "created_at", "id"),
+        Index("ix_jobs_data_expires_at", "data_expires_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("job"))
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128), default="")
