@@ -244,7 +244,9 @@ def test_cli_open_status_stop(atoll: RunningServer, tmp_path: Path) -> None:
     status = cli.ok("notebook", "status", "-p", "nb-cli").out
     # Activity seen this very second (the kernel's start counts) leaves the whole 2h.
     assert "state:         READY" in status, status
-    assert re.search(r"idle release:  in (1h59m[0-5][0-9]s|2h00m00s) \(vmInactivityTimeout 7200s", status), status
+    assert re.search(r"idle release:  in (1h59m[0-5][0-9]s|2h00m00s) \(vmInactivityTimeout 7200s", status), (
+        status
+    )
     assert cli.json("notebook", "status", "-p", "nb-cli")["state"] == "READY"
     # Another configuration while it runs: refused, saying how to get there.
     other = cli.fail("notebook", "open", "-p", "nb-cli", "-c", "s1.2")
