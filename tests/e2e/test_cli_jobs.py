@@ -201,6 +201,10 @@ def test_async_then_attach_list_get_and_download(
 
     listed = cli.json("job", "list", "-p", PROJECT)
     assert job_id in [j["id"] for j in listed]
+    assert [j["id"] for j in cli.json("job", "list", "-p", PROJECT, "--limit", "1")] == [job_id]  # the newest
+    if len(listed) > 1:  # a table says that there are more than it shows
+        shown = cli.ok("job", "list", "-p", PROJECT, "--limit", "1")
+        assert job_id in shown.out and "--limit 0" in shown.err
     got = cli.json("job", "get", "--id", job_id)
     assert got["status"] == "SUCCESS" and got["name"] == "slow" and got["outputFiles"][0]["var"] == "OUT"
     table = cli.ok("job", "get", "--id", job_id).out

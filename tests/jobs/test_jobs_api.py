@@ -316,3 +316,34 @@ def test_zip_bombs_are_refused(api: TestClient, project: dict[str, Any]) -> None
     api.post(f"{V}/jobs/{r.json()['job']['id']}/execute")
     job = wait_for(api, r.json()["job"]["id"])
     assert job["status"] == "ERROR" and "more than 10 GB" in job["statusDetails"]
+
+
+def test_jobs_page_newest_first_and_oldest_first(api: TestClient, app: FastAPI) -> None:
+    org = api.get(f"{V}/organizations").json()["items"][0]["id"]
+    com = api.post(f"{V}/communities", json={"organizationId": org, "name": "pages-com"}).json()
+    prj = api.post(f"{V}/projects", json={"communityId": com["id"], "name": "pages-prj"}).json()
+    made = [
+        api.post(f"{V}/projects/{prj['id']}/jobs", json={"config": f"name: n{i}\ncmd: echo {i}\n"}).json()[
+            "job"
+        ]["id"]
+        for i in range(5)
+    ]
+
+    def walk(order: str | None) -> list[str]:
+        seen, token = [], None
+        while True:
+            params = {
+                "pageSize": 2,
+                **({"order": order} if order else {}),
+                **({"pageToken": token} if token else {}),
+            }
+            body = api.get(f"{V}/projects/{prj['id']}/jobs", params=params).json()
+            seen += [j["id"] for j in body["items"]]
+            token = body.get("nextPageToken")
+            if not token:
+                return seen
+
+    assert walk(None) == walk("oldest") == made
+    assert walk("newest") == made[::-1]
+    r = api.get(f"{V}/projects/{prj['id']}/jobs", params={"order": "sideways"})
+    assert r.status_code == 422 and "order" in r.text

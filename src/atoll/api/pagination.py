@@ -31,16 +31,27 @@ def decode(token: str) -> tuple[datetime, str]:
 
 
 def page(
-    db: Session, query: Select[Any], model: Any, page_size: int, page_token: str | None
+    db: Session,
+    query: Select[Any],
+    model: Any,
+    page_size: int,
+    page_token: str | None,
+    *,
+    newest_first: bool = False,
 ) -> tuple[list[Any], str | None]:
-    """One page of `query` (which selects `model`) and the token of the next page, if any."""
+    """One page of `query` (which selects `model`) and the token of the next page, if any;
+    oldest first, or with ``newest_first`` the other way round (a token keeps its direction)."""
     if not 1 <= page_size <= MAX_PAGE:
         raise Invalid(f"pageSize must be between 1 and {MAX_PAGE}", field="pageSize")
     if page_token:
         ts, rid = decode(page_token)
         if db.get_bind().dialect.name == "sqlite":
             ts = ts.replace(tzinfo=None)
-        query = query.where(or_(model.created_at > ts, and_(model.created_at == ts, model.id > rid)))
-    rows = list(db.scalars(query.order_by(model.created_at, model.id).limit(page_size + 1)))
+        if newest_first:
+            query = query.where(or_(model.created_at < ts, and_(model.created_at == ts, model.id < rid)))
+        else:
+            query = query.where(or_(model.created_at > ts, and_(model.created_at == ts, model.id > rid)))
+    order = (model.created_at.desc(), model.id.desc()) if newest_first else (model.created_at, model.id)
+    rows = list(db.scalars(query.order_by(*order).limit(page_size + 1)))
     nxt = encode(rows[page_size - 1].created_at, rows[page_size - 1].id) if len(rows) > page_size else None
     return rows[:page_size], nxt

@@ -90,9 +90,16 @@ def create_job(project_id: str, body: JobCreate, ctx: CtxDep) -> JobCreated:
     "/projects/{project_id}/jobs", response_model=Page[JobOut], openapi_extra=act(Action.PROJECT_VIEW)
 )
 def list_jobs(
-    project_id: str, ctx: CtxDep, page_size: int = PageSize, page_token: str | None = PageToken
+    project_id: str,
+    ctx: CtxDep,
+    page_size: int = PageSize,
+    page_token: str | None = PageToken,
+    order: str = Query("oldest", pattern="^(oldest|newest)$", description="oldest or newest first"),
 ) -> Page[JobOut]:
-    rows, nxt = page(ctx.db, lifecycle.list_jobs(ctx.db, ctx.me, project_id), Job, page_size, page_token)
+    """The project's jobs, a page at a time: oldest first, or newest first with `order=newest`
+    (give the same order with each `pageToken`)."""
+    q = lifecycle.list_jobs(ctx.db, ctx.me, project_id)
+    rows, nxt = page(ctx.db, q, Job, page_size, page_token, newest_first=order == "newest")
     return Page(items=[job_out(j) for j in rows], next_page_token=nxt)
 
 

@@ -8,6 +8,7 @@ dir, uploads, status) goes to stderr, so `atoll job execute ... > out.txt` captu
 
 from __future__ import annotations
 
+import itertools
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -179,12 +180,23 @@ def attach(
 
 
 @app.command("list")
-def list_(project: ProjectOpt, fmt: FormatOpt = Format.table) -> None:
+def list_(
+    project: ProjectOpt,
+    fmt: FormatOpt = Format.table,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, max=1_000_000, help="The newest N jobs (0: all of them)")
+    ] = 100,
+) -> None:
     """The project's jobs, newest first."""
     with client() as c:  # plain calls: listing needs no job client (cheap to start)
         p = resolve.project(c, project)
-        jobs = list(c.paginate(f"/projects/{p['id']}/jobs"))
-    jobs.sort(key=lambda j: j.get("createdAt") or "", reverse=True)
+        size = min(limit + 1, 1000) if limit else 1000
+        found = c.paginate(f"/projects/{p['id']}/jobs", page_size=size, order="newest")
+        jobs = list(itertools.islice(found, limit + 1)) if limit else list(found)
+    if limit and len(jobs) > limit:
+        jobs = jobs[:limit]
+        if fmt is Format.table:
+            warn(f"the newest {limit} jobs are shown; --limit N shows more, --limit 0 all of them")
     emit_list(jobs, fmt, COLUMNS, "no jobs")
 
 
