@@ -37,6 +37,9 @@ from atoll.states import JOB_TERMINAL
 log = logging.getLogger("atoll.sdk")
 
 
+SDK_WAIT_S = 10.0  # how long one follow call may wait for news
+
+
 class JobFailed(AtollError):
     """A job ended in ERROR or CANCELLED; ``job`` is its final state."""
 
@@ -106,7 +109,8 @@ class JobWrapper:
         if stream_logs:
             log.info("job %s: logs file path: %s", self.id, directory)
         sink = _StreamSink() if stream_logs else _QuietSink()
-        follower = Follower(self._sdk.jobs, self.id, sink, log_dir=directory)
+        # Long waits: nothing here polls a Ctrl+C flag (KeyboardInterrupt ends the call anyway).
+        follower = Follower(self._sdk.jobs, self.id, sink, log_dir=directory, wait_s=SDK_WAIT_S)
         try:
             final = follower.run()
         finally:
