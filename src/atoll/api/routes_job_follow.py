@@ -66,7 +66,8 @@ class _Snapshots:
 
     async def get(self, database: Database, job_id: str, version: int) -> tuple[JobOut, str | None]:
         hit = self._cache.get(job_id)
-        if hit is None or hit[0] < version or (hit[1].done() and hit[1].exception() is not None):
+        failed = hit is not None and hit[1].done() and (hit[1].cancelled() or hit[1].exception() is not None)
+        if hit is None or hit[0] < version or failed:
             task = asyncio.ensure_future(run_in_threadpool(_read, database, job_id))
             self._cache[job_id] = hit = (version, task)
             while len(self._cache) > self.MAX:
