@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import BenchError, Process, free_port
+from procs import BenchError, Process, free_port, wait_healthy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support: the throwaway PostgreSQL
 
@@ -95,16 +95,8 @@ class Server:
         atoll = str(Path(sys.executable).with_name("atoll"))
         self.proc = Process([atoll, "up"], self.env, self.workdir / "atoll.log").start()
         try:
+            wait_healthy(self.proc, self.url, 180)
             with httpx.Client(base_url=self.url, timeout=60, trust_env=False) as c:
-                deadline = time.monotonic() + 180
-                while True:
-                    self.proc.check_alive("atoll up")
-                    with contextlib.suppress(httpx.HTTPError):
-                        if c.get("/healthz", timeout=1).status_code == 200:
-                            break
-                    if time.monotonic() > deadline:
-                        raise BenchError(f"atoll up did not answer in 180 s\n{self.proc.log_tail()}")
-                    time.sleep(0.1)
                 r = c.post(
                     "/api/v1/auth/tokens", json={"username": "admin", "password": self.password, "name": "b"}
                 )
@@ -129,52 +121,47 @@ def seed(database_url: str, project_id: str, jobs: int, workloads: int) -> float
     db = Database(database_url)
     t0 = time.perf_counter()
     start = datetime.now(UTC) - timedelta(days=180)
+
+    def job(i: int) -> dict[str, Any]:
+        at = start + timedelta(seconds=i * 150)
+        return {
+            "id": f"job-seed{i:011d}",
+            "project_id": project_id,
+            "name": f"run-{i}",
+            "config_yaml": "cmd: python train.py\n",
+            "config": {"cmd": "python train.py"},
+            "status": "SUCCESS",
+            "created_at": at,
+            "started_at": at,
+            "finished_at": at + timedelta(seconds=60),
+            "return_code": 0,
+            "data_ttl_days": None,
+        }
+
+    def workload(i: int) -> dict[str, Any]:
+        at = start + timedelta(seconds=i * 1500)
+        return {
+            "id": f"wl-seed{i:011d}",
+            "kind": "job",
+            "owner_id": f"job-seed{i:011d}",
+            "project_id": project_id,
+            "community_id": community_id,
+            "configurations": ["s1.1"],
+            "configuration": "s1.1",
+            "state": "EXITED",
+            "exit_code": 0,
+            "created_at": at,
+            "started_at": at,
+            "finished_at": at + timedelta(seconds=60),
+        }
+
     try:
         with db.transaction() as s:
             community_id = s.scalar(select(Project.community_id).where(Project.id == project_id))
-        for base in range(0, jobs, BATCH):
-            rows = []
-            for i in range(base, min(jobs, base + BATCH)):
-                at = start + timedelta(seconds=i * 150)
-                rows.append(
-                    {
-                        "id": f"job-seed{i:011d}",
-                        "project_id": project_id,
-                        "name": f"run-{i}",
-                        "config_yaml": "cmd: python train.py\n",
-                        "config": {"cmd": "python train.py"},
-                        "status": "SUCCESS",
-                        "created_at": at,
-                        "started_at": at,
-                        "finished_at": at + timedelta(seconds=60),
-                        "return_code": 0,
-                        "data_ttl_days": None,
-                    }
-                )
-            with db.transaction() as s:
-                s.execute(insert(Job), rows)
-        for base in range(0, workloads, BATCH):
-            rows = []
-            for i in range(base, min(workloads, base + BATCH)):
-                at = start + timedelta(seconds=i * 1500)
-                rows.append(
-                    {
-                        "id": f"wl-seed{i:011d}",
-                        "kind": "job",
-                        "owner_id": f"job-seed{i:011d}",
-                        "project_id": project_id,
-                        "community_id": community_id,
-                        "configurations": ["s1.1"],
-                        "configuration": "s1.1",
-                        "state": "EXITED",
-                        "exit_code": 0,
-                        "created_at": at,
-                        "started_at": at,
-                        "finished_at": at + timedelta(seconds=60),
-                    }
-                )
-            with db.transaction() as s:
-                s.execute(insert(WorkloadRow), rows)
+        for table, count, row in ((Job, jobs, job), (WorkloadRow, workloads, workload)):
+            for base in range(0, count, BATCH):
+                with db.transaction() as s:
+                    s.execute(insert(table), [row(i) for i in range(base, min(count, base + BATCH))])
     finally:
         db.dispose()
     return time.perf_counter() - t0

@@ -31,7 +31,6 @@ Run: ``.venv/bin/python bench/jobs.py [--runs N] [--starts N] [--keep]`` (from t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import shutil
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import BenchError, Process, free_port
+from procs import BenchError, Process, free_port, wait_healthy
 
 from atoll.jobclient import Follower
 from atoll.sdk import SDK
@@ -210,16 +209,8 @@ def server(workdir: Path) -> tuple[Process, str, str]:
     atoll = str(Path(sys.executable).with_name("atoll"))
     proc = Process([atoll, "up"], env, workdir / "atoll.log").start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    wait_healthy(proc, url, 120)
     with httpx.Client(base_url=url, timeout=30, trust_env=False) as c:
-        while True:
-            proc.check_alive("atoll up")
-            with contextlib.suppress(httpx.HTTPError):
-                if c.get("/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError(f"atoll up did not answer in 120 s\n{proc.log_tail()}")
-            time.sleep(0.05)
         r = c.post("/api/v1/auth/tokens", json={"username": "admin", "password": password, "name": "bench"})
         r.raise_for_status()
         token = r.json()["token"]

@@ -3,10 +3,12 @@ their CPU time read from /proc (to say where a request's CPU goes)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,22 @@ class Process:
         kill_group(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
+
+
+def wait_healthy(proc: Process, url: str, timeout_s: float) -> None:
+    """Until ``atoll up`` at ``url`` answers /healthz; BenchError if it dies or takes too long."""
+    import httpx  # only the benches that start Atoll need it
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, timeout=5, trust_env=False) as c:
+        while True:
+            proc.check_alive("atoll up")
+            with contextlib.suppress(httpx.HTTPError):
+                if c.get("/healthz", timeout=1).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise BenchError(f"atoll up did not answer in {timeout_s:.0f} s\n{proc.log_tail()}")
+            time.sleep(0.05)
 
 
 # -- /proc -----------------------------------------------------------------------------------------

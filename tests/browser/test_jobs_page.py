@@ -15,21 +15,29 @@ from tests.support.server import ADMIN_PASSWORD, RunningServer
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def stopped_job(server: RunningServer) -> Iterator[dict[str, str]]:
+def run_job(
+    server: RunningServer, name: str, cmd: str, until: str, balance: int | None = None
+) -> dict[str, str]:
+    """A job in a project of its own, executed and seen in the status ``until``."""
     with server.api() as api:
         org = api.get("/organizations").json()["items"][0]["id"]
-        com = api.post("/communities", json={"organizationId": org, "name": "ui-jobs"}).json()
-        prj = api.post("/projects", json={"communityId": com["id"], "name": "ui-jobs"}).json()
-        api.patch(f"/projects/{prj['id']}/limits", json={"balance": 2})
-        cfg = "name: drain\ncmd: echo working; sleep 600\ncloud-instance-types: [s1.1]\n"
+        com = api.post("/communities", json={"organizationId": org, "name": f"ui-{name}"}).json()
+        prj = api.post("/projects", json={"communityId": com["id"], "name": f"ui-{name}"}).json()
+        if balance is not None:
+            api.patch(f"/projects/{prj['id']}/limits", json={"balance": balance})
+        cfg = f"name: {name}\ncmd: {cmd}\ncloud-instance-types: [s1.1]\n"
         job = api.post(f"/projects/{prj['id']}/jobs", json={"config": cfg}).json()["job"]
         api.post(f"/jobs/{job['id']}/execute").raise_for_status()
         deadline = time.monotonic() + 60
-        while api.get(f"/jobs/{job['id']}").json()["status"] != "ERROR":
+        while api.get(f"/jobs/{job['id']}").json()["status"] != until:
             assert time.monotonic() < deadline, api.get(f"/jobs/{job['id']}").json()
-            time.sleep(0.3)
-        yield {"project": prj["id"], "job": job["id"]}
+            time.sleep(0.1)
+    return {"project": prj["id"], "job": job["id"]}
+
+
+@pytest.fixture(scope="module")
+def stopped_job(server: RunningServer) -> Iterator[dict[str, str]]:
+    yield run_job(server, "drain", "echo working; sleep 600", "ERROR", balance=2)
 
 
 def test_balance_stop_shows_in_the_ui(page: Page, server: RunningServer, stopped_job: dict[str, str]) -> None:
@@ -39,7 +47,7 @@ def test_balance_stop_shows_in_the_ui(page: Page, server: RunningServer, stopped
     expect(table).to_contain_text("drain")
     expect(table).to_contain_text("ERROR")
     expect(table).to_contain_text("project balance is insufficient")
-    page.get_by_role("link", name="drain").click()
+    table.get_by_role("link", name="drain").click()
     expect(page.get_by_test_id("job-status")).to_have_text("ERROR")
     expect(page.get_by_test_id("job-details")).to_contain_text("project balance is insufficient")
     expect(page.get_by_test_id("log-stdout")).to_contain_text("working")
@@ -62,17 +70,7 @@ def test_job_page_is_hidden_from_users_without_a_role(
 
 def test_a_running_job_page_follows_the_job(page: Page, server: RunningServer) -> None:
     """The page listens on the API's long poll and shows a line written after it was opened."""
-    with server.api() as api:
-        org = api.get("/organizations").json()["items"][0]["id"]
-        com = api.post("/communities", json={"organizationId": org, "name": "ui-follow"}).json()
-        prj = api.post("/projects", json={"communityId": com["id"], "name": "ui-follow"}).json()
-        cfg = "name: talk\ncmd: bash -c 'echo one; sleep 3; echo two'\ncloud-instance-types: [s1.1]\n"
-        job = api.post(f"/projects/{prj['id']}/jobs", json={"config": cfg}).json()["job"]
-        api.post(f"/jobs/{job['id']}/execute").raise_for_status()
-        deadline = time.monotonic() + 60
-        while api.get(f"/jobs/{job['id']}").json()["status"] != "EXECUTING":
-            assert time.monotonic() < deadline, api.get(f"/jobs/{job['id']}").json()
-            time.sleep(0.1)
+    job = {"id": run_job(server, "talk", "bash -c 'echo one; sleep 3; echo two'", "EXECUTING")["job"]}
     sign_in(page, "admin", ADMIN_PASSWORD)
     with page.expect_request(lambda r: f"/api/v1/jobs/{job['id']}/events" in r.url):
         page.goto(f"/jobs/{job['id']}")

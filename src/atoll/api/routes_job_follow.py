@@ -15,8 +15,9 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -116,13 +117,22 @@ def _answer(job: JobOut, chunks: list[LogTextOut]) -> JobFollowOut:
     return out
 
 
+def _offsets(
+    stdout: int = Query(0, ge=0, le=MAX_LOG_OFFSET, description="Bytes of stdout already read"),
+    stderr: int = Query(0, ge=0, le=MAX_LOG_OFFSET, description="Bytes of stderr already read"),
+    system: int = Query(0, ge=0, le=MAX_LOG_OFFSET, description="Bytes of the system log already read"),
+) -> dict[str, int]:
+    return {"stdout": stdout, "stderr": stderr, "system": system}
+
+
+Offsets = Annotated[dict[str, int], Depends(_offsets)]
+
+
 @router.get("/jobs/{job_id}/follow", response_model=JobFollowOut, openapi_extra=act(Action.PROJECT_VIEW))
 async def follow_job(
     job_id: str,
     ctx: WaitingCtxDep,
-    stdout: int = Query(0, ge=0, le=MAX_LOG_OFFSET, description="Byte offset already read"),
-    stderr: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
-    system: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
+    offsets: Offsets,
     state: str = Query("", max_length=64, description="`state` of the previous answer"),
     wait: float = Query(0.0, ge=0.0, le=MAX_FOLLOW_WAIT_S, description="Seconds to wait for news"),
     limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK, description="Bytes per stream at most"),
@@ -131,7 +141,6 @@ async def follow_job(
 
     Answers at once when there is new output, when the job's state differs from `state`, or when
     it has ended; otherwise waits up to `wait` seconds for one of those."""
-    offsets = {"stdout": stdout, "stderr": stderr, "system": system}
     board, logs, database = ctx.services.board, ctx.services.logs, ctx.request.app.state.db
     deadline = time.monotonic() + wait
     job, wid = await run_in_threadpool(_job, ctx, job_id)
@@ -169,9 +178,7 @@ KEEP_ALIVE_S = 15.0  # a comment line this often keeps idle proxies from closing
 async def job_events(
     job_id: str,
     ctx: WaitingCtxDep,
-    stdout: int = Query(0, ge=0, le=MAX_LOG_OFFSET, description="Byte offset already read"),
-    stderr: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
-    system: int = Query(0, ge=0, le=MAX_LOG_OFFSET),
+    offsets: Offsets,
     duration: float = Query(MAX_STREAM_S, ge=0.0, le=MAX_STREAM_S, description="Seconds the stream lasts"),
     limit: int = Query(1 << 20, ge=1, le=MAX_LOG_CHUNK, description="Bytes per stream per event at most"),
 ) -> StreamingResponse:
@@ -180,7 +187,6 @@ async def job_events(
     `eof`, or after `duration` seconds (then reconnect with the last event's offsets).
 
     One request for the whole run: what a page or a dashboard following many jobs should use."""
-    offsets = {"stdout": stdout, "stderr": stderr, "system": system}
     board, logs, database = ctx.services.board, ctx.services.logs, ctx.request.app.state.db
     read_at = board.versions([job_key(job_id)])[job_key(job_id)]  # before the read: nothing is lost
     job, wid = await run_in_threadpool(_job, ctx, job_id)  # a 404 or 403 before the stream starts
