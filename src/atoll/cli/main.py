@@ -20,6 +20,9 @@ from atoll.cli.output import click_exceptions, print_error
 # Every noun's module is imported when that noun is used (atoll/cli/lazy.py): a start stays cheap.
 app = typer.Typer(
     cls=lazy_group(ROOT),
+    # Plain help here: rich's help renderer (and the markdown parser it imports) would double
+    # the time `atoll --help` takes. A noun's own help (`atoll job --help`) is rich.
+    rich_markup_mode=None,
     name="atoll",
     help="Atoll: self-hosted ML platform. Start with `atoll up`, then `atoll login`.",
     no_args_is_help=True,
@@ -34,7 +37,10 @@ def up(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Where the database and files live")] = None,
 ) -> None:
-    """Run Atoll: API, web UI and controllers in one process (SQLite and local files by default)."""
+    """Run Atoll: API, web UI and controllers.
+
+    One process; SQLite and local files by default, ATOLL_* variables choose otherwise
+    (docs/admin.md)."""
     from atoll.server import serve
     from atoll.settings import Settings
 
@@ -52,7 +58,9 @@ def up(
 def down(
     data_dir: Annotated[Path | None, typer.Option(help="Where the database and files live")] = None,
 ) -> None:
-    """Stop the data plane (HAProxy) that keeps serving aliases and nodes after `atoll up` exits."""
+    """Stop the data plane (HAProxy).
+
+    It keeps serving aliases and nodes after `atoll up` exits; the next `atoll up` adopts it."""
     from atoll.dataplane.proxy import HAProxyPlane
     from atoll.settings import Settings
 
