@@ -94,7 +94,9 @@ def list_jobs(
     ctx: CtxDep,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
-    order: str = Query("oldest", pattern="^(oldest|newest)$", description="oldest or newest first"),
+    order: str = Query(
+        "oldest", max_length=6, pattern="^(oldest|newest)$", description="oldest or newest first"
+    ),
 ) -> Page[JobOut]:
     """The project's jobs, a page at a time: oldest first, or newest first with `order=newest`
     (give the same order with each `pageToken`)."""
