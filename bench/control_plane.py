@@ -80,7 +80,7 @@ class Server:
             "ATOLL_DATA_DIR": str(workdir / "data"),
             "ATOLL_DATABASE_URL": database_url,
             "ATOLL_PORT": str(self.port),
-            "ATOLL_GATEWAY_PORT": str(free_port()),
+            "ATOLL_GATEWAY_PORT": "0",  # no deploy gateway (its data plane would outlive the server)
             "ATOLL_HOST": "127.0.0.1",
             "ATOLL_ADMIN_PASSWORD": self.password,
             "ATOLL_LOG_LEVEL": "warning",

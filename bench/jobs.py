@@ -201,7 +201,7 @@ def server(workdir: Path) -> tuple[Process, str, str]:
         **os.environ,
         "ATOLL_DATA_DIR": str(workdir / "data"),
         "ATOLL_PORT": str(port),
-        "ATOLL_GATEWAY_PORT": str(free_port()),
+        "ATOLL_GATEWAY_PORT": "0",  # no deploy gateway (its data plane would outlive the server)
         "ATOLL_HOST": "127.0.0.1",
         "ATOLL_ADMIN_PASSWORD": password,
         "ATOLL_LOG_LEVEL": "warning",

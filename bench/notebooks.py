@@ -239,6 +239,7 @@ async def bench_atoll(
         "ATOLL_HOST": "127.0.0.1",
         "ATOLL_ADMIN_PASSWORD": password,
         "ATOLL_LOG_LEVEL": "warning",
+        "ATOLL_GATEWAY_PORT": "0",  # no deploy gateway: its data plane would outlive the server
         **(extra_env or {}),
     }
     # Default settings (controller tick 1 s: opening wakes the controllers, it does not wait a tick).
