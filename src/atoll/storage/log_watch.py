@@ -14,6 +14,7 @@ limit reached) costs at most one slice, not the whole wait.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -34,12 +35,20 @@ def job_key(job_id: str) -> str:
 
 
 class ChangeBoard:
-    """Versioned keys that any thread can bump and event-loop coroutines can wait on."""
+    """Versioned keys that any thread can bump and event-loop coroutines can wait on.
+
+    Versions come from one counter for all keys, so a number is never given twice: the table can
+    drop its oldest keys (it keeps at most MAX_KEYS) without a follower ever missing a change. A
+    dropped key reads as 0, which differs from what any follower saw, so at worst it looks again.
+    """
+
+    MAX_KEYS = 100_000
 
     def __init__(self) -> None:
         self.recheck_s = BLIND_RECHECK_S  # how long a follower waits before it looks anyway
         self._lock = threading.Lock()
-        self._versions: dict[str, int] = {}
+        self._clock = itertools.count(1)
+        self._versions: dict[str, int] = {}  # oldest bump first
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
     def versions(self, keys: Iterable[str]) -> dict[str, int]:
@@ -49,18 +58,15 @@ class ChangeBoard:
     def notify(self, key: str) -> None:
         """Bump ``key``; callable from any thread."""
         with self._lock:
-            self._versions[key] = self._versions.get(key, 0) + 1
+            self._versions.pop(key, None)
+            self._versions[key] = next(self._clock)
             waiters = self._waiters.pop(key, set())
+            while len(self._versions) > self.MAX_KEYS:
+                del self._versions[next(iter(self._versions))]
         for fut in waiters:
             loop = fut.get_loop()
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_wake, fut)
-
-    def forget(self, key: str) -> None:
-        """Drop a key nobody will bump again (a finished job), so the table does not grow."""
-        with self._lock:
-            if key not in self._waiters:
-                self._versions.pop(key, None)
 
     async def wait(self, since: dict[str, int], timeout: float) -> bool:
         """Wait until a key of ``since`` moves past its version there, or ``timeout`` seconds;
