@@ -218,8 +218,8 @@ async def job_events(
                     offsets[chunk.stream] = chunk.offset
                 state, quiet_since = out.state, time.monotonic()
                 yield f"event: news\ndata: {out.model_dump_json(by_alias=True)}\n\n"
-                if out.eof:
-                    return
+                if out.eof or time.monotonic() >= end:
+                    return  # the end, or the stream's time is up (news after it: the next stream)
                 continue  # there may be more than `limit` was: read again before waiting
             left = end - time.monotonic()
             if left <= 0:
