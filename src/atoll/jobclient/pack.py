@@ -23,7 +23,6 @@ from atoll.jobspec.archive import zip_dir
 STREAMS = ("stdout", "stderr", "system")
 LOG_FILES = {"stdout": "stdout.txt", "stderr": "stderr.txt", "system": "system.log"}
 PROGRESS_FILE = "job_progress.jsonl"
-POLL_S = 0.5
 # How long one follow call may wait for news: also how soon Ctrl+C is seen while following.
 FOLLOW_WAIT_S = 1.0
 CHUNK = 1 << 20
