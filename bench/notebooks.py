@@ -393,7 +393,8 @@ async def bench_plain(runs: int, workdir: Path) -> Result:
     async def one_start(warmup: bool) -> tuple[float, float]:
         port, token = free_port(), secrets.token_urlsafe(24)
         argv, jenv = jupyter_command(environment.python, port, "/", root, token, workdir / "state")
-        env = {**environment.activate(os.environ), **jenv}
+        # Plain: kernels start as Jupyter starts them, not forked from Atoll's kernel zygote.
+        env = {**environment.activate(os.environ), **jenv, "ATOLL_KERNEL_ZYGOTE": "0"}
         base, headers = f"http://127.0.0.1:{port}/", {"Authorization": f"token {token}"}
         lab = Process(argv, env, workdir / "jupyter.log", cwd=root)
         procs.append(lab)

@@ -313,7 +313,7 @@ class Driver:
         root = self.workdir / "plain-root"
         root.mkdir(exist_ok=True)
         argv, jenv = jupyter_command(python, port, "/", root, token, self.workdir / "plain-state")
-        lab_env = env | jenv
+        lab_env = env | jenv | {"ATOLL_KERNEL_ZYGOTE": "0"}  # plain: Jupyter's own kernel start
         base, headers = f"http://{HEAD}:{port}/", {"Authorization": f"token {token}"}
         self.labs += 1
         lab_id = str(self.labs)

@@ -361,9 +361,11 @@ def test_warm_pool_opens_jupyterlab_on_a_loaded_process(tmp_path: Path) -> None:
         nb = open_and_wait(server, pid)
         assert nb["state"] == "READY"
         kernel = Kernel(server, pid)
-        # The kernel's parent, the project's JupyterLab, is the process that was parked.
+        # The kernel's grandparent (its parent is the kernel zygote the server forked at start) is
+        # the project's JupyterLab, the process that was parked.
         home_is_cwd = "os.getcwd() == os.environ['DS_PROJECT_HOME']"
-        out = kernel.run(f"import os, sys\nprint(os.getppid(), sys.executable, {home_is_cwd})").split()
+        grandparent = "int(open(f'/proc/{os.getppid()}/stat').read().rsplit(')', 1)[1].split()[1])"
+        out = kernel.run(f"import os, sys\nprint({grandparent}, sys.executable, {home_is_cwd})").split()
         assert int(out[0]) == warm_pid
         # Kernels run on the project's own layer (where %pip installs go), as after a fresh start.
         assert out[1] == str(server.data_dir / "projects" / pid / "notebook-env" / "bin" / "python")

@@ -29,6 +29,9 @@ from atoll.storage.safepath import Tree
 SECRET_ENV = "ATOLL_NOTEBOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 # Where jupyter_command copies the identity provider, and the name it is imported under.
 IDENTITY_MODULE = "atoll_jupyter_identity"
+# The same for the kernel manager (jupyter_kernels.py) and its zygote (kernel_zygote.py).
+KERNELS_MODULE = "atoll_jupyter_kernels"
+ZYGOTE_MODULE = "atoll_kernel_zygote"
 
 # Lab plugins that reach for the network on their own (news feed, update check): no network
 # reach-outs from a self-hosted server, and the checks fail slowly where there is no internet.
@@ -38,13 +41,15 @@ DISABLED_LAB_PLUGINS: dict[str, bool] = {
 
 
 # What a warm JupyterLab process imports before it is anyone's (see LocalRuntime.keep_warm): the
-# server application and the server extensions it loads at start.
+# server application and the server extensions it loads at start, and ipykernel, which the kernel
+# zygote forked from it at start (jupyter_kernels.py) then has without importing it.
 WARM_MODULES: tuple[str, ...] = (
     "jupyterlab.labapp",
     "jupyter_server.serverapp",
     "jupyter_lsp",
     "jupyter_server_terminals",
     "notebook_shim",
+    "ipykernel.kernelapp",
 )
 
 
@@ -74,23 +79,32 @@ def _normalize_base_url(base_url: str) -> str:
     return "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
 
 
-# The server's jupyter_server_config.py. The identity provider is loaded from the file beside it
-# (no Atoll in the notebook environment); Jupyter's own token stays empty, so no page, header or
-# log line it writes can carry a credential (the secret is checked by the provider, see
-# jupyter_identity.py).
+# The server's jupyter_server_config.py. The identity provider and the kernel manager are loaded
+# from the files beside it (no Atoll in the notebook environment); Jupyter's own token stays empty,
+# so no page, header or log line it writes can carry a credential (the secret is checked by the
+# provider, see jupyter_identity.py). A server whose jupyter_server is older than the kernel
+# manager needs (an image's own JupyterLab) starts its kernels the usual way.
 _SERVER_CONFIG = f"""\
 import importlib.util, ipaddress, os, sys
 host = os.environ.get('HOST', '127.0.0.1')
 c.ServerApp.ip = host
 c.ServerApp.allow_remote_access = not ipaddress.ip_address(host).is_loopback
-if '{IDENTITY_MODULE}' not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        '{IDENTITY_MODULE}', os.path.join(os.path.dirname(__file__), '{IDENTITY_MODULE}.py')
-    )
-    sys.modules['{IDENTITY_MODULE}'] = _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-c.ServerApp.identity_provider_class = sys.modules['{IDENTITY_MODULE}'].AtollIdentityProvider
+def _load(name):
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(__file__), name + '.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+c.ServerApp.identity_provider_class = _load('{IDENTITY_MODULE}').AtollIdentityProvider
 c.IdentityProvider.token = ''
+try:
+    _kernels = _load('{KERNELS_MODULE}')
+except ImportError:
+    _kernels = None
+if _kernels is not None:
+    _kernels.setup(c)
 # Terminals run the user's shell as it is, not as a login shell (Jupyter's default when not on a
 # tty): /etc/profile would reset PATH and lose the project's environment.
 c.ServerApp.terminado_settings = {{'shell_command': [os.environ.get('SHELL') or '/bin/sh']}}
@@ -114,8 +128,13 @@ def _write_config(state: Tree) -> None:
         "token": "",
     }
     state.write_new("config/labconfig/page_config.json", (json.dumps(page_config, indent=2) + "\n").encode())
-    identity = Path(__file__).with_name("jupyter_identity.py").read_bytes()
-    state.write_new(f"config/{IDENTITY_MODULE}.py", identity)
+    here = Path(__file__).parent
+    for source, name in (
+        ("jupyter_identity.py", IDENTITY_MODULE),
+        ("jupyter_kernels.py", KERNELS_MODULE),
+        ("kernel_zygote.py", ZYGOTE_MODULE),
+    ):
+        state.write_new(f"config/{name}.py", (here / source).read_bytes())
     # The address to listen on is the workload's HOST (127.0.0.1 here; a Ray node's own address on
     # a cluster, where the gateway reaches it from another machine). Jupyter serves only Host
     # headers of loopback addresses unless remote access is on: it is for a node's address, and

@@ -18,12 +18,16 @@ Ray pickles this class by reference: every Ray node runs the same Atoll version 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 from atoll.runtime.base import LOG_STREAMS, UnknownWorkload, Workload, WorkloadStatus
 from atoll.runtime.local.runtime import LocalRuntime
 from atoll.storage.logs import LogStore
+
+POLL_S = 0.02  # how often a long poll looks at the workload's files
+MAX_WAIT_S = 30.0  # the longest a poll may wait for news
 
 
 def _node_ip() -> str:
@@ -58,11 +62,28 @@ class WorkloadHost:
         """What the start in the constructor gave (the call waits for the actor to exist)."""
         return self.started
 
-    def poll(self, offsets: dict[str, int], limit: int = 1 << 20) -> dict[str, Any]:
+    def poll(
+        self, offsets: dict[str, int], limit: int = 1 << 20, wait: float = 0.0, state: str | None = None
+    ) -> dict[str, Any]:
         """The status and what each log stream holds past ``offsets``; ``drained`` is True when the
-        workload has finished and every byte of its logs has been returned."""
-        st = self.runtime.status(self.workload_id)  # read before the data: see read_log
+        workload has finished and every byte of its logs has been returned.
+
+        With ``wait`` > 0 this is a long poll: it answers as soon as a stream has grown past its
+        offset or the state is no longer ``state`` (the caller's last known one), else after
+        ``wait`` seconds (at most MAX_WAIT_S). The files are this node's own, so looking every
+        POLL_S costs a few stats and keeps the copy's latency near POLL_S."""
         store = self.runtime.log_store
+        deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
+        while True:
+            st = self.runtime.status(self.workload_id)  # read before the data: see read_log
+            if (
+                st.state.finished
+                or st.state.value != state
+                or time.monotonic() >= deadline
+                or any(store.size(self.workload_id, s) > offsets.get(s, 0) for s in LOG_STREAMS)
+            ):
+                break
+            time.sleep(POLL_S)
         chunks: dict[str, bytes] = {}
         drained = st.state.finished
         for stream in LOG_STREAMS:

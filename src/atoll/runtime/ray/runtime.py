@@ -6,9 +6,12 @@ workload's resources on one node and runs it there with that node's local runtim
   cluster's resources (``inventory()``); the actor is pinned to it, and asks Ray for the
   configuration's CPUs, memory and GPUs there. The node's address is the workload's HOST.
 - Logs: a pump thread copies each workload's log streams from its node into the server's log
-  store twice a second, so logs are followed live and outlive the node and the cluster. What was
+  store, so logs are followed live and outlive the node and the cluster. It keeps one long poll
+  open on every running workload's actor, which answers as soon as a line is written or the state
+  changes (the node looks every 20 ms), so a line reaches the server within ~0.05 s. What was
   copied is recorded per workload (``<state_dir>/<id>.json``), so a restarted server goes on where
-  it stopped. A workload shows as finished only once its logs are all copied.
+  it stopped. A workload shows as finished only once its logs are all copied; the server's own
+  system log of it is then touched, which wakes the controllers (see storage/log_watch.py).
 - Restart: actors are detached and named after their workload in Atoll's namespace; ``adopt()``
   finds them again.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import signal
 import socket
@@ -45,7 +49,9 @@ from atoll.storage.logs import LogStore, check_id, system_line
 log = logging.getLogger("atoll.ray")
 
 MIB = 1024 * 1024
-PUMP_INTERVAL_S = 0.5
+PUMP_INTERVAL_S = 0.5  # how stale a status may be before status() asks the actor itself
+LONG_POLL_S = 5.0  # how long the pump's poll of a workload waits on its node for news
+PUMP_WAIT_S = 0.05  # how often the pump looks for new workloads while it waits for answers
 CALL_TIMEOUT_S = 30.0
 ACCELERATOR_PREFIX = "accelerator_type:"
 
@@ -65,6 +71,7 @@ class _Tracked:
     offsets: dict[str, int] = field(default_factory=dict)  # bytes of each stream copied so far
     final: bool = False  # finished and every log byte copied: status will not change again
     polled_at: float = 0.0
+    waiting: bool = False  # the pump has a long poll open on it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -270,25 +277,45 @@ class RayRuntime:
                     t.start_ref = None
                 for _ in range(64):  # a finished workload's logs, to their end
                     res = ray.get(t.handle.poll.remote(t.offsets), timeout=CALL_TIMEOUT_S)
-                    self._copy(workload_id, t, res["chunks"])
-                    st: WorkloadStatus = res["status"]
-                    if not st.state.finished:
-                        t.status = st
+                    if self._take(workload_id, t, res):
                         break
-                    if res["drained"]:
-                        t.status, t.final = st, True
-                        break
-            except ray.exceptions.GetTimeoutError:
-                pass  # the node is slow to answer: keep the last status
-            except ray.exceptions.ActorUnavailableError:
-                pass  # transient (its node is being reached again)
-            except ray.exceptions.RayActorError as e:
-                self._lose(workload_id, t, f"its Ray actor or node is gone: {_first_line(e)}")
-            except ray.exceptions.RayTaskError as e:
-                log.warning("ray: workload %s failed on its actor: %s", workload_id, e)
-                self._lose(workload_id, t, f"its Ray actor failed: {_first_line(e)}")
+            except Exception as e:
+                self._failed(workload_id, t, e)
             t.polled_at = time.monotonic()
             return t.status
+
+    def _take(self, workload_id: str, t: _Tracked, res: dict[str, Any]) -> bool:
+        """Copy one poll's log bytes and take its status (under ``t.lock``). False while the
+        workload has finished but its logs are not all read: poll again at once."""
+        self._copy(workload_id, t, res["chunks"])
+        st: WorkloadStatus = res["status"]
+        if not st.state.finished:
+            t.status = st
+            return True
+        if res["drained"]:
+            t.status, t.final = st, True
+            self._announce(workload_id)
+            return True
+        return False
+
+    def _failed(self, workload_id: str, t: _Tracked, e: Exception) -> None:
+        """What a failed call to a workload's actor means for it (under ``t.lock``)."""
+        ray = self.ray
+        if isinstance(e, ray.exceptions.GetTimeoutError | ray.exceptions.ActorUnavailableError):
+            return  # the node is slow to answer, or being reached again: keep the last status
+        if isinstance(e, ray.exceptions.RayActorError):
+            self._lose(workload_id, t, f"its Ray actor or node is gone: {_first_line(e)}")
+        elif isinstance(e, ray.exceptions.RayTaskError):
+            log.warning("ray: workload %s failed on its actor: %s", workload_id, e)
+            self._lose(workload_id, t, f"its Ray actor failed: {_first_line(e)}")
+        else:
+            raise e
+
+    def _announce(self, workload_id: str) -> None:
+        """Touch the workload's system log: the server's log watch takes it as "collect it now"
+        (as the local supervisor does once it recorded an outcome)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.log_store.path(workload_id, "system"))
 
     def _copy(self, workload_id: str, t: _Tracked, chunks: dict[str, bytes]) -> None:
         if not chunks:
@@ -306,7 +333,7 @@ class RayRuntime:
         )
         t.final = True
         t.start_ref = None
-        self.log_store.append(workload_id, "system", system_line(detail))
+        self.log_store.append(workload_id, "system", system_line(detail))  # wakes the controllers too
 
     def _give_up(self, workload_id: str, t: _Tracked, detail: str) -> None:
         with contextlib.suppress(Exception):
@@ -314,19 +341,65 @@ class RayRuntime:
         self._lose(workload_id, t, detail, WorkloadState.FAILED)
 
     def _pump_loop(self) -> None:
-        while not self._closed.wait(PUMP_INTERVAL_S):
+        """Keep one long poll open on every running workload (see the module docstring) and take
+        each answer as it comes; a workload still being placed is refreshed once Ray has it."""
+        ray = self.ray
+        open_polls: dict[Any, tuple[str, _Tracked, dict[str, int] | None]] = {}  # ref -> whose, offsets sent
+        while not self._closed.is_set():
             with self._lock:
                 items = list(self._w.items())
             for workload_id, t in items:
-                if not t.final:
-                    try:
-                        self._refresh(workload_id, t)
-                    except Exception:  # one workload's trouble must not stop everyone's logs
-                        log.exception("ray: polling %s failed", workload_id)
+                if t.final or t.waiting:
+                    continue
+                t.waiting = True
+                if t.start_ref is not None:
+                    open_polls[t.start_ref] = (workload_id, t, None)
+                else:
+                    offsets = dict(t.offsets)
+                    ref = t.handle.poll.remote(offsets, 1 << 20, LONG_POLL_S, t.status.state.value)
+                    open_polls[ref] = (workload_id, t, offsets)
+            if not open_polls:
+                self._closed.wait(PUMP_WAIT_S)
+                continue
+            try:
+                ready, _ = ray.wait(list(open_polls), num_returns=1, timeout=PUMP_WAIT_S)
+            except Exception:
+                log.exception("ray: waiting for log polls failed")
+                self._closed.wait(PUMP_INTERVAL_S)
+                continue
+            for ref in ready:
+                workload_id, t, sent = open_polls.pop(ref)
+                try:
+                    self._answer(workload_id, t, ref, sent)
+                except Exception:  # one workload's trouble must not stop everyone's logs
+                    log.exception("ray: polling %s failed", workload_id)
+                finally:
+                    t.waiting = False
+
+    def _answer(self, workload_id: str, t: _Tracked, ref: Any, sent: dict[str, int] | None) -> None:
+        """Take the answer to the pump's poll (or start) of one workload."""
+        if sent is None:  # its start answered: take it the usual way
+            self._refresh(workload_id, t)
+            return
+        with self._lock:
+            if self._w.get(workload_id) is not t:
+                return  # forgotten meanwhile
+        with t.lock:
+            if t.final:
+                return
+            try:
+                res = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
+            except Exception as e:
+                self._failed(workload_id, t, e)
+                return
+            if t.offsets != sent:
+                return  # a status() call copied meanwhile: this answer's bytes are not the next ones
+            self._take(workload_id, t, res)  # finished with more to copy: the next poll answers at once
+            t.polled_at = time.monotonic()
 
     def status(self, workload_id: str) -> WorkloadStatus:
         t = self._get(workload_id)
-        if t.final or time.monotonic() - t.polled_at < PUMP_INTERVAL_S:
+        if t.final or t.waiting or time.monotonic() - t.polled_at < PUMP_INTERVAL_S:
             return t.status
         return self._refresh(workload_id, t)
 
@@ -376,6 +449,8 @@ class RayRuntime:
             if t.final:
                 break
             self._refresh(workload_id, t)
+        with t.lock:
+            t.final = True  # what the pump may still hear of it is not copied any more
         with contextlib.suppress(self.ray.exceptions.RayError):
             self.ray.get(t.handle.forget.remote(), timeout=CALL_TIMEOUT_S)
         with contextlib.suppress(Exception):

@@ -1,0 +1,342 @@
+"""Fast kernel starts: a "zygote" forked from the notebook server before it serves, with ipykernel
+already imported, that forks each Python kernel the server asks for.
+
+A fresh ``python -m ipykernel_launcher`` spends ~0.5 s importing IPython, zmq and tornado before it
+answers; a fork of a process that has them imported answers in a fraction of that. Jupyter still
+launches and supervises each kernel as usual, through a stand-in process (the *client*, this file
+run as a script with ``-I -S``: a few ms) that Jupyter sees as the kernel:
+
+    client ── connect(socket), send {argv, cwd, env} and its stdin/stdout/stderr ──▶ zygote
+    client ◀── {"pid": N} ── zygote forks N: own session, the client's fds, cwd and env, then
+                              runs ``python -m ipykernel_launcher -f …`` in-process
+    client ◀── {"exit": code} ── N ended (the zygote reaped it); the client exits with that code
+
+The client forwards the signals Jupyter sends it (interrupt, terminate) to the kernel's process
+group, as Jupyter would have sent them to a kernel it started itself. Killing the client (Jupyter's
+"kill") closes its connection, and the zygote then kills the kernel's group. When the zygote is not
+there or cannot serve, the client simply ``exec``s the command it was given: a kernel then starts
+exactly as without this module, only ~5 ms later.
+
+Everything here runs as the project's user, inside the workload's sandbox: the zygote is forked by
+the server itself (after its user switch), its socket lies in the server's private runtime dir
+(0700) and it serves only peers of its own uid, so nothing can start through it what the project
+could not start by itself.
+
+Standard library only: the client runs with ``-S``, and both run on the notebook environment's
+interpreter, where Atoll is not installed (``jupyter_command`` copies this file beside the server's
+config).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import runpy
+import selectors
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+MAX_REQUEST = 1 << 20  # argv + cwd + environment of one kernel
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+SECRET_ENV = "ATOLL_NOTEBOOK_SECRET"  # noqa: S105 - the name (see jupyter_identity.py), not a secret
+# What the zygote imports before it serves: ipykernel, then what a kernel otherwise imports while it
+# initializes (its shell, history, debugger, completer: ~0.1 s more). Only the first is required.
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "IPython.core.history",
+    "IPython.core.completer",
+    "IPython.core.magics",
+    "sqlite3",
+    "pdb",
+    "pydoc",
+    "psutil",
+)
+_PR_SET_PDEATHSIG = 1
+_HEADER = struct.Struct("!I")
+
+
+def _short(path: str) -> tuple[int, str]:
+    """(an fd on the socket's dir, a name to bind/connect that stays under the 108-byte limit of
+    socket paths however deep the dir is)."""
+    d, name = os.path.split(path)
+    fd = os.open(d or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return fd, f"/proc/self/fd/{fd}/{name}"
+
+
+# --- the zygote ----------------------------------------------------------------------------------
+
+
+def start(path: str, preload: tuple[str, ...] = PRELOAD) -> bool:
+    """Fork the zygote, listening on the unix socket ``path`` (which must not exist). Returns
+    whether it was forked: only from a process with one thread (a fork copies no other thread, so
+    a lock held by one would stay locked forever in the child)."""
+    import threading
+
+    if threading.active_count() != 1 or not hasattr(socket, "recv_fds") or not hasattr(os, "pidfd_open"):
+        return False
+    dir_fd, name = _short(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            listener.bind(name)  # bound before the fork: a kernel asked for meanwhile waits in the backlog
+        finally:
+            os.umask(old)
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        os.close(dir_fd)
+        return False
+    os.close(dir_fd)
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        listener.close()
+        return True
+    code = 1
+    try:
+        code = _serve(listener, path, parent, preload)
+    finally:
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM this process when the server that forked it ends (however it ends)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the line above
+        raise SystemExit(0)
+
+
+def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, ...]) -> int:
+    os.environ.pop(SECRET_ENV, None)
+    kernels: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, its client's connection)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C at a terminal running the server is its own
+    try:
+        _die_with(parent)
+        # debugpy warns on import that this Python has frozen modules (in the server's log, for no
+        # reader): the kernels themselves get their own environment from their client.
+        os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        for module in preload[1:]:
+            with contextlib.suppress(Exception):
+                importlib.import_module(module)
+        for module in preload[:1]:
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # the environment has no ipykernel: kernels start the usual way
+                print(
+                    f"atoll kernel zygote: cannot import {module} ({e}); kernels start unforked",
+                    file=sys.stderr,
+                )
+                listener.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                while True:  # until the server ends: exiting now would leave it a zombie child to reap
+                    signal.pause()
+        home = os.getcwd()
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ, "listener")
+        while True:
+            for key, _ in sel.select():
+                if key.data == "listener":
+                    _accept(listener, sel, kernels, home)
+                elif key.data == "client":  # a client sent more, or went away: kill its kernel
+                    conn = key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    with contextlib.suppress(OSError):
+                        if conn.recv(4096):
+                            continue
+                    sel.unregister(conn)
+                    for pid, c in kernels.values():
+                        if c is conn:
+                            with contextlib.suppress(OSError):
+                                os.killpg(pid, signal.SIGKILL)
+                else:  # a kernel ended: tell its client how
+                    pidfd = key.fd
+                    pid, conn = kernels.pop(pidfd)
+                    sel.unregister(pidfd)
+                    os.close(pidfd)
+                    _, status = os.waitpid(pid, 0)
+                    with contextlib.suppress(OSError):
+                        conn.sendall(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+                    with contextlib.suppress(KeyError, ValueError):
+                        sel.unregister(conn)
+                    conn.close()
+    finally:
+        for pid, _ in kernels.values():
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _accept(listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[int, Any], home: str) -> None:
+    conn, _ = listener.accept()
+    fds: list[int] = []
+    try:
+        conn.settimeout(5.0)  # a client writes its request at once; one that stalls is dropped
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, uid, _ = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            raise ValueError(f"peer uid {uid}")
+        head, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 3)
+        if len(head) != _HEADER.size or len(fds) != 3:
+            raise ValueError("short request")
+        size = _HEADER.unpack(head)[0]
+        if size > MAX_REQUEST:
+            raise ValueError("request too large")
+        raw = b""
+        while len(raw) < size:
+            part = conn.recv(size - len(raw))
+            if not part:
+                raise ValueError("short request")
+            raw += part
+        req = json.loads(raw)
+        argv, cwd, env = list(req["argv"]), str(req["cwd"]), dict(req["env"])
+        if len(argv) < 3 or argv[1] != "-m" or argv[2] != "ipykernel_launcher":
+            raise ValueError("not an ipykernel")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        for fd in fds:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            conn.sendall(json.dumps({"error": str(e)}).encode() + b"\n")
+        conn.close()
+        return
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = _become_kernel(argv, cwd, env, fds, home)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    kernels[pidfd] = (pid, conn)
+    sel.register(pidfd, selectors.EVENT_READ, "kernel")
+    conn.settimeout(None)
+    conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    sel.register(conn, selectors.EVENT_READ, "client")
+
+
+def _become_kernel(argv: list[str], cwd: str, env: dict[str, str], fds: list[int], home: str) -> int:
+    """In the forked child: turn into ``argv`` (``python -m ipykernel_launcher …``) as a fresh
+    interpreter would run it, with the client's fds, working dir and environment."""
+    os.setsid()  # its own process group, as Jupyter starts kernels: an interrupt reaches it alone
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    # As Popen(close_fds=True): only stdio is the kernel's. The zygote's socket objects whose fds
+    # this closes stay referenced by the frames below this one, which never return (os._exit), so
+    # none is collected later to close an fd number the kernel has reused by then.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    # The server's traitlets application is this process's singleton too: a kernel app is another.
+    configurable = sys.modules.get("traitlets.config.configurable")
+    if configurable is not None:
+        _clear_singletons(configurable.SingletonConfigurable)
+    # As `python -m` has it: the working dir first on sys.path (the server's own was its first).
+    sys.path = [os.getcwd(), *(p for p in sys.path if p not in (home, ""))]
+    # The fds were replaced under the old objects.
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", closefd=False, buffering=1)
+    sys.stderr = open(2, "w", closefd=False, buffering=1)
+    sys.argv = [argv[0], *argv[3:]]
+    runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+    return 0
+
+
+def _clear_singletons(root: type) -> None:
+    todo = [root]
+    while todo:
+        cls = todo.pop()
+        if "_instance" in vars(cls):
+            cls._instance = None  # type: ignore[attr-defined]
+        todo.extend(cls.__subclasses__())
+
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+def client(path: str, argv: list[str]) -> int:
+    """Have the zygote at ``path`` fork the kernel ``argv``, then stand for it until it ends; run
+    ``argv`` the usual way when the zygote cannot."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = None
+    try:
+        dir_fd, name = _short(path)
+        try:
+            sock.connect(name)
+        finally:
+            os.close(dir_fd)
+        payload = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+        socket.send_fds(sock, [_HEADER.pack(len(payload))], [0, 1, 2])
+        sock.sendall(payload)
+        reader = sock.makefile("rb")
+        first = json.loads(reader.readline() or b"{}")
+        pid = first.get("pid")
+    except (OSError, ValueError):
+        pid = None
+    if not isinstance(pid, int):
+        sock.close()
+        os.execv(argv[0], argv)  # noqa: S606 - the kernel command Jupyter gave, started the usual way
+
+    def forward(sig: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, sig)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    line = reader.readline()  # a forwarded signal interrupts it, then it goes on (PEP 475)
+    try:
+        code = int(json.loads(line)["exit"]) if line else None
+    except (ValueError, KeyError, TypeError):
+        code = None
+    if code is None:  # the zygote is gone (killed): the kernel lives on, stand for it to its end
+        _wait_gone(pid)
+        return 1
+    if code < 0:  # killed by a signal: end the same way, so Jupyter sees what the kernel saw
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
+
+
+def _wait_gone(pid: int) -> None:
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return  # already gone
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.poll()  # readable once the process has ended (signals are forwarded meanwhile)
+    os.close(pidfd)
+
+
+if __name__ == "__main__":
+    # python -I -S kernel_zygote.py SOCKET -- ARGV...
+    if len(sys.argv) < 4 or sys.argv[2] != "--":
+        print("usage: kernel_zygote.py SOCKET -- ARGV...", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(client(sys.argv[1], sys.argv[3:]))
