@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # The directory on each Ray node where workloads' state and logs live until the server has
     # copied them (default: <data dir>/ray-node).
     ray_node_dir: Path | None = None
+    # Idle actor hosts kept started on each Ray node, so a workload starts on one at once instead of
+    # waiting for Ray to create an actor (see runtime/ray/warm_hosts.py); 0: none.
+    ray_warm_hosts: int = Field(default=1, ge=0, le=16)
 
     @cached_property
     def resolved_database_url(self) -> str:

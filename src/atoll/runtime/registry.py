@@ -50,6 +50,7 @@ def _ray(settings: Settings, logs: LogStore, data: Path) -> Runtime | None:
         str(settings.ray_node_dir or data / "ray-node"),
         namespace=settings.ray_namespace,
         node_ip=settings.ray_node_ip or None,
+        warm_hosts=settings.ray_warm_hosts,
     )
 
 

@@ -7,10 +7,14 @@ usage from /proc): the actor is a thin host around ``LocalRuntime``, whose state
 a directory of the node (``node_dir``). The control plane reads the logs from here and copies
 them into its own log store (see ``atoll.runtime.ray.runtime``), so they outlive the node and the cluster.
 
-The actor is named after the workload and detached, so it survives the server that created it;
-the server finds it again by name after a restart. The workload starts in the actor's constructor:
-a detached actor's creation belongs to the cluster, not to the server, so a server that dies
-right after asking still gets its workload started (a method call would die with its caller).
+The actor is detached, so it survives the server that created it. Either it is created for the
+workload, named after it, and starts it in its constructor (a detached actor's creation belongs
+to the cluster, not to the server, so a server that dies right after asking still gets its
+workload started), or it is a warm host (``warm-…``, see warm_hosts.py) created ahead with no
+workload, which a server gives one with ``run``. A server that dies within that call may leave
+the workload unstarted: the restarted server then finds no host running it, and the workload is
+lost (a job fails with that reason, a node instance is started again). Either way a restarted
+server finds its workloads again: by name, or by asking warm hosts what they run (``hosting``).
 
 Ray pickles this class by reference: every Ray node runs the same Atoll version as the server.
 """
@@ -46,20 +50,42 @@ def _gpu_ids() -> tuple[int, ...]:
 class WorkloadHost:
     """Runs one Workload on the node the actor was placed on (see the module docstring)."""
 
-    def __init__(self, node_dir: str, w: Workload) -> None:
+    def __init__(self, node_dir: str, w: Workload | None) -> None:
         """Start ``w`` here: HOST is this node's address (servers bind to it, the gateway connects to
-        it) and the GPUs are the ones Ray assigned to this actor."""
+        it) and the GPUs are the ones Ray assigned to this actor. Without ``w``, a warm host: ready
+        (Ray worker up, Atoll imported) for the workload a later ``run`` gives it (see warm_hosts.py)."""
         root = Path(node_dir)
         self.runtime = LocalRuntime(root / "runtime", LogStore(root / "logs"))
         self.address = _node_ip()
+        self.workload_id = ""
+        self.started: WorkloadStatus | None = None
+        self.started_with_it = w is not None
+        if w is not None:
+            self.run(w)
+
+    def run(self, w: Workload) -> WorkloadStatus:
+        """Start ``w`` on this host, once: a host runs one workload in its life."""
+        if self.workload_id:
+            raise RuntimeError(f"this host already runs {self.workload_id}")
         self.workload_id = w.id
         w = dataclasses.replace(
             w, env={**w.env, "HOST": self.address}, gpu_ids=_gpu_ids() or w.gpu_ids[:0], warm=None
         )
         self.started = self.runtime.start(w)
+        how = "its own actor" if self.started_with_it else "a warm host (started ahead)"
+        self.runtime.append_system_log(w.id, f"on Ray node {self.address}, {how}")
+        return self.started
+
+    def hosting(self) -> dict[str, str]:
+        """The id of the workload this host runs ("" for a warm host not claimed yet) and the Ray
+        node it is on."""
+        import ray
+
+        return {"workload": self.workload_id, "node": str(ray.get_runtime_context().get_node_id())}
 
     def start_status(self) -> WorkloadStatus:
         """What the start in the constructor gave (the call waits for the actor to exist)."""
+        assert self.started is not None, "a warm host's start comes from run()"
         return self.started
 
     def poll(

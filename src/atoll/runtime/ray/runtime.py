@@ -44,6 +44,8 @@ from atoll.runtime.base import (
     read_log,
 )
 from atoll.runtime.local.proc_files import read_json, write_json
+from atoll.runtime.ray.warm_hosts import PREFIX as WARM_PREFIX
+from atoll.runtime.ray.warm_hosts import WarmHosts, release_room
 from atoll.storage.logs import LogStore, check_id, system_line
 
 log = logging.getLogger("atoll.ray")
@@ -52,6 +54,7 @@ MIB = 1024 * 1024
 PUMP_INTERVAL_S = 0.5  # how stale a status may be before status() asks the actor itself
 LONG_POLL_S = 5.0  # how long the pump's poll of a workload waits on its node for news
 PUMP_WAIT_S = 0.05  # how often the pump looks for new workloads while it waits for answers
+WARM_KEEP_S = 1.0  # how often the pump tops the warm hosts up
 CALL_TIMEOUT_S = 30.0
 ACCELERATOR_PREFIX = "accelerator_type:"
 
@@ -153,6 +156,7 @@ class RayRuntime:
         namespace: str = "atoll",
         node_ip: str | None = None,
         start_timeout: float = 300.0,
+        warm_hosts: int = 0,
     ) -> None:
         self.address = address
         self.namespace = namespace
@@ -165,6 +169,8 @@ class RayRuntime:
         from atoll.runtime.ray.host import WorkloadHost
 
         self._actor = self.ray.remote(WorkloadHost)
+        self._warm = WarmHosts(self.ray, self._actor, namespace, node_dir, warm_hosts)
+        self._warm_kept_at = 0.0
         self._w: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
         self._inventory: tuple[float, Inventory] | None = None
@@ -191,12 +197,42 @@ class RayRuntime:
             t = self._w.get(workload_id)
         if t is not None:
             return t
-        # Not tracked by this process (yet): an actor of that name may still exist.
+        # Not tracked by this process (yet): an actor of that name may still exist, or a warm host
+        # may run it.
         try:
             handle = self.ray.get_actor(check_id(workload_id), namespace=self.namespace)
         except ValueError:
-            raise UnknownWorkload(workload_id) from None
+            self._scan_hosts()
+            with self._lock:
+                t = self._w.get(workload_id)
+            if t is None:
+                raise UnknownWorkload(workload_id) from None
+            return t
         return self._track(workload_id, handle, WorkloadStatus(workload_id, WorkloadState.RUNNING))
+
+    def _scan_hosts(self) -> list[str]:
+        """Track the workloads that warm hosts of this namespace run (a restarted server's, or
+        release's) and take idle hosts into the pool; the ids of the workloads found."""
+        found = []
+        for name in self.ray.util.list_named_actors():
+            if not name.startswith(WARM_PREFIX) or self._warm.knows(name):
+                continue
+            try:
+                handle = self.ray.get_actor(name, namespace=self.namespace)
+                hosting = self.ray.get(handle.hosting.remote(), timeout=CALL_TIMEOUT_S)
+            except Exception as e:  # gone meanwhile, or its node is unreachable: not ours to take now
+                log.info("ray: warm host %s did not answer: %s", name, _first_line(e))
+                continue
+            workload_id = hosting["workload"]
+            with self._lock:
+                if workload_id in self._w:
+                    continue
+            if not workload_id:
+                self._warm.adopt(name, handle, hosting["node"])
+                continue
+            self._track(workload_id, handle, WorkloadStatus(workload_id, WorkloadState.RUNNING))
+            found.append(workload_id)
+        return found
 
     def _track(
         self, workload_id: str, handle: Any, status: WorkloadStatus, start_ref: Any = None
@@ -219,6 +255,11 @@ class RayRuntime:
             known = w.id in self._w
         if known or self._actor_exists(w.id):
             raise WorkloadExists(w.id)
+        claimed = self._warm.claim(w, self._address_of_node(w.node)) if w.node else None
+        if claimed is not None:  # a warm host on that node, the room reserved (see warm_hosts.py)
+            handle = claimed[0].handle
+            ref = handle.run.remote(replace(w, node=""))
+            return self._started(w, handle, ref, "starting on a warm host")
         options: dict[str, Any] = {
             "name": w.id,
             "namespace": self.namespace,
@@ -234,15 +275,21 @@ class RayRuntime:
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=w.node, soft=False)
         handle = self._actor.options(**options).remote(self.node_dir, replace(w, node=""))
-        ref = handle.start_status.remote()
+        return self._started(w, handle, handle.start_status.remote(), "waiting for Ray to place it")
+
+    def _started(self, w: Workload, handle: Any, start_ref: Any, detail: str) -> WorkloadStatus:
         now = time.time()
-        st = WorkloadStatus(
-            w.id, WorkloadState.STARTING, started_at=now, detail="waiting for Ray to place it"
-        )
-        t = self._track(w.id, handle, st, ref)
+        st = WorkloadStatus(w.id, WorkloadState.STARTING, started_at=now, detail=detail)
+        t = self._track(w.id, handle, st, start_ref)
         t.requested_at = now
         self._save(w.id, t)
         return st
+
+    def _address_of_node(self, node: str) -> str:
+        for host in self.inventory().hosts:
+            if host.name == node:
+                return host.address
+        return ""
 
     def _actor_exists(self, workload_id: str) -> bool:
         try:
@@ -346,6 +393,7 @@ class RayRuntime:
         ray = self.ray
         open_polls: dict[Any, tuple[str, _Tracked, dict[str, int] | None]] = {}  # ref -> whose, offsets sent
         while not self._closed.is_set():
+            self._keep_warm()
             with self._lock:
                 items = list(self._w.items())
             for workload_id, t in items:
@@ -375,6 +423,16 @@ class RayRuntime:
                     log.exception("ray: polling %s failed", workload_id)
                 finally:
                     t.waiting = False
+
+    def _keep_warm(self) -> None:
+        """Top the warm hosts up on every alive node, about once a second."""
+        if self._warm.per_node <= 0 or time.monotonic() - self._warm_kept_at < WARM_KEEP_S:
+            return
+        self._warm_kept_at = time.monotonic()
+        try:
+            self._warm.keep({h.name: h.address for h in self.inventory().hosts})
+        except Exception:  # the cluster is unreachable for now: the workloads' own calls say so
+            log.exception("ray: keeping warm hosts failed")
 
     def _answer(self, workload_id: str, t: _Tracked, ref: Any, sent: dict[str, int] | None) -> None:
         """Take the answer to the pump's poll (or start) of one workload."""
@@ -436,7 +494,12 @@ class RayRuntime:
 
     def adopt(self) -> list[WorkloadStatus]:
         found = []
+        for workload_id in self._scan_hosts():
+            with contextlib.suppress(UnknownWorkload):
+                found.append(self.status(workload_id))
         for name in self.ray.util.list_named_actors():
+            if name.startswith(WARM_PREFIX):
+                continue
             try:
                 found.append(self.status(name))
             except (UnknownWorkload, ValueError):  # gone meanwhile, or not a workload id
@@ -455,6 +518,7 @@ class RayRuntime:
             self.ray.get(t.handle.forget.remote(), timeout=CALL_TIMEOUT_S)
         with contextlib.suppress(Exception):
             self.ray.kill(t.handle, no_restart=True)
+        release_room(self.ray, workload_id)
         with self._lock:
             self._w.pop(workload_id, None)
         self._state_file(workload_id).unlink(missing_ok=True)
@@ -471,6 +535,7 @@ class RayRuntime:
         """Stop the log pump (the actors and their workloads go on; a restart adopts them)."""
         self._closed.set()
         self._pump.join(timeout=5)
+        self._warm.close()
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
