@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import httpx
 from platformdirs import user_config_dir
 
+from atoll.tls import client_context
+
 DEFAULT_URL = "http://127.0.0.1:8800"
 API_PREFIX = "/api/v1"
 CONFIG_DIR_ENV = "ATOLL_CONFIG_DIR"
@@ -204,7 +206,11 @@ class Client:
         headers = {"Accept": "application/json", "User-Agent": "atoll-client"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # The CA bundle is loaded at the first TLS handshake, not now (see tls.py): ~35 ms of
+        # every CLI start, for nothing when the server is reached over http://.
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, verify=client_context()
+        )
 
     # context manager, so `with Client() as c:` closes the connection pool
     def __enter__(self) -> Client:
