@@ -11,6 +11,8 @@ Timed, for the same trivial job (``cmd: echo hi``, and ``python main.py`` printi
 - **atoll SDK** — in this process: ``SDK.execute`` (untimed client set-up), then the job followed
   with the SDK's follower. *sent → first line*: from just before ``execute`` until the follower
   hands over ``hi``; *sent → SUCCESS*: until it reports the job ended.
+- **Ray Jobs** (bench/jobs_ray.py) — ``ray job submit`` and Ray's job SDK, on a one-node Ray
+  cluster with its dashboard, the same measures (``--skip-ray-jobs`` leaves them out).
 - **subprocess** — ``bash -c "echo hi"`` / ``python3 main.py`` spawned here: the floor.
 - **CLI start** — ``atoll --help``, ``atoll version`` and ``atoll job list -p P --format json``
   against ``python -c pass`` (the interpreter alone), each the median of ``--starts`` runs.
@@ -19,13 +21,11 @@ Every contender does one warm-up (not counted), then ``--runs`` rounds, one run 
 in turn per round. Medians (min–max) are printed with the ratios to the subprocess and the issue's
 targets (first line ≤ 0.3 s after the CLI sends the job, whole command ≤ 1 s, CLI start ≤ 0.15 s).
 
-Not measured: Ray Jobs (its SDK and ``ray job submit`` need Ray's dashboard, i.e. ``ray[default]``,
-which Atoll's lock does not include; the script says so when it cannot import it).
-
 The Atoll server runs with default settings on a free port of 127.0.0.1 with its own data dir; it is
 started in its own session and stopped by its process group, also on failure.
 
-Run: ``.venv/bin/python bench/jobs.py [--runs N] [--starts N] [--keep]`` (from the repository root).
+Run: ``.venv/bin/python bench/jobs.py [--runs N] [--starts N] [--skip-ray-jobs] [--keep]`` (from the
+repository root).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from jobs_ray import RayJobs
 from procs import BenchError, Process, free_port, wait_healthy
 
 from atoll.jobclient import Follower
@@ -236,19 +237,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--starts", type=int, default=10, help="CLI starts timed per command (default 10)")
     parser.add_argument(
+        "--skip-ray-jobs", action="store_true", help="leave Ray Jobs out (no cluster, no venv)"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work dir (server log) instead of deleting it"
     )
     args = parser.parse_args()
     if args.runs < 1 or args.starts < 1:
         parser.error("--runs and --starts must be at least 1")
-    try:
-        import aiohttp_cors  # noqa: F401  # the dashboard (Ray Jobs' server) needs it
-        import ray.job_submission  # noqa: F401
-    except ImportError as e:
-        print(f"Ray Jobs: not measured ({e}: ray[default] is not in Atoll's lock)", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="atoll-bench-jobs-"))
     atoll = str(Path(sys.executable).with_name("atoll"))
     proc: Process | None = None
+    ray_jobs: RayJobs | None = None
     series: dict[str, Series] = {}
     try:
         proc, url, token = server(workdir)
@@ -267,6 +267,12 @@ def main() -> int:
             contenders[f"atoll CLI, {kind}"] = lambda cfg=cfg: run_cli(atoll, "bench-jobs", cfg, env)
             contenders[f"atoll SDK, {kind}"] = lambda cfg=cfg: run_sdk(sdk, "bench-jobs", cfg)
         contenders["subprocess, echo"] = lambda: run_subprocess(["bash", "-c", "echo hi"], workdir)
+        if not args.skip_ray_jobs:
+            ray_jobs = RayJobs(workdir)  # assigned first: stopped in finally even if start() fails
+            peer = ray_jobs.start()
+            for kind, d in dirs.items():
+                contenders[f"Ray Jobs CLI, {kind}"] = lambda kind=kind, d=d: peer.cli(kind, d)
+                contenders[f"Ray Jobs SDK, {kind}"] = lambda kind=kind, d=d: peer.sdk_run(kind, d)
         contenders["subprocess, python"] = lambda: run_subprocess(["python3", "main.py"], dirs["python"])
         for name, fn in contenders.items():
             print(f"[{name}] warm-up …", flush=True)
@@ -277,6 +283,9 @@ def main() -> int:
                 series.setdefault(name, Series(name)).add(**measured)
             print(f"round {i + 1}/{args.runs} done", flush=True)
         sdk.close()
+        if ray_jobs is not None:  # the CLI starts are timed on an otherwise idle machine
+            ray_jobs.stop()
+            ray_jobs = None
         starts = {
             "python -c pass": start_times([sys.executable, "-c", "pass"], env, args.starts),
             "atoll --help": start_times([atoll, "--help"], env, args.starts),
@@ -292,6 +301,8 @@ def main() -> int:
     finally:
         if proc is not None:
             proc.stop()
+        if ray_jobs is not None:
+            ray_jobs.stop()
         if args.keep:
             print(f"work dir kept: {workdir}")
         else:
@@ -307,11 +318,21 @@ def report(series: dict[str, Series], starts: dict[str, list[float]]) -> None:
         print(f"{name:<22}" + "".join(f"{s.show(k):>24}" for k in keys))
     print()
     for kind in CONFIGS:
-        cli, base = series.get(f"atoll CLI, {kind}"), series.get(f"subprocess, {kind}")
-        if cli and base:
-            a, b = cli.median("wall"), base.median("wall")
+        for peer, key in (
+            ("subprocess", "wall"),
+            ("Ray Jobs CLI", "wall"),
+            ("Ray Jobs CLI", "first line"),
+            ("Ray Jobs CLI", "sent → first line"),
+        ):
+            cli, base = series.get(f"atoll CLI, {kind}"), series.get(f"{peer}, {kind}")
+            a, b = (cli.median(key), base.median(key)) if cli and base else (None, None)
             if a is not None and b:
-                print(f"atoll CLI / subprocess, {kind}, wall: {a / b:.1f}× ({a - b:+.3f} s)")
+                print(f"atoll CLI / {peer}, {kind}, {key}: {a / b:.2f}× ({a - b:+.3f} s)")
+        sdk, peer_sdk = series.get(f"atoll SDK, {kind}"), series.get(f"Ray Jobs SDK, {kind}")
+        for key in ("sent → first line", "sent → SUCCESS"):
+            a, b = (sdk.median(key), peer_sdk.median(key)) if sdk and peer_sdk else (None, None)
+            if a is not None and b:
+                print(f"atoll SDK / Ray Jobs SDK, {kind}, {key}: {a / b:.2f}× ({a - b:+.3f} s)")
     print()
     floor = statistics.median(starts["python -c pass"])
     print(f"{'start':<22}{'median':>10}{'min':>10}   (s; ratio to python -c pass)")

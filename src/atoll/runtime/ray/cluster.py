@@ -62,9 +62,18 @@ class LocalRayCluster:
     root: Path  # logs and Ray's temp dir live under it
     head_cpus: float = 2
     head_memory_bytes: int | None = None  # Ray's "memory" resource of the head (default: Ray's guess)
+    ray: str = ""  # the `ray` script to start nodes with (default: the one beside this Python)
+    dashboard_port: int = 0  # >0: the head serves Ray's dashboard (and Ray Jobs' API) there
     nodes: list[LocalNode] = field(default_factory=list)
     port: int = 0
     _tmp: str = ""
+
+    head_address = "127.0.0.2"  # nodes get 127.0.0.2, .3, … in the order they start
+
+    @property
+    def dashboard_url(self) -> str:
+        """Ray's dashboard (Ray Jobs' REST API), where ``dashboard_port`` is set."""
+        return f"http://{self.head_address}:{self.dashboard_port}"
 
     @property
     def address(self) -> str:
@@ -76,7 +85,7 @@ class LocalRayCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         log = self.root / f"node-{address}.log"
         cmd = [
-            ray_executable(),
+            self.ray or ray_executable(),
             "start",
             "--block",
             "--disable-usage-stats",
@@ -131,7 +140,15 @@ class LocalRayCluster:
                 "--head",
                 "--port",
                 str(self.port),
-                "--include-dashboard=false",
+                *(
+                    [
+                        "--include-dashboard=true",
+                        f"--dashboard-host={self.head_address}",
+                        f"--dashboard-port={self.dashboard_port}",
+                    ]
+                    if self.dashboard_port
+                    else ["--include-dashboard=false"]
+                ),
                 "--num-cpus",
                 f"{self.head_cpus:g}",
                 "--num-gpus",
