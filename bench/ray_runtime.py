@@ -16,7 +16,8 @@ head node at 127.0.0.2 with 2 CPUs and 8 GB of Ray memory):
 
 1. **local runtime** — ``atoll up`` with default settings (workloads run on this machine).
 2. **ray runtime** — a second ``atoll up`` with ``ATOLL_RUNTIME=ray`` on that cluster (each
-   workload a detached actor on the head node, its logs copied into Atoll by a pump).
+   workload on the head node's warm actor host, or on an actor of its own when none is idle; its
+   logs copied into Atoll by long polls).
 3. **plain Ray** — core Ray 2.60 only (no dashboard, so no Ray Jobs HTTP API): a Ray driver
    connected once (as Atoll's server is), that per job creates an actor with the same resources
    (1 CPU, 2 GB), runs ``bash -c "echo hello-N"`` in a subprocess there (as Ray Jobs runs its

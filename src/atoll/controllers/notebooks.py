@@ -54,6 +54,7 @@ from atoll.store.db import Database
 from atoll.store.tables import NotebookServer, Project, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.notebooks")
+REFILL_SETTLE_S = 2.0  # after a server came up, before the warm pool is refilled
 
 
 def _ts(dt: datetime | None) -> datetime | None:
@@ -99,6 +100,7 @@ class NotebookController:
         # When the pool was last refilled (time.monotonic()): at most once a second, also while
         # the loop hurries at ten ticks a second.
         self._warm_looked = 0.0
+        self._waited_at = -REFILL_SETTLE_S  # when a server was last seen on its way up
         self.notify = notify  # wakes another controller's loop ("workloads") without its tick
         self.hurry = False  # a server is on its way up: look again soon, not after a whole tick
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atoll-notebooks")
@@ -131,7 +133,15 @@ class NotebookController:
                 if probe is not None:
                     probes.append(probe)
             self.runs.tick(s)
-        warm_due = time.monotonic() - self._warm_looked >= 1.0
+        if self.hurry:
+            self._waited_at = time.monotonic()
+        # Refilled once a second, but not while a server comes up nor for REFILL_SETTLE_S after:
+        # loading a warm process takes a core for a second or more, which the server just started
+        # (and its first kernel) would otherwise have to share.
+        warm_due = (
+            time.monotonic() - self._warm_looked >= 1.0
+            and time.monotonic() - self._waited_at >= REFILL_SETTLE_S
+        )
         if self.warm_pool and warm_due and isinstance(self.runtime, WarmPools):
             self._warm_looked = time.monotonic()
             self._background("warm-pool", self._keep_warm, lambda _k, _r: None)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -97,6 +98,9 @@ def start(path: str, preload: tuple[str, ...] = PRELOAD) -> bool:
         return False
     os.close(dir_fd)
     parent = os.getpid()
+    # Objects that exist now are the imported modules: frozen, the collector leaves them alone in
+    # both processes, so neither writes to (and copies) the pages they share after the fork.
+    gc.freeze()
     pid = os.fork()
     if pid:
         listener.close()

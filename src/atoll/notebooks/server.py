@@ -22,6 +22,7 @@ import httpx
 
 from atoll.envs import builtins
 from atoll.envs.build import Environment, EnvironmentBuilder
+from atoll.notebooks.kernel_zygote import PRELOAD
 from atoll.storage.safepath import Tree
 
 # The environment variable that hands a server its secret (read, then removed, by
@@ -46,10 +47,21 @@ DISABLED_LAB_PLUGINS: dict[str, bool] = {
 WARM_MODULES: tuple[str, ...] = (
     "jupyterlab.labapp",
     "jupyter_server.serverapp",
-    "jupyter_lsp",
-    "jupyter_server_terminals",
-    "notebook_shim",
-    "ipykernel.kernelapp",
+    # The handlers the server and its extensions (the default environment's: LSP, terminals,
+    # proxy, Git, nbdime) import as they load: ~0.2 s of a start otherwise (aiohttp, GitPython).
+    "jupyter_server.kernelspecs.handlers",
+    "jupyter_server.nbconvert.handlers",
+    "jupyter_server.view.handlers",
+    "jupyter_lsp.serverextension",
+    "jupyter_server_terminals.terminalmanager",
+    "notebook_shim.nbserver",
+    "jupyter_server_proxy.handlers",
+    "jupyterlab_git.handlers",
+    "nbdime.webapp.nb_server_extension",
+    # ipykernel and what a kernel imports as it starts: imported ahead, they cost the zygote
+    # nothing, where it would otherwise import them beside the starting server, competing with it
+    # for the CPU.
+    *PRELOAD,
 )
 
 

@@ -29,6 +29,7 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -292,6 +293,7 @@ class Shim:
 
 WARM_SCRIPT = Path(__file__).with_name("warm.py")  # stdlib only: runs on the template's Python
 WARM_STDERR_KEEP = 4000
+WARM_LOADED = b"atoll-warm: loaded\n"  # what warm.py writes on its stdout once its modules are in
 
 
 def _warm_preexec(shim_pid: int, prctl: Any) -> None:
@@ -335,7 +337,18 @@ def park(state: Path) -> int:
         process_group=0,
         preexec_fn=lambda: _warm_preexec(me, prctl),
     )
-    write_json(here / "parked.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+    # parked.json says "claimable": only once the modules are loaded (warm.py says so on its
+    # stdout), so a start never claims a process still importing and waits for it.
+    loading = _loaded(proc, waits)
+    if loading == "stop":  # asked to stop while it loaded
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return 0
+    if loading == "loaded":
+        write_json(here / "parked.json", {"pid": proc.pid, "start_time": start_time(proc.pid)})
+    else:
+        proc.wait()  # it ended: the loop below records why
     while True:
         info = signal.sigtimedwait(waits, 1.0)
         if proc.poll() is not None:  # it could not load the modules: keep why, for the runtime
@@ -354,6 +367,28 @@ def park(state: Path) -> int:
             break
     signal.pthread_sigmask(signal.SIG_UNBLOCK, waits)
     return Shim(Path(os.getcwd())).run_warm(proc)
+
+
+def _loaded(proc: subprocess.Popen[bytes], waits: set[signal.Signals]) -> str:
+    """Wait for the warm process's "loaded" line: "loaded", "ended" (it exited first) or "stop"
+    (SIGTERM or SIGINT came meanwhile). Reads the pipe's descriptor itself: nothing may stay in
+    a buffer of Python's, since the workload's own output is pumped from that descriptor later
+    (the line is the last thing written before the claim, so nothing follows it)."""
+    assert proc.stdout is not None
+    fd, seen = proc.stdout.fileno(), b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return "ended"
+            seen = (seen + chunk)[-4 * len(WARM_LOADED) :]  # import chatter, then the line
+            if seen.endswith(WARM_LOADED):
+                return "loaded"
+            continue
+        info = signal.sigtimedwait(waits, 0)
+        if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+            return "stop"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """A warm process: `python warm.py MODULE…`, started by a parked shim (see shim.park()).
 
-It imports the modules named (the slow part of starting a program such as JupyterLab), then
-blocks on stdin. The shim claims it for a workload by first putting it into the workload's
-cgroups and rlimits, then writing one JSON object and closing stdin:
+It imports the modules named (the slow part of starting a program such as JupyterLab), says so
+on its stdout (the shim makes it claimable then), then blocks on stdin. The shim claims it for a
+workload by first putting it into the workload's cgroups and rlimits, then writing one JSON
+object and closing stdin:
 
     {"argv": [python, "-m", module, args…], "env": {…}, "cwd": "…", "run_as": [uid, gid] | null}
 
@@ -46,9 +47,14 @@ def _load_sandbox() -> Any:
     return module
 
 
+LOADED = b"atoll-warm: loaded\n"  # shim.WARM_LOADED: the shim makes it claimable on this line
+
+
 def main() -> int:
     for name in sys.argv[1:]:
         importlib.import_module(name)
+    sys.stdout.buffer.write(LOADED)
+    sys.stdout.buffer.flush()
     raw = sys.stdin.buffer.read()  # blocks until the claim (or EOF: the shim went away)
     if not raw:
         return 0
