@@ -3,10 +3,13 @@ worker process up, Atoll imported, a LocalRuntime ready), so a workload starts w
 instead of waiting ~0.5 s for Ray to create an actor — what the local runtime's warm pool does for
 JupyterLab, here for every workload.
 
-- **Room.** An idle host asks Ray for nothing (0 CPUs). A workload that claims one first reserves
-  its configuration's CPUs and memory on that node with a placement group named after it, so Ray's
+- **Room.** An idle host asks Ray for nothing (0 CPUs). A workload that claims one reserves its
+  configuration's CPUs and memory on that node with a placement group named after it, so Ray's
   view of what is used stays true (``ray status``, other schedulers of the cluster); a reservation
-  is bookkeeping in Ray's control store, no process. The group goes when the workload is forgotten.
+  is bookkeeping in Ray's control store, no process. The workload does not wait for Ray to grant
+  it (Atoll's scheduler found the room already; Ray may take ~1 s after another group's removal):
+  one not granted within RESERVE_WARN_S is reported in the log. The group goes when the workload
+  is forgotten.
 - **GPU workloads** still get an actor of their own: Ray hands GPU ids to actors, not to groups.
 - **Names.** Hosts are named ``warm-<hex>`` (detached, in Atoll's namespace). Which workload a
   claimed one runs is the host's to say (``hosting()``), so a restarted server — or ``release`` —
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +34,7 @@ log = logging.getLogger("atoll.ray")
 
 PREFIX = "warm-"
 MIB = 1024 * 1024
-RESERVE_TIMEOUT_S = 10.0  # for Ray to grant a claim's placement group
+RESERVE_WARN_S = 30.0  # a claim's placement group not granted by then: say so in the log
 
 
 @dataclass
@@ -52,6 +56,7 @@ class WarmHosts:
         self._idle: dict[str, list[Host]] = {}  # node id -> ready hosts
         self._loading: dict[Any, Host] = {}  # the ref of a host's first call -> the host
         self._known: set[str] = set()  # names of every host this server started or took back
+        self._granting: dict[Any, tuple[str, float]] = {}  # a group's ready() -> workload, since
         self._lock = threading.Lock()
 
     def knows(self, name: str) -> bool:
@@ -64,6 +69,7 @@ class WarmHosts:
         """Have ``per_node`` idle hosts (ready or starting) on each of ``nodes`` (id -> address);
         hosts of nodes that are gone are dropped. Called by the runtime's pump, often: cheap."""
         ray = self.ray
+        self._check_grants()
         if self._loading:
             done, _ = ray.wait(list(self._loading), num_returns=len(self._loading), timeout=0)
             for ref in done:
@@ -87,6 +93,27 @@ class WarmHosts:
         for node, count in counts.items():
             for _ in range(self.per_node - count):
                 self._start(node)
+
+    def _check_grants(self) -> None:
+        """Forget the reservations Ray has granted; warn of one it has not after RESERVE_WARN_S."""
+        with self._lock:
+            pending = dict(self._granting)
+        if not pending:
+            return
+        done, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=0)
+        now = time.monotonic()
+        with self._lock:
+            for ref in done:
+                self._granting.pop(ref, None)
+            for ref, (workload_id, since) in list(self._granting.items()):
+                if now - since > RESERVE_WARN_S:
+                    del self._granting[ref]
+                    log.warning(
+                        "ray: the room of %s is not granted after %.0f s: does another client of the "
+                        "cluster use it? (the workload runs all the same)",
+                        workload_id,
+                        RESERVE_WARN_S,
+                    )
 
     def _start(self, node: str) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -115,8 +142,7 @@ class WarmHosts:
 
     def claim(self, w: Workload, node_address: str) -> tuple[Host, Any] | None:
         """An idle host on ``w``'s node with ``w``'s room reserved there: (the host, the placement
-        group), or None (none idle, a GPU workload, or Ray would not grant the room: start it on
-        an actor of its own, which waits for room as before)."""
+        group), or None (none idle, or a GPU workload: start it on an actor of its own)."""
         if not w.node or w.resources.gpus or self.per_node <= 0:
             return None
         with self._lock:
@@ -129,14 +155,12 @@ class WarmHosts:
             bundle["CPU"] = float(w.resources.cpus)
         if w.resources.memory_mb:
             bundle["memory"] = float(w.resources.memory_mb * MIB)
+        # Not waited for: Atoll's scheduler has already found the room, and Ray grants a group
+        # asynchronously (up to ~1 s after another group's removal). keep() warns of one that
+        # Ray does not grant (another client of the cluster took the room).
         pg = self.ray.util.placement_group([bundle], strategy="STRICT_PACK", name=w.id, lifetime="detached")
-        ready, _ = self.ray.wait([pg.ready()], timeout=RESERVE_TIMEOUT_S)
-        if not ready:
-            with contextlib.suppress(Exception):
-                self.ray.util.remove_placement_group(pg)
-            with self._lock:
-                self._idle.setdefault(w.node, []).append(host)
-            return None
+        with self._lock:
+            self._granting[pg.ready()] = (w.id, time.monotonic())
         return host, pg
 
     def _kill(self, host: Host) -> None:
