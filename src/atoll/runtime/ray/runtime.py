@@ -55,6 +55,7 @@ PUMP_INTERVAL_S = 0.5  # how stale a status may be before status() asks the acto
 LONG_POLL_S = 5.0  # how long the pump's poll of a workload waits on its node for news
 PUMP_WAIT_S = 0.05  # how often the pump looks for new workloads while it waits for answers
 WARM_KEEP_S = 1.0  # how often the pump tops the warm hosts up
+WARM_SETTLE_S = 2.0  # after a workload took a warm host, before a new one is started
 CALL_TIMEOUT_S = 30.0
 ACCELERATOR_PREFIX = "accelerator_type:"
 
@@ -171,6 +172,7 @@ class RayRuntime:
         self._actor = self.ray.remote(WorkloadHost)
         self._warm = WarmHosts(self.ray, self._actor, namespace, node_dir, warm_hosts)
         self._warm_kept_at = 0.0
+        self._claimed_at = -WARM_SETTLE_S  # when a workload last took a warm host
         self._w: dict[str, _Tracked] = {}
         self._lock = threading.Lock()
         self._inventory: tuple[float, Inventory] | None = None
@@ -257,6 +259,7 @@ class RayRuntime:
             raise WorkloadExists(w.id)
         claimed = self._warm.claim(w, self._address_of_node(w.node)) if w.node else None
         if claimed is not None:  # a warm host on that node, the room reserved (see warm_hosts.py)
+            self._claimed_at = time.monotonic()
             handle = claimed[0].handle
             ref = handle.run.remote(replace(w, node=""))
             return self._started(w, handle, ref, "starting on a warm host")
@@ -428,6 +431,8 @@ class RayRuntime:
         """Top the warm hosts up on every alive node, about once a second."""
         if self._warm.per_node <= 0 or time.monotonic() - self._warm_kept_at < WARM_KEEP_S:
             return
+        if time.monotonic() - self._claimed_at < WARM_SETTLE_S:
+            return  # a new host's worker would share the CPU with the workload just started
         self._warm_kept_at = time.monotonic()
         try:
             self._warm.keep({h.name: h.address for h in self.inventory().hosts})
