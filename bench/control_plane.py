@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import BenchError, Process, free_port, wait_healthy
+from procs import BenchError, Process, free_port, remove_networks, wait_healthy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support: the throwaway PostgreSQL
 
@@ -380,6 +380,7 @@ def main() -> int:
         except BenchError as e:
             report.append(f"{kind}: FAILED: {e}")
         finally:
+            remove_networks(workdir)  # the servers are stopped: their project networks go too
             if args.keep:
                 print(f"work dir kept: {workdir}")
             else:

@@ -69,6 +69,7 @@ from procs import (
     free_port,
     group_cpu_seconds,
     machine_busy_seconds,
+    remove_networks,
 )
 
 from atoll.dataplane.proxy import haproxy_binary
@@ -437,6 +438,7 @@ def main() -> int:
         for stop in stoppers:
             stop()
         atoll.stop()
+        remove_networks(workdir)  # the servers are stopped: their project networks go too
         if args.keep:
             log(f"\nwork dir and logs kept in {workdir}")
         else:

@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 from jobs_ray import RayJobs
-from procs import BenchError, Process, free_port, wait_healthy
+from procs import BenchError, Process, free_port, remove_networks, wait_healthy
 
 from atoll.jobclient import Follower
 from atoll.sdk import SDK
@@ -303,6 +303,7 @@ def main() -> int:
             proc.stop()
         if ray_jobs is not None:
             ray_jobs.stop()
+        remove_networks(workdir)  # the servers are stopped: their project networks go too
         if args.keep:
             print(f"work dir kept: {workdir}")
         else:

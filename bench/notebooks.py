@@ -62,7 +62,7 @@ from typing import Any
 
 import httpx
 import websockets
-from procs import BenchError, Process, free_port, kill_group
+from procs import BenchError, Process, free_port, kill_group, remove_networks
 
 from atoll.envs import builtins
 from atoll.envs.build import EnvironmentBuilder
@@ -749,6 +749,7 @@ async def main() -> int:
             sub.mkdir(mode=0o755)
             results.append(await bench(args.runs, sub))
     finally:
+        remove_networks(workdir)  # the servers are stopped: their project networks go too
         if args.keep:
             print(f"\nlogs kept in {workdir}")
         else:

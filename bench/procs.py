@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,3 +172,17 @@ def cpu_split(pid: int) -> tuple[float, float]:
     """(user, system) CPU seconds of one process (all its threads)."""
     f = _stat(pid)
     return (int(f[11]) / CLK_TCK, int(f[12]) / CLK_TCK) if f else (0.0, 0.0)
+
+
+def remove_networks(workdir: Path) -> None:
+    """Remove the project network namespaces the Atoll servers of a run under ``workdir`` made
+    (they outlive their server by design, for its next start): the run's servers are stopped and
+    their data dirs about to go, so nothing would ever reuse or remove them."""
+    from atoll.runtime.local.netns import ProjectNetworks
+
+    for state_dir in [*workdir.glob("*/runtime"), *workdir.glob("*/*/runtime")]:
+        if state_dir.is_dir():
+            try:
+                ProjectNetworks(state_dir).remove_all()
+            except Exception as e:  # no root, no `ip`: there were none to remove
+                print(f"(could not remove the project networks of {state_dir}: {e})", file=sys.stderr)

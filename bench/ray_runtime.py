@@ -63,7 +63,7 @@ from typing import Any
 
 import httpx
 import websockets
-from procs import BenchError, Process, cmdline, with_marker
+from procs import BenchError, Process, cmdline, remove_networks, with_marker
 
 from atoll.envs.build import EnvironmentBuilder
 from atoll.notebooks.server import jupyter_command, notebook_environment
@@ -696,6 +696,7 @@ def main() -> int:
         left = sweep(marker)
         if left:
             print(f"killed {len(left)} leftover process(es) of this run:", *left, sep="\n  ", file=sys.stderr)
+        remove_networks(workdir)  # the servers are stopped: their project networks go too
         if args.keep or error:
             print(f"\nlogs kept in {workdir}")
         else:
