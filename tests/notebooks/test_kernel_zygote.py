@@ -104,6 +104,21 @@ def test_kernels_fork_from_the_zygote_and_behave_as_fresh_ones(atoll: RunningSer
     second.close()
     wait_for(lambda: gone(pid2, second_started), 30, "the shut down kernel gone")
 
+    # Packages installed (`%pip install` adds an entry to site-packages): what the zygote imported
+    # may be stale, so the next kernel starts the usual way (Jupyter's own child), the ones it
+    # forked run on.
+    again = Kernel(atoll, project, kernel_id=first.id)
+    site_packages = "sysconfig.get_paths()['purelib']"
+    again.run(f"import os, sysconfig; os.mkdir(os.path.join({site_packages}, 'zygote_probe'))")
+    again.close()
+    fresh = Kernel(atoll, project)
+    assert who(fresh)[1] == server
+    fresh.close()
+    assert not gone(zygote, start_time(zygote))
+    running = Kernel(atoll, project, kernel_id=first.id)
+    assert who(running)[0] == new_pid
+    running.close()
+
     # Stopping the notebook server ends the zygote and every kernel.
     zygote_started, kernel_started = start_time(zygote), start_time(new_pid)
     stop_and_wait(atoll, project)

@@ -147,11 +147,22 @@ def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, 
                 while True:  # until the server ends: exiting now would leave it a zombie child to reap
                     signal.pause()
         home = os.getcwd()
+        packages = _packages(home)
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, "listener")
         while True:
             for key, _ in sel.select():
-                if key.data == "listener":
+                if key.data == "listener" and _packages(home) != packages:
+                    # Packages were installed, upgraded or removed (`%pip install`): what this
+                    # process imported may be out of date, so new kernels start the usual way.
+                    print(
+                        "atoll kernel zygote: the packages changed; kernels start unforked", file=sys.stderr
+                    )
+                    sel.unregister(listener)
+                    listener.close()  # a request already queued is refused: its client falls back
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                elif key.data == "listener":
                     _accept(listener, sel, kernels, home)
                 elif key.data == "client":  # a client sent more, or went away: kill its kernel
                     conn = key.fileobj
@@ -181,6 +192,18 @@ def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, 
                 os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def _packages(home: str) -> list[tuple[str, int]]:
+    """When each directory of sys.path (the interpreter's and the environment's site-packages,
+    PYTHONPATH's) last had an entry added or removed: what an install changes."""
+    stamps = []
+    for entry in sys.path:
+        if entry in ("", home):
+            continue  # the working dir: the project's own files, not its packages
+        with contextlib.suppress(OSError):
+            stamps.append((entry, os.stat(entry).st_mtime_ns))
+    return stamps
 
 
 def _accept(listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[int, Any], home: str) -> None:
