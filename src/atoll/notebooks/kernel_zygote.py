@@ -40,8 +40,9 @@ import selectors
 import signal
 import socket
 import struct
+import subprocess
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 MAX_REQUEST = 1 << 20  # argv + cwd + environment of one kernel
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -133,37 +134,30 @@ def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, 
         for module in preload[1:]:
             with contextlib.suppress(Exception):
                 importlib.import_module(module)
-        for module in preload[:1]:
-            try:
-                importlib.import_module(module)
-            except Exception as e:  # the environment has no ipykernel: kernels start the usual way
-                print(
-                    f"atoll kernel zygote: cannot import {module} ({e}); kernels start unforked",
-                    file=sys.stderr,
-                )
-                listener.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-                while True:  # until the server ends: exiting now would leave it a zombie child to reap
-                    signal.pause()
-        home = os.getcwd()
-        packages = _packages(home)
+        try:
+            importlib.import_module(preload[0])
+        except Exception as e:  # the environment has no ipykernel: kernels start the usual way
+            _unforked(listener, path, f"cannot import {preload[0]} ({e})")
+        fresh = fresh_path()
+        if fresh is None:
+            _unforked(listener, path, f"cannot tell the path of a fresh {sys.executable}")
+        # A warm server imported its modules before the project's own packages joined its path
+        # (behind the base's): one the project upgraded must not reach a kernel as the old one.
+        stale = shadowed(sys.modules, fresh)
+        if stale is not None:
+            _unforked(listener, path, f"the project's {stale} is not the one loaded")
+        packages = _packages(fresh)
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, "listener")
         while True:
             for key, _ in sel.select():
-                if key.data == "listener" and _packages(home) != packages:
+                if key.data == "listener" and _packages(fresh) != packages:
                     # Packages were installed, upgraded or removed (`%pip install`): what this
                     # process imported may be out of date, so new kernels start the usual way.
-                    print(
-                        "atoll kernel zygote: the packages changed; kernels start unforked", file=sys.stderr
-                    )
                     sel.unregister(listener)
-                    listener.close()  # a request already queued is refused: its client falls back
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
+                    _stop_serving(listener, path, "the packages changed")
                 elif key.data == "listener":
-                    _accept(listener, sel, kernels, home)
+                    _accept(listener, sel, kernels, fresh)
                 elif key.data == "client":  # a client sent more, or went away: kill its kernel
                     conn = key.fileobj
                     assert isinstance(conn, socket.socket)
@@ -194,19 +188,78 @@ def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, 
             os.unlink(path)
 
 
-def _packages(home: str) -> list[tuple[str, int]]:
-    """When each directory of sys.path (the interpreter's and the environment's site-packages,
+def _stop_serving(listener: socket.socket, path: str, why: str) -> None:
+    """No more forks: kernels start the usual way from now on (a request already queued is
+    refused, and its client falls back too)."""
+    print(f"atoll kernel zygote: {why}; kernels start unforked", file=sys.stderr)
+    listener.close()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _unforked(listener: socket.socket, path: str, why: str) -> NoReturn:
+    """Stop serving before the first fork, then wait for the server's end (exiting now would
+    leave the server a zombie child it never reaps)."""
+    _stop_serving(listener, path, why)
+    while True:
+        signal.pause()
+
+
+def shadowed(modules: dict[str, Any], path: list[str]) -> str | None:
+    """The first loaded top-level module that a fresh interpreter with ``path`` would import from
+    another file (a warm process imports before the project's own packages join the path, and a
+    project may have upgraded one of them), or None when all are the same."""
+    from importlib.machinery import PathFinder
+
+    roots = {os.path.abspath(p) for p in path}
+    for name, module in list(modules.items()):
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if "." in name or not isinstance(origin, str) or not os.path.isabs(origin):
+            continue  # submodules follow their package; built-in, frozen and namespace ones are fixed
+        if getattr(spec, "name", name) != name:
+            continue  # imported under another name (__main__, an alias): not found by that one
+        folder = os.path.dirname(origin)
+        where = os.path.dirname(folder) if os.path.basename(folder) == name else folder
+        if where not in roots:
+            continue  # not from the path (Atoll's config modules, a dir a package added at run time)
+        found = PathFinder.find_spec(name, path)
+        if found is None or found.origin != origin:
+            return name
+    return None
+
+
+def fresh_path() -> list[str] | None:
+    """sys.path of a fresh ``python`` of this environment, but its first entry (a kernel's is its
+    working dir): the order a kernel Jupyter started itself would import in."""
+    probe = "import json, sys; print(json.dumps(sys.path[1:]))"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        found = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return [str(p) for p in found] if isinstance(found, list) else None
+
+
+def _packages(path: list[str]) -> list[tuple[str, int]]:
+    """When each directory of ``path`` (the interpreter's and the environment's site-packages,
     PYTHONPATH's) last had an entry added or removed: what an install changes."""
     stamps = []
-    for entry in sys.path:
-        if entry in ("", home):
-            continue  # the working dir: the project's own files, not its packages
+    for entry in path:
         with contextlib.suppress(OSError):
             stamps.append((entry, os.stat(entry).st_mtime_ns))
     return stamps
 
 
-def _accept(listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[int, Any], home: str) -> None:
+def _accept(
+    listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[int, Any], path: list[str]
+) -> None:
     conn, _ = listener.accept()
     fds: list[int] = []
     try:
@@ -242,7 +295,7 @@ def _accept(listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[
     if pid == 0:
         code = 1
         try:
-            code = _become_kernel(argv, cwd, env, fds, home)
+            code = _become_kernel(argv, cwd, env, fds, path)
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         except BaseException:
@@ -261,7 +314,7 @@ def _accept(listener: socket.socket, sel: selectors.BaseSelector, kernels: dict[
     sel.register(conn, selectors.EVENT_READ, "client")
 
 
-def _become_kernel(argv: list[str], cwd: str, env: dict[str, str], fds: list[int], home: str) -> int:
+def _become_kernel(argv: list[str], cwd: str, env: dict[str, str], fds: list[int], path: list[str]) -> int:
     """In the forked child: turn into ``argv`` (``python -m ipykernel_launcher …``) as a fresh
     interpreter would run it, with the client's fds, working dir and environment."""
     os.setsid()  # its own process group, as Jupyter starts kernels: an interrupt reaches it alone
@@ -281,8 +334,9 @@ def _become_kernel(argv: list[str], cwd: str, env: dict[str, str], fds: list[int
     configurable = sys.modules.get("traitlets.config.configurable")
     if configurable is not None:
         _clear_singletons(configurable.SingletonConfigurable)
-    # As `python -m` has it: the working dir first on sys.path (the server's own was its first).
-    sys.path = [os.getcwd(), *(p for p in sys.path if p not in (home, ""))]
+    # As a fresh `python -m` has it: the working dir, then the environment in a fresh interpreter's
+    # order (a warm server's own path has the project's packages last).
+    sys.path = [os.getcwd(), *path]
     # The fds were replaced under the old objects.
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", closefd=False, buffering=1)
