@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from procs import BenchError
+from procs import BenchError, wait_answer
 
 from atoll.envs.build import EnvironmentBuilder
 from atoll.envs.interpreter import current_version
@@ -88,17 +87,10 @@ class RayJobs:
     def start(self) -> RayJobs:
         print("[Ray Jobs] starting a Ray head with its dashboard …", flush=True)
         self.cluster.start(timeout=120)
-        deadline = time.monotonic() + 120
-        while True:  # Ray Jobs' API answers once the dashboard has loaded its job module
-            try:
-                r = httpx.get(f"{self.cluster.dashboard_url}/api/version", timeout=2, trust_env=False)
-                if r.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"Ray's dashboard did not answer within 120 s (see {self.cluster.root})")
-            time.sleep(0.2)
+        # Ray Jobs' API answers once the dashboard has loaded its job module.
+        wait_answer(
+            f"{self.cluster.dashboard_url}/api/version", 120, f"Ray's dashboard (see {self.cluster.root})"
+        )
         self.sdk = subprocess.Popen(
             [str(self.bin / "python"), "-c", SDK_DRIVER, self.cluster.dashboard_url],
             stdin=subprocess.PIPE,

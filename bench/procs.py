@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,17 +97,28 @@ class Process:
 
 def wait_healthy(proc: Process, url: str, timeout_s: float) -> None:
     """Until ``atoll up`` at ``url`` answers /healthz; BenchError if it dies or takes too long."""
-    import httpx  # only the benches that start Atoll need it
+    wait_answer(f"{url}/healthz", timeout_s, "atoll up", lambda: proc.check_alive("atoll up"), proc.log_tail)
+
+
+def wait_answer(
+    url: str,
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], None] = lambda: None,
+    log_tail: Callable[[], str] = lambda: "",
+) -> None:
+    """Until a GET of ``url`` answers 200; BenchError if ``alive`` raises or it takes too long."""
+    import httpx  # only the benches that start servers need it
 
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(base_url=url, timeout=5, trust_env=False) as c:
+    with httpx.Client(timeout=5, trust_env=False) as c:
         while True:
-            proc.check_alive("atoll up")
+            alive()
             with contextlib.suppress(httpx.HTTPError):
-                if c.get("/healthz", timeout=1).status_code == 200:
+                if c.get(url, timeout=1).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise BenchError(f"atoll up did not answer in {timeout_s:.0f} s\n{proc.log_tail()}")
+                raise BenchError(f"{what} did not answer in {timeout_s:.0f} s\n{log_tail()}")
             time.sleep(0.05)
 
 
