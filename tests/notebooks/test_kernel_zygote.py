@@ -131,7 +131,8 @@ def test_other_interpreters_and_a_lost_zygote_start_kernels_the_usual_way(atoll:
     project = new_project(atoll, "nb-zygote-other")["id"]
     open_and_wait(atoll, project)
     kernel = Kernel(atoll, project)
-    _, zygote, server, *_ = who(kernel)
+    first_pid, zygote, server, *_ = who(kernel)
+    first_started = start_time(first_pid)
     # A kernelspec of another path to the same interpreter (as every venv's python is): it must
     # get its own interpreter's start, not a fork of the server's sys.path.
     other_python = atoll.data_dir / "projects" / project / "notebook-env" / "bin" / "python-other"
@@ -158,8 +159,10 @@ def test_other_interpreters_and_a_lost_zygote_start_kernels_the_usual_way(atoll:
     assert parent == server  # started by Jupyter itself
     other.close()
 
-    # The zygote killed: kernels still start, the usual way (the client runs the command).
+    # The zygote killed: the kernels it forked end with it (as Jupyter's own end with their server),
+    # and kernels still start, the usual way (the client runs the command).
     os.kill(zygote, signal.SIGKILL)
+    wait_for(lambda: gone(first_pid, first_started), 30, "the zygote's kernel to end with it")
     fresh = Kernel(atoll, project)
     _, parent, *_ = who(fresh)
     assert parent == server

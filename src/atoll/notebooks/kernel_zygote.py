@@ -341,7 +341,10 @@ def _become_kernel(argv: list[str], cwd: str, env: dict[str, str], fds: list[int
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", closefd=False, buffering=1)
     sys.stderr = open(2, "w", closefd=False, buffering=1)
-    sys.argv = [argv[0], *argv[3:]]
+    # ipykernel ends a kernel whose parent has gone (its parent poller; Jupyter's own kernels die
+    # with their server so). It read JPY_PARENT_PID when the zygote imported it, before there was
+    # one: name the parent here, the zygote, which itself ends with the server.
+    sys.argv = [argv[0], *argv[3:], f"--IPKernelApp.parent_handle={os.getppid()}"]
     runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
     return 0
 
