@@ -14,7 +14,7 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from atoll.runtime.local.proc_files import is_same_process, start_time
-from tests.notebooks.conftest import Kernel, new_project, open_and_wait, stop_and_wait
+from tests.notebooks.conftest import Kernel, new_project, notebook_secret, open_and_wait, stop_and_wait
 from tests.runtime.conftest import wait_for
 from tests.support.server import RunningServer
 
@@ -70,6 +70,10 @@ def test_kernels_fork_from_the_zygote_and_behave_as_fresh_ones(atoll: RunningSer
     assert cmdline(zygote) == cmdline(server) and b"jupyterlab" in cmdline(server)
     # Each in its own session, in the notebook's directory, with its own random state.
     assert leader and home and rnd != rnd2 and pid != pid2
+    # The server's secret, in the environment block it was started with, is not its kernels'.
+    secret = notebook_secret(atoll, project).secret
+    seen = first.run("print(open('/proc/self/environ', 'rb').read().decode(errors='replace'))")
+    assert "ATOLL_NOTEBOOK_SECRET" in seen and secret not in seen
     # As `python -m ipykernel_launcher` has it: its argv, and the notebook's directory importable.
     code = "import sys; print(sys.argv[0].endswith('ipykernel_launcher.py'), '-f' in sys.argv)"
     assert first.run(code).split() == ["True", "True"]

@@ -42,6 +42,7 @@ import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 MAX_REQUEST = 1 << 20  # argv + cwd + environment of one kernel
@@ -121,8 +122,26 @@ def _die_with(parent: int) -> None:
         raise SystemExit(0)
 
 
+def _scrub_initial_environment(name: str) -> None:
+    """Blank ``name``'s value in the environment block this process image started with, which
+    /proc/<pid>/environ shows whatever os.environ became, and which every fork (each kernel)
+    inherits: a server started fresh had its secret there."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (stat's fields 50, 51)
+    except (OSError, ValueError, IndexError):
+        return
+    block = ctypes.string_at(start, end - start)
+    prefix, offset = name.encode() + b"=", 0
+    for entry in block.split(b"\0"):
+        if entry.startswith(prefix):
+            ctypes.memset(start + offset + len(prefix), ord("x"), len(entry) - len(prefix))
+        offset += len(entry) + 1
+
+
 def _serve(listener: socket.socket, path: str, parent: int, preload: tuple[str, ...]) -> int:
     os.environ.pop(SECRET_ENV, None)
+    _scrub_initial_environment(SECRET_ENV)
     kernels: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, its client's connection)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C at a terminal running the server is its own
