@@ -409,6 +409,7 @@ class RayRuntime:
                     offsets = dict(t.offsets)
                     ref = t.handle.poll.remote(offsets, 1 << 20, LONG_POLL_S, t.status.state.value)
                     open_polls[ref] = (workload_id, t, offsets)
+            self._overdue(open_polls)
             if not open_polls:
                 self._closed.wait(PUMP_WAIT_S)
                 continue
@@ -426,6 +427,18 @@ class RayRuntime:
                     log.exception("ray: polling %s failed", workload_id)
                 finally:
                     t.waiting = False
+
+    def _overdue(self, open_polls: dict[Any, tuple[str, _Tracked, dict[str, int] | None]]) -> None:
+        """Give up on the starts Ray has not placed within start_timeout (_refresh says why)."""
+        now = time.time()
+        for ref, (workload_id, t, sent) in list(open_polls.items()):
+            if sent is None and now - t.requested_at > self.start_timeout:
+                del open_polls[ref]
+                t.waiting = False
+                try:
+                    self._refresh(workload_id, t)
+                except Exception:
+                    log.exception("ray: giving up on %s failed", workload_id)
 
     def _keep_warm(self) -> None:
         """Top the warm hosts up on every alive node, about once a second."""
