@@ -18,8 +18,10 @@ from starlette.types import ASGIApp
 
 from atoll import __version__
 from atoll.api import bounds, problems
+from atoll.api.audit_log import AuditLog
 from atoll.api.body_limit import BodyLimit
 from atoll.api.routes_access import router as access_router
+from atoll.api.routes_audit import router as audit_router
 from atoll.api.routes_auth import router as auth_router
 from atoll.api.routes_catalog import router as catalog_router
 from atoll.api.routes_deploy import router as deploy_router
@@ -29,8 +31,9 @@ from atoll.api.routes_job_follow import router as job_follow_router
 from atoll.api.routes_jobs import router as jobs_router
 from atoll.api.routes_notebooks import router as notebooks_router
 from atoll.api.routes_secrets import router as secrets_router
+from atoll.api.routes_sso import router as sso_router
 from atoll.api.routes_tenancy import router as tenancy_router
-from atoll.domain import catalog
+from atoll.domain import catalog, sso_providers
 from atoll.domain.bootstrap import FirstAdmin, ensure_first_admin
 from atoll.domain.secrets import SecretBox
 from atoll.gateway.access_log import METRICS_PATH, AccessLogFeed, metrics_endpoint
@@ -46,6 +49,8 @@ log = logging.getLogger("atoll")
 API_PREFIX = "/api/v1"
 API_ROUTERS = (
     auth_router,
+    sso_router,
+    audit_router,
     tenancy_router,
     access_router,
     catalog_router,
@@ -114,6 +119,7 @@ def prepare(settings: Settings) -> Prepared:
     with db.transaction() as s:
         catalog.seed(s, settings.catalog_file)
         first = ensure_first_admin(s, settings)
+        sso_providers.from_settings(s, SecretBox(settings.secret_key), settings.sso_providers)
     return Prepared(db, first)
 
 
@@ -168,6 +174,8 @@ def create_app(
 
     problems.install(app, html_errors=error_page)
     app.add_middleware(BodyLimit, default=bounds.MAX_BODY_BYTES, rules=BODY_LIMITS)
+    # Outside the body limit: a refused body is a recorded attempt too.
+    app.add_middleware(AuditLog)
 
     api = APIRouter(prefix=API_PREFIX)
     for r in API_ROUTERS:

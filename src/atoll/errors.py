@@ -47,3 +47,10 @@ class TooManyRequests(DomainError):
     def __init__(self, detail: str, *, retry_after: int, field: str | None = None) -> None:
         super().__init__(detail, field=field)
         self.retry_after = retry_after
+
+
+class ProviderUnavailable(DomainError):
+    """An identity provider (or another service Atoll depends on) did not answer as it should."""
+
+    status = 502
+    title = "Identity provider unavailable"

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     signin_window_s: float = Field(default=900, gt=0)
     signin_lockout_s: float = Field(default=300, gt=0)
     signin_lockout_max_s: float = Field(default=3600, gt=0)
+    # Single sign-on (docs/admin.md "Single sign-on"): OpenID Connect providers, a JSON list of
+    # {"name", "issuer", "clientId", "clientSecret", "organization", ...}, applied at every start
+    # (providers can also be added through the API). Password sign-in off: only installation
+    # admins may still sign in with a password (the way back in when the provider is down).
+    sso_providers: str = ""
+    password_signin: bool = True
+    # An SSO sign-in must come back from the provider within this many seconds.
+    sso_sign_in_ttl_s: int = Field(default=600, ge=30, le=3600)
+    # The audit log keeps records this many days; 0 keeps them forever.
+    audit_retention_days: int = Field(default=365, ge=0, le=36500)
     # Compute pool: how much the scheduler may hand out. 0 means "detect".
     pool_cpus: float = 0
     pool_memory_gb: float = 0

@@ -20,7 +20,7 @@ from atoll.api.schemas_auth import (
     UserCreate,
     UserOut,
 )
-from atoll.domain import access, auth, listing, members, throttle
+from atoll.domain import access, audit, auth, listing, members, throttle
 from atoll.domain.access import Action, ResourceType
 from atoll.errors import Invalid
 from atoll.store.tables import AccessBinding, ApiToken, Organization, User
@@ -34,6 +34,18 @@ def signin_guard(ctx: Ctx) -> throttle.Guard:
     return throttle.guard(ctx.settings, ctx.request.client.host if ctx.request.client else None)
 
 
+def password_sign_in(ctx: Ctx, username: str, password: str, action: str) -> User:
+    """The user these credentials sign in as, within the sign-in limits and the installation's
+    password sign-in setting; the audit record names the attempt either way."""
+    audit.note_action(action)
+    audit.note_attempt(username, "password")
+    user = auth.authenticate(
+        ctx.db, username, password, signin_guard(ctx), passwords_on=ctx.settings.password_signin
+    )
+    audit.note_actor(user.id, user.username, "password")
+    return user
+
+
 def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int) -> None:
     response.set_cookie(
         SESSION_COOKIE, raw, max_age=max_age, httponly=True, samesite="lax", secure=secure, path="/"
@@ -43,7 +55,7 @@ def set_session_cookie(response: Response, raw: str, secure: bool, max_age: int)
 @router.post("/auth/sessions", response_model=SessionOut, openapi_extra=act(PUBLIC), tags=["auth"])
 def sign_in(body: SignIn, ctx: AnonCtxDep, response: Response) -> SessionOut:
     """Start a browser session: sets an HttpOnly cookie and returns the CSRF token for writes."""
-    user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
+    user = password_sign_in(ctx, body.username, body.password, "sign_in")
     new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours)
     secure = ctx.settings.cookies_secure_for(ctx.request.url.scheme)
     set_session_cookie(response, new.cookie, secure, ctx.settings.session_ttl_hours * 3600)
@@ -68,7 +80,7 @@ def sign_out(ctx: CtxDep, response: Response) -> None:
 )
 def token_login(body: TokenLogin, ctx: AnonCtxDep) -> NewTokenOut:
     """Trade a username and password for a personal API token (used by `atoll login`)."""
-    user = auth.authenticate(ctx.db, body.username, body.password, signin_guard(ctx))
+    user = password_sign_in(ctx, body.username, body.password, "sign_in_for_token")
     tok, raw = auth.create_token(ctx.db, user, body.name, body.expires_in_days)
     return ctx.commit_and_wake(NewTokenOut(**token_out(tok).model_dump(), token=raw), "dataplane")
 

@@ -25,7 +25,7 @@ from atoll.envs.interpreter import current_version
 from atoll.jobspec.requirements import canonical_name, requirement_name
 from atoll.states import EnvironmentStatus
 from atoll.store.db import Database
-from atoll.store.tables import EnvironmentRow, utcnow
+from atoll.store.tables import EnvironmentRow, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 RETRY_S = 600.0
@@ -162,7 +162,7 @@ class EnvironmentController:
                 if not row.wanted:
                     continue  # a big built-in one nobody chose yet
                 if row.status == EnvironmentStatus.FAILED:  # a built-in's, retried in a while
-                    due = row.project_id is None and (row.built_at is None or row.built_at < retry_before)
+                    due = row.project_id is None and (row.built_at is None or as_utc(row.built_at) < retry_before)
                     if not (due and self.prebuild):
                         continue
                 elif row.project_id is None and not self.prebuild:

@@ -26,6 +26,7 @@ from atoll.controllers.scheduler import (
     Request,
     schedule,
 )
+from atoll.domain import audit
 from atoll.domain.communities import restrictions_of
 from atoll.domain.secrets import SecretBox, project_env
 from atoll.domain.workloads import run_identity
@@ -44,7 +45,7 @@ from atoll.runtime.router import RuntimeRouter
 from atoll.states import WORKLOAD_STARTED, Desired, WorkloadPhase
 from atoll.storage.layout import DataLayout
 from atoll.store.db import Database
-from atoll.store.tables import Community, Configuration, Project, WorkloadRow, as_utc, utcnow
+from atoll.store.tables import Community, Configuration, Job, Project, User, WorkloadRow, as_utc, utcnow
 
 log = logging.getLogger("atoll.workloads")
 
@@ -302,6 +303,8 @@ class WorkloadController:
         try:
             if spec.with_secrets and project is not None:
                 secret_env = project_env(s, self.box, project)
+                if secret_env:
+                    _audit_secret_read(s, wl, project, sorted(secret_env))
             for name, sealed in spec.sealed_env.items():
                 secret_env[name] = self.box.open(sealed.encode())
             rt = self.runtime.for_image(spec.image)
@@ -369,3 +372,30 @@ class WorkloadController:
         wl.state = WorkloadPhase.RUNNING
         wl.started_at = _ts(st.started_at) or utcnow()
         self._changed.add(wl.kind)
+
+
+def _audit_secret_read(s: Session, wl: WorkloadRow, project: Project, names: list[str]) -> None:
+    """A workload start that hands the project's secrets to its code is one audit record (names,
+    never values), charged to whoever asked for the workload."""
+    community = s.get(Community, project.community_id)
+    starter = _starter(s, wl)
+    audit.record(
+        s,
+        action="secret_read",
+        organization_id=community.organization_id if community else None,
+        actor_id=starter.id if starter else None,
+        actor=starter.username if starter else "",
+        via="workload",
+        resource_type="project",
+        resource_id=project.id,
+        detail=f"{len(names)} secret(s) {', '.join(names)[:300]} for {wl.kind} workload {wl.id}",
+    )
+
+
+def _starter(s: Session, wl: WorkloadRow) -> User | None:
+    """Who asked for the workload: its owner is a user, or (a job's run) the job."""
+    user = s.get(User, wl.owner_id) if wl.owner_id else None
+    if user is None and wl.kind == "job":
+        job = s.get(Job, wl.owner_id)
+        user = s.get(User, job.created_by) if job is not None and job.created_by else None
+    return user

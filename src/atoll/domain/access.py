@@ -18,6 +18,7 @@ from enum import IntEnum, StrEnum
 from sqlalchemy import ColumnElement, delete, or_, select, true
 from sqlalchemy.orm import Session
 
+from atoll.domain import audit
 from atoll.errors import Forbidden, NotFound, Unauthenticated
 from atoll.store.tables import (
     AccessBinding,
@@ -96,6 +97,7 @@ class Action(StrEnum):
     ORG_VIEW = "organization.view"
     ORG_UPDATE = "organization.update"
     ORG_MANAGE_ACCESS = "organization.manageAccess"
+    ORG_VIEW_AUDIT = "organization.viewAudit"  # the audit log: organization admins
     GROUP_VIEW = "group.view"
     GROUP_MANAGE = "group.manage"
     BILLING_ACCOUNT_CREATE = "billingAccount.create"
@@ -153,6 +155,7 @@ REQUIREMENTS: dict[Action, Requirement] = {
     Action.ORG_VIEW: Requirement(ResourceType.ORGANIZATION, Rank.VIEWER, "organization member"),
     Action.ORG_UPDATE: Requirement(ResourceType.ORGANIZATION, Rank.ADMIN, "organization admin"),
     Action.ORG_MANAGE_ACCESS: Requirement(ResourceType.ORGANIZATION, Rank.ADMIN, "organization admin"),
+    Action.ORG_VIEW_AUDIT: Requirement(ResourceType.ORGANIZATION, Rank.ADMIN, "organization admin"),
     Action.GROUP_VIEW: Requirement(ResourceType.ORGANIZATION, Rank.VIEWER, "organization member"),
     Action.GROUP_MANAGE: Requirement(ResourceType.ORGANIZATION, Rank.ADMIN, "organization admin"),
     Action.BILLING_ACCOUNT_CREATE: Requirement(ResourceType.ORGANIZATION, Rank.VIEWER, "organization member"),
@@ -261,11 +264,13 @@ def identify(
         if user is None:
             raise Unauthenticated("the API token is unknown, expired or revoked")
         db.commit()  # last-used stamp
+        audit.note_actor(user.id, user.username, "token")
         return load_principal(db, user), None
     if session_cookie:
         found = auth.session_from_cookie(db, session_cookie)
         if found is not None:
             ws, user = found
+            audit.note_actor(user.id, user.username, "session")
             return load_principal(db, user), ws
     return None, None
 
@@ -342,6 +347,7 @@ def authorize(db: Session, p: Principal | None, action: Action, resource: Resour
     if p is None:
         raise Unauthenticated("sign in or pass an API token (Authorization: Bearer …)")
     req = REQUIREMENTS[action]
+    audit.note_target(db, resource)
     if req.on is None:
         if req.rank > Rank.NONE and not p.is_admin:
             raise Forbidden(f"this needs the {req.why} role")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from atoll.domain import throttle
 from atoll.domain.passwords import MIN_LENGTH, check_password
 from atoll.domain.validation import check_username
-from atoll.errors import Conflict, Invalid, NotFound, Unauthenticated
+from atoll.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from atoll.store.tables import ApiToken, User, WebSession, as_utc, utcnow
 
 TOKEN_PREFIX = "atl_"  # noqa: S105 - a prefix, not a secret
@@ -76,9 +76,13 @@ def create_user(
     return user
 
 
-def authenticate(db: Session, username: str, password: str, guard: throttle.Guard) -> User:
+def authenticate(
+    db: Session, username: str, password: str, guard: throttle.Guard, *, passwords_on: bool = True
+) -> User:
     """The user these credentials belong to. Within the sign-in limits (domain/throttle.py): while
-    the account or the address is locked out, TooManyRequests before the password is looked at."""
+    the account or the address is locked out, TooManyRequests before the password is looked at.
+    ``passwords_on`` False (ATOLL_PASSWORD_SIGNIN=false): only installation admins may still sign
+    in with a password, the way back in while the identity provider is down."""
     attempt = throttle.admit(db, guard, username)
     user = db.scalar(select(User).where(User.username == username))
     ok = verify_password(user.password_hash if user else "", password)
@@ -86,6 +90,10 @@ def authenticate(db: Session, username: str, password: str, guard: throttle.Guar
         throttle.failed(db, attempt)
         raise Unauthenticated("wrong username or password")
     throttle.succeeded(db, attempt)
+    if not passwords_on and not user.is_admin:
+        raise Forbidden(
+            "password sign-in is turned off here: sign in with your organization's identity provider"
+        )
     return user
 
 
@@ -126,11 +134,13 @@ class NewSession:
     session: WebSession
 
 
-def start_session(db: Session, user: User, ttl_hours: int) -> NewSession:
+def start_session(db: Session, user: User, ttl_hours: int, *, provider_id: str | None = None) -> NewSession:
+    """``provider_id``: the session came through that identity provider (ended by an SSO sign-out)."""
     raw = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     ws = WebSession(
         user_id=user.id,
+        provider_id=provider_id,
         token_hash=sha256(raw),
         csrf_token=csrf,
         expires_at=utcnow() + timedelta(hours=ttl_hours),

@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from atoll.domain import access, auth, tenancy, workloads
+from atoll.domain import access, audit, auth, tenancy, workloads
 from atoll.domain import notebooks as nbs
 from atoll.domain.access import Action
 from atoll.domain.secrets import SecretBox
@@ -127,6 +127,8 @@ class NotebookGateway:
             self.activity.touch(pid, f"{method} request")
         elif navigation:
             self.activity.touch(pid, "page opened")
+            if conn.url.path.split("/")[3:4] == ["lab"]:  # /nb/<project>/lab…
+                audit.note_action("open_notebook", record=True)  # JupyterLab itself, not its assets
         return Upstream(
             base_url=f"http://{host}:{port}{nbs.base_path(pid).rstrip('/')}",
             headers={"Authorization": f"token {token}"},

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from atoll import __version__
-from atoll.domain import auth
+from atoll.domain import audit, auth
 from atoll.domain.access import Principal, load_principal
 from atoll.errors import DomainError, NotFound
 from atoll.settings import Settings
@@ -153,6 +153,7 @@ def _open(request: Request) -> tuple[Session, WebCtx]:
         if found is not None:
             ws, user = found
             principal = load_principal(db, user)
+            audit.note_actor(user.id, user.username, "session")
     ctx = WebCtx(
         request=request,
         db=db,

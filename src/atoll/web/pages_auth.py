@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import auth, members, throttle
+from atoll.domain import audit, auth, members, sso_providers, throttle
 from atoll.errors import DomainError, Invalid, TooManyRequests
 from atoll.store.tables import Community, Project
 from atoll.web import forms, queries
@@ -51,7 +51,23 @@ def _begin_session(ctx: WebCtx, user: Any) -> None:
 def login_page(ctx: Public, next: str = "/") -> Response:
     if ctx.principal is not None:
         return redirect(ctx, safe_next(next))
-    return render(ctx, "login.html", next=safe_next(next), error=NO_ERROR, username_value="")
+    return login_page_for(ctx, safe_next(next))
+
+
+def login_page_for(
+    ctx: WebCtx, nxt: str, *, error: FormError = NO_ERROR, username: str = "", status: int = 200
+) -> Response:
+    """The sign-in page: a button per identity provider, and the password form."""
+    return render(
+        ctx,
+        "login.html",
+        status=status,
+        next=nxt,
+        error=error,
+        username_value=username,
+        providers=[(p.name, p.display_name) for p in sso_providers.listed(ctx.db, only_enabled=True)],
+        passwords_on=ctx.settings.password_signin,
+    )
 
 
 @router.post("/login")
@@ -59,20 +75,18 @@ def login(ctx: Public) -> Response:
     username = ctx.value("username")
     password = ctx.form.get("password")
     nxt = safe_next(ctx.value("next"))
+    audit.note_action("sign_in")
+    audit.note_attempt(username, "password")
     try:
         pw = password if isinstance(password, str) else ""
-        user = auth.authenticate(ctx.db, username, pw, _signin_guard(ctx))
+        user = auth.authenticate(
+            ctx.db, username, pw, _signin_guard(ctx), passwords_on=ctx.settings.password_signin
+        )
     except DomainError as e:
         # 401 for a wrong password, 429 (with Retry-After) while locked out after too many.
-        page = render(
-            ctx,
-            "login.html",
-            status=e.status,
-            next=nxt,
-            error=FormError.of("login", e),
-            username_value=username,
-        )
+        page = login_page_for(ctx, nxt, error=FormError.of("login", e), username=username, status=e.status)
         return _retry_after(page, e)
+    audit.note_actor(user.id, user.username, "password")
     _begin_session(ctx, user)
     ctx.commit()
     return redirect(ctx, nxt)

@@ -13,11 +13,13 @@ from atoll.web import (
     pages_node_runs,
     pages_notebooks,
     pages_project,
+    pages_sso,
 )
 
 router = APIRouter(include_in_schema=False)
 for _module in (
     pages_auth,
+    pages_sso,
     pages_home,
     pages_community,
     pages_project,

@@ -6,6 +6,7 @@ compute.py    workloads, jobs, notebook servers and runs
 deploy.py     models, datasets, nodes, instances, aliases, metrics
 environments.py  built-in and projects' environments
 images.py     projects' Docker images
+sso.py        identity providers, external identities, SSO sign-ins, the audit log
 """
 
 from atoll.store.tables.base import Base, Timestamped, as_utc, new_id, utcnow
@@ -46,11 +47,13 @@ from atoll.store.tables.identity import (
     WebSession,
 )
 from atoll.store.tables.images import ProjectImage
+from atoll.store.tables.sso import AuditRecord, ExternalIdentity, IdentityProvider, SsoSignIn
 
 __all__ = [
     "AccessBinding",
     "Alias",
     "ApiToken",
+    "AuditRecord",
     "Base",
     "BillingAccount",
     "Blob",
@@ -59,9 +62,11 @@ __all__ = [
     "Dataset",
     "DeployMetric",
     "EnvironmentRow",
+    "ExternalIdentity",
     "FileError",
     "Group",
     "GroupMember",
+    "IdentityProvider",
     "Invite",
     "Job",
     "JobFiles",
@@ -81,6 +86,7 @@ __all__ = [
     "RunIdentity",
     "Secret",
     "SignInThrottle",
+    "SsoSignIn",
     "StoredFile",
     "Timestamped",
     "UsageRecord",

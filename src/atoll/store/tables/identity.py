@@ -42,6 +42,9 @@ class WebSession(Timestamped, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column()
+    # Started by a sign-in through this identity provider: ended when an admin signs the user out
+    # of SSO.
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class ApiToken(Timestamped, Base):
@@ -59,6 +62,8 @@ class ApiToken(Timestamped, Base):
     # Set: the token opens this project's JupyterLab only (an external IDE's link), never the API,
     # the web UI or an alias.
     project_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    # Issued through this identity provider (`atoll login --sso`): revoked with the SSO sign-out.
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class SignInThrottle(Base):
@@ -101,6 +106,9 @@ class GroupMember(Timestamped, Base):
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # Set: the membership follows this identity provider's group claim (added and removed at each
+    # sign-in); None: an admin added it by hand.
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class BillingAccount(Timestamped, Base):

@@ -1,0 +1,127 @@
+"""The browser's side of a single sign-on: off to the provider, and back.
+
+GET /login/sso/<name>           records the sign-in in flight, redirects to the provider
+GET /login/sso/<name>/callback  the provider's answer: checks it, signs the user in (a session,
+                                or for `atoll login --sso` a one-time code sent to the CLI's
+                                loopback port), or shows why not on the sign-in page
+
+Every return is one audit record, success or failure, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
+
+from atoll.domain import audit, auth, sso_accounts, sso_providers
+from atoll.errors import DomainError, Invalid
+from atoll.identity import oidc
+from atoll.store.tables import Organization, SsoSignIn
+from atoll.web.context import FormError, WebCtx, WebRoute, public, redirect, safe_next
+from atoll.web.pages_auth import login_page_for
+
+router = APIRouter(route_class=WebRoute, include_in_schema=False)
+Public = Annotated[WebCtx, Depends(public)]
+_CLI_STATE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def callback_url(ctx: WebCtx, name: str) -> str:
+    return f"{ctx.settings.base_url}/login/sso/{name}/callback"
+
+
+def _refused(ctx: WebCtx, nxt: str, e: DomainError) -> Response:
+    ctx.rollback()
+    audit.note_action("sign_in_sso", record=True, detail=e.detail)
+    return login_page_for(ctx, nxt, error=FormError("sso", None, e.detail), status=e.status)
+
+
+@router.get("/login/sso/{name}")
+def sso_start(
+    name: str,
+    ctx: Public,
+    next: Annotated[str, Query(max_length=1024)] = "/",
+    cli_port: Annotated[int | None, Query(ge=1024, le=65535)] = None,
+    cli_state: Annotated[str, Query(max_length=128)] = "",
+    cli_challenge: Annotated[str, Query(max_length=128)] = "",
+) -> Response:
+    """Off to the provider. With ``cli_*``: a sign-in `atoll login --sso` started, whose code goes
+    back to the CLI on this machine's loopback."""
+    nxt = safe_next(next)
+    try:
+        provider = sso_providers.enabled(ctx.db, name[:63])
+        cli = None
+        if cli_port is not None:
+            if not _CLI_STATE.match(cli_state) or not _CLI_STATE.match(cli_challenge):
+                raise Invalid(
+                    "cli_state and cli_challenge must be 16-128 URL-safe characters", field="cli_state"
+                )
+            cli = oidc.CliReturn(cli_port, cli_state, cli_challenge)
+        url = oidc.start(
+            ctx.db,
+            ctx.request.app.state.secret_box,
+            provider,
+            callback_url(ctx, provider.name),
+            nxt,
+            ctx.settings.sso_sign_in_ttl_s,
+            cli,
+        )
+        ctx.commit()
+    except DomainError as e:
+        return _refused(ctx, nxt, e)
+    return redirect(ctx, url)
+
+
+@router.get("/login/sso/{name}/callback")
+def sso_callback(
+    name: str,
+    ctx: Public,
+    state: Annotated[str, Query(max_length=512)] = "",
+    code: Annotated[str, Query(max_length=2048)] = "",
+    iss: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str, Query(max_length=256)] = "",
+    error_description: Annotated[str, Query(max_length=512)] = "",
+) -> Response:
+    box = ctx.request.app.state.secret_box
+    audit.note_action("sign_in_sso", record=True)
+    nxt = "/"
+    row: SsoSignIn | None = None
+    try:
+        provider = sso_providers.enabled(ctx.db, name[:63])
+        row = oidc.take_sign_in(ctx.db, state)
+        nxt = row.next_url
+        ctx.commit()  # used, whatever comes next: the same answer is never taken twice
+        if row.provider_id != provider.id:
+            raise DomainError("this sign-in was started with another identity provider")
+        if error:
+            words = re.sub(r"[^\w .,:;'()/-]", "", error_description)[:200]
+            raise DomainError(
+                f"{provider.display_name} did not sign you in: {error[:64]}"
+                + (f" ({words})" if words else "")
+            )
+        identity = oidc.finish(ctx.db, box, provider, row, code, iss)
+        signed = sso_accounts.sign_in(ctx.db, provider, identity.subject, identity.claims)
+        user = signed.user
+        audit.note_actor(user.id, user.username, "sso")
+        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))
+        detail = f"through {provider.name}: {signed.summary()}"
+        if row.cli_port is not None:
+            code_out = sso_accounts.issue_cli_code(ctx.db, row, user)
+            audit.note_action("sign_in_sso", record=True, detail=detail + "; for the CLI")
+            ctx.commit()
+            query = urlencode({"code": code_out, "state": row.cli_state})
+            return redirect(ctx, f"http://127.0.0.1:{row.cli_port}/callback?{query}")
+        new = auth.start_session(ctx.db, user, ctx.settings.session_ttl_hours, provider_id=provider.id)
+        ctx.cookies_out.append((auth.SESSION_COOKIE, new.cookie, ctx.settings.session_ttl_hours * 3600))
+        audit.note_action("sign_in_sso", record=True, detail=detail)
+        ctx.commit()
+    except DomainError as e:
+        page = _refused(ctx, nxt, e)
+        if row is not None and row.cli_port is not None:  # the CLI waits for an answer: it gets this one
+            query = urlencode({"error": e.detail[:400], "state": row.cli_state})
+            return redirect(ctx, f"http://127.0.0.1:{row.cli_port}/callback?{query}")
+        return page
+    return redirect(ctx, nxt)

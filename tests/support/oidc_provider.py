@@ -1,0 +1,157 @@
+"""A real OpenID provider on loopback for the sign-in tests: canaille (built on Authlib), run by
+pytest-iam's server in a thread of the test process, on a free port.
+
+Its users, groups and clients are canaille's own models; the tests change them as an admin of a
+company's provider would (a user leaves a group), and reconfigure the provider to misbehave as a
+broken or hostile one would (another audience, a new signing key under the old key id, expired
+ID tokens) — nothing here forges a token by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from tests.support.postgres import free_port
+
+
+class Provider:
+    def __init__(self) -> None:
+        # Imported here: Flask and canaille load only in the tests that use a provider.
+        from canaille import create_app
+        from canaille.backends import Backend
+        from joserfc.jwk import RSAKey
+        from pytest_iam import Server
+
+        self.port = free_port()
+        self.key = RSAKey.generate_key(2048)
+        self.key.ensure_kid()
+        config: dict[str, Any] = {
+            "TESTING": True,
+            "SECRET_KEY": secrets.token_hex(16),
+            "WTF_CSRF_ENABLED": False,
+            "PREFERRED_URL_SCHEME": "http",
+            "SERVER_NAME": f"localhost:{self.port}",
+            "CANAILLE": {
+                "DATABASE": "memory",
+                "JAVASCRIPT": False,
+                "ACL": {"DEFAULT": {"PERMISSIONS": ["use_oidc"]}},
+                "LOGGING": {"version": 1, "disable_existing_loggers": False},
+            },
+            "CANAILLE_OIDC": {"ACTIVE_JWKS": [self.key.as_dict(private=True)]},
+        }
+        app = create_app(config=config, env_file=None, env_prefix="ATOLL_TEST_IAM_")
+        self.server = Server(app, self.port, Backend.instance)
+        self.models = self.server.models
+        self.backend = self.server.backend
+        self._thread = threading.Thread(target=self.server.httpd.serve_forever, name="oidc-provider", daemon=True)
+        self._thread.start()
+        self._ctx = app.app_context()
+        self._ctx.push()
+
+    @property
+    def issuer(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    def stop(self) -> None:
+        self.server.httpd.shutdown()
+        self._thread.join(timeout=10)
+        self.server.httpd.server_close()
+        self._ctx.pop()
+
+    # --- what an admin of the provider does ---------------------------------------------------
+
+    def add_client(self, redirect_uris: list[str], **kw: Any) -> Any:
+        c = self.models.Client(
+            client_id=f"atoll-{secrets.token_hex(4)}",
+            client_secret=secrets.token_urlsafe(24),
+            client_name="Atoll",
+            client_id_issued_at=datetime.datetime.now(datetime.UTC),
+            redirect_uris=redirect_uris,
+            grant_types=["authorization_code"],
+            response_types=["code"],
+            scope=["openid", "profile", "email", "groups"],
+            token_endpoint_auth_method="client_secret_basic",
+            id_token_signed_response_alg="RS256",
+            **kw,
+        )
+        self.backend.save(c)
+        c.audience = [c]
+        self.backend.save(c)
+        return c
+
+    def add_user(self, username: str, password: str, name: str, email: str) -> Any:
+        given, _, family = name.partition(" ")
+        u = self.models.User(
+            user_name=username,
+            given_name=given,
+            family_name=family or given,
+            formatted_name=name,
+            emails=[email],
+            password=password,
+        )
+        self.backend.save(u)
+        return u
+
+    def add_group(self, name: str, members: list[Any]) -> Any:
+        g = self.models.Group(display_name=name, members=members)
+        self.backend.save(g)
+        return g
+
+    def set_members(self, group: Any, members: list[Any]) -> None:
+        group.members = members
+        self.backend.save(group)
+        for u in self.backend.query(self.models.User):
+            self.backend.reload(u)
+
+    def consent(self, user: Any, client: Any) -> None:
+        """The user agreed once to share their profile with the client (no consent page)."""
+        self.server.consent(user, client)
+
+    # --- a provider misbehaving -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def audience(self, client: Any, other: Any) -> Iterator[None]:
+        """ID tokens for ``client`` name only ``other`` as their audience."""
+        client.audience = [other]
+        self.backend.save(client)
+        try:
+            yield
+        finally:
+            client.audience = [client]
+            self.backend.save(client)
+
+    @contextlib.contextmanager
+    def signing_with_a_new_key(self) -> Iterator[None]:
+        """The provider signs with a new key under the old key's id: a relying party that still
+        holds the old key sees a bad signature."""
+        from joserfc.jwk import RSAKey
+
+        oidc = self.server.app.config["CANAILLE_OIDC"]
+        impostor = RSAKey.generate_key(2048, parameters={"kid": self.key.kid})
+        oidc["ACTIVE_JWKS"] = [impostor.as_dict(private=True)]
+        try:
+            yield
+        finally:
+            oidc["ACTIVE_JWKS"] = [self.key.as_dict(private=True)]
+
+    @contextlib.contextmanager
+    def expired_id_tokens(self) -> Iterator[None]:
+        """ID tokens that expired an hour before they are issued."""
+        from canaille.oidc.provider import OpenIDCode
+
+        before = OpenIDCode.DEFAULT_EXPIRES_IN
+        OpenIDCode.DEFAULT_EXPIRES_IN = -3600
+        try:
+            yield
+        finally:
+            OpenIDCode.DEFAULT_EXPIRES_IN = before
+
+    @staticmethod
+    def new_id() -> str:
+        return str(uuid.uuid4())
