@@ -277,6 +277,20 @@ class Client:
     def delete(self, path: str) -> Json:
         return self.request("DELETE", path)
 
+    def stream(self, path: str, **params: Any) -> Iterator[bytes]:
+        """GET ``/api/v1{path}`` and yield its body as it arrives (an export)."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        try:
+            with self._http.stream("GET", API_PREFIX + path, params=clean) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise AtollError.from_response(response)
+                yield from response.iter_bytes()
+        except httpx.HTTPError as e:
+            raise AtollError(
+                f"cannot read {path} from Atoll at {self.url}: {e}", title="Connection failed"
+            ) from e
+
     def paginate(self, path: str, *, page_size: int = 100, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list, following ``nextPageToken`` until the last page."""
         token: str | None = None

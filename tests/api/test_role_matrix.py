@@ -58,6 +58,7 @@ NEED: dict[str, tuple[str, int] | str | None] = {
     "community.setRestrictions": (COM, 4),  # Limits and feature toggles: Community Admin
     "project.viewUsage": (PRJ, 3),  # costs: as the limits (project Editor)
     "community.viewUsage": (COM, 3),
+    "organization.viewAudit": (ORG, 4),  # the audit log: organization admins
 }
 # Spec §2's action rows; each must be exercised by a route below or by test_actions_without_routes.
 SPEC_ACTIONS = {
@@ -371,6 +372,60 @@ def _alias(w: World) -> str:
         return a.name
 
 
+def _provider(w: World) -> str:
+    """An identity provider of the world's organization (its issuer is never called here)."""
+    from atoll.store.tables import IdentityProvider
+
+    with w.db.transaction() as s:
+        row = IdentityProvider(
+            name=w.next_name("idp"),
+            issuer="https://idp.example.test",
+            client_id="atoll",
+            organization_id=w.org,
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _sso_user(w: World) -> str:
+    """carol, signed in once through a provider of the world's organization."""
+    from atoll.store.tables import ExternalIdentity
+
+    provider = _provider(w)
+    with w.db.transaction() as s:
+        s.add(ExternalIdentity(provider_id=provider, subject=w.next_name("sub"), user_id=w.carol))
+    return w.carol
+
+
+def _sso_code(w: World, p: str) -> tuple[str, Any]:
+    """A finished `atoll login --sso` of the persona: its one-time code and verifier."""
+    from datetime import timedelta
+
+    from atoll.domain import auth, sso_accounts
+    from atoll.store.tables import SsoSignIn, utcnow
+
+    code, verifier = f"code-{w.next_name(p)}", f"verifier-{w.next_name(p)}-0123456789abcdef"
+    provider = _provider(w)
+    with w.db.transaction() as s:
+        s.add(
+            SsoSignIn(
+                state_hash=auth.sha256(code + "-state"),
+                provider_id=provider,
+                nonce="n",
+                code_verifier=b"",
+                redirect_uri="http://127.0.0.1/cb",
+                cli_port=50000,
+                cli_state="s" * 20,
+                cli_challenge=sso_accounts.challenge_of(verifier),
+                user_id=w.users[p],
+                cli_code_hash=auth.sha256(code),
+                expires_at=utcnow() + timedelta(minutes=5),
+            )
+        )
+    return f"{V}/auth/sso/tokens", {"code": code, "verifier": verifier, "name": "sso"}
+
+
 V = "/api/v1"
 CASES: dict[tuple[str, str], Case] = {
     # auth and the caller's own account
@@ -388,6 +443,51 @@ CASES: dict[tuple[str, str], Case] = {
         "any",
         None,
         lambda w, p: (f"{V}/auth/tokens", {"username": p.replace(".", "-"), "password": PASSWORD}),
+    ),
+    ("GET", f"{V}/auth/providers"): Case("public", "any", None, _w(lambda w: f"{V}/auth/providers")),
+    ("POST", f"{V}/auth/sso/tokens"): Case("public", "any", None, _sso_code),
+    ("GET", f"{V}/identity-providers"): Case(
+        "system.manage", "any", None, _w(lambda w: f"{V}/identity-providers")
+    ),
+    ("POST", f"{V}/identity-providers"): Case(
+        "system.manage",
+        "any",
+        None,
+        lambda w, p: (
+            f"{V}/identity-providers",
+            {
+                "name": w.next_name("idp"),
+                "issuer": "https://idp.example.test/realms/acme",
+                "clientId": "atoll",
+                "clientSecret": "s3cr3t-client",
+                "organizationId": w.org,
+            },
+        ),
+    ),
+    ("GET", f"{V}/identity-providers/{{provider_id}}"): Case(
+        "system.manage", "any", None, _w(lambda w: f"{V}/identity-providers/{_provider(w)}")
+    ),
+    ("PATCH", f"{V}/identity-providers/{{provider_id}}"): Case(
+        "system.manage",
+        "any",
+        None,
+        lambda w, p: (f"{V}/identity-providers/{_provider(w)}", {"displayName": "Acme SSO"}),
+    ),
+    ("DELETE", f"{V}/identity-providers/{{provider_id}}"): Case(
+        "system.manage", "any", None, _w(lambda w: f"{V}/identity-providers/{_provider(w)}")
+    ),
+    ("POST", f"{V}/users/{{user_id}}:end-sso-sessions"): Case(
+        "organization.manageAccess",
+        "path",
+        ORG,
+        _w(lambda w: f"{V}/users/{_sso_user(w)}:end-sso-sessions"),
+        raw=True,
+    ),
+    ("GET", f"{V}/organizations/{{org_id}}/audit-records"): Case(
+        "organization.viewAudit", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/audit-records")
+    ),
+    ("GET", f"{V}/organizations/{{org_id}}/audit-records:export"): Case(
+        "organization.viewAudit", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/audit-records:export")
     ),
     ("GET", f"{V}/users/me"): Case("self", "any", None, _w(lambda w: f"{V}/users/me")),
     ("PUT", f"{V}/users/me/password"): Case(

@@ -49,7 +49,9 @@ class Provider:
         self.server = Server(app, self.port, Backend.instance)
         self.models = self.server.models
         self.backend = self.server.backend
-        self._thread = threading.Thread(target=self.server.httpd.serve_forever, name="oidc-provider", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.httpd.serve_forever, name="oidc-provider", daemon=True
+        )
         self._thread.start()
         self._ctx = app.app_context()
         self._ctx.push()

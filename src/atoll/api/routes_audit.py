@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from atoll.api.bounds import MAX_ID
@@ -50,8 +50,8 @@ def _filters(
     tags=["audit"],
 )
 def list_audit_records(
-    org_id: str,
     ctx: CtxDep,
+    org_id: str = Path(max_length=MAX_ID),
     actor: str | None = Actor,
     action: str | None = ActionFilter,
     resource_type: str | None = ResourceTypeFilter,
@@ -79,8 +79,8 @@ def list_audit_records(
     },
 )
 def export_audit_records(
-    org_id: str,
     ctx: CtxDep,
+    org_id: str = Path(max_length=MAX_ID),
     actor: str | None = Actor,
     action: str | None = ActionFilter,
     resource_type: str | None = ResourceTypeFilter,

@@ -4,9 +4,10 @@ side of a sign-in (the redirects) is in web/pages_sso.py."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 
+from atoll.api.bounds import MAX_ID
 from atoll.api.common import PUBLIC, act, token_out
 from atoll.api.deps import AnonCtxDep, CtxDep
 from atoll.api.schemas_auth import NewTokenOut
@@ -110,7 +111,7 @@ def create_provider(body: ProviderCreate, ctx: CtxDep) -> ProviderOut:
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["identity providers"],
 )
-def get_provider(provider_id: str, ctx: CtxDep) -> ProviderOut:
+def get_provider(ctx: CtxDep, provider_id: str = Path(max_length=MAX_ID)) -> ProviderOut:
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
     return _out(ctx.settings, sso_providers.get(ctx.db, provider_id))
 
@@ -121,7 +122,9 @@ def get_provider(provider_id: str, ctx: CtxDep) -> ProviderOut:
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["identity providers"],
 )
-def update_provider(provider_id: str, body: ProviderUpdate, ctx: CtxDep) -> ProviderOut:
+def update_provider(
+    body: ProviderUpdate, ctx: CtxDep, provider_id: str = Path(max_length=MAX_ID)
+) -> ProviderOut:
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
     row = sso_providers.get(ctx.db, provider_id)
     sso_providers.refuse_settings_managed(row)
@@ -136,7 +139,7 @@ def update_provider(provider_id: str, body: ProviderUpdate, ctx: CtxDep) -> Prov
     openapi_extra=act(Action.SYSTEM_MANAGE),
     tags=["identity providers"],
 )
-def delete_provider(provider_id: str, ctx: CtxDep) -> None:
+def delete_provider(ctx: CtxDep, provider_id: str = Path(max_length=MAX_ID)) -> None:
     """Remove a provider: its users keep their accounts (and can be given passwords), but can no
     longer sign in through it."""
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
@@ -152,7 +155,7 @@ def delete_provider(provider_id: str, ctx: CtxDep) -> None:
     openapi_extra=act(Action.ORG_MANAGE_ACCESS),
     tags=["users"],
 )
-def end_sso_sessions(user_id: str, ctx: CtxDep) -> SsoSignOutOut:
+def end_sso_sessions(ctx: CtxDep, user_id: str = Path(max_length=MAX_ID)) -> SsoSignOutOut:
     """End a user's browser sessions and revoke the API tokens that came through single sign-on,
     e.g. once they left a group in the provider. For admins of an organization the user signs in
     to through SSO."""

@@ -41,13 +41,36 @@ def login(
     ] = None,
     token_name: Annotated[str | None, typer.Option(help="Name of the token created for this machine")] = None,
     expires_in_days: Annotated[int, typer.Option(help="Days until the new token expires")] = 90,
+    sso: Annotated[
+        bool,
+        typer.Option("--sso", help="Sign in through your organization's identity provider, in a browser"),
+    ] = False,
+    provider: Annotated[
+        str | None, typer.Option(help="With --sso: the identity provider's name, where there are several")
+    ] = None,
+    browser: Annotated[
+        bool, typer.Option("--browser/--no-browser", help="With --sso: open the browser (else print the URL)")
+    ] = True,
+    sso_timeout: Annotated[
+        float, typer.Option(help="With --sso: seconds to wait for the browser's sign-in", min=5, max=3600)
+    ] = 300,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Sign in: trade a username and password (or check a token) and save URL + token."""
     config = load_config()
     base = resolve_url(url, config)
     token_id: str | None = None
-    if token:
+    name = token_name or f"cli@{socket.gethostname()}"[:64]
+    if sso:
+        if token or username or password:
+            usage("give --sso, or --token, or --username/--password: one way to sign in")
+        from atoll.cli.sso_login import sso_token
+
+        new = sso_token(base, provider, name, expires_in_days, browser, sso_timeout)
+        token, token_id = new["token"], new["id"]
+        with Client(base, token) as c:
+            me = c.get("/users/me")
+    elif token:
         if username or password:
             usage("give --token, or --username/--password, not both")
         with Client(base, token) as c:
@@ -58,7 +81,6 @@ def login(
     else:
         username = username or typer.prompt("Username")
         password = password if password is not None else typer.prompt("Password", hide_input=True)
-        name = token_name or f"cli@{socket.gethostname()}"[:64]
         body = {"username": username, "password": password, "name": name, "expiresInDays": expires_in_days}
         with Client(base, anonymous=True) as anonymous:
             new = anonymous.post("/auth/tokens", body)

@@ -75,6 +75,8 @@ ROOT: dict[str, Lazy] = {
         "atoll.cli.billing:app", "Billing accounts: one pays for each community's units."
     ),
     "user": Lazy("atoll.cli.users:app", "User accounts."),
+    "audit": Lazy("atoll.cli.audit:app", "An organization's audit log: who did what, when, from where."),
+    "sso": Lazy("atoll.cli.sso:app", "Single sign-on: the identity providers users sign in with (admins)."),
     "secret": Lazy(
         "atoll.cli.secrets:app", "Project secrets: encrypted at rest, exposed to workloads as env vars."
     ),

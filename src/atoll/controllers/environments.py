@@ -162,7 +162,9 @@ class EnvironmentController:
                 if not row.wanted:
                     continue  # a big built-in one nobody chose yet
                 if row.status == EnvironmentStatus.FAILED:  # a built-in's, retried in a while
-                    due = row.project_id is None and (row.built_at is None or as_utc(row.built_at) < retry_before)
+                    due = row.project_id is None and (
+                        row.built_at is None or as_utc(row.built_at) < retry_before
+                    )
                     if not (due and self.prebuild):
                         continue
                 elif row.project_id is None and not self.prebuild:
