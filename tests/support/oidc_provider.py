@@ -157,3 +157,69 @@ class Provider:
     @staticmethod
     def new_id() -> str:
         return str(uuid.uuid4())
+
+
+# --- Atoll configured for the provider ----------------------------------------------------------
+
+SIGN_IN_TIMEOUT_S = 30
+
+
+def sso_env(provider: Provider, client: Any, *, organization: str = "acme", **extra: Any) -> dict[str, str]:
+    """ATOLL_SSO_PROVIDERS naming the provider as "canaille", as an admin would set it."""
+    import json
+
+    entry = {
+        "name": "canaille",
+        "displayName": "Canaille",
+        "issuer": provider.issuer,
+        "clientId": client.client_id,
+        "clientSecret": client.client_secret,
+        "organization": organization,
+        "scopes": "openid profile email groups",
+        **extra,
+    }
+    return {"ATOLL_SSO_PROVIDERS": json.dumps([entry])}
+
+
+def register_redirect(provider: Provider, client: Any, atoll_url: str, name: str = "canaille") -> None:
+    client.redirect_uris = [f"{atoll_url}/login/sso/{name}/callback"]
+    provider.backend.save(client)
+
+
+def walk(
+    http: Any, provider: Provider, url: str, username: str, password: str, *, present: bool = True
+) -> Any:
+    """Follow a sign-in from ``url`` through the provider's own pages (its login, password and
+    consent forms, as a person fills them) until the provider sends the browser back; that
+    response (Atoll's callback, or the CLI's loopback) is returned, not followed further.
+    ``present=False``: the URL the provider sends the browser back to, not requested."""
+    import html
+    import re
+
+    r = http.get(url, follow_redirects=False)
+    for _ in range(20):
+        if r.is_redirect:
+            target = r.headers["location"]
+            if target.startswith("/"):
+                target = str(r.url.join(target))
+            if not target.startswith(provider.issuer) and not present:
+                return target
+            r = http.get(target, follow_redirects=False)
+            if not target.startswith(provider.issuer):
+                return r
+            continue
+        page = r.text
+        if r.status_code != 200 or str(r.url).startswith(provider.issuer) is False:
+            return r
+        action = re.search(r'<form[^>]*action="([^"]*)"', page)
+        post_to = html.unescape(action.group(1)) if action and action.group(1) else str(r.url)
+        if 'name="login"' in page:
+            data = {"login": username}
+        elif 'name="password"' in page:
+            data = {"password": password}
+        elif 'value="accept"' in page:
+            data = {"answer": "accept"}
+        else:
+            raise AssertionError(f"an unexpected page at the provider: {r.url}\n{page[:2000]}")
+        r = http.post(post_to, data=data, follow_redirects=False)
+    raise AssertionError("the sign-in went round in circles")

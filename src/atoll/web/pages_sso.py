@@ -53,6 +53,7 @@ def sso_start(
     nxt = safe_next(next)
     try:
         provider = sso_providers.enabled(ctx.db, name[:63])
+        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))  # whose log
         cli = None
         if cli_port is not None:
             if not _CLI_STATE.match(cli_state) or not _CLI_STATE.match(cli_challenge):
@@ -91,6 +92,7 @@ def sso_callback(
     row: SsoSignIn | None = None
     try:
         provider = sso_providers.enabled(ctx.db, name[:63])
+        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))  # whose log
         row = oidc.take_sign_in(ctx.db, state)
         nxt = row.next_url
         ctx.commit()  # used, whatever comes next: the same answer is never taken twice
@@ -106,7 +108,6 @@ def sso_callback(
         signed = sso_accounts.sign_in(ctx.db, provider, identity.subject, identity.claims)
         user = signed.user
         audit.note_actor(user.id, user.username, "sso")
-        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))
         detail = f"through {provider.name}: {signed.summary()}"
         if row.cli_port is not None:
             code_out = sso_accounts.issue_cli_code(ctx.db, row, user)
