@@ -483,6 +483,7 @@ CASES: dict[tuple[str, str], Case] = {
         _w(lambda w: f"{V}/users/{_sso_user(w)}:end-sso-sessions"),
         raw=True,
     ),
+    ("GET", f"{V}/audit-records"): Case("system.manage", "any", None, _w(lambda w: f"{V}/audit-records")),
     ("GET", f"{V}/organizations/{{org_id}}/audit-records"): Case(
         "organization.viewAudit", "path", ORG, _w(lambda w: f"{V}/organizations/{w.org}/audit-records")
     ),

@@ -24,7 +24,7 @@ from atoll.api.schemas_access import (
 )
 from atoll.api.schemas_auth import UserOut
 from atoll.api.schemas_tenancy import GroupCreate, GroupMemberAdd, GroupOut, GroupUpdate
-from atoll.domain import auth, listing, members
+from atoll.domain import audit, auth, listing, members
 from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
 from atoll.errors import Invalid, Unauthenticated
 from atoll.store.tables import Group
@@ -57,6 +57,7 @@ def _bindings_routes(rtype: ResourceType) -> None:
             subject=body.subject,
             role=body.role,
         )
+        audit.note_detail(f"{body.subject_type} {body.subject} given role {body.role}")
         return ctx.commit(binding_out(ctx.db, b))
 
     def remove(binding_id: str, ctx: CtxDep, **kw: str) -> None:

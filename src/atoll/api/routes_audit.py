@@ -11,11 +11,11 @@ from fastapi.responses import StreamingResponse
 
 from atoll.api.bounds import MAX_ID
 from atoll.api.common import PageSize, PageToken, act
-from atoll.api.deps import CtxDep
+from atoll.api.deps import Ctx, CtxDep
 from atoll.api.pagination import page
 from atoll.api.schemas import Page
 from atoll.api.schemas_sso import AuditRecordOut
-from atoll.domain import audit, tenancy
+from atoll.domain import access, audit, tenancy
 from atoll.domain.access import Action
 from atoll.store.db import Database
 from atoll.store.tables import AuditRecord
@@ -64,9 +64,42 @@ def list_audit_records(
 ) -> Page[AuditRecordOut]:
     """Who did what in the organization, newest first."""
     org = tenancy.get_organization(ctx.db, ctx.me, org_id, Action.ORG_VIEW_AUDIT)
-    q = audit.query(org.id, _filters(actor, action, resource_type, resource_id, result, since, until))
-    rows, nxt = page(ctx.db, q, AuditRecord, page_size, page_token, newest_first=True)
+    filters = _filters(actor, action, resource_type, resource_id, result, since, until)
+    return _page(ctx, org.id, filters, page_size, page_token)
+
+
+def _page(
+    ctx: Ctx, org_id: str | None, filters: audit.Filters, page_size: int, page_token: str | None
+) -> Page[AuditRecordOut]:
+    rows, nxt = page(
+        ctx.db, audit.query(org_id, filters), AuditRecord, page_size, page_token, newest_first=True
+    )
     return Page(items=[AuditRecordOut.model_validate(audit.as_dict(r)) for r in rows], next_page_token=nxt)
+
+
+@router.get(
+    "/audit-records",
+    response_model=Page[AuditRecordOut],
+    openapi_extra=act(Action.SYSTEM_MANAGE),
+    tags=["audit"],
+)
+def list_all_audit_records(
+    ctx: CtxDep,
+    actor: str | None = Actor,
+    action: str | None = ActionFilter,
+    resource_type: str | None = ResourceTypeFilter,
+    resource_id: str | None = ResourceIdFilter,
+    result: str | None = ResultFilter,
+    since: datetime | None = Since,
+    until: datetime | None = Until,
+    page_size: int = PageSize,
+    page_token: str | None = PageToken,
+) -> Page[AuditRecordOut]:
+    """Every record of the installation, newest first, those of no organization included (a
+    failed sign-in as an unknown name): installation admins."""
+    access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
+    filters = _filters(actor, action, resource_type, resource_id, result, since, until)
+    return _page(ctx, None, filters, page_size, page_token)
 
 
 @router.get(

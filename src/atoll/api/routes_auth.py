@@ -38,7 +38,7 @@ def password_sign_in(ctx: Ctx, username: str, password: str, action: str) -> Use
     """The user these credentials sign in as, within the sign-in limits and the installation's
     password sign-in setting; the audit record names the attempt either way."""
     audit.note_action(action)
-    audit.note_attempt(username, "password")
+    audit.note_attempt(ctx.db, username, "password")
     user = auth.authenticate(
         ctx.db, username, password, signin_guard(ctx), passwords_on=ctx.settings.password_signin
     )

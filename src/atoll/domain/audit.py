@@ -32,6 +32,7 @@ from atoll.store.tables import (
     GroupMember,
     Organization,
     Project,
+    User,
     utcnow,
 )
 
@@ -82,11 +83,13 @@ def note_actor(user_id: str, username: str, via: str) -> None:
         n.actor_id, n.actor, n.via = user_id, username, via
 
 
-def note_attempt(name: str, via: str) -> None:
-    """The name a caller tried to sign in as (the record's actor, without an id, if it fails)."""
+def note_attempt(db: Session, name: str, via: str) -> None:
+    """The account a caller tries to sign in as: the record's actor even if the attempt fails (an
+    existing account's organizations then see the failure; an unknown name stays a name)."""
     n = _CURRENT.get()
     if n is not None and n.actor_id is None:
         n.actor, n.via = name[:128], via
+        n.actor_id = db.scalar(select(User.id).where(User.username == name[:64])) if name else None
 
 
 def note_action(action: str, *, record: bool = False, detail: str = "") -> None:
@@ -96,6 +99,13 @@ def note_action(action: str, *, record: bool = False, detail: str = "") -> None:
         n.record = n.record or record
         if detail:
             n.detail = detail[:MAX_DETAIL]
+
+
+def note_detail(detail: str) -> None:
+    """A short fixed-form note for the record (names, ids, roles: never a value)."""
+    n = _CURRENT.get()
+    if n is not None:
+        n.detail = detail[:MAX_DETAIL]
 
 
 def note_target(db: Session, resource: Any) -> None:
@@ -193,19 +203,22 @@ def _members(org_id: str) -> Any:
     return direct.union(via_groups)
 
 
-def query(org_id: str, f: Filters) -> Select[Any]:
+def query(org_id: str | None, f: Filters) -> Select[Any]:
     """The organization's records: those about its resources, and those tied to no organization
-    (a password sign-in, an own token) whose actor is one of its members."""
+    (a password sign-in, an own token) whose actor is one of its members. ``org_id`` None: every
+    record of the installation (installation admins)."""
     if f.result is not None and f.result not in RESULTS:
         raise Invalid(f"result must be one of {', '.join(RESULTS)}", field="result")
     if f.since and f.until and f.since > f.until:
         raise Invalid("since is after until", field="since")
-    q = select(AuditRecord).where(
-        or_(
-            AuditRecord.organization_id == org_id,
-            (AuditRecord.organization_id.is_(None)) & AuditRecord.actor_id.in_(_members(org_id)),
+    q = select(AuditRecord)
+    if org_id is not None:
+        q = q.where(
+            or_(
+                AuditRecord.organization_id == org_id,
+                (AuditRecord.organization_id.is_(None)) & AuditRecord.actor_id.in_(_members(org_id)),
+            )
         )
-    )
     if f.actor:
         q = q.where(or_(AuditRecord.actor_id == f.actor, AuditRecord.actor == f.actor))
     if f.action:
@@ -243,7 +256,7 @@ def as_dict(r: AuditRecord) -> dict[str, Any]:
     }
 
 
-def export(db: Session, org_id: str, f: Filters, batch: int = 500) -> Iterator[AuditRecord]:
+def export(db: Session, org_id: str | None, f: Filters, batch: int = 500) -> Iterator[AuditRecord]:
     """Every matching record, oldest first, read in batches (an export may be large)."""
     last: tuple[datetime, str] | None = None
     while True:

@@ -128,7 +128,7 @@ class NotebookGateway:
         elif navigation:
             self.activity.touch(pid, "page opened")
             if conn.url.path.split("/")[3:4] == ["lab"]:  # /nb/<project>/lab…
-                audit.note_action("open_notebook", record=True)  # JupyterLab itself, not its assets
+                audit.note_action("open_jupyterlab", record=True)  # JupyterLab itself, not its assets
         return Upstream(
             base_url=f"http://{host}:{port}{nbs.base_path(pid).rstrip('/')}",
             headers={"Authorization": f"token {token}"},

@@ -76,7 +76,7 @@ def login(ctx: Public) -> Response:
     password = ctx.form.get("password")
     nxt = safe_next(ctx.value("next"))
     audit.note_action("sign_in")
-    audit.note_attempt(username, "password")
+    audit.note_attempt(ctx.db, username, "password")
     try:
         pw = password if isinstance(password, str) else ""
         user = auth.authenticate(

@@ -1,0 +1,68 @@
+"""A person who exists only in the company's identity provider signs in to Atoll through the real
+browser, reaches a project through a group claim, and loses it once the group is removed in the
+provider (canaille, a real OpenID provider, on loopback)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.sso.conftest import IDP_PASSWORD, Acme, acme, audit_records, idp_client, provider, server
+from tests.support.oidc_provider import Provider
+from tests.support.server import RunningServer
+
+pytestmark = pytest.mark.browser
+__all__ = ["acme", "idp_client", "provider", "server"]  # the SSO fixtures, used here too
+
+
+def _through_the_provider(page: Page, provider: Provider, username: str) -> None:
+    """On the provider's own pages: its login, password and (the first time) consent forms."""
+    page.wait_for_url(f"{provider.issuer}/**")
+    if page.locator("#login").count():
+        page.locator("#login").fill(username)
+        page.locator("#loginform button[type=submit]").click()
+        page.locator("#password").fill(IDP_PASSWORD)
+        page.locator("#passwordform button[type=submit]").click()
+    if page.locator("#accept").count():
+        page.locator("#accept").click()
+
+
+def test_sign_in_with_the_provider_group_claim_grants_and_removal_revokes(
+    page: Page, server: RunningServer, provider: Provider, acme: Acme
+) -> None:
+    hedy = provider.add_user("hedy", IDP_PASSWORD, "Hedy Lamarr", "hedy@example.test")
+    team = provider.add_group("ML Team", [hedy])
+    page.goto(f"/login?next=/projects/{acme.project}")
+    page.get_by_role("button", name="Sign in with Canaille").click()
+    _through_the_provider(page, provider, "hedy")
+    page.wait_for_url(f"{server.url}/projects/{acme.project}")
+    assert "vision" in page.content()
+    assert page.get_by_text("hedy").first.is_visible()
+
+    provider.set_members(team, [])
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/login")
+    page.get_by_role("button", name="Sign in with Canaille").click()
+    page.wait_for_url(f"{server.url}/")  # the provider remembered her: straight back
+    response = page.goto(f"/projects/{acme.project}")
+    assert response is not None and response.status == 404
+
+    records = audit_records(server, acme.org, action="sign_in_sso", actor="hedy")
+    assert [r["result"] for r in records] == ["success", "success"]
+    assert "left groups ml-team" in records[0]["detail"]
+
+
+def test_a_refused_sign_in_says_why_on_the_sign_in_page(
+    page: Page, server: RunningServer, provider: Provider, idp_client: Any
+) -> None:
+    provider.add_user("emmy", IDP_PASSWORD, "Emmy Noether", "emmy@example.test")
+    page.goto("/login")
+    with provider.expired_id_tokens():
+        page.get_by_role("button", name="Sign in with Canaille").click()
+        _through_the_provider(page, provider, "emmy")
+        page.wait_for_url(f"{server.url}/login/sso/canaille/callback**")
+    alert = page.get_by_role("alert")
+    assert "has expired" in alert.inner_text()
+    assert page.get_by_role("button", name="Sign in with Canaille").is_visible()
