@@ -17,6 +17,7 @@ from atoll.capacity import Inventory
 from atoll.controllers.base import Controller
 from atoll.controllers.dataplane import DataPlaneController
 from atoll.controllers.environments import EnvironmentController
+from atoll.controllers.housekeeping import Housekeeping
 from atoll.controllers.images import ImageController
 from atoll.controllers.jobs import JobController
 from atoll.controllers.models import ModelInbox
@@ -161,6 +162,7 @@ class Services:
             db, self.blobs, self.envs, data, self.jobs.project_home, uid_base=uid_base, notify=self.wake
         )
         self.model_inbox = ModelInbox(db, self.blobs, data / "projects")
+        self.housekeeping = Housekeeping(db, settings.audit_retention_days)
         # Projects' Docker images (spec §4.3): built on the Docker runtime's daemon, where there is one.
         self.images: ImageController | None = None
         docker_rt = self.runtime.images
@@ -214,6 +216,7 @@ class Services:
             self.nodes,
             self.model_inbox,
             self.environments,
+            self.housekeeping,
             *images,
             *plane,
         ]

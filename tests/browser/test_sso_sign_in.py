@@ -35,7 +35,7 @@ def test_sign_in_with_the_provider_group_claim_grants_and_removal_revokes(
     hedy = provider.add_user("hedy", IDP_PASSWORD, "Hedy Lamarr", "hedy@example.test")
     team = provider.add_group("ML Team", [hedy])
     page.goto(f"/login?next=/projects/{acme.project}")
-    page.get_by_role("button", name="Sign in with Canaille").click()
+    page.get_by_role("link", name="Sign in with Canaille").click()
     _through_the_provider(page, provider, "hedy")
     page.wait_for_url(f"{server.url}/projects/{acme.project}")
     assert "vision" in page.content()
@@ -44,7 +44,7 @@ def test_sign_in_with_the_provider_group_claim_grants_and_removal_revokes(
     provider.set_members(team, [])
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url("**/login")
-    page.get_by_role("button", name="Sign in with Canaille").click()
+    page.get_by_role("link", name="Sign in with Canaille").click()
     page.wait_for_url(f"{server.url}/")  # the provider remembered her: straight back
     response = page.goto(f"/projects/{acme.project}")
     assert response is not None and response.status == 404
@@ -60,9 +60,43 @@ def test_a_refused_sign_in_says_why_on_the_sign_in_page(
     provider.add_user("emmy", IDP_PASSWORD, "Emmy Noether", "emmy@example.test")
     page.goto("/login")
     with provider.expired_id_tokens():
-        page.get_by_role("button", name="Sign in with Canaille").click()
+        page.get_by_role("link", name="Sign in with Canaille").click()
         _through_the_provider(page, provider, "emmy")
         page.wait_for_url(f"{server.url}/login/sso/canaille/callback**")
     alert = page.get_by_role("alert")
     assert "has expired" in alert.inner_text()
-    assert page.get_by_role("button", name="Sign in with Canaille").is_visible()
+    assert page.get_by_role("link", name="Sign in with Canaille").is_visible()
+
+
+def test_the_organization_admin_reads_the_audit_log_page_and_a_member_does_not_see_it(
+    page: Page, browser: Any, server: RunningServer, provider: Provider, acme: Acme
+) -> None:
+    from tests.browser.conftest import new_context, sign_in
+    from tests.support.server import ADMIN_PASSWORD
+
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/orgs/{acme.org}")
+    page.get_by_role("tab", name="Audit log").click()
+    page.wait_for_url("**tab=audit**")
+    assert page.locator("tr[data-action=sign_in_sso]").count() >= 1
+    page.get_by_label("Result").select_option("denied")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**result=denied**")
+    results = page.locator("table.audit tbody tr td:nth-child(5)").all_inner_texts()
+    assert results and all(r.startswith("denied") for r in results)
+    export = page.get_by_role("link", name="Export as JSON Lines")
+    assert "result=denied" in (export.get_attribute("href") or "")
+
+    # A member of the organization (hedy or emmy signed in through SSO) sees no such tab.
+    member = new_context(browser, server)
+    try:
+        p2 = member.new_page()
+        p2.goto("/login")
+        p2.get_by_role("link", name="Sign in with Canaille").click()
+        _through_the_provider(p2, provider, "emmy")
+        p2.wait_for_url(f"{server.url}/")
+        p2.goto(f"/orgs/{acme.org}?tab=audit")
+        assert p2.get_by_role("tab", name="Audit log").count() == 0
+        assert p2.locator("table.audit").count() == 0
+    finally:
+        member.close()

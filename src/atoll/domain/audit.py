@@ -256,6 +256,28 @@ def as_dict(r: AuditRecord) -> dict[str, Any]:
     }
 
 
+def newest(
+    db: Session, org_id: str | None, f: Filters, limit: int, before: str | None = None
+) -> tuple[list[AuditRecord], str | None]:
+    """Up to ``limit`` records, newest first, older than record ``before``; and the id to ask the
+    next page with (None: no more). For the web page; the API pages with its cursor tokens."""
+    q = query(org_id, f).order_by(AuditRecord.created_at.desc(), AuditRecord.id.desc())
+    if before:
+        mark = db.get(AuditRecord, before)
+        if mark is None:
+            raise Invalid("that page of the audit log is gone (older records were removed)", field="page")
+        q = q.where(
+            or_(
+                AuditRecord.created_at < mark.created_at,
+                (AuditRecord.created_at == mark.created_at) & (AuditRecord.id < mark.id),
+            )
+        )
+    rows: list[AuditRecord] = list(db.scalars(q.limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
 def export(db: Session, org_id: str | None, f: Filters, batch: int = 500) -> Iterator[AuditRecord]:
     """Every matching record, oldest first, read in batches (an export may be large)."""
     last: tuple[datetime, str] | None = None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from atoll.domain import access, catalog, communities, environments, members, tenancy
+from atoll.domain import access, audit, catalog, communities, environments, members, tenancy
 from atoll.domain.access import Action
 from atoll.errors import DomainError, NotFound
 from atoll.states import EnvironmentStatus
@@ -87,7 +88,13 @@ def create_community(ctx: Ctx) -> Response:
 
 # --- organizations --------------------------------------------------------------------------
 
-ORG_TABS = [("communities", "Communities"), ("members", "Members"), ("groups", "Groups")]
+ORG_TABS = [
+    ("communities", "Communities"),
+    ("members", "Members"),
+    ("groups", "Groups"),
+    ("audit", "Audit log"),
+]
+AUDIT_PAGE = 100
 
 
 def org_page(
@@ -98,12 +105,17 @@ def org_page(
     notice: str | None = None,
     error: FormError = NO_ERROR,
     status: int = 200,
+    audit_filters: dict[str, str] | None = None,
     **_: Any,
 ) -> Response:
     me = ctx.me
     org = tenancy.get_organization(ctx.db, me, org_id)
     can_manage = access.can(ctx.db, me, Action.ORG_MANAGE_ACCESS, org)
-    tabs = [t for t in ORG_TABS if t[0] != "members" or can_manage]
+    can_audit = access.can(ctx.db, me, Action.ORG_VIEW_AUDIT, org)
+    hidden = {"members"} if not can_manage else set()
+    if not can_audit:
+        hidden.add("audit")
+    tabs = [t for t in ORG_TABS if t[0] not in hidden]
     if tab not in {k for k, _ in tabs}:
         tab = "communities"
     values: dict[str, Any] = {
@@ -125,6 +137,8 @@ def org_page(
             {"group": g, "members": members.group_members(ctx.db, me, g.id)}
             for g in queries.groups(ctx.db, me, org.id)
         ]
+    elif tab == "audit":
+        values.update(_audit_view(ctx, org.id, audit_filters or {}))
     crumbs = [{"label": org.name, "url": ""}]
     template = "org_tabs.html" if ctx.hx_target("tab-area") else "org.html"
     return render(ctx, template, status=status, crumbs=crumbs, **values)
@@ -133,9 +147,41 @@ def org_page(
 RENDERERS["orgs"] = org_page
 
 
+def _audit_view(ctx: WebCtx, org_id: str, wanted: dict[str, str]) -> dict[str, Any]:
+    """The newest records matching the filters, and the link to the next (older) page."""
+    filters = audit.Filters(
+        actor=wanted.get("actor") or None,
+        action=wanted.get("action") or None,
+        result=wanted.get("result") or None,
+    )
+    try:
+        rows, nxt = audit.newest(ctx.db, org_id, filters, AUDIT_PAGE, wanted.get("page") or None)
+        problem = ""
+    except DomainError as e:
+        rows, nxt, problem = [], None, e.detail
+    query = {k: v for k, v in wanted.items() if v and k != "page"}
+    return {
+        "audit_rows": [audit.as_dict(r) for r in rows],
+        "audit_filters": query,
+        "audit_problem": problem,
+        "audit_next": urlencode({**query, "tab": "audit", "page": nxt}) if nxt else "",
+        "audit_export": urlencode(query),
+        "audit_results": audit.RESULTS,
+    }
+
+
 @router.get("/orgs/{org_id}")
-def org(org_id: str, ctx: Ctx, tab: str = "communities") -> Response:
-    return org_page(ctx, org_id, tab)
+def org(
+    org_id: str,
+    ctx: Ctx,
+    tab: Annotated[str, Query(max_length=32)] = "communities",
+    actor: Annotated[str, Query(max_length=128)] = "",
+    action: Annotated[str, Query(max_length=64)] = "",
+    result: Annotated[str, Query(max_length=16)] = "",
+    page_token: Annotated[str, Query(alias="page", max_length=512)] = "",
+) -> Response:
+    wanted = {"actor": actor, "action": action, "result": result, "page": page_token}
+    return org_page(ctx, org_id, tab, audit_filters=wanted)
 
 
 def _org_after(ctx: WebCtx, org_id: str, notice: str) -> Response:
