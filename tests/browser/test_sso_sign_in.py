@@ -100,3 +100,41 @@ def test_the_organization_admin_reads_the_audit_log_page_and_a_member_does_not_s
         assert p2.locator("table.audit").count() == 0
     finally:
         member.close()
+
+
+def test_the_installation_admin_adds_turns_off_and_removes_a_provider(
+    page: Page, server: RunningServer
+) -> None:
+    from tests.browser.conftest import sign_in
+    from tests.support.server import ADMIN_PASSWORD
+
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Single sign-on").click()
+    page.wait_for_url("**/admin/sso")
+    row = page.locator("tr[data-provider=canaille]")
+    assert f"{server.url}/login/sso/canaille/callback" in row.inner_text()
+    assert "set in ATOLL_SSO_PROVIDERS" in row.inner_text()
+
+    page.get_by_label("Name", exact=True).fill("backup")
+    page.get_by_label("Shown as").fill("Backup IdP")
+    page.get_by_label("Issuer URL").fill("http://idp.example.test")  # not https, not loopback
+    page.get_by_label("Client id").fill("atoll")
+    page.get_by_label("Client secret").fill("backup-client-secret")
+    page.get_by_role("button", name="Add provider").click()
+    assert "must use https" in page.locator("[data-field=issuer]").inner_text()
+    page.get_by_label("Issuer URL").fill("https://idp.example.test/realms/backup")
+    page.get_by_label("Client secret").fill("backup-client-secret")
+    page.get_by_role("button", name="Add provider").click()
+    page.wait_for_url("**/admin/sso")
+    backup = page.locator("tr[data-provider=backup]")
+    assert "https://idp.example.test/realms/backup" in backup.inner_text()
+    assert "backup-client-secret" not in page.content()
+
+    assert "backup" in [p["name"] for p in server.api().get("/auth/providers").json()]
+    page.goto("/admin/sso")
+    backup.get_by_role("button", name="Turn off").click()
+    page.wait_for_url("**/admin/sso")
+    assert "backup" not in [p["name"] for p in server.api().get("/auth/providers").json()]
+    page.locator("tr[data-provider=backup]").get_by_role("button", name="Remove").click()
+    page.wait_for_url("**/admin/sso")
+    assert page.locator("tr[data-provider=backup]").count() == 0

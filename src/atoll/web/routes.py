@@ -14,12 +14,14 @@ from atoll.web import (
     pages_notebooks,
     pages_project,
     pages_sso,
+    pages_sso_admin,
 )
 
 router = APIRouter(include_in_schema=False)
 for _module in (
     pages_auth,
     pages_sso,
+    pages_sso_admin,
     pages_home,
     pages_community,
     pages_project,
