@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.cli import ATOLL, Cli
 from tests.sso.conftest import IDP_PASSWORD, Acme, audit_records
-from tests.support.oidc_provider import Provider, walk
+from tests.support.oidc_provider import Provider, confirm_cli, walk
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.e2e
@@ -45,9 +45,13 @@ def _start_login(cli: Cli, server: RunningServer, *extra: str) -> tuple[subproce
     raise AssertionError(f"no sign-in URL printed: {proc.communicate()}")
 
 
-def _loopback(browser: httpx.Client, provider: Provider, url: str) -> str:
-    """Sign in at the provider; the URL of the CLI's loopback that Atoll sends the browser on to."""
+def _loopback(browser: httpx.Client, provider: Provider, url: str, answer: str = "allow") -> str:
+    """Sign in at the provider and answer Atoll's question whether the CLI may sign in; the URL
+    of the CLI's loopback that Atoll sends the browser on to."""
     r = walk(browser, provider, url, "marie", IDP_PASSWORD)
+    if r.status_code == 200:
+        assert "Sign in the Atoll CLI?" in r.text and "marie" in r.text
+        r = confirm_cli(browser, r, answer)
     assert r.status_code == 303, r.text[:500]
     target: str = r.headers["location"]
     assert target.startswith("http://127.0.0.1:") and "/callback?" in target
@@ -137,3 +141,24 @@ def test_login_sso_names_unknown_providers(server: RunningServer, tmp_path: Path
         "login", "--url", server.url, "--sso", "--provider", "okta", code=2
     )
     assert "one way to sign in" in cli.fail("login", "--url", server.url, "--sso", "--token", "atl_x", code=2)
+
+
+def test_a_cli_sign_in_link_from_someone_else_needs_the_person_to_allow_it(
+    server: RunningServer, provider: Provider, marie: Any, tmp_path: Path
+) -> None:
+    """A link carrying another program's loopback port and challenge (sent by someone who hopes
+    to catch the code) stops at Atoll's question; no code leaves without a click, and "Cancel"
+    tells the waiting CLI so."""
+    cli = Cli(tmp_path / "asked")
+    proc, url = _start_login(cli, server)
+    try:
+        with httpx.Client(timeout=30) as browser:
+            page = walk(browser, provider, url, "marie", IDP_PASSWORD)
+            assert page.status_code == 200 and "Sign in the Atoll CLI?" in page.text
+            assert "code=" not in page.text
+            done = confirm_cli(browser, page, "deny")
+            assert done.status_code == 303 and "error=" in done.headers["location"]
+            assert browser.get(done.headers["location"]).status_code == 401
+    finally:
+        code, _, err = _finish(proc)
+    assert code == 1 and "refused in the browser" in err

@@ -166,6 +166,22 @@ def test_a_replayed_response_is_refused(server: RunningServer, provider: Provide
         assert _me(thief).status_code == 401
 
 
+def test_a_response_is_taken_only_in_the_browser_that_started_the_sign_in(
+    server: RunningServer, provider: Provider, linus: Any
+) -> None:
+    """Someone signs in as themselves, stops at the provider's redirect and sends you the link:
+    opening it does not sign you in as them (login CSRF); their own browser still can."""
+    with _browser(server) as attacker:
+        callback = walk(
+            attacker, provider, _authorization_url(attacker, server), "linus", IDP_PASSWORD, present=False
+        )
+        with _browser(server) as victim:
+            r = victim.get(callback, follow_redirects=False)
+            assert r.status_code == 401 and "started in another browser" in r.text
+            assert _me(victim).status_code == 401
+        assert attacker.get(callback, follow_redirects=False).status_code == 303
+
+
 def test_a_provider_that_is_down_is_refused_with_a_clear_message(server: RunningServer, acme: Acme) -> None:
     with server.api() as api:
         r = api.post(

@@ -223,3 +223,15 @@ def walk(
             raise AssertionError(f"an unexpected page at the provider: {r.url}\n{page[:2000]}")
         r = http.post(post_to, data=data, follow_redirects=False)
     raise AssertionError("the sign-in went round in circles")
+
+
+def confirm_cli(http: Any, page: Any, answer: str = "allow") -> Any:
+    """Answer Atoll's "Sign in the Atoll CLI?" page as the person would; Atoll's response (a
+    redirect to the CLI's loopback port) is returned, not followed."""
+    import re
+
+    assert 'action="/login/sso/cli"' in page.text, page.text[:1000]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    return http.post(
+        str(page.url.join("/login/sso/cli")), data={**fields, "answer": answer}, follow_redirects=False
+    )

@@ -26,7 +26,7 @@ from atoll.api.schemas_auth import UserOut
 from atoll.api.schemas_tenancy import GroupCreate, GroupMemberAdd, GroupOut, GroupUpdate
 from atoll.domain import audit, auth, listing, members
 from atoll.domain.access import MANAGE_ACTION, VIEW_ACTION, Action, ResourceType
-from atoll.errors import Invalid, Unauthenticated
+from atoll.errors import Forbidden, Invalid, Unauthenticated
 from atoll.store.tables import Group
 
 router = APIRouter()
@@ -200,6 +200,8 @@ def accept_invite(token: str, body: InviteAccept, ctx: CtxDep, response: Respons
             raise Invalid("you are signed in: accept without username and password", field="username")
         user = ctx.principal.user
     else:
+        if not ctx.settings.password_signin:
+            raise Forbidden(f"{auth.PASSWORDS_OFF}, then accept the invite")
         if not body.username or not body.password:
             raise Unauthenticated("sign in first, or give a username and password to create an account")
         user = auth.create_user(ctx.db, username=body.username, password=body.password)

@@ -70,11 +70,12 @@ def sign_in_providers(ctx: AnonCtxDep) -> list[ProviderPublic]:
 )
 def redeem_sso_code(body: SsoTokenRedeem, ctx: AnonCtxDep) -> NewTokenOut:
     """Trade the one-time code of a finished SSO sign-in for a personal API token (`atoll login --sso`)."""
+    audit.note_action("create_token_sso")
     tok, raw = sso_accounts.redeem_cli_code(ctx.db, body.code, body.verifier, body.name, body.expires_in_days)
     user = ctx.db.get(User, tok.user_id)
     if user is not None:
         audit.note_actor(user.id, user.username, "sso")
-    audit.note_action("create_token_sso", detail=f"token {tok.name!r} ({tok.prefix}…)")
+    audit.note_detail(f"token {tok.name!r} ({tok.prefix}…)")
     ctx.commit(None)
     ctx.services.wake("dataplane")
     return NewTokenOut(**token_out(tok).model_dump(), token=raw)
@@ -143,9 +144,7 @@ def delete_provider(ctx: CtxDep, provider_id: str = Path(max_length=MAX_ID)) -> 
     """Remove a provider: its users keep their accounts (and can be given passwords), but can no
     longer sign in through it."""
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
-    row = sso_providers.get(ctx.db, provider_id)
-    sso_providers.refuse_settings_managed(row)
-    ctx.db.delete(row)
+    sso_providers.remove(ctx.db, sso_providers.get(ctx.db, provider_id))
     ctx.commit(None)
 
 

@@ -47,6 +47,9 @@ def add(
     groups_claim: Annotated[
         str, typer.Option(help="The claim listing the user's groups ('' : no sync)")
     ] = "groups",
+    username_claim: Annotated[
+        str, typer.Option(help="The claim new users' Atoll username comes from (e.g. email)")
+    ] = "preferred_username",
     admin_group: Annotated[
         list[str] | None, typer.Option("--admin-group", help="Members of this provider group are org admins")
     ] = None,
@@ -66,6 +69,7 @@ def add(
             "organizationId": resolve.organization(c, org)["id"],
             "groupsClaim": groups_claim,
             "adminGroups": admin_group or [],
+            "usernameClaim": username_claim,
         }
         row = c.post("/identity-providers", drop_none(body))
         emit_done(

@@ -33,6 +33,7 @@ from atoll.store.tables import (
     Organization,
     Project,
     User,
+    as_utc,
     utcnow,
 )
 
@@ -240,7 +241,7 @@ def as_dict(r: AuditRecord) -> dict[str, Any]:
     """A record as the API, the export and the CLI show it (camelCase, ISO times)."""
     return {
         "id": r.id,
-        "time": r.created_at.isoformat(),
+        "time": as_utc(r.created_at).isoformat(),
         "organizationId": r.organization_id,
         "actorId": r.actor_id,
         "actor": r.actor,

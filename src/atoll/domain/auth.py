@@ -28,6 +28,7 @@ SESSION_COOKIE = "atoll_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"  # form field name for plain HTML form posts
 MIN_PASSWORD = MIN_LENGTH
+PASSWORDS_OFF = "password sign-in is turned off here: sign in with your organization's identity provider"
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
@@ -85,15 +86,15 @@ def authenticate(
     in with a password, the way back in while the identity provider is down."""
     attempt = throttle.admit(db, guard, username)
     user = db.scalar(select(User).where(User.username == username))
+    if not passwords_on and not (user is not None and user.is_admin):
+        # Refused before the password is looked at: the answer says nothing of whether it was right.
+        throttle.failed(db, attempt)
+        raise Forbidden(PASSWORDS_OFF)
     ok = verify_password(user.password_hash if user else "", password)
     if not user or not ok or not user.is_active:
         throttle.failed(db, attempt)
         raise Unauthenticated("wrong username or password")
     throttle.succeeded(db, attempt)
-    if not passwords_on and not user.is_admin:
-        raise Forbidden(
-            "password sign-in is turned off here: sign in with your organization's identity provider"
-        )
     return user
 
 

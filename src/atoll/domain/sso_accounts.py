@@ -103,7 +103,9 @@ def sign_in(db: Session, provider: IdentityProvider, subject: str, claims: dict[
     display = str(claims.get("name") or "")[:128]
     created = False
     if link is None:
-        wanted = str(claims.get(provider.username_claim) or claims.get("email", "").split("@")[0] or "user")
+        wanted = str(
+            claims.get(provider.username_claim) or str(claims.get("email") or "").split("@")[0] or "user"
+        )
         user = User(
             username=_free_username(db, wanted),
             email=email,
@@ -127,38 +129,63 @@ def sign_in(db: Session, provider: IdentityProvider, subject: str, claims: dict[
     if not user.is_active:
         raise Forbidden(f"the account {user.username!r} is deactivated in Atoll")
     link.last_sign_in_at = utcnow()
-    _ensure_binding(db, provider, user.id, "member")
     values = claim_values(claims, provider.groups_claim)
     link.groups = values
     out = SignedIn(user=user, created=created)
+    out.admin = _sync_membership(db, provider, user, values)
     if provider.groups_claim:
         out.groups_added, out.groups_removed = _sync_groups(db, provider, user, values)
-    out.admin = _sync_admin(db, provider, user, values)
     db.flush()
     return out
 
 
-def _ensure_binding(db: Session, provider: IdentityProvider, user_id: str, role: str) -> bool:
-    q = select(AccessBinding.id).where(
-        AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
-        AccessBinding.resource_id == provider.organization_id,
-        AccessBinding.subject_type == "user",
-        AccessBinding.subject_id == user_id,
-        AccessBinding.role == role,
-    )
-    if db.scalar(q):
-        return False
-    db.add(
-        AccessBinding(
-            resource_type=ResourceType.ORGANIZATION.value,
-            resource_id=provider.organization_id,
-            subject_type="user",
-            subject_id=user_id,
-            role=role,
-            created_by=provider.id,
+def _sync_membership(db: Session, provider: IdentityProvider, user: User, values: list[str]) -> bool | None:
+    """The user's one role binding on the organization: member, or admin while a claim names one
+    of the provider's admin groups. Returns True when admin was granted, False when taken back,
+    None when unchanged. An admin role someone granted by hand is never taken back, nor the
+    organization's last admin."""
+    mine = list(
+        db.scalars(
+            select(AccessBinding).where(
+                AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
+                AccessBinding.resource_id == provider.organization_id,
+                AccessBinding.subject_type == "user",
+                AccessBinding.subject_id == user.id,
+            )
         )
     )
-    return True
+    admin_groups = {group_name(g) for g in provider.admin_groups or []}
+    wants_admin = bool(admin_groups & {group_name(v) for v in values})
+    if not mine:
+        role = "admin" if wants_admin else "member"
+        db.add(
+            AccessBinding(
+                resource_type=ResourceType.ORGANIZATION.value,
+                resource_id=provider.organization_id,
+                subject_type="user",
+                subject_id=user.id,
+                role=role,
+                created_by=provider.id,
+            )
+        )
+        return True if wants_admin else None
+    admin = next((b for b in mine if b.role == "admin"), None)
+    if wants_admin and admin is None:
+        mine[0].role, mine[0].created_by = "admin", provider.id
+        return True
+    if not wants_admin and admin is not None and admin.created_by == provider.id and admin_groups:
+        others = db.scalar(
+            select(AccessBinding.id).where(
+                AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
+                AccessBinding.resource_id == provider.organization_id,
+                AccessBinding.role == "admin",
+                AccessBinding.subject_id != user.id,
+            )
+        )
+        if others:
+            admin.role = "member"
+            return False
+    return None
 
 
 def _sync_groups(
@@ -206,25 +233,6 @@ def _sync_groups(
     return sorted(added), sorted(removed)
 
 
-def _sync_admin(db: Session, provider: IdentityProvider, user: User, values: list[str]) -> bool | None:
-    """The organization admin role that the admin groups mapping gives (and takes back)."""
-    admin_groups = {group_name(g) for g in provider.admin_groups or []}
-    if not admin_groups:
-        return None
-    if admin_groups & {group_name(v) for v in values}:
-        return True if _ensure_binding(db, provider, user.id, "admin") else None
-    gone = db.execute(
-        delete(AccessBinding).where(
-            AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
-            AccessBinding.resource_id == provider.organization_id,
-            AccessBinding.subject_id == user.id,
-            AccessBinding.role == "admin",
-            AccessBinding.created_by == provider.id,
-        )
-    )
-    return False if getattr(gone, "rowcount", 0) else None
-
-
 # --- `atoll login --sso`: the one-time code --------------------------------------------------
 
 
@@ -268,13 +276,15 @@ def redeem_cli_code(
 
 def end_sso_access(db: Session, user: User) -> tuple[int, int]:
     """End the user's browser sessions and revoke the tokens that came through SSO; (sessions,
-    tokens). What the user made with a password or by hand stays."""
-    sessions = db.execute(
-        delete(WebSession).where(WebSession.user_id == user.id, WebSession.provider_id.is_not(None))
-    )
-    tokens = db.execute(
-        update(ApiToken)
-        .where(ApiToken.user_id == user.id, ApiToken.provider_id.is_not(None), ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    tokens). A user without a password came in only through SSO: everything of theirs ends,
+    tokens they made on their account page included. A user with a password keeps what they made
+    with it."""
+    only_sso = not user.password_hash
+    session_q = delete(WebSession).where(WebSession.user_id == user.id)
+    token_q = update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    if not only_sso:
+        session_q = session_q.where(WebSession.provider_id.is_not(None))
+        token_q = token_q.where(ApiToken.provider_id.is_not(None))
+    sessions = db.execute(session_q)
+    tokens = db.execute(token_q.values(revoked_at=utcnow()))
     return int(getattr(sessions, "rowcount", 0) or 0), int(getattr(tokens, "rowcount", 0) or 0)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from atoll.domain.secrets import SecretBox
 from atoll.domain.validation import check_name
 from atoll.errors import Conflict, Invalid, NotFound
-from atoll.store.tables import IdentityProvider, Organization
+from atoll.store.tables import ExternalIdentity, IdentityProvider, Organization
 
 log = logging.getLogger("atoll.sso")
 MAX_ADMIN_GROUPS = 100
@@ -207,7 +207,9 @@ def from_settings(db: Session, box: SecretBox, raw: str) -> list[str]:
             raise Invalid(
                 f"ATOLL_SSO_PROVIDERS: unknown field(s) {', '.join(unknown)}", field="ATOLL_SSO_PROVIDERS"
             )
-        f = ProviderFields(**{_SETTINGS_KEYS[k]: v for k, v in item.items()})
+        _check_types(item)
+        # Every field, a left-out one at its default: the settings say the whole configuration.
+        f = ProviderFields(**{_SETTINGS_KEYS[k]: v for k, v in {**_SETTINGS_DEFAULTS, **item}.items()})
         if isinstance(f.organization, str) and not _find_organization(db, f.organization):
             # The organization its users land in is part of the installation's setup: made here.
             db.add(
@@ -230,6 +232,48 @@ def from_settings(db: Session, box: SecretBox, raw: str) -> list[str]:
         names.append(str(f.name))
     for row in db.scalars(select(IdentityProvider).where(IdentityProvider.managed_by == "settings")):
         if row.name not in names:
-            log.info("identity provider %s is no longer in ATOLL_SSO_PROVIDERS: removed", row.name)
-            db.delete(row)
+            # Turned off, not removed: its users' links to their accounts stay, so putting it back
+            # signs them in as before (an admin may remove it once it has no users).
+            log.warning("identity provider %s is no longer in ATOLL_SSO_PROVIDERS: turned off", row.name)
+            row.enabled, row.managed_by = False, "api"
     return names
+
+
+_SETTINGS_DEFAULTS: dict[str, Any] = {
+    "displayName": "",
+    "clientSecret": "",
+    "scopes": "openid profile email",
+    "groupsClaim": "groups",
+    "adminGroups": [],
+    "usernameClaim": "preferred_username",
+    "enabled": True,
+}
+
+
+def _check_types(item: dict[str, Any]) -> None:
+    for key, value in item.items():
+        if key == "adminGroups":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            want = "a list of strings"
+        elif key == "enabled":
+            ok, want = isinstance(value, bool), "true or false"
+        else:
+            ok, want = isinstance(value, str), "a string"
+        if not ok:
+            name = item.get("name", "?")
+            raise Invalid(
+                f"ATOLL_SSO_PROVIDERS, provider {name!r}: {key} must be {want}", field="ATOLL_SSO_PROVIDERS"
+            )
+
+
+def remove(db: Session, row: IdentityProvider) -> None:
+    """Remove a provider nobody signs in through; one with users is turned off instead, or its
+    users would get new accounts if it came back."""
+    refuse_settings_managed(row)
+    users = db.scalar(select(func.count()).where(ExternalIdentity.provider_id == row.id)) or 0
+    if users:
+        raise Conflict(
+            f"{users} user(s) sign in through identity provider {row.name!r}: turn it off instead "
+            "(enabled: false), so that their accounts stay linked to it"
+        )
+    db.delete(row)

@@ -18,6 +18,7 @@ settings in domain/sso_providers.py.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -183,9 +184,11 @@ def start(
     redirect_uri: str,
     next_url: str,
     ttl_s: int,
+    browser: str,
     cli: CliReturn | None = None,
 ) -> str:
-    """Record a sign-in in flight and return the provider's authorization URL to send the browser to."""
+    """Record a sign-in in flight and return the provider's authorization URL to send the browser
+    to. ``browser``: the value of a cookie of the browser that starts it (only it may finish it)."""
     meta = DISCOVERY.metadata(provider)
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
     with _session(provider, box, redirect_uri) as oauth:
@@ -195,6 +198,7 @@ def start(
     db.add(
         SsoSignIn(
             state_hash=_sha256(state),
+            browser_hash=_sha256(browser),
             provider_id=provider.id,
             nonce=nonce,
             code_verifier=box.seal(verifier),
@@ -209,8 +213,9 @@ def start(
     return str(url)
 
 
-def take_sign_in(db: Session, state: str) -> SsoSignIn:
-    """The sign-in a callback's state belongs to, marked used: a second callback is refused."""
+def take_sign_in(db: Session, state: str, browser: str) -> SsoSignIn:
+    """The sign-in a callback's state belongs to, marked used: a second callback is refused, and
+    so is one from another browser than the one that started it (a link someone sent you)."""
     row = db.scalar(select(SsoSignIn).where(SsoSignIn.state_hash == _sha256(state or "")).with_for_update())
     if row is None:
         raise Unauthenticated("this sign-in is unknown to Atoll: start it again from the sign-in page")
@@ -218,6 +223,10 @@ def take_sign_in(db: Session, state: str) -> SsoSignIn:
         raise Unauthenticated("this sign-in was already used (a replayed response): start a new one")
     if as_utc(row.expires_at) < utcnow():
         raise Unauthenticated("this sign-in took too long and expired: start it again")
+    if not browser or not hmac.compare_digest(row.browser_hash, _sha256(browser)):
+        raise Unauthenticated(
+            "this sign-in was started in another browser: start it here, from Atoll's sign-in page"
+        )
     row.used_at = utcnow()
     return row
 
@@ -275,6 +284,11 @@ def finish(
     return Identity(subject=str(claims["sub"]), claims=claims)
 
 
+def _issuers(issuer: str) -> list[str]:
+    # Google documents that its ID tokens may name their issuer without the scheme.
+    return [issuer, "accounts.google.com"] if issuer == "https://accounts.google.com" else [issuer]
+
+
 def check_id_token(
     db: Session,
     provider: IdentityProvider,
@@ -303,7 +317,7 @@ def check_id_token(
     if access_token:
         params["access_token"] = access_token
     options: dict[str, Any] = {
-        "iss": {"essential": True, "value": meta.issuer},
+        "iss": {"essential": True, "values": _issuers(meta.issuer)},
         "aud": {"essential": True, "value": provider.client_id},
         "sub": {"essential": True},
         "nonce": {"essential": True},

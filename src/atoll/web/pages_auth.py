@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from atoll.domain import audit, auth, members, sso_providers, throttle
-from atoll.errors import DomainError, Invalid, TooManyRequests
+from atoll.errors import DomainError, Forbidden, Invalid, TooManyRequests
 from atoll.store.tables import Community, Project
 from atoll.web import forms, queries
 from atoll.web.context import (
@@ -234,6 +234,8 @@ def accept_invite(token: str, ctx: Public) -> Response:
         if ctx.principal is not None:
             user = ctx.principal.user
         else:
+            if not ctx.settings.password_signin:
+                raise Forbidden(f"{auth.PASSWORDS_OFF}, then open this link again")
             password = str(ctx.form.get("password") or "")
             if password != str(ctx.form.get("confirmPassword") or ""):
                 raise Invalid("the two passwords differ", field="confirmPassword")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from atoll.domain import access, members
+from atoll.domain import access, audit, members
 from atoll.domain.access import MANAGE_ACTION, ROLES, ResourceType
 from atoll.errors import DomainError, NotFound
 from atoll.store.tables import Community, Organization, Project
@@ -115,6 +115,7 @@ def _routes(kind: str, rtype: ResourceType) -> None:
                 role=values["role"],
             )
             name = members.subject_name(ctx.db, b)
+            audit.note_detail(f"{b.subject_type} {name} given role {b.role}")
             ctx.commit()
         except NotFound:
             raise

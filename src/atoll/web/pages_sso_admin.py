@@ -107,7 +107,10 @@ def toggle_provider(provider_id: str, ctx: Ctx) -> Response:
 def remove_provider(provider_id: str, ctx: Ctx) -> Response:
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
     row = sso_providers.get(ctx.db, provider_id)
-    sso_providers.refuse_settings_managed(row)
-    ctx.db.delete(row)
-    ctx.commit()
+    try:
+        sso_providers.remove(ctx.db, row)
+        ctx.commit()
+    except DomainError as e:
+        ctx.rollback()
+        return sso_page(ctx, error=FormError("providers", None, e.detail), status=e.status)
     return redirect(ctx, "/admin/sso", flash=f"Identity provider {row.name} removed")

@@ -58,6 +58,9 @@ class SsoSignIn(Base):
     __tablename__ = "sso_sign_ins"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("ssi"))
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The sha256 of a cookie set in the browser that started it: the answer is taken only from
+    # that browser (someone else's callback link does not sign you in as them).
+    browser_hash: Mapped[str] = mapped_column(String(64), default="")
     provider_id: Mapped[str] = mapped_column(ForeignKey("identity_providers.id", ondelete="CASCADE"))
     nonce: Mapped[str] = mapped_column(String(128))
     code_verifier: Mapped[bytes] = mapped_column(LargeBinary)  # SecretBox ciphertext
@@ -71,6 +74,9 @@ class SsoSignIn(Base):
     # the CLI trades for a token.
     user_id: Mapped[str | None] = mapped_column(String(32), default=None)
     cli_code_hash: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    # For the CLI: the person confirms on an Atoll page that the CLI on their machine may sign in
+    # (a link with someone else's CLI port and challenge must not hand them a token).
+    confirm_hash: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     expires_at: Mapped[datetime] = mapped_column()

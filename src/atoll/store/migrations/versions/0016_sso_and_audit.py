@@ -92,6 +92,7 @@ def upgrade() -> None:
         "sso_sign_ins",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("browser_hash", sa.String(length=64), nullable=False),
         sa.Column("provider_id", sa.String(length=32), nullable=False),
         sa.Column("nonce", sa.String(length=128), nullable=False),
         sa.Column("code_verifier", sa.LargeBinary(), nullable=False),
@@ -102,12 +103,14 @@ def upgrade() -> None:
         sa.Column("cli_challenge", sa.String(length=128), nullable=False),
         sa.Column("user_id", sa.String(length=32), nullable=True),
         sa.Column("cli_code_hash", sa.String(length=64), nullable=True),
+        sa.Column("confirm_hash", sa.String(length=64), nullable=True),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["provider_id"], ["identity_providers.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("cli_code_hash"),
+        sa.UniqueConstraint("confirm_hash"),
         sa.UniqueConstraint("state_hash"),
     )
     with op.batch_alter_table("sso_sign_ins", schema=None) as batch_op:
