@@ -29,8 +29,8 @@ PROVIDER = {
 }
 
 
-def _client(tmp: Path, database_url: str, **settings: Any) -> TestClient:
-    return TestClient(create_app(make_settings(tmp, database_url, **settings)))
+def _client(tmp: Path, url: str, **settings: Any) -> TestClient:
+    return TestClient(create_app(make_settings(tmp, url, **settings)))
 
 
 def _token(c: TestClient, username: str, password: str) -> str:
@@ -40,9 +40,9 @@ def _token(c: TestClient, username: str, password: str) -> str:
 
 
 def test_password_sign_in_turned_off_leaves_only_installation_admins(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, fresh_database_url: str
 ) -> None:
-    c = _client(tmp_path, database_url, password_signin=False)
+    c = _client(tmp_path, fresh_database_url, password_signin=False)
     admin = {"Authorization": f"Bearer {_token(c, 'admin', ADMIN_PASSWORD)}"}
     assert (
         c.post(
@@ -60,13 +60,29 @@ def test_password_sign_in_turned_off_leaves_only_installation_admins(
     page = c.post("/login", data=data, follow_redirects=False)
     assert page.status_code == 403 and "password sign-in is turned off" in page.text
     assert "atoll_session" not in c.cookies
-    # A wrong password is still just a wrong password (nothing tells whether the account exists).
+    # Refused before the password is looked at: a wrong one gets the same answer (no oracle).
     r = c.post(f"{V}/auth/tokens", json={"username": "bob", "password": "wrong-password-here-1"})
-    assert r.status_code == 401
+    assert r.status_code == 403
+    assert (
+        c.post(f"{V}/auth/tokens", json={"username": "admin", "password": "wrong-password-1"}).status_code
+        == 401
+    )
+    # Nor can an invite link make a password account.
+    org = c.get(f"{V}/organizations", headers=admin).json()["items"][0]["id"]
+    com = c.post(f"{V}/communities", json={"organizationId": org, "name": "inv-com"}, headers=admin).json()
+    inv = c.post(f"{V}/communities/{com['id']}/invites", json={"role": "viewer"}, headers=admin)
+    assert inv.status_code == 201, inv.text
+    link = inv.json()["token"]
+    body = {"username": "mallory", "password": "mallory-tidal-lantern-42"}
+    r = c.post(f"{V}/invites/{link}/accept", json=body)
+    assert r.status_code == 403 and "password sign-in is turned off" in r.json()["detail"]
+    assert c.get(f"{V}/users", headers=admin).json()["items"] and all(
+        u["username"] != "mallory" for u in c.get(f"{V}/users", headers=admin).json()["items"]
+    )
 
 
-def test_providers_from_settings_are_applied_and_locked(tmp_path: Path, database_url: str) -> None:
-    c = _client(tmp_path, database_url, sso_providers=json.dumps([PROVIDER]))
+def test_providers_from_settings_are_applied_and_locked(tmp_path: Path, fresh_database_url: str) -> None:
+    c = _client(tmp_path, fresh_database_url, sso_providers=json.dumps([PROVIDER]))
     admin = {"Authorization": f"Bearer {_token(c, 'admin', ADMIN_PASSWORD)}"}
     [row] = c.get(f"{V}/identity-providers", headers=admin).json()
     assert row["name"] == "corp" and row["managedBy"] == "settings" and row["hasClientSecret"]
@@ -89,20 +105,28 @@ def test_providers_from_settings_are_applied_and_locked(tmp_path: Path, database
         ({"scopes": "profile email"}, "openid"),
         ({"name": "Not A Name"}, "name"),
         ({"bogus": 1}, "unknown field"),
+        ({"adminGroups": "admins"}, "adminGroups must be a list of strings"),
+        ({"scopes": ["openid"]}, "scopes must be a string"),
+        ({"enabled": "yes"}, "enabled must be true or false"),
     ],
 )
 def test_a_bad_provider_in_settings_stops_the_start_with_its_name(
-    tmp_path: Path, database_url: str, entry: dict[str, Any], says: str
+    tmp_path: Path, fresh_database_url: str, entry: dict[str, Any], says: str
 ) -> None:
     with pytest.raises(Invalid) as e:
-        create_app(make_settings(tmp_path, database_url, sso_providers=json.dumps([{**PROVIDER, **entry}])))
+        create_app(
+            make_settings(tmp_path, fresh_database_url, sso_providers=json.dumps([{**PROVIDER, **entry}]))
+        )
     assert says in e.value.detail and "ATOLL_SSO_PROVIDERS" in e.value.detail
 
 
-def test_the_api_checks_each_provider_field(tmp_path: Path, database_url: str) -> None:
-    c = _client(tmp_path, database_url)
+def test_the_api_checks_each_provider_field(tmp_path: Path, fresh_database_url: str) -> None:
+    c = _client(tmp_path, fresh_database_url)
     admin = {"Authorization": f"Bearer {_token(c, 'admin', ADMIN_PASSWORD)}"}
-    body = {k: v for k, v in PROVIDER.items() if k != "organization"} | {"organizationId": "default"}
+    body = {k: v for k, v in PROVIDER.items() if k != "organization"} | {
+        "organizationId": "default",
+        "name": "api-made",
+    }
     for change, field in [
         ({"issuer": "http://10.0.0.5/realms/x"}, "issuer"),
         ({"scopes": "email"}, "scopes"),
@@ -115,3 +139,24 @@ def test_the_api_checks_each_provider_field(tmp_path: Path, database_url: str) -
     r = c.post(f"{V}/identity-providers", json=body, headers=admin)
     assert r.status_code == 201
     assert c.post(f"{V}/identity-providers", json=body, headers=admin).status_code == 409
+
+
+def test_a_provider_dropped_from_settings_is_turned_off_and_one_with_users_is_not_removed(
+    tmp_path: Path, fresh_database_url: str
+) -> None:
+    from atoll.store.tables import ExternalIdentity, IdentityProvider, User
+
+    settings = make_settings(tmp_path, fresh_database_url, sso_providers=json.dumps([PROVIDER]))
+    app = create_app(settings)
+    with app.state.db.transaction() as s:
+        provider = s.query(IdentityProvider).one()
+        user = s.query(User).filter_by(username="admin").one()
+        s.add(ExternalIdentity(provider_id=provider.id, subject="sub-1", user_id=user.id))
+    app.state.db.dispose()
+    again = TestClient(create_app(make_settings(tmp_path, fresh_database_url, sso_providers="")))
+    admin = {"Authorization": f"Bearer {_token(again, 'admin', ADMIN_PASSWORD)}"}
+    [row] = again.get(f"{V}/identity-providers", headers=admin).json()
+    assert (row["enabled"], row["managedBy"]) == (False, "api")
+    assert again.get(f"{V}/auth/providers").json() == []
+    r = again.delete(f"{V}/identity-providers/{row['id']}", headers=admin)
+    assert r.status_code == 409 and "turn it off instead" in r.json()["detail"]

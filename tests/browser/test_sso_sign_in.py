@@ -74,32 +74,37 @@ def test_the_organization_admin_reads_the_audit_log_page_and_a_member_does_not_s
     from tests.browser.conftest import new_context, sign_in
     from tests.support.server import ADMIN_PASSWORD
 
-    sign_in(page, "admin", ADMIN_PASSWORD)
-    page.goto(f"/orgs/{acme.org}")
-    page.get_by_role("tab", name="Audit log").click()
-    page.wait_for_url("**tab=audit**")
-    assert page.locator("tr[data-action=sign_in_sso]").count() >= 1
-    page.get_by_label("Result").select_option("denied")
-    page.get_by_role("button", name="Filter").click()
-    page.wait_for_url("**result=denied**")
-    results = page.locator("table.audit tbody tr td:nth-child(5)").all_inner_texts()
-    assert results and all(r.startswith("denied") for r in results)
-    export = page.get_by_role("link", name="Export as JSON Lines")
-    assert "result=denied" in (export.get_attribute("href") or "")
-
-    # A member of the organization (hedy or emmy signed in through SSO) sees no such tab.
+    # A member of the organization: one refused sign-in (an expired token), then a good one.
+    provider.add_user("rosalind", IDP_PASSWORD, "Rosalind Franklin", "rosalind@example.test")
     member = new_context(browser, server)
     try:
         p2 = member.new_page()
         p2.goto("/login")
+        with provider.expired_id_tokens():
+            p2.get_by_role("link", name="Sign in with Canaille").click()
+            _through_the_provider(p2, provider, "rosalind")
+            p2.wait_for_url(f"{server.url}/login/sso/canaille/callback**")
         p2.get_by_role("link", name="Sign in with Canaille").click()
-        _through_the_provider(p2, provider, "emmy")
         p2.wait_for_url(f"{server.url}/")
         p2.goto(f"/orgs/{acme.org}?tab=audit")
         assert p2.get_by_role("tab", name="Audit log").count() == 0
         assert p2.locator("table.audit").count() == 0
     finally:
         member.close()
+
+    sign_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/orgs/{acme.org}")
+    page.get_by_role("tab", name="Audit log").click()
+    page.wait_for_url("**tab=audit**")
+    assert page.locator("tr[data-action=sign_in_sso]").count() >= 2
+    page.get_by_label("Result").select_option("denied")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**result=denied**")
+    results = page.locator("table.audit tbody tr td:nth-child(5)").all_inner_texts()
+    assert results and all(r.startswith("denied") for r in results)
+    assert "has expired" in page.locator("table.audit").inner_text()
+    export = page.get_by_role("link", name="Export as JSON Lines")
+    assert "result=denied" in (export.get_attribute("href") or "")
 
 
 def test_the_installation_admin_adds_turns_off_and_removes_a_provider(

@@ -83,10 +83,15 @@ def test_login_sso_gives_a_working_cli_session_that_an_admin_can_end(
     created = audit_records(server, acme.org, action="create_token_sso", actor="marie")
     assert len(created) == 1 and created[0]["result"] == "success"
     assert token not in str(created) and token[:10] in created[0]["detail"]
+    # A token she makes with it (marie has no password: everything she has came through SSO).
+    with server.api(token) as as_marie:
+        extra = as_marie.post("/tokens", json={"name": "notebook-ci"}).json()["token"]
     # The admin of the organization ends marie's SSO sessions: the CLI's token stops working.
     with server.api() as api:
         r = api.post(f"/users/{cli.json('whoami')['id']}:end-sso-sessions")
-        assert r.status_code == 200 and r.json()["tokensRevoked"] == 1, r.text
+        assert r.status_code == 200 and r.json()["tokensRevoked"] >= 2, r.text
+    with server.api(extra) as as_marie:
+        assert as_marie.get("/users/me").status_code == 401
     assert "unknown, expired or revoked" in cli.fail("whoami")
     assert len(audit_records(server, acme.org, action="end_sso_sessions")) == 1
 

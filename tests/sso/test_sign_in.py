@@ -79,6 +79,9 @@ def test_admin_groups_make_organization_admins_and_take_it_back(
     http, _ = _sign_in(server, provider, "grace")
     with closing(http):
         assert http.get(f"/api/v1/organizations/{acme.org}/audit-records").status_code == 403
+    with server.api() as api:
+        bindings = api.get(f"/organizations/{acme.org}/access-bindings").json()
+        assert [b["role"] for b in bindings if b["subjectName"] == "grace"] == ["member"]
 
 
 def test_an_id_token_for_another_audience_is_refused(

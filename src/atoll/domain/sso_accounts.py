@@ -142,8 +142,7 @@ def sign_in(db: Session, provider: IdentityProvider, subject: str, claims: dict[
 def _sync_membership(db: Session, provider: IdentityProvider, user: User, values: list[str]) -> bool | None:
     """The user's one role binding on the organization: member, or admin while a claim names one
     of the provider's admin groups. Returns True when admin was granted, False when taken back,
-    None when unchanged. An admin role someone granted by hand is never taken back, nor the
-    organization's last admin."""
+    None when unchanged. An admin role someone granted by hand is never taken back."""
     mine = list(
         db.scalars(
             select(AccessBinding).where(
@@ -174,17 +173,10 @@ def _sync_membership(db: Session, provider: IdentityProvider, user: User, values
         mine[0].role, mine[0].created_by = "admin", provider.id
         return True
     if not wants_admin and admin is not None and admin.created_by == provider.id and admin_groups:
-        others = db.scalar(
-            select(AccessBinding.id).where(
-                AccessBinding.resource_type == ResourceType.ORGANIZATION.value,
-                AccessBinding.resource_id == provider.organization_id,
-                AccessBinding.role == "admin",
-                AccessBinding.subject_id != user.id,
-            )
-        )
-        if others:
-            admin.role = "member"
-            return False
+        # The provider's word, even for the organization's last admin: installation admins can
+        # always manage it, and someone the provider no longer calls an admin must not stay one.
+        admin.role = "member"
+        return False
     return None
 
 
