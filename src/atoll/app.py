@@ -174,7 +174,7 @@ def create_app(
 
     problems.install(app, html_errors=error_page)
     app.add_middleware(BodyLimit, default=bounds.MAX_BODY_BYTES, rules=BODY_LIMITS)
-    # Outside the body limit: a refused body is a recorded attempt too.
+    # Outermost of the app's own middleware: it sees every answer, the body limit's too.
     app.add_middleware(AuditLog)
 
     api = APIRouter(prefix=API_PREFIX)

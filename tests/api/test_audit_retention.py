@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from atoll.controllers.housekeeping import Housekeeping
@@ -38,3 +39,19 @@ def test_records_past_the_retention_are_removed_and_newer_ones_stay(tmp_path: Pa
     Housekeeping(db, audit_retention_days=30).tick()
     with db.session() as s:
         assert [r.actor for r in s.scalars(select(AuditRecord))] == ["ann"]
+
+
+def test_requests_no_route_took_are_not_recorded(client: TestClient, admin: TestClient) -> None:
+    """Anyone can send requests to made-up paths: they must not fill the log (a flood)."""
+    before = admin.get("/api/v1/audit-records", params={"pageSize": 1000}).json()["items"]
+    for path in ("/api/v1/nope", "/api/v1/projects/x/../../etc", "/whatever"):
+        assert client.post(path, json={}).status_code in (404, 405)
+    after = admin.get("/api/v1/audit-records", params={"pageSize": 1000}).json()["items"]
+    assert len(after) == len(before)
+    # A routed call is, anonymous and refused included.
+    assert client.post("/api/v1/communities", json={}, headers={"Authorization": ""}).status_code in (
+        401,
+        422,
+    )
+    newest = admin.get("/api/v1/audit-records", params={"pageSize": 1}).json()["items"][0]
+    assert newest["route"] == "POST /api/v1/communities" and newest["result"] in ("denied", "failed")

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from atoll.domain import audit
 
 log = logging.getLogger("atoll.audit")
+API_PREFIX = "/api/v1"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_RECORDED = ("/static/", "/nb/", "/healthz", "/metrics")
 
@@ -61,12 +62,17 @@ def _wanted(scope: Scope, note: audit.Note) -> bool:
     if note.record:
         return True
     path: str = scope["path"]
-    return scope["method"] not in SAFE_METHODS and not path.startswith(NOT_RECORDED)
+    # A request no route took (a made-up path, a body refused before routing) is nobody's action:
+    # recording it would let anyone fill the log.
+    routed = scope.get("route") is not None
+    return routed and scope["method"] not in SAFE_METHODS and not path.startswith(NOT_RECORDED)
 
 
 def _write(scope: Scope, note: audit.Note, status: int) -> None:
     route = scope.get("route")
     template = getattr(route, "path", "") or scope["path"]
+    if scope["path"].startswith(API_PREFIX) and not template.startswith(API_PREFIX):
+        template = API_PREFIX + template  # FastAPI hands the router's own route, without its prefix
     action = note.action or getattr(route, "name", "") or "request"
     rtype, rid = note.resource_type, note.resource_id
     if not rid:
