@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
 from atoll.api.bounds import MAX_ID
@@ -32,15 +33,19 @@ Until = Query(None, description="Records before this time (ISO 8601)")
 
 
 def _filters(
-    actor: str | None,
-    action: str | None,
-    resource_type: str | None,
-    resource_id: str | None,
-    result: str | None,
-    since: datetime | None,
-    until: datetime | None,
+    actor: str | None = Actor,
+    action: str | None = ActionFilter,
+    resource_type: str | None = ResourceTypeFilter,
+    resource_id: str | None = ResourceIdFilter,
+    result: str | None = ResultFilter,
+    since: datetime | None = Since,
+    until: datetime | None = Until,
 ) -> audit.Filters:
+    """The filters every audit list and export takes, as query parameters."""
     return audit.Filters(actor, action, resource_type, resource_id, result, since, until)
+
+
+FiltersDep = Annotated[audit.Filters, Depends(_filters)]
 
 
 @router.get(
@@ -51,20 +56,13 @@ def _filters(
 )
 def list_audit_records(
     ctx: CtxDep,
+    filters: FiltersDep,
     org_id: str = Path(max_length=MAX_ID),
-    actor: str | None = Actor,
-    action: str | None = ActionFilter,
-    resource_type: str | None = ResourceTypeFilter,
-    resource_id: str | None = ResourceIdFilter,
-    result: str | None = ResultFilter,
-    since: datetime | None = Since,
-    until: datetime | None = Until,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> Page[AuditRecordOut]:
     """Who did what in the organization, newest first."""
     org = tenancy.get_organization(ctx.db, ctx.me, org_id, Action.ORG_VIEW_AUDIT)
-    filters = _filters(actor, action, resource_type, resource_id, result, since, until)
     return _page(ctx, org.id, filters, page_size, page_token)
 
 
@@ -85,20 +83,13 @@ def _page(
 )
 def list_all_audit_records(
     ctx: CtxDep,
-    actor: str | None = Actor,
-    action: str | None = ActionFilter,
-    resource_type: str | None = ResourceTypeFilter,
-    resource_id: str | None = ResourceIdFilter,
-    result: str | None = ResultFilter,
-    since: datetime | None = Since,
-    until: datetime | None = Until,
+    filters: FiltersDep,
     page_size: int = PageSize,
     page_token: str | None = PageToken,
 ) -> Page[AuditRecordOut]:
     """Every record of the installation, newest first, those of no organization included (a
     failed sign-in as an unknown name): installation admins."""
     access.authorize(ctx.db, ctx.me, Action.SYSTEM_MANAGE)
-    filters = _filters(actor, action, resource_type, resource_id, result, since, until)
     return _page(ctx, None, filters, page_size, page_token)
 
 
@@ -113,18 +104,11 @@ def list_all_audit_records(
 )
 def export_audit_records(
     ctx: CtxDep,
+    filters: FiltersDep,
     org_id: str = Path(max_length=MAX_ID),
-    actor: str | None = Actor,
-    action: str | None = ActionFilter,
-    resource_type: str | None = ResourceTypeFilter,
-    resource_id: str | None = ResourceIdFilter,
-    result: str | None = ResultFilter,
-    since: datetime | None = Since,
-    until: datetime | None = Until,
 ) -> StreamingResponse:
     """Every matching record as JSON Lines, oldest first (for a SIEM or an auditor)."""
     org = tenancy.get_organization(ctx.db, ctx.me, org_id, Action.ORG_VIEW_AUDIT)
-    filters = _filters(actor, action, resource_type, resource_id, result, since, until)
     audit.query(org.id, filters)  # bad filters fail here, as a 422, not halfway through the body
     database: Database = ctx.request.app.state.db
     org_key = org.id

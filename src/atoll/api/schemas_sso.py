@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
 
 from atoll.api.bounds import Days
 from atoll.api.schemas import ApiModel, Input, Timestamp
+
+
+GroupName = Annotated[str, StringConstraints(max_length=255)]  # as the provider spells it
 
 
 class ProviderPublic(ApiModel):
@@ -43,7 +48,7 @@ class ProviderCreate(Input):
     scopes: str = Field(default="openid profile email", max_length=512)
     organization_id: str = Field(max_length=64, description="The organization's id or name")
     groups_claim: str = Field(default="groups", max_length=128)
-    admin_groups: list[str] = Field(default_factory=list, max_length=100)
+    admin_groups: list[GroupName] = Field(default_factory=list, max_length=100)
     username_claim: str = Field(default="preferred_username", max_length=128)
     enabled: bool = True
 
@@ -56,7 +61,7 @@ class ProviderUpdate(Input):
     scopes: str | None = Field(default=None, max_length=512)
     organization_id: str | None = Field(default=None, max_length=64)
     groups_claim: str | None = Field(default=None, max_length=128)
-    admin_groups: list[str] | None = Field(default=None, max_length=100)
+    admin_groups: list[GroupName] | None = Field(default=None, max_length=100)
     username_claim: str | None = Field(default=None, max_length=128)
     enabled: bool | None = None
 
