@@ -4,6 +4,7 @@ down. Each attempt is one audit record saying how it ended."""
 
 from __future__ import annotations
 
+import re
 from contextlib import closing
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -50,6 +51,17 @@ def test_a_provider_user_signs_in_lands_in_the_organization_and_gets_the_project
         me = _me(http).json()
         assert (me["username"], me["displayName"], me["email"]) == ("ada", "Ada Lovelace", "ada@example.test")
         assert http.get(f"/api/v1/projects/{acme.project}").status_code == 200
+        # No password came with the account: none can be set by "changing" it, nor used to sign in.
+        account = http.get("/account").text
+        assert "has no password here" in account
+        token = re.search(r'name="csrf_token" value="([^"]+)"', account)
+        assert token is not None
+        body = {"currentPassword": "", "newPassword": "a-new-long-passphrase-42"}
+        r = http.put("/api/v1/users/me/password", json=body, headers={"X-CSRF-Token": token.group(1)})
+        assert r.status_code == 422 and "has no password to change" in r.text
+        for password in ("", IDP_PASSWORD):
+            r = httpx.post(f"{server.url}/api/v1/auth/tokens", json={"username": "ada", "password": password})
+            assert r.status_code == 401
         with server.api() as api:
             members = api.get(f"/groups/{acme.group}/members").json()
             assert [m["username"] for m in members] == ["ada"]

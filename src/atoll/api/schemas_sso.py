@@ -9,7 +9,6 @@ from pydantic import Field, StringConstraints
 from atoll.api.bounds import Days
 from atoll.api.schemas import ApiModel, Input, Timestamp
 
-
 GroupName = Annotated[str, StringConstraints(max_length=255)]  # as the provider spells it
 
 

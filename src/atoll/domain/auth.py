@@ -110,6 +110,11 @@ def change_password(
 
     The current password is checked within the sign-in limits too: a stolen session must not
     become a way to guess it."""
+    if not user.password_hash:
+        raise Invalid(
+            "this account signs in through single sign-on and has no password to change",
+            field="currentPassword",
+        )
     attempt = throttle.admit(db, guard, user.username)
     if not verify_password(user.password_hash, old):
         throttle.failed(db, attempt)
