@@ -231,3 +231,18 @@ def test_bad_callbacks_change_nothing(server: RunningServer) -> None:
         r = http.get("/login/sso/canaille", params={"cli_port": "80"}, follow_redirects=False)
         assert r.status_code == 422
         assert _me(http).status_code == 401
+
+
+def test_a_sign_in_started_at_another_address_of_the_server_moves_to_its_public_one(
+    server: RunningServer, provider: Provider, linus: Any
+) -> None:
+    """Reached as localhost while the provider comes back to 127.0.0.1 (the public URL): the
+    sign-in starts over at the public URL, where the browser's mark then is."""
+    other = server.url.replace("127.0.0.1", "localhost")
+    with httpx.Client(timeout=30) as http:
+        r = http.get(f"{other}/login/sso/canaille?next=/account", follow_redirects=False)
+        assert (
+            r.status_code == 303 and r.headers["location"] == f"{server.url}/login/sso/canaille?next=/account"
+        )
+        r = walk(http, provider, r.headers["location"], "linus", IDP_PASSWORD)
+        assert r.status_code == 303 and r.headers["location"] == "/account"

@@ -85,7 +85,7 @@ def _write(scope: Scope, note: audit.Note, status: int) -> None:
                 action=action,
                 result=audit.result_of(status),
                 status=status,
-                organization_id=note.organization_id,
+                organization_id=audit.organization_of(s, note),
                 actor_id=note.actor_id,
                 actor=note.actor,
                 via=note.via,

@@ -347,7 +347,7 @@ def authorize(db: Session, p: Principal | None, action: Action, resource: Resour
     if p is None:
         raise Unauthenticated("sign in or pass an API token (Authorization: Bearer …)")
     req = REQUIREMENTS[action]
-    audit.note_target(db, resource)
+    audit.note_target(resource)
     if req.on is None:
         if req.rank > Rank.NONE and not p.is_admin:
             raise Forbidden(f"this needs the {req.why} role")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,7 +56,9 @@ class Note:
     detail: str = ""
     record: bool = False  # record this request even though its method is a safe one
     skip: bool = False  # recorded another way already (or nothing to record)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # A project's community, whose organization the writer looks up: only for the requests that
+    # are recorded, not for every read that authorizes something.
+    community_id: str | None = None
 
 
 # The request's Note. A mutable object in a context variable: FastAPI runs sync code in worker
@@ -109,26 +111,30 @@ def note_detail(detail: str) -> None:
         n.detail = detail[:MAX_DETAIL]
 
 
-def note_target(db: Session, resource: Any) -> None:
+def note_target(resource: Any) -> None:
     """The resource the request acts on: the first one authorized (access.authorize calls this)."""
     n = _CURRENT.get()
     if n is None or n.resource_id or resource is None:
         return
-    kind, org = describe(db, resource)
-    n.resource_type, n.resource_id, n.organization_id = kind, str(resource.id), org
-
-
-def describe(db: Session, resource: Any) -> tuple[str, str | None]:
-    """(resource type, its organization's id) of a tenancy object."""
+    n.resource_id = str(resource.id)
     if isinstance(resource, Organization):
-        return "organization", resource.id
-    if isinstance(resource, Community | BillingAccount | Group):
-        kind = {Community: "community", BillingAccount: "billingAccount", Group: "group"}[type(resource)]
-        return kind, resource.organization_id
-    if isinstance(resource, Project):
-        community = db.get(Community, resource.community_id)
-        return "project", community.organization_id if community else None
-    return type(resource).__name__.lower(), None
+        n.resource_type, n.organization_id = "organization", resource.id
+    elif isinstance(resource, Community | BillingAccount | Group):
+        n.resource_type = {Community: "community", BillingAccount: "billingAccount", Group: "group"}[
+            type(resource)
+        ]
+        n.organization_id = resource.organization_id
+    elif isinstance(resource, Project):
+        n.resource_type, n.community_id = "project", resource.community_id
+    else:
+        n.resource_type = type(resource).__name__.lower()
+
+
+def organization_of(db: Session, note: Note) -> str | None:
+    """The organization the noted resource belongs to (a project's: through its community)."""
+    if note.organization_id is None and note.community_id is not None:
+        return db.scalar(select(Community.organization_id).where(Community.id == note.community_id))
+    return note.organization_id
 
 
 def result_of(status: int) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -62,9 +62,16 @@ def sso_start(
     """Off to the provider. With ``cli_*``: a sign-in `atoll login --sso` started, whose code goes
     back to the CLI on this machine's loopback."""
     nxt = safe_next(next)
+    public = urlsplit(ctx.settings.base_url)
+    if ctx.request.url.netloc.lower() != public.netloc.lower():
+        # The provider comes back to the public URL: start there, so that this browser's mark
+        # (a cookie) is on the host the answer arrives at. Hosts only are compared: behind a
+        # proxy that does not say it spoke https, comparing schemes too would redirect forever.
+        query = f"?{ctx.request.url.query}" if ctx.request.url.query else ""
+        return redirect(ctx, f"{ctx.settings.base_url}{ctx.request.url.path}{query}")
     try:
         provider = sso_providers.enabled(ctx.db, name[:63])
-        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))  # whose log
+        audit.note_target(ctx.db.get(Organization, provider.organization_id))  # whose log
         cli = None
         if cli_port is not None:
             if not _CLI_STATE.match(cli_state) or not _CLI_STATE.match(cli_challenge):
@@ -109,7 +116,7 @@ def sso_callback(
     row: SsoSignIn | None = None
     try:
         provider = sso_providers.enabled(ctx.db, name[:63])
-        audit.note_target(ctx.db, ctx.db.get(Organization, provider.organization_id))  # whose log
+        audit.note_target(ctx.db.get(Organization, provider.organization_id))  # whose log
         row = oidc.take_sign_in(ctx.db, state, ctx.request.cookies.get(BROWSER_COOKIE) or "")
         nxt = row.next_url
         ctx.commit()  # used, whatever comes next: the same answer is never taken twice
@@ -158,7 +165,7 @@ def sso_cli_confirm(ctx: Public) -> Response:
     row.confirm_hash = None  # answered once
     if user is not None:
         audit.note_actor(user.id, user.username, "sso")
-    audit.note_target(ctx.db, ctx.db.get(Organization, _provider_org(ctx, row.provider_id)))
+    audit.note_target(ctx.db.get(Organization, _provider_org(ctx, row.provider_id)))
     if ctx.value("answer") != "allow" or user is None:
         audit.note_action("confirm_cli_sign_in", detail="refused in the browser")
         ctx.commit()
