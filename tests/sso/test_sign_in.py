@@ -230,6 +230,15 @@ def test_bad_callbacks_change_nothing(server: RunningServer) -> None:
         assert r.status_code == 404
         r = http.get("/login/sso/canaille", params={"cli_port": "80"}, follow_redirects=False)
         assert r.status_code == 422
+        form = http.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        data = {"csrf_token": csrf.group(1), "ticket": "made-up-ticket", "answer": "allow"}
+        r = http.post("/login/sso/cli", data=data, follow_redirects=False)
+        assert r.status_code == 401 and "unknown, answered or expired" in r.text
+        with server.api() as api:
+            last = api.get("/audit-records", params={"action": "confirm_cli_sign_in", "pageSize": 1}).json()
+            assert last["items"][0]["result"] == "denied"
         assert _me(http).status_code == 401
 
 

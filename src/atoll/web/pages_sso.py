@@ -39,9 +39,9 @@ def callback_url(ctx: WebCtx, name: str) -> str:
     return f"{ctx.settings.base_url}/login/sso/{name}/callback"
 
 
-def _refused(ctx: WebCtx, nxt: str, e: DomainError) -> Response:
+def _refused(ctx: WebCtx, nxt: str, e: DomainError, action: str = "sign_in_sso") -> Response:
     ctx.rollback()
-    audit.note_action("sign_in_sso", record=True, detail=e.detail)
+    audit.note_action(action, record=True, detail=e.detail)
     return login_page_for(ctx, nxt, error=FormError("sso", None, e.detail), status=e.status)
 
 
@@ -160,7 +160,7 @@ def sso_cli_confirm(ctx: Public) -> Response:
     )
     if row is None or row.user_id is None or row.cli_port is None or as_utc(row.expires_at) < utcnow():
         e = Unauthenticated("this CLI sign-in is unknown, answered or expired: run `atoll login --sso` again")
-        return _refused(ctx, "/", e)
+        return _refused(ctx, "/", e, "confirm_cli_sign_in")
     user = ctx.db.get(User, row.user_id)
     row.confirm_hash = None  # answered once
     if user is not None:
