@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from atoll import __version__
-from atoll.api import bounds, problems
+from atoll.api import API_PREFIX, bounds, problems
 from atoll.api.audit_log import AuditLog
 from atoll.api.body_limit import BodyLimit
 from atoll.api.routes_access import router as access_router
@@ -46,7 +46,6 @@ from atoll.store.db import Database
 from atoll.store.migrate import upgrade
 
 log = logging.getLogger("atoll")
-API_PREFIX = "/api/v1"
 API_ROUTERS = (
     auth_router,
     sso_router,

@@ -13,7 +13,6 @@ import contextlib
 import datetime
 import secrets
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,10 +152,6 @@ class Provider:
             yield
         finally:
             OpenIDCode.DEFAULT_EXPIRES_IN = before
-
-    @staticmethod
-    def new_id() -> str:
-        return str(uuid.uuid4())
 
 
 # --- Atoll configured for the provider ----------------------------------------------------------

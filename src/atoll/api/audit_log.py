@@ -15,10 +15,10 @@ from typing import Any
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from atoll.api import API_PREFIX
 from atoll.domain import audit
 
 log = logging.getLogger("atoll.audit")
-API_PREFIX = "/api/v1"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_RECORDED = ("/static/", "/nb/", "/healthz", "/metrics")
 
@@ -28,8 +28,8 @@ class AuditLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)  # nothing to note: no Note, no wrapped send
             return
         note, token = audit.begin()
         written = False
@@ -57,8 +57,6 @@ class AuditLog:
 
 
 def _wanted(scope: Scope, note: audit.Note) -> bool:
-    if note.skip:
-        return False
     if note.record:
         return True
     path: str = scope["path"]

@@ -30,11 +30,6 @@ from atoll.store.tables import ExternalIdentity, IdentityProvider, Organization,
 router = APIRouter()
 
 
-def callback_url(settings: Settings, name: str) -> str:
-    """The redirect URI to register with the provider."""
-    return f"{settings.base_url}/login/sso/{name}/callback"
-
-
 def _out(settings: Settings, row: IdentityProvider) -> ProviderOut:
     return ProviderOut(
         id=row.id,
@@ -50,7 +45,7 @@ def _out(settings: Settings, row: IdentityProvider) -> ProviderOut:
         username_claim=row.username_claim,
         enabled=row.enabled,
         managed_by=row.managed_by,
-        redirect_uri=callback_url(settings, row.name),
+        redirect_uri=sso_providers.redirect_uri(settings.base_url, row.name),
         created_at=row.created_at,
     )
 

@@ -4,6 +4,7 @@ user's single sign-on sessions (organization admins)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -81,10 +82,7 @@ def add(
 def remove(name: Annotated[str, typer.Argument(help="The provider's name or id")]) -> None:
     """Remove a provider: its users keep their accounts but can no longer sign in through it."""
     with client() as c:
-        rows = [p for p in c.get("/identity-providers") if name in (p["name"], p["id"])]
-        if not rows:
-            fail(f"identity provider {name!r} not found")
-        c.delete(f"/identity-providers/{rows[0]['id']}")
+        c.delete(f"/identity-providers/{quote(name, safe='')}")  # the API takes a name or an id
     success(f"Identity provider {name} removed.")
 
 

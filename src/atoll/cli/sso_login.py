@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import secrets
 import threading
 import webbrowser
@@ -58,7 +59,7 @@ def _waiter(state: str, answer: _Answer, done: threading.Event) -> type[BaseHTTP
             done.set()
 
         def _reply(self, status: int, title: str, text: str) -> None:
-            body = _PAGE.format(title=_escape(title), text=_escape(text)).encode()
+            body = _PAGE.format(title=html.escape(title), text=html.escape(text)).encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -69,10 +70,6 @@ def _waiter(state: str, answer: _Answer, done: threading.Event) -> type[BaseHTTP
             pass  # the CLI's output is its own
 
     return Callback
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def choose_provider(base: str, wanted: str | None) -> dict[str, Any]:

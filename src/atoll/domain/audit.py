@@ -55,7 +55,6 @@ class Note:
     resource_id: str = ""
     detail: str = ""
     record: bool = False  # record this request even though its method is a safe one
-    skip: bool = False  # recorded another way already (or nothing to record)
     # A project's community, whose organization the writer looks up: only for the requests that
     # are recorded, not for every read that authorizes something.
     community_id: str | None = None

@@ -234,7 +234,7 @@ def challenge_of(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def issue_cli_code(db: Session, row: SsoSignIn, user: User) -> str:
+def issue_cli_code(row: SsoSignIn, user: User) -> str:
     code = secrets.token_urlsafe(32)
     row.user_id = user.id
     row.cli_code_hash = auth.sha256(code)

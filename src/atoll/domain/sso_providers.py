@@ -40,6 +40,11 @@ class ProviderFields:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def redirect_uri(base_url: str, name: str) -> str:
+    """Where the provider sends the browser back: the URI to register with it."""
+    return f"{base_url}/login/sso/{name}/callback"
+
+
 def check_issuer(value: str) -> str:
     """An https URL, or http on loopback (a provider on this machine, as in tests)."""
     value = value.strip()

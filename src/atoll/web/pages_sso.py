@@ -35,10 +35,6 @@ _CLI_STATE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 BROWSER_COOKIE = "atoll_sso_browser"
 
 
-def callback_url(ctx: WebCtx, name: str) -> str:
-    return f"{ctx.settings.base_url}/login/sso/{name}/callback"
-
-
 def _refused(ctx: WebCtx, nxt: str, e: DomainError, action: str = "sign_in_sso") -> Response:
     ctx.rollback()
     audit.note_action(action, record=True, detail=e.detail)
@@ -87,7 +83,7 @@ def sso_start(
             ctx.db,
             ctx.request.app.state.secret_box,
             provider,
-            callback_url(ctx, provider.name),
+            sso_providers.redirect_uri(ctx.settings.base_url, provider.name),
             nxt,
             ttl,
             browser,
@@ -170,7 +166,7 @@ def sso_cli_confirm(ctx: Public) -> Response:
         audit.note_action("confirm_cli_sign_in", detail="refused in the browser")
         ctx.commit()
         return _to_cli(ctx, row, error="the sign-in was refused in the browser")
-    code = sso_accounts.issue_cli_code(ctx.db, row, user)
+    code = sso_accounts.issue_cli_code(row, user)
     audit.note_action("confirm_cli_sign_in", detail=f"the CLI on port {row.cli_port} may sign in")
     ctx.commit()
     return _to_cli(ctx, row, code=code)

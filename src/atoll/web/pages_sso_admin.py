@@ -46,7 +46,7 @@ def sso_page(ctx: WebCtx, *, error: FormError = NO_ERROR, status: int = 200) -> 
             "admin_groups": ", ".join(p.admin_groups or []),
             "enabled": p.enabled,
             "managed_by": p.managed_by,
-            "redirect_uri": f"{ctx.settings.base_url}/login/sso/{p.name}/callback",
+            "redirect_uri": sso_providers.redirect_uri(ctx.settings.base_url, p.name),
         }
         for p in sso_providers.listed(ctx.db)
     ]
