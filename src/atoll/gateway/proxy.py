@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
@@ -69,6 +70,7 @@ _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"}
 )
 
+log = logging.getLogger("atoll.gateway")
 _BAD_GATEWAY = "notebook server unreachable"
 
 
@@ -195,7 +197,9 @@ class NotebookProxy:
         )
         try:
             resp = await self._client.send(request, stream=True)
-        except httpx.HTTPError:
+        except httpx.HTTPError as e:
+            # Said in the server's log: a browser only sees that one asset of JupyterLab failed.
+            log.warning("notebook gateway: %s %s failed upstream: %r", scope["method"], scope["path"], e)
             await PlainTextResponse(_BAD_GATEWAY, status_code=502)(scope, receive, send)
             return
         try:
