@@ -70,8 +70,10 @@ def test_job_page_is_hidden_from_users_without_a_role(
 
 def test_a_running_job_page_follows_the_job(page: Page, server: RunningServer) -> None:
     """The page listens on the API's long poll and shows a line written after it was opened."""
-    job = {"id": run_job(server, "talk", "bash -c 'echo one; sleep 3; echo two'", "EXECUTING")["job"]}
+    # Signed in first, and the job's second line well after its first: the page must open while
+    # the job still runs (a busy machine took more than the 3 s there were before).
     sign_in(page, "admin", ADMIN_PASSWORD)
+    job = {"id": run_job(server, "talk", "bash -c 'echo one; sleep 8; echo two'", "EXECUTING")["job"]}
     with page.expect_request(lambda r: f"/api/v1/jobs/{job['id']}/events" in r.url):
         page.goto(f"/jobs/{job['id']}")
     expect(page.get_by_test_id("log-stdout")).to_contain_text("two", timeout=60_000)
